@@ -1,0 +1,160 @@
+"""Connect to NATS and provision the streams and KV buckets the farm shares."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from dataclasses import dataclass
+
+import nats
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+
+from smsgate import subjects
+from smsgate.config import NatsConfig
+
+log = logging.getLogger("smsgate.bus")
+
+DEAD_MAX_AGE = 30 * 86400.0
+# A retried request with the same Nats-Msg-Id inside this window is not queued twice.
+SEND_DUPLICATE_WINDOW = 3600.0
+
+
+def _tls_context(config: NatsConfig) -> ssl.SSLContext | None:
+    if not (config.tls_ca or config.tls_cert):
+        return None
+    context = ssl.create_default_context(cafile=config.tls_ca)
+    if config.tls_cert:
+        context.load_cert_chain(config.tls_cert, config.tls_key)
+    return context
+
+
+async def connect(config: NatsConfig, *, name: str | None = None) -> Client:
+    """Connect with whatever credentials the config carries; reconnect forever."""
+
+    async def on_error(exc: Exception) -> None:
+        log.warning("nats error: %s", exc)
+
+    async def on_disconnect() -> None:
+        log.warning("nats disconnected")
+
+    async def on_reconnect() -> None:
+        log.info("nats reconnected to %s", client.connected_url)
+
+    client = nats.aio.client.Client()
+    options: dict[str, object] = {}
+    if config.user:
+        options["user"] = config.user
+        options["password"] = config.password or ""
+    if config.token:
+        options["token"] = config.token
+    if config.creds:
+        options["user_credentials"] = config.creds
+    tls = _tls_context(config)
+    if tls is not None:
+        options["tls"] = tls
+    await client.connect(
+        servers=config.servers,
+        name=name or config.name,
+        max_reconnect_attempts=-1,
+        reconnect_time_wait=1,
+        connect_timeout=5,
+        error_cb=on_error,
+        disconnected_cb=on_disconnect,
+        reconnected_cb=on_reconnect,
+        **options,  # type: ignore[arg-type]
+    )
+    return client
+
+
+def stream_configs(config: NatsConfig) -> list[StreamConfig]:
+    """The three streams of DESIGN.md, sized by config."""
+    return [
+        StreamConfig(
+            name=subjects.SEND_STREAM,
+            subjects=[subjects.SEND_WILDCARD],
+            retention=RetentionPolicy.WORK_QUEUE,
+            storage=StorageType.FILE,
+            num_replicas=config.replicas,
+            max_msgs=config.send_max_msgs,
+            discard=DiscardPolicy.NEW,  # a full queue refuses new work instead of dropping old
+            duplicate_window=SEND_DUPLICATE_WINDOW,
+        ),
+        StreamConfig(
+            name=subjects.EVENTS_STREAM,
+            subjects=[subjects.EVENTS_WILDCARD],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=config.replicas,
+            max_age=config.events_max_age,
+            duplicate_window=120.0,
+        ),
+        StreamConfig(
+            name=subjects.DEAD_STREAM,
+            subjects=[subjects.DEAD_WILDCARD],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            num_replicas=config.replicas,
+            max_age=DEAD_MAX_AGE,
+        ),
+    ]
+
+
+async def _ensure_stream(js: JetStreamContext, stream: StreamConfig) -> None:
+    assert stream.name is not None
+    try:
+        await js.stream_info(stream.name)
+    except NotFoundError:
+        await js.add_stream(stream)
+        log.info("created stream %s", stream.name)
+        return
+    await js.update_stream(stream)
+
+
+async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
+    try:
+        return await js.key_value(config.bucket)
+    except BucketNotFoundError:
+        log.info("created KV bucket %s", config.bucket)
+        return await js.create_key_value(config)
+
+
+@dataclass
+class Buckets:
+    ports: KeyValue
+    messages: KeyValue
+
+
+async def provision(js: JetStreamContext, config: NatsConfig) -> Buckets:
+    """Create or update every stream and KV bucket; safe to call from every service."""
+    for stream in stream_configs(config):
+        await _ensure_stream(js, stream)
+    ports = await _ensure_bucket(
+        js,
+        KeyValueConfig(
+            bucket=subjects.PORTS_BUCKET,
+            history=1,
+            replicas=config.replicas,
+            storage=StorageType.FILE,
+        ),
+    )
+    messages = await _ensure_bucket(
+        js,
+        KeyValueConfig(
+            bucket=subjects.MESSAGES_BUCKET,
+            history=1,
+            ttl=config.messages_ttl,
+            replicas=config.replicas,
+            storage=StorageType.FILE,
+        ),
+    )
+    return Buckets(ports=ports, messages=messages)

@@ -1,0 +1,260 @@
+"""One TOML file, a section per service, decoded into msgspec Structs.
+
+`SMSGATE_<SECTION>_<KEY>` environment variables override top-level keys of a section
+(`SMSGATE_NATS_URL`, `SMSGATE_API_LISTEN`). A bad file fails at start-up with an error
+that names the file, the field and the problem.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from smsgate.subjects import PORT_NAME_PATTERN, port_number
+
+PortName = Annotated[str, msgspec.Meta(pattern=PORT_NAME_PATTERN, max_length=64)]
+Seconds = Annotated[float, msgspec.Meta(ge=0)]
+DAY = 86400.0
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message says where and why."""
+
+
+class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class NatsConfig(_Section):
+    url: str = "nats://127.0.0.1:4222"  # several, comma-separated, for a cluster
+    user: str | None = None
+    password: str | None = None
+    token: str | None = None
+    creds: str | None = None
+    tls_ca: str | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
+    events_max_age: Seconds = 7 * DAY
+    messages_ttl: Seconds = 7 * DAY  # how long `sms_messages` keeps a message's status
+    send_max_msgs: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000  # queue capacity
+    name: str = "smsgate"
+
+    @property
+    def servers(self) -> list[str]:
+        return [u.strip() for u in self.url.split(",") if u.strip()]
+
+
+class ApiUser(_Section):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    password: Annotated[str, msgspec.Meta(min_length=1)]  # "scrypt:..." or plain (warned)
+    ports: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    token: str | None = None  # bearer token for /api/v1
+    delivery_report: bool = True  # ask for delivery reports unless the request says no
+
+
+class ApiConfig(_Section):
+    listen: str = "0.0.0.0:8080"
+    http_to_sms: bool = True  # the gateway's "Enable" switch
+    cors: bool = False
+    default_report: Literal["JSON", "String", "NO"] = "JSON"
+    max_recipients: Annotated[int, msgspec.Meta(ge=1)] = 100
+    max_parts: Annotated[int, msgspec.Meta(ge=1, le=255)] = 10
+    max_timeout: Seconds = 300.0
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    workers: Annotated[int, msgspec.Meta(ge=1)] = 1
+    users: list[ApiUser] = msgspec.field(default_factory=list)
+
+
+class SendPolicy(_Section):
+    """Per-SIM pacing and limits; farm defaults in [agent.policy], overrides per port."""
+
+    min_interval: Seconds = 10.0  # operators block SIMs that send faster
+    jitter: Seconds = 2.0
+    daily_cap: int | None = None
+    monthly_cap: int | None = None
+    park_after_failures: Annotated[int, msgspec.Meta(ge=1)] = 5
+    park_seconds: Seconds = 300.0
+
+
+class PolicyOverride(_Section):
+    min_interval: Seconds | None = None
+    jitter: Seconds | None = None
+    daily_cap: int | None = None
+    monthly_cap: int | None = None
+    park_after_failures: int | None = None
+    park_seconds: Seconds | None = None
+
+
+class AgentPort(_Section):
+    name: PortName
+    device: Annotated[str, msgspec.Meta(min_length=1)]
+    baudrate: Annotated[int, msgspec.Meta(gt=0)] = 115200
+    number: int | None = None  # gateway port number; default: the name's trailing digits
+    pin: str | None = None
+    reset_command: str = "AT+CFUN=1,1"
+    enabled: bool = True
+    smsc: str | None = None  # override the SIM's service centre
+    policy: PolicyOverride = msgspec.field(default_factory=PolicyOverride)
+
+    @property
+    def gateway_number(self) -> int | None:
+        return self.number if self.number is not None else port_number(self.name)
+
+
+class AgentConfig(_Section):
+    name: str = ""  # required when ports exist
+    ports: list[AgentPort] = msgspec.field(default_factory=list)
+    policy: SendPolicy = msgspec.field(default_factory=SendPolicy)
+    resend_interrupted: bool = False
+    send_timeout: Seconds = 60.0  # wait for `+CMGS:` after the PDU
+    command_timeout: Seconds = 10.0
+    heartbeat: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    reassembly_timeout: Seconds = 600.0
+    retries: Annotated[int, msgspec.Meta(ge=0)] = 3  # temporary errors, same port
+
+
+class CallbackParams(_Section):
+    """The name each field takes in the callback URL."""
+
+    phonenumber: str = "num"
+    port: str = "port"
+    portname: str = "portname"
+    message: str = "message"
+    time: str = "time"
+    imsi: str = "imsi"
+    status: str = "status"
+
+
+class Webhook(_Section):
+    name: PortName
+    url: str
+    format: Literal["gateway", "form", "json"] = "gateway"
+    events: list[Literal["result", "report", "inbound", "port"]] = msgspec.field(
+        default_factory=lambda: ["result", "report", "inbound"]
+    )
+    ports: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    secret: str | None = None  # HMAC-SHA256 signing key
+    concurrency: Annotated[int, msgspec.Meta(ge=1)] = 8
+    ordered: bool = False  # keep order per port (one delivery at a time per port)
+
+
+class CallbackConfig(_Section):
+    url: str | None = None
+    inbound: bool = True  # SMS to HTTP
+    results: bool = True  # AsyncSMS Result to HTTP
+    reports: bool = True  # SMS Reports to HTTP
+    params: CallbackParams = msgspec.field(default_factory=CallbackParams)
+    extra: dict[str, str] = msgspec.field(default_factory=dict)  # "user defined" parameters
+    secret: str | None = None
+    ca_file: str | None = None
+    verify: bool = True
+    timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    max_age: Seconds = DAY  # then the event goes to the dead-letter subject
+    backoff_initial: Annotated[float, msgspec.Meta(gt=0)] = 1.0
+    backoff_max: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    webhooks: list[Webhook] = msgspec.field(default_factory=list)
+
+
+class SimConfig(_Section):
+    ports: Annotated[int, msgspec.Meta(ge=0, le=4096)] = 8
+    prefix: str = "lte-"
+    transport: Literal["pty", "tcp"] = "pty"
+    host: str = "127.0.0.1"
+    base_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0  # 0: random free ports
+    msisdn_base: str = "+15550100"  # port i gets msisdn_base + i (zero-padded to 3 digits)
+    part_time: tuple[float, float] = (1.0, 3.0)  # seconds per part, min..max
+    report_delay: tuple[float, float] = (1.0, 3.0)
+    control: str = "127.0.0.1:0"  # HTTP control interface
+    map_file: str | None = None  # where to write {port: device}
+    autoreply: dict[str, str] = msgspec.field(default_factory=dict)  # number -> reply text
+
+
+class Config(_Section):
+    nats: NatsConfig = msgspec.field(default_factory=NatsConfig)
+    api: ApiConfig = msgspec.field(default_factory=ApiConfig)
+    agent: AgentConfig = msgspec.field(default_factory=AgentConfig)
+    callback: CallbackConfig = msgspec.field(default_factory=CallbackConfig)
+    sim: SimConfig = msgspec.field(default_factory=SimConfig)
+
+    def check(self) -> Config:
+        """Cross-field rules that a schema cannot say."""
+        names = [p.name for p in self.agent.ports]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ConfigError(f"agent.ports: duplicate port names {dupes}")
+        if self.agent.ports and not self.agent.name:
+            raise ConfigError("agent.name is required when [[agent.ports]] exist")
+        users = [u.name for u in self.api.users]
+        if len(set(users)) != len(users):
+            raise ConfigError("api.users: duplicate user names")
+        if bool(self.api.tls_cert) != bool(self.api.tls_key):
+            raise ConfigError("api: tls_cert and tls_key go together")
+        return self
+
+
+_SECTIONS = {"nats", "api", "agent", "callback", "sim"}
+_ENV = re.compile(r"^SMSGATE_([A-Z]+)_([A-Z0-9_]+)$")
+
+
+def _env_value(raw: str) -> Any:
+    """Env values are strings; JSON lists/objects/numbers/booleans are taken as such."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def apply_env(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    """Overlay `SMSGATE_<SECTION>_<KEY>` variables onto the raw TOML data."""
+    for name, raw in env.items():
+        match = _ENV.match(name)
+        if not match:
+            continue
+        section, key = match.group(1).lower(), match.group(2).lower()
+        if section not in _SECTIONS:
+            continue
+        data.setdefault(section, {})[key] = _env_value(raw)
+    return data
+
+
+def _field_path(message: str) -> str:
+    # msgspec says "... - at `$.agent.ports[0].name`"; show it as agent.ports[0].name
+    match = re.search(r"at `\$\.?([^`]*)`", message)
+    problem = message.split(" - at ")[0]
+    return f"{match.group(1)}: {problem}" if match else problem
+
+
+def parse(data: dict[str, Any], *, source: str = "<config>") -> Config:
+    try:
+        config = msgspec.convert(data, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"{source}: {_field_path(str(exc))}") from None
+    try:
+        return config.check()
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+
+
+def load(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:
+    """Read the TOML file (or defaults when `path` is None) plus environment overrides."""
+    data: dict[str, Any] = {}
+    source = "<defaults>"
+    if path is not None:
+        source = str(path)
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"{source}: no such file") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    data = apply_env(data, os.environ if env is None else env)
+    return parse(data, source=source)

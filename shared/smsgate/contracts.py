@@ -1,0 +1,241 @@
+"""The messages on the bus: msgspec Structs encoded as JSON.
+
+This is a public interface. Every Struct carries a schema version `v`; events carry a
+`type` tag and a stable `event_id`, so a subscriber in any language can read them and
+drop duplicates. Add fields with defaults; never rename or remove one within a version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from enum import StrEnum
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+
+from smsgate.subjects import PORT_NAME_PATTERN
+
+SCHEMA_VERSION = 1
+
+PortName = Annotated[str, msgspec.Meta(pattern=PORT_NAME_PATTERN, max_length=64)]
+MessageId = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def new_id() -> str:
+    """A fresh message or event id: 32 hex digits."""
+    return uuid.uuid4().hex
+
+
+class _Wire(msgspec.Struct, kw_only=True, omit_defaults=False, forbid_unknown_fields=False):
+    v: int = SCHEMA_VERSION
+
+
+# --- work --------------------------------------------------------------------------------
+
+
+class SendJob(_Wire, kw_only=True, frozen=True):
+    """One message to one recipient, queued on `sms.send.any` or `sms.send.port.<port>`."""
+
+    id: MessageId
+    to: Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
+    text: str
+    port: PortName | None = None  # pinned port, or None for any ready port
+    status_report: bool = True  # ask the network for a delivery report (TP-SRR)
+    user: str = ""
+    caller_id: str | None = None  # the `id` the caller gave, echoed in callbacks
+    reply_to: str | None = None  # inbox waiting for the result (API `timeout>0`)
+    created: dt.datetime
+    # A pinned job fails with `port unavailable` when its port stays down this long (s).
+    port_wait: float = 300.0
+
+
+# --- events ------------------------------------------------------------------------------
+
+
+class SendStatus(StrEnum):
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class DeliveryState(StrEnum):
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+class PartResult(msgspec.Struct, kw_only=True, frozen=True):
+    """What the modem said for one part of a message."""
+
+    sequence: int
+    reference: int | None = None  # TP-MR from `+CMGS: <mr>`; None when the modem gave none
+    error: str | None = None
+
+
+class _Event(_Wire, frozen=True, kw_only=True, tag_field="type"):
+    event_id: str
+    port: PortName
+    port_number: int | None = None  # the gateway's port number (`lte-7` -> 7)
+    imsi: str | None = None
+    time: dt.datetime  # when the event happened
+
+
+class SendResult(_Event, kw_only=True, frozen=True, tag="result"):
+    """One per message: it was sent (every part accepted by the network) or it failed."""
+
+    id: MessageId
+    caller_id: str | None = None
+    to: str
+    status: SendStatus
+    reason: str | None = None  # why it failed: `+CMS ERROR: 38`, `interrupted`, ...
+    parts: list[PartResult] = msgspec.field(default_factory=list)
+    user: str = ""
+
+
+class DeliveryReport(_Event, kw_only=True, frozen=True, tag="report"):
+    """One per message once every part has reported (or one part failed for good)."""
+
+    id: MessageId
+    caller_id: str | None = None
+    to: str
+    state: DeliveryState
+    reason: str = ""  # readable TP-ST meaning
+    status_code: int = 0  # TP-ST of the deciding part
+    smsc_time: dt.datetime | None = None  # discharge time given by the SMSC
+    user: str = ""
+
+
+class InboundSms(_Event, kw_only=True, frozen=True, tag="inbound"):
+    """An SMS received on a port; concatenated parts already joined."""
+
+    id: MessageId
+    sender: str
+    text: str
+    smsc_time: dt.datetime  # SCTS of the first part
+    smsc: str | None = None
+    parts: int = 1
+    complete: bool = True  # False when the reassembly timeout ran out with parts missing
+
+
+class PortStatus(StrEnum):
+    READY = "ready"
+    BUSY = "busy"
+    PARKED = "parked"
+    DISABLED = "disabled"
+    DOWN = "down"
+
+
+class PortState(_Wire, kw_only=True, frozen=True):
+    """A port's live state: the value in the `sms_ports` KV bucket."""
+
+    port: PortName
+    port_number: int | None = None
+    agent: str
+    device: str
+    status: PortStatus
+    imsi: str | None = None
+    iccid: str | None = None
+    imei: str | None = None
+    operator: str | None = None
+    signal: int | None = None  # dBm, None when unknown
+    registration: str | None = None  # home | roaming | searching | denied | unknown
+    sent: int = 0
+    failed: int = 0
+    received: int = 0
+    sent_today: int = 0
+    daily_cap: int | None = None
+    queue: int = 0
+    last_error: str | None = None
+    updated: dt.datetime
+    heartbeat_interval: float = 5.0  # a port not updated for 3 intervals is down
+
+
+class PortEvent(_Event, kw_only=True, frozen=True, tag="port"):
+    """A port's state changed (up, down, registered, SIM changed, ...)."""
+
+    change: str
+    state: PortState
+
+
+Event = SendResult | DeliveryReport | InboundSms | PortEvent
+
+
+# --- message status (`sms_messages` KV) ---------------------------------------------------
+
+
+class MessageState(StrEnum):
+    QUEUED = "queued"
+    SENDING = "sending"  # a modem may have it: the at-most-once marker
+    SENT = "sent"
+    FAILED = "failed"
+    DELIVERED = "delivered"
+    UNDELIVERED = "undelivered"
+
+
+class MessageStatus(_Wire, kw_only=True, frozen=True):
+    id: MessageId
+    to: str
+    state: MessageState
+    port: str | None = None
+    agent: str | None = None
+    reason: str | None = None
+    parts: list[PartResult] = msgspec.field(default_factory=list)
+    delivery: DeliveryState | None = None
+    caller_id: str | None = None
+    user: str = ""
+    created: dt.datetime
+    updated: dt.datetime
+
+
+# --- control -----------------------------------------------------------------------------
+
+
+class PortCommand(_Wire, kw_only=True, frozen=True):
+    action: Literal["disable", "enable", "drain"]
+
+
+class UssdRequest(_Wire, kw_only=True, frozen=True):
+    code: Annotated[str, msgspec.Meta(min_length=1, max_length=160)]
+    timeout: float = 30.0
+
+
+class ControlReply(_Wire, kw_only=True, frozen=True):
+    ok: bool
+    error: str | None = None
+    text: str | None = None  # USSD answer
+    state: PortState | None = None
+
+
+class DeadLetter(_Wire, kw_only=True, frozen=True):
+    """Something that could not be handled, kept with the reason instead of dropped."""
+
+    subject: str
+    reason: str
+    data: str  # the original payload (UTF-8, undecodable bytes replaced)
+    time: dt.datetime
+
+
+# --- codec -------------------------------------------------------------------------------
+
+_encoder = msgspec.json.Encoder()
+T = TypeVar("T")
+
+
+def encode(obj: Any) -> bytes:
+    return _encoder.encode(obj)
+
+
+_event_decoder = msgspec.json.Decoder(Event)
+
+
+def decode(data: bytes | str, kind: type[T]) -> T:
+    """Decode and validate one wire message; raises msgspec.ValidationError / DecodeError."""
+    return msgspec.json.decode(data, type=kind)
+
+
+def decode_event(data: bytes | str) -> Event:
+    return _event_decoder.decode(data)

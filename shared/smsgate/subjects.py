@@ -1,0 +1,91 @@
+"""Every NATS subject, stream and KV bucket, defined once.
+
+No service spells a subject string itself: it asks this module.
+"""
+
+from __future__ import annotations
+
+import re
+
+PORT_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
+_PORT_NAME = re.compile(PORT_NAME_PATTERN)
+
+# Work queue: one durable consumer for `any`, one per port for pinned jobs.
+SEND_STREAM = "SMS_SEND"
+SEND_WILDCARD = "sms.send.>"
+SEND_ANY = "sms.send.any"
+SEND_ANY_CONSUMER = "send-any"
+
+# Events: limits retention, read by callback, api (SSE) and anyone else.
+EVENTS_STREAM = "SMS_EVENTS"
+EVENTS_WILDCARD = "sms.event.>"
+EVENT_KINDS = ("result", "report", "inbound", "port")
+
+# Dead letters: jobs that could not be decoded, callbacks that exhausted their retries.
+DEAD_STREAM = "SMS_DEAD"
+DEAD_WILDCARD = "sms.dead.>"
+DEAD_SEND = "sms.dead.send"
+
+# Core-NATS request/reply for run-time port control and USSD (no stream: answers are live).
+CONTROL_PREFIX = "sms.control"
+
+PORTS_BUCKET = "sms_ports"
+MESSAGES_BUCKET = "sms_messages"
+
+
+def check_port_name(name: str) -> str:
+    """Return `name` if it is a valid port name (a single subject token), else raise ValueError."""
+    if not _PORT_NAME.match(name):
+        raise ValueError(f"invalid port name {name!r}: use letters, digits, '-' and '_' only")
+    return name
+
+
+def send_port(port: str) -> str:
+    """The subject of jobs pinned to `port`."""
+    return f"sms.send.port.{check_port_name(port)}"
+
+
+def send_port_consumer(port: str) -> str:
+    """The durable consumer name that drains `port`'s pinned jobs."""
+    return f"send-port-{check_port_name(port)}"
+
+
+def event(kind: str, port: str) -> str:
+    """The subject of one event kind (result, report, inbound, port) for `port`."""
+    if kind not in EVENT_KINDS:
+        raise ValueError(f"unknown event kind {kind!r}; expected one of {EVENT_KINDS}")
+    return f"sms.event.{kind}.{check_port_name(port)}"
+
+
+def event_filter(kind: str | None = None, port: str | None = None) -> str:
+    """A subject filter over events, narrowed by kind and/or port."""
+    return f"sms.event.{kind or '*'}.{port or '*'}"
+
+
+def parse_event_subject(subject: str) -> tuple[str, str]:
+    """Split `sms.event.<kind>.<port>` into (kind, port)."""
+    parts = subject.split(".")
+    if len(parts) != 4 or parts[:2] != ["sms", "event"] or parts[2] not in EVENT_KINDS:
+        raise ValueError(f"not an event subject: {subject!r}")
+    return parts[2], parts[3]
+
+
+def dead_callback(webhook: str) -> str:
+    """Dead letters of one webhook."""
+    return f"sms.dead.callback.{check_port_name(webhook)}"
+
+
+def port_control(port: str) -> str:
+    """Request subject for disable/enable/drain of `port`."""
+    return f"{CONTROL_PREFIX}.port.{check_port_name(port)}"
+
+
+def ussd(port: str) -> str:
+    """Request subject for a USSD query on `port`."""
+    return f"{CONTROL_PREFIX}.ussd.{check_port_name(port)}"
+
+
+def port_number(name: str) -> int | None:
+    """The gateway port number taken from a name's trailing digits (`lte-7` -> 7)."""
+    match = re.search(r"(\d+)$", name)
+    return int(match.group(1)) if match else None

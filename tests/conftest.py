@@ -1,0 +1,51 @@
+"""Shared fixtures: a real nats-server for the session, fresh streams for each test."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from smsgate import bus
+from smsgate.config import NatsConfig
+from smsgate.embedded import EmbeddedNats
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    """One real nats-server with JetStream on a random port and a temporary store."""
+    server = EmbeddedNats(store_dir=tmp_path_factory.mktemp("nats"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def nats_config(nats_server: EmbeddedNats) -> NatsConfig:
+    return NatsConfig(url=nats_server.url)
+
+
+@dataclass
+class Bus:
+    nc: Client
+    js: JetStreamContext
+    buckets: bus.Buckets
+    config: NatsConfig
+
+
+@pytest.fixture
+async def nats_bus(nats_config: NatsConfig) -> AsyncIterator[Bus]:
+    """A connection and a fresh set of streams and buckets (old ones deleted first)."""
+    nc = await bus.connect(nats_config, name="pytest")
+    js = nc.jetstream()
+    for name in await js.streams_info():
+        await js.delete_stream(name.config.name or "")
+    buckets = await bus.provision(js, nats_config)
+    yield Bus(nc=nc, js=js, buckets=buckets, config=nats_config)
+    await nc.close()

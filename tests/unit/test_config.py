@@ -1,0 +1,94 @@
+from pathlib import Path
+
+import pytest
+
+from smsgate.config import Config, ConfigError, load
+
+FULL = """
+[nats]
+url = "nats://10.0.0.1:4222, nats://10.0.0.2:4222"
+replicas = 3
+
+[api]
+listen = "127.0.0.1:9000"
+[[api.users]]
+name = "smsuser"
+password = "secret"
+ports = ["lte-1", "lte-2"]
+
+[agent]
+name = "host-a"
+[[agent.ports]]
+name = "lte-1"
+device = "/dev/ttyUSB2"
+[[agent.ports]]
+name = "modem"
+device = "socket://127.0.0.1:7000"
+number = 9
+
+[callback]
+url = "http://127.0.0.1/receive"
+reports = false
+[callback.params]
+phonenumber = "from"
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "smsgate.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_need_no_file() -> None:
+    config = load(None, env={})
+    assert config == Config()
+    assert config.nats.servers == ["nats://127.0.0.1:4222"]
+    assert config.callback.params.phonenumber == "num"
+    assert config.api.default_report == "JSON"
+
+
+def test_full_file(tmp_path: Path) -> None:
+    config = load(write(tmp_path, FULL), env={})
+    assert config.nats.servers == ["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"]
+    assert config.nats.replicas == 3
+    assert config.api.users[0].ports == ["lte-1", "lte-2"]
+    assert [p.gateway_number for p in config.agent.ports] == [1, 9]
+    assert config.callback.reports is False
+    assert config.callback.params.phonenumber == "from"
+    assert config.callback.params.status == "status"
+
+
+def test_env_overrides_file(tmp_path: Path) -> None:
+    env = {"SMSGATE_NATS_URL": "nats://127.0.0.1:5000", "SMSGATE_API_CORS": "true",
+           "SMSGATE_SIM_PORTS": "32", "UNRELATED": "x"}
+    config = load(write(tmp_path, FULL), env=env)
+    assert config.nats.url == "nats://127.0.0.1:5000"
+    assert config.api.cors is True
+    assert config.sim.ports == 32
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[agent]\nname='a'\n[[agent.ports]]\nname='lte.1'\ndevice='/dev/x'\n",
+         r"agent.ports\[0\].name: Expected `str` matching regex"),
+        ("[agent]\nname='a'\n[[agent.ports]]\nname='lte-1'\n", r"agent.ports\[0\]: Object missing required field `device`"),
+        ("[api]\nlisten=8080\n", r"api.listen: Expected `str`, got `int`"),
+        ("[nats]\nurl='x'\nbogus=1\n", r"nats: Object contains unknown field `bogus`"),
+        ("[agent]\n[[agent.ports]]\nname='lte-1'\ndevice='/dev/x'\n", r"agent.name is required"),
+        ("[agent]\nname='a'\n[[agent.ports]]\nname='p'\ndevice='/a'\n[[agent.ports]]\nname='p'\ndevice='/b'\n",
+         r"duplicate port names \['p'\]"),
+        ("[api\n", r"not valid TOML"),
+    ],
+)
+def test_bad_files_name_file_field_and_problem(tmp_path: Path, text: str, message: str) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load(path, env={})
+    assert str(info.value).startswith(str(path))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load(tmp_path / "nope.toml", env={})
