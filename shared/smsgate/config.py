@@ -132,6 +132,7 @@ class CallbackParams(_Section):
     time: str = "time"
     imsi: str = "imsi"
     status: str = "status"
+    reason: str = "reason"  # why a send failed or a report is not `delivered`
 
 
 class Webhook(_Section):
@@ -145,6 +146,17 @@ class Webhook(_Section):
     secret: str | None = None  # HMAC-SHA256 signing key
     concurrency: Annotated[int, msgspec.Meta(ge=1)] = 8
     ordered: bool = False  # keep order per port (one delivery at a time per port)
+    params: CallbackParams | None = None  # gateway/form field names; None: [callback.params]
+    extra: dict[str, str] = msgspec.field(default_factory=dict)  # fixed fields (gateway/form)
+    headers: dict[str, str] = msgspec.field(default_factory=dict)  # e.g. Authorization
+    # None: inherit the value from [callback]
+    timeout: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    max_age: Seconds | None = None
+    backoff_initial: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    backoff_max: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    ca_file: str | None = None
+    verify: bool | None = None
+    start: Literal["new", "all"] | None = None
 
 
 class CallbackConfig(_Section):
@@ -161,6 +173,16 @@ class CallbackConfig(_Section):
     max_age: Seconds = DAY  # then the event goes to the dead-letter subject
     backoff_initial: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     backoff_max: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    concurrency: Annotated[int, msgspec.Meta(ge=1)] = 8  # of the gateway-compatible url
+    ordered: bool = False
+    # Where a new durable consumer starts: events from now on, or all the stream still holds.
+    start: Literal["new", "all"] = "new"
+    # Send-result `time`: "local" (this host), "UTC", "+08:00" or an IANA zone name.
+    time_zone: str = "local"
+    result_time_format: str = "%Y-%m-%d %H:%M:%S"
+    smsc_time_format: str = "%Y/%m/%d %H:%M:%S"  # inbound SCTS and report discharge time
+    # Overrides of the `status` texts; keys: sent, failed, delivered, undelivered, expired.
+    status_text: dict[str, str] = msgspec.field(default_factory=dict)
     webhooks: list[Webhook] = msgspec.field(default_factory=list)
 
 
