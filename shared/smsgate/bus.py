@@ -132,6 +132,7 @@ async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyVal
 class Buckets:
     ports: KeyValue
     messages: KeyValue
+    inbound_parts: KeyValue
 
 
 async def provision(js: JetStreamContext, config: NatsConfig) -> Buckets:
@@ -157,4 +158,14 @@ async def provision(js: JetStreamContext, config: NatsConfig) -> Buckets:
             storage=StorageType.FILE,
         ),
     )
-    return Buckets(ports=ports, messages=messages)
+    inbound_parts = await _ensure_bucket(
+        js,
+        KeyValueConfig(
+            bucket=subjects.INBOUND_PARTS_BUCKET,
+            history=1,
+            ttl=config.events_max_age,
+            replicas=config.replicas,
+            storage=StorageType.FILE,
+        ),
+    )
+    return Buckets(ports=ports, messages=messages, inbound_parts=inbound_parts)

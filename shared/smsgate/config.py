@@ -120,6 +120,8 @@ class AgentConfig(_Section):
     heartbeat: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     reassembly_timeout: Seconds = 600.0
     retries: Annotated[int, msgspec.Meta(ge=0)] = 3  # temporary errors, same port
+    # A job whose agent died is redelivered after this; live agents keep theirs alive.
+    ack_wait: Annotated[float, msgspec.Meta(ge=1)] = 30.0
 
 
 class CallbackParams(_Section):

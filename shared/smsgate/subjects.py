@@ -31,6 +31,9 @@ CONTROL_PREFIX = "sms.control"
 
 PORTS_BUCKET = "sms_ports"
 MESSAGES_BUCKET = "sms_messages"
+# Parts of concatenated inbound SMS awaiting their siblings (agent-internal, crash-safe).
+INBOUND_PARTS_BUCKET = "sms_inbound_parts"
+_KV_KEY = re.compile(r"^[-_=a-zA-Z0-9]+$")
 
 
 def check_port_name(name: str) -> str:
@@ -89,3 +92,10 @@ def port_number(name: str) -> int | None:
     """The gateway port number taken from a name's trailing digits (`lte-7` -> 7)."""
     match = re.search(r"(\d+)$", name)
     return int(match.group(1)) if match else None
+
+
+def message_key(message_id: str) -> str:
+    """The `sms_messages` KV key of a message id; ids that are not valid keys are hex-encoded."""
+    if _KV_KEY.match(message_id) and not message_id.startswith("x-"):
+        return message_id
+    return "x-" + message_id.encode().hex()

@@ -21,7 +21,14 @@ async def test_provision_is_idempotent(nats_bus: Bus) -> None:
     await bus.provision(nats_bus.js, nats_bus.config)
     names = sorted(info.config.name or "" for info in await nats_bus.js.streams_info())
     assert names == sorted(
-        ["SMS_SEND", "SMS_EVENTS", "SMS_DEAD", "KV_sms_ports", "KV_sms_messages"]
+        [
+            "SMS_SEND",
+            "SMS_EVENTS",
+            "SMS_DEAD",
+            "KV_sms_ports",
+            "KV_sms_messages",
+            "KV_sms_inbound_parts",
+        ]
     )
     info = await nats_bus.js.stream_info(subjects.SEND_STREAM)
     assert info.config.retention == RetentionPolicy.WORK_QUEUE

@@ -25,3 +25,9 @@ def test_event_filter() -> None:
     assert subjects.event_filter() == "sms.event.*.*"
     assert subjects.event_filter("inbound") == "sms.event.inbound.*"
     assert subjects.event_filter(port="lte-1") == "sms.event.*.lte-1"
+
+
+def test_message_keys_are_valid_kv_keys() -> None:
+    assert subjects.message_key("edeb7540") == "edeb7540"
+    assert subjects.message_key("a b") == "x-" + b"a b".hex()
+    assert subjects.message_key("x-61") != "x-61"  # an id never collides with an encoded one

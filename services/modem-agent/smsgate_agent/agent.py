@@ -1,0 +1,251 @@
+"""The modem agent: this host's ports joined to the farm over NATS.
+
+Each idle, healthy port takes work: first its own pinned subject, then `sms.send.any`,
+fetched in batches sized to the idle ports, so a busy port never holds a job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import KeyNotFoundError
+
+from smsgate import bus, contracts, subjects
+from smsgate.config import Config
+from smsgate_agent.port import PortWorker
+from smsgate_agent.publisher import Publisher
+
+log = logging.getLogger("smsgate.agent")
+
+PINNED_POLL = 2.0  # seconds a pinned pull request lingers on the server
+SWEEP_EVERY = 5.0  # how often a port that cannot send checks its pinned jobs' age
+
+
+class Agent:
+    def __init__(self, config: Config) -> None:
+        if not config.agent.name:
+            raise ValueError("agent.name is required")
+        self.config = config
+        self.name = config.agent.name
+        self.stopping = asyncio.Event()
+        self.workers: list[PortWorker] = []
+        self.nc: Client | None = None
+        self._wake = asyncio.Event()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Serve until `stop` is set, then drain: finish in-flight sends and exit."""
+        self.nc = nc = await bus.connect(self.config.nats, name=f"smsgate-agent-{self.name}")
+        js = nc.jetstream()
+        buckets = await bus.provision(js, self.config.nats)
+        publisher = Publisher(nc=nc, js=js, buckets=buckets, agent=self.name)
+        for port in self.config.agent.ports:
+            worker = PortWorker(self.config.agent, port, publisher)
+            if await self._claim(worker, publisher):
+                self.workers.append(worker)
+        background: list[asyncio.Task[Any]] = []
+        senders: list[asyncio.Task[None]] = []
+
+        def spawn(coro: Coroutine[Any, Any, None]) -> None:
+            background.append(asyncio.create_task(coro))
+
+        any_sub = await js.pull_subscribe(
+            subjects.SEND_ANY,
+            durable=subjects.SEND_ANY_CONSUMER,
+            stream=subjects.SEND_STREAM,
+            config=self._consumer_config(),
+        )
+        for worker in self.workers:
+            await worker.restore_parts()
+            pinned = await js.pull_subscribe(
+                subjects.send_port(worker.name),
+                durable=subjects.send_port_consumer(worker.name),
+                stream=subjects.SEND_STREAM,
+                config=self._consumer_config(),
+            )
+            spawn(worker.modem.run())
+            spawn(self._pinned_loop(worker, pinned))
+            await self._serve_control(nc, worker)
+            senders.append(asyncio.create_task(worker.run(self.stopping)))
+        spawn(self._any_loop(any_sub))
+        spawn(self._heartbeat_loop())
+        log.info("agent %s serving %d ports", self.name, len(self.workers))
+
+        await stop.wait()
+        log.info("agent %s draining", self.name)
+        self.stopping.set()
+        await asyncio.gather(*senders, return_exceptions=True)
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+        for worker in self.workers:
+            await worker.modem.close()
+            worker.last_error = "agent stopped"
+            await worker.publish_state(force=True)
+        with contextlib.suppress(Exception):
+            await nc.drain()
+
+    def _consumer_config(self) -> ConsumerConfig:
+        return ConsumerConfig(
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.config.agent.ack_wait,
+            max_deliver=-1,
+            max_ack_pending=-1,
+        )
+
+    async def _claim(self, worker: PortWorker, publisher: Publisher) -> bool:
+        """Refuse a port name that a live port on another agent holds."""
+        try:
+            entry = await publisher.buckets.ports.get(worker.name)
+        except KeyNotFoundError:
+            return True
+        if not entry.value:
+            return True
+        try:
+            held = contracts.decode(entry.value, contracts.PortState)
+        except msgspec.MsgspecError:
+            return True
+        age = (contracts.utcnow() - held.updated).total_seconds()
+        if held.agent != self.name and age < 3 * held.heartbeat_interval:
+            log.error(
+                "port %s refused: it is held by agent %s (%s), updated %.1fs ago",
+                worker.name,
+                held.agent,
+                held.device,
+                age,
+            )
+            return False
+        return True
+
+    # --- work distribution --------------------------------------------------------------
+
+    async def _any_loop(self, sub: JetStreamContext.PullSubscription) -> None:
+        """Fetch shared work for exactly as many ports as are idle."""
+        while not self.stopping.is_set():
+            idle = [w for w in self.workers if w.idle.is_set() and w.can_take()]
+            if not idle:
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.2):
+                        await self._wake.wait()
+                continue
+            try:
+                msgs = await sub.fetch(len(idle), timeout=1.0)
+            except TimeoutError:
+                continue
+            except Exception as exc:  # noqa: BLE001 - NATS away: wait and try again
+                log.warning("fetch from %s failed: %s", subjects.SEND_ANY, exc)
+                await asyncio.sleep(1.0)
+                continue
+            for msg in msgs:
+                taker = next((w for w in idle if w.idle.is_set() and w.can_take()), None)
+                if taker is None or self.stopping.is_set():
+                    await msg.nak()
+                    continue
+                taker.idle.clear()
+                taker.inbox.put_nowait((msg, False))
+
+    async def _pinned_loop(self, worker: PortWorker, sub: JetStreamContext.PullSubscription) -> None:
+        """Pull the port's own jobs while it is idle; fail them if it stays unavailable."""
+        while not self.stopping.is_set():
+            if not worker.idle.is_set():
+                if worker.status() in (
+                    contracts.PortStatus.DOWN,
+                    contracts.PortStatus.DISABLED,
+                    contracts.PortStatus.PARKED,
+                ):
+                    await self._expire_pinned(worker, sub)
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SWEEP_EVERY):
+                        await worker.idle.wait()
+                continue
+            self._wake.set()
+            try:
+                msgs = await sub.fetch(1, timeout=PINNED_POLL)
+            except TimeoutError:
+                continue
+            except Exception as exc:  # noqa: BLE001
+                log.warning("fetch for %s failed: %s", worker.name, exc)
+                await asyncio.sleep(1.0)
+                continue
+            for msg in msgs:
+                worker.idle.clear()
+                worker.inbox.put_nowait((msg, True))
+
+    async def _expire_pinned(self, worker: PortWorker, sub: JetStreamContext.PullSubscription) -> None:
+        try:
+            msgs = await sub.fetch(50, timeout=0.2)
+        except Exception:  # noqa: BLE001 - nothing waiting, or NATS away
+            return
+        now = contracts.utcnow()
+        for msg in msgs:
+            try:
+                job = contracts.decode(msg.data, contracts.SendJob)
+            except msgspec.MsgspecError as exc:
+                await worker.publisher.dead_letter(msg.subject, f"malformed job: {exc}", msg.data)
+                await msg.term()
+                continue
+            if now - job.created >= dt.timedelta(seconds=job.port_wait):
+                await worker.fail_unavailable(msg, job)
+            else:
+                await msg.nak(delay=SWEEP_EVERY)
+
+    # --- control and heartbeat ----------------------------------------------------------
+
+    async def _serve_control(self, nc: Client, worker: PortWorker) -> None:
+        async def on_control(msg: Msg) -> None:
+            try:
+                command = contracts.decode(msg.data, contracts.PortCommand)
+            except msgspec.MsgspecError as exc:
+                await msg.respond(contracts.encode(contracts.ControlReply(ok=False, error=str(exc))))
+                return
+            if command.action == "disable":
+                worker.disabled, worker.draining = True, False
+            elif command.action == "enable":
+                worker.disabled = worker.draining = False
+                worker.policy.parked_until = 0.0
+            else:
+                worker.draining = True
+            worker.changed.set()
+            await worker.publish_state()
+            log.info("port %s: %s", worker.name, command.action)
+            reply = contracts.ControlReply(ok=True, state=worker.state())
+            await msg.respond(contracts.encode(reply))
+
+        async def on_ussd(msg: Msg) -> None:
+            try:
+                request = contracts.decode(msg.data, contracts.UssdRequest)
+                text = await worker.modem.ussd(request.code, request.timeout)
+                reply = contracts.ControlReply(ok=True, text=text)
+            except Exception as exc:  # noqa: BLE001 - every failure goes back to the asker
+                reply = contracts.ControlReply(ok=False, error=str(exc) or type(exc).__name__)
+            await msg.respond(contracts.encode(reply))
+
+        await nc.subscribe(subjects.port_control(worker.name), cb=on_control)
+        await nc.subscribe(subjects.ussd(worker.name), cb=on_ussd)
+
+    async def _heartbeat_loop(self) -> None:
+        while not self.stopping.is_set():
+            for worker in self.workers:
+                await worker.publish_state(force=True)
+                try:
+                    await worker.expire_parts()
+                except Exception as exc:  # noqa: BLE001 - retried next beat
+                    log.warning("%s: expiring inbound parts failed: %s", worker.name, exc)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.agent.heartbeat):
+                    await self.stopping.wait()
+
+
+async def run_agent(config: Config, stop: asyncio.Event) -> None:
+    await Agent(config).run(stop)

@@ -1,0 +1,97 @@
+"""Everything the agent tells the bus: events, message status, port state, dead letters.
+
+Event ids are derived from the message id, so a job that is handled again after a
+crash publishes the same event id and JetStream's duplicate window drops the copy.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import msgspec
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from smsgate import contracts, subjects
+from smsgate.bus import Buckets
+
+log = logging.getLogger("smsgate.agent")
+
+
+@dataclass
+class Publisher:
+    nc: Client
+    js: JetStreamContext
+    buckets: Buckets
+    agent: str
+
+    async def event(self, event: contracts.Event) -> None:
+        """Publish durably (waits for the JetStream ack)."""
+        kind = {
+            contracts.SendResult: "result",
+            contracts.DeliveryReport: "report",
+            contracts.InboundSms: "inbound",
+            contracts.PortEvent: "port",
+        }[type(event)]
+        await self.js.publish(
+            subjects.event(kind, event.port),
+            contracts.encode(event),
+            headers={"Nats-Msg-Id": event.event_id},
+        )
+
+    async def result(self, result: contracts.SendResult, reply_to: str | None) -> None:
+        """The send result: event, message status, and the waiting API request if any."""
+        await self.event(result)
+        state = (
+            contracts.MessageState.SENT
+            if result.status == contracts.SendStatus.SENT
+            else contracts.MessageState.FAILED
+        )
+        previous = await self.status(result.id)
+        await self.put_status(
+            contracts.MessageStatus(
+                id=result.id,
+                to=result.to,
+                state=state,
+                port=result.port,
+                agent=self.agent,
+                reason=result.reason,
+                parts=result.parts,
+                caller_id=result.caller_id,
+                user=result.user,
+                created=previous.created if previous else result.time,
+                updated=contracts.utcnow(),
+            )
+        )
+        if reply_to:
+            await self.nc.publish(reply_to, contracts.encode(result))
+
+    async def status(self, message_id: str) -> contracts.MessageStatus | None:
+        try:
+            entry = await self.buckets.messages.get(subjects.message_key(message_id))
+        except Exception:  # noqa: BLE001 - KeyNotFound and deleted markers alike
+            return None
+        if not entry.value:
+            return None
+        try:
+            return contracts.decode(entry.value, contracts.MessageStatus)
+        except msgspec.MsgspecError:
+            log.warning("unreadable status for %s", message_id)
+            return None
+
+    async def put_status(self, status: contracts.MessageStatus) -> None:
+        await self.buckets.messages.put(subjects.message_key(status.id), contracts.encode(status))
+
+    async def port_state(self, state: contracts.PortState) -> None:
+        await self.buckets.ports.put(state.port, contracts.encode(state))
+
+    async def dead_letter(self, subject: str, reason: str, data: bytes) -> None:
+        letter = contracts.DeadLetter(
+            subject=subject,
+            reason=reason,
+            data=data.decode("utf-8", errors="replace"),
+            time=contracts.utcnow(),
+        )
+        await self.js.publish(subjects.DEAD_SEND, contracts.encode(letter))
+        log.error("dead letter from %s: %s", subject, reason)
