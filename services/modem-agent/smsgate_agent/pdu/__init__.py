@@ -7,7 +7,7 @@ from .dcs import Alphabet
 from .deliver import Deliver, decode_deliver, encode_deliver
 from .errors import PduError
 from .gsm7 import gsm7_encodable
-from .message import decode
+from .message import decode, tpdu_length
 from .segments import Segmentation, count_segments, split_for_deliver
 from .status import DeliveryState
 from .status_report import StatusReport, decode_status_report, encode_status_report
@@ -34,4 +34,5 @@ __all__ = [
     "encode_submit",
     "gsm7_encodable",
     "split_for_deliver",
+    "tpdu_length",
 ]

@@ -20,3 +20,11 @@ def decode(pdu_hex: str, *, smsc_included: bool = True) -> Deliver | Submit | St
     if mti == 2:
         return read_status_report(reader, smsc)
     raise PduError("TP-MTI 3 is reserved; this is not an SMS PDU")
+
+
+def tpdu_length(pdu_hex: str, *, smsc_included: bool = True) -> int:
+    """The length AT+CMGS=<n> needs for a PDU: its octets after the SMSC field."""
+    reader = Reader(from_hex(pdu_hex))
+    if smsc_included:
+        reader.take(reader.octet("SMSC length"), "SMSC field")
+    return reader.remaining
