@@ -1,0 +1,150 @@
+"""`smsgate dev`: the whole farm on one machine, for a first five minutes that work.
+
+An embedded nats-server (data in `.smsgate/`), a simulator with virtual modems
+`lte-1`..`lte-8`, one agent, the API and the callback service, in one process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import shutil
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from smsgate.config import (
+    AgentConfig,
+    AgentPort,
+    ApiUser,
+    Config,
+    NatsConfig,
+    SendPolicy,
+)
+from smsgate.embedded import EmbeddedNats
+from smsgate.receiver import ConsoleReceiver
+
+log = logging.getLogger("smsgate.dev")
+
+CARRIER_NUMBER = "10086"
+
+
+@dataclass(frozen=True)
+class DevOptions:
+    listen: str = "127.0.0.1:8080"
+    fresh: bool = False
+    callback_url: str | None = None
+    user: str | None = None
+    ports: int = 8
+    state_dir: str = ".smsgate"
+
+
+class Credentials(msgspec.Struct):
+    name: str
+    password: str
+
+
+def credentials(state_dir: Path, given: str | None) -> Credentials:
+    """The `--user` given, else the ones generated on the first run (kept in the state dir)."""
+    if given:
+        name, sep, password = given.partition(":")
+        if not sep or not name or not password:
+            raise ValueError("--user takes NAME:PASSWORD")
+        return Credentials(name, password)
+    path = state_dir / "credentials.json"
+    if path.exists():
+        return msgspec.json.decode(path.read_bytes(), type=Credentials)
+    generated = Credentials("smsuser", secrets.token_urlsafe(12))
+    path.write_bytes(msgspec.json.encode(generated))
+    path.chmod(0o600)
+    return generated
+
+
+def banner(api: str, user: Credentials, devices: dict[str, str], numbers: dict[str, str]) -> str:
+    q = urllib.parse.quote
+    auth = f"username={q(user.name)}&password={q(user.password)}"
+    first, second = sorted(devices)[:2] if len(devices) > 1 else (sorted(devices) * 2)[:2]
+    return f"""
+smsgate dev is running.
+  API        {api}   (user {user.name!r}, password {user.password!r})
+  modems     {", ".join(f"{p}={numbers.get(p, '?')}" for p in sorted(devices))}
+
+Send an SMS (the gateway's own demo: a balance query to the carrier, who replies):
+  wget -qO- "{api}/sendsms?{auth}&phonenumber={CARRIER_NUMBER}&timeout=60&id=edeb7540&message=ye"
+
+Send from one virtual SIM to another ({first} -> {second}):
+  curl -s "{api}/sendsms?{auth}&port={first}&phonenumber={q(numbers.get(second, ''))}&message=hello"
+
+JSON API:
+  curl -s -u {user.name}:{user.password} -H 'content-type: application/json' \\
+       -d '{{"to": ["+15551234567"], "text": "Hello from smsgate"}}' {api}/api/v1/messages
+  curl -s -u {user.name}:{user.password} {api}/api/v1/ports
+
+Press Ctrl-C to stop.
+"""
+
+
+async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> None:
+    from smsgate_agent.agent import run_agent
+    from smsgate_api.app import run_api
+    from smsgate_callback.service import run_callback
+    from smsgate_sim.network import CARRIER_BALANCE_REPLY
+    from smsgate_sim.simulator import Simulator
+
+    state = Path(options.state_dir)
+    if options.fresh and state.exists():
+        shutil.rmtree(state)
+    state.mkdir(parents=True, exist_ok=True)
+    user = credentials(state, options.user)
+
+    nats = EmbeddedNats(store_dir=state / "nats")
+    await nats.astart()
+    sim_config = msgspec.structs.replace(
+        base.sim,
+        ports=options.ports,
+        map_file=str(state / "devices.json"),
+        autoreply={CARRIER_NUMBER: CARRIER_BALANCE_REPLY, **base.sim.autoreply},
+    )
+    sim = Simulator(sim_config)
+    await sim.start()
+    receiver = ConsoleReceiver(base.callback.params)
+    callback_url = options.callback_url or await receiver.start()
+    config = msgspec.structs.replace(
+        base,
+        nats=NatsConfig(url=nats.url),
+        api=msgspec.structs.replace(
+            base.api, listen=options.listen, users=[ApiUser(name=user.name, password=user.password)]
+        ),
+        agent=AgentConfig(
+            name="dev",
+            ports=[AgentPort(name=name, device=device) for name, device in sim.devices.items()],
+            # Virtual SIMs are never blocked by an operator: no pacing needed.
+            policy=SendPolicy(min_interval=0.0, jitter=0.0),
+        ),
+        callback=msgspec.structs.replace(base.callback, url=callback_url),
+    )
+    services = [
+        asyncio.create_task(run_agent(config, stop), name="agent"),
+        asyncio.create_task(run_api(config, stop), name="api"),
+        asyncio.create_task(run_callback(config, stop=stop), name="callback"),
+    ]
+    host, _, port = options.listen.rpartition(":")
+    print(banner(f"http://{host}:{port}", user, sim.devices, sim.numbers), flush=True)
+    try:
+        done, _ = await asyncio.wait(
+            [*services, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in done:
+            if task in services and task.exception():
+                log.error("%s stopped: %s", task.get_name(), task.exception())
+        stop.set()
+        await asyncio.gather(*services, return_exceptions=True)
+    finally:
+        with contextlib.suppress(Exception):
+            await receiver.stop()
+        await sim.stop()
+        await nats.astop()

@@ -1,0 +1,55 @@
+"""Logging for every service: readable text by default, one JSON object a line on request."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import sys
+
+import msgspec
+
+# Never let a secret reach a log line, whatever a library decides to print.
+_SECRET = re.compile(r"(?i)((?:password|passwd|pwd|token|secret)=)[^&\s\"']*")
+
+_STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
+
+
+def redact(text: str) -> str:
+    return _SECRET.sub(r"\1***", text)
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact(super().format(record))
+
+
+class JsonFormatter(logging.Formatter):
+    """`{"time", "level", "logger", "msg", ...extra}`: extras such as message_id and port."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, object] = {
+            "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": redact(record.getMessage()),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD:
+                entry[key] = value if isinstance(value, int | float | bool) else str(value)
+        if record.exc_info:
+            entry["exc"] = redact(self.formatException(record.exc_info))
+        return msgspec.json.encode(entry).decode()
+
+
+def setup(level: str = "info", fmt: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # The NATS client is chatty at INFO about every reconnect attempt.
+    logging.getLogger("nats").setLevel(max(logging.WARNING, root.level))
