@@ -1,0 +1,182 @@
+"""The byte pipe to one modem: a serial device, a pty, `socket://` or `rfc2217://`.
+
+Everything above this module sees only `Transport` (read, write, close), so a USB modem,
+a virtual modem on a pty and a modem behind a TCP serial server look the same.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+import serial
+import serial_asyncio
+
+READ_SIZE = 4096
+
+
+class TransportError(ConnectionError):
+    """The port could not be opened, or it went away (unplugged, reset, closed)."""
+
+
+class Transport(Protocol):
+    """A bidirectional byte stream to a modem."""
+
+    async def read(self) -> bytes:
+        """The next bytes from the modem; raises TransportError when the port is gone."""
+        ...
+
+    async def write(self, data: bytes) -> None:
+        """Queue `data` to the modem; raises TransportError when the port is gone."""
+        ...
+
+    async def close(self) -> None:
+        """Release the port. Safe to call twice."""
+        ...
+
+
+class StreamTransport:
+    """A transport over an asyncio stream pair (TCP, or pyserial-asyncio for devices)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, name: str):
+        self._reader = reader
+        self._writer = writer
+        self._name = name
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"<StreamTransport {self._name}>"
+
+    async def read(self) -> bytes:
+        if self._closed:
+            raise TransportError(f"{self._name}: closed")
+        try:
+            data = await self._reader.read(READ_SIZE)
+        except (OSError, serial.SerialException) as exc:
+            raise TransportError(f"{self._name}: {exc}") from exc
+        if not data:
+            raise TransportError(f"{self._name}: end of stream")
+        return data
+
+    async def write(self, data: bytes) -> None:
+        if self._closed or self._writer.is_closing():
+            raise TransportError(f"{self._name}: closed")
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except (OSError, serial.SerialException) as exc:
+            raise TransportError(f"{self._name}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._writer.close()
+        # A vanished device may fail on close; it is gone either way.
+        with contextlib.suppress(OSError, serial.SerialException, asyncio.TimeoutError):
+            async with asyncio.timeout(2.0):
+                await self._writer.wait_closed()
+
+
+class ThreadTransport:
+    """A transport over a blocking pyserial port, read by a thread of its own.
+
+    Used for URL handlers that have no file descriptor to poll (`rfc2217://`).
+    One thread per port keeps a slow port from taking threads from the shared pool.
+    """
+
+    _POLL = 0.2  # seconds a blocking read waits, so close() is noticed promptly
+
+    def __init__(self, port: Any, name: str) -> None:
+        self._port = port
+        self._name = name
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[bytes | BaseException] = asyncio.Queue()
+        self._stop = threading.Event()
+        self._write_lock = asyncio.Lock()
+        port.timeout = self._POLL
+        self._thread = threading.Thread(target=self._pump, name=f"serial-{name}", daemon=True)
+        self._thread.start()
+
+    def __repr__(self) -> str:
+        return f"<ThreadTransport {self._name}>"
+
+    def _pump(self) -> None:
+        while not self._stop.is_set():
+            try:
+                data = self._port.read(max(1, min(READ_SIZE, self._port.in_waiting or 1)))
+            except Exception as exc:  # any failure of the port ends the stream
+                self._put(exc)
+                return
+            if data:
+                self._put(data)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        with contextlib.suppress(RuntimeError):  # the loop is already closed
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    async def read(self) -> bytes:
+        if self._stop.is_set() and self._queue.empty():
+            raise TransportError(f"{self._name}: closed")
+        item = await self._queue.get()
+        if isinstance(item, BaseException):
+            self._stop.set()
+            raise TransportError(f"{self._name}: {item}") from item
+        return item
+
+    async def write(self, data: bytes) -> None:
+        if self._stop.is_set():
+            raise TransportError(f"{self._name}: closed")
+        async with self._write_lock:
+            try:
+                await asyncio.to_thread(self._port.write, data)
+            except Exception as exc:
+                raise TransportError(f"{self._name}: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._stop.is_set() and not self._thread.is_alive():
+            return
+        self._stop.set()
+        await asyncio.to_thread(self._thread.join, 2.0)
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(self._port.close)
+        self._queue.put_nowait(TransportError(f"{self._name}: closed"))
+
+
+async def open_transport(
+    device: str,
+    *,
+    baudrate: int = 115200,
+    timeout: float = 10.0,  # noqa: ASYNC109 - a TCP connect to a dead host must not hang
+) -> Transport:
+    """Open `device`: a path, `socket://host:port` or `rfc2217://host:port`."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await _open(device, baudrate)
+    except TimeoutError as exc:
+        raise TransportError(f"{device}: open timed out") from exc
+    except (OSError, ValueError, serial.SerialException) as exc:
+        raise TransportError(f"{device}: {exc}") from exc
+
+
+async def _open(device: str, baudrate: int) -> Transport:
+    scheme = urlsplit(device).scheme if "://" in device else ""
+    if scheme == "socket":
+        # pyserial's socket:// handler connects with a blocking call, which would stall
+        # every other modem on the loop while a remote serial server is unreachable.
+        parts = urlsplit(device)
+        if not parts.hostname or not parts.port:
+            raise ValueError("socket:// needs host:port")
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+        return StreamTransport(reader, writer, device)
+    if not scheme:
+        reader, writer = await serial_asyncio.open_serial_connection(
+            loop=asyncio.get_running_loop(), url=device, baudrate=baudrate, exclusive=True
+        )
+        return StreamTransport(reader, writer, device)
+    # rfc2217:// and other pyserial URL handlers: no pollable descriptor, so a thread.
+    port = await asyncio.to_thread(serial.serial_for_url, device, baudrate=baudrate, timeout=0.2)
+    return ThreadTransport(port, device)
