@@ -1,0 +1,179 @@
+"""Events to callback content: gateway fields, their URL encoding, and the JSON body.
+
+Pure functions. The gateway form reproduces what hardware gateways send:
+
+    result   type=SMS-Status-Result  status=Sent|Failed   time=YYYY-MM-DD HH:MM:SS (time_zone)
+    report   type=SMS-Status-Report  status=Message received on handset | ...
+             time=YYYY/MM/DD HH:MM:SS, the SMSC discharge time
+    inbound  type= (empty)           message=<whole text>  time=YYYY/MM/DD HH:MM:SS, the SCTS
+    port     type=Port-Status        status=<change>       (not sent by hardware gateways)
+
+SMSC times are printed in the SMSC's own zone, the wall clock a modem shows (`+CMGL`),
+because the SCTS carries its own offset and gateways print it unconverted.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import urllib.parse
+import zoneinfo
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from smsgate import contracts, subjects
+from smsgate.config import CallbackConfig, CallbackParams
+
+RESULT_TYPE = "SMS-Status-Result"
+REPORT_TYPE = "SMS-Status-Report"
+INBOUND_TYPE = ""
+PORT_TYPE = "Port-Status"
+
+DEFAULT_STATUS_TEXT: Mapping[str, str] = {
+    "sent": "Sent",
+    "failed": "Failed",
+    "delivered": "Message received on handset",
+    "undelivered": "Message delivery failed",
+    "expired": "Message validity period expired",
+}
+
+Fields = list[tuple[str, str]]
+_OFFSET = re.compile(r"^([+-])(\d{2}):?(\d{2})$")
+
+
+def resolve_zone(name: str) -> dt.tzinfo | None:
+    """A `time_zone` setting as a tzinfo; None means this host's local zone."""
+    if name.lower() == "local":
+        return None
+    if name.upper() in ("UTC", "Z"):
+        return dt.UTC
+    match = _OFFSET.match(name)
+    if match:
+        sign = -1 if match.group(1) == "-" else 1
+        offset = dt.timedelta(hours=int(match.group(2)), minutes=int(match.group(3)))
+        return dt.timezone(sign * offset)
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f"unknown time zone {name!r}: use local, UTC, +08:00 or an IANA name"
+        ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayStyle:
+    """How gateway and form callbacks name and print each field."""
+
+    params: CallbackParams = field(default_factory=CallbackParams)
+    extra: tuple[tuple[str, str], ...] = ()
+    status_text: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_STATUS_TEXT))
+    zone: dt.tzinfo | None = None
+    result_time_format: str = "%Y-%m-%d %H:%M:%S"
+    smsc_time_format: str = "%Y/%m/%d %H:%M:%S"
+
+    @classmethod
+    def from_config(
+        cls,
+        callback: CallbackConfig,
+        *,
+        params: CallbackParams | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> GatewayStyle:
+        """The style of one webhook: its own names and extras, the rest from [callback]."""
+        unknown = sorted(set(callback.status_text) - set(DEFAULT_STATUS_TEXT))
+        if unknown:
+            raise ValueError(
+                f"callback.status_text: unknown keys {unknown}; "
+                f"expected {sorted(DEFAULT_STATUS_TEXT)}"
+            )
+        names = params or callback.params
+        fixed = dict(callback.extra if extra is None else extra)
+        taken = sorted(set(fixed) & (_field_names(names) | {"type", "id"}))
+        if taken:
+            raise ValueError(f"extra fields {taken} clash with the callback's own fields")
+        return cls(
+            params=names,
+            extra=tuple(fixed.items()),
+            status_text={**DEFAULT_STATUS_TEXT, **callback.status_text},
+            zone=resolve_zone(callback.time_zone),
+            result_time_format=callback.result_time_format,
+            smsc_time_format=callback.smsc_time_format,
+        )
+
+    def local_time(self, when: dt.datetime, time_format: str | None = None) -> str:
+        """An event time (UTC on the bus) in the configured zone, by default as a result's."""
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.UTC)
+        return when.astimezone(self.zone).strftime(time_format or self.result_time_format)
+
+    def smsc_time(self, when: dt.datetime) -> str:
+        """An SMSC timestamp in the SMSC's own zone, as the modem shows it."""
+        return when.strftime(self.smsc_time_format)
+
+
+def _field_names(params: CallbackParams) -> set[str]:
+    return {getattr(params, name) for name in params.__struct_fields__} - {""}
+
+
+def _port_number(event: contracts.Event) -> str:
+    number = event.port_number
+    if number is None:
+        number = subjects.port_number(event.port)
+    return "" if number is None else str(number)
+
+
+def gateway_fields(event: contracts.Event, style: GatewayStyle) -> Fields:
+    """The name=value pairs of a gateway GET (or form POST), in a gateway's order."""
+    names = style.params
+    number = message = status = ""
+    caller_id = reason = None
+    if isinstance(event, contracts.SendResult):
+        kind, number, caller_id = RESULT_TYPE, event.to, event.caller_id or event.id
+        status = style.status_text[event.status.value]
+        time, reason = style.local_time(event.time), event.reason or ""
+    elif isinstance(event, contracts.DeliveryReport):
+        kind, number, caller_id = REPORT_TYPE, event.to, event.caller_id or event.id
+        state = "undelivered" if event.state is contracts.DeliveryState.FAILED else event.state
+        status = style.status_text[state]
+        if event.smsc_time is not None:
+            time = style.smsc_time(event.smsc_time)
+        else:
+            time = style.local_time(event.time, style.smsc_time_format)
+        reason = "" if event.state is contracts.DeliveryState.DELIVERED else event.reason
+    elif isinstance(event, contracts.InboundSms):
+        kind, number, message = INBOUND_TYPE, event.sender, event.text
+        time = style.smsc_time(event.smsc_time)
+    else:
+        kind, status, time = PORT_TYPE, event.change, style.local_time(event.time)
+    pairs: Sequence[tuple[str, str | None]] = (
+        (names.phonenumber, number),
+        (names.port, _port_number(event)),
+        (names.portname, event.port),
+        ("id", caller_id or ""),
+        (names.message, message),
+        (names.time, time),
+        ("type", kind),
+        (names.imsi, event.imsi or ""),
+        (names.status, status),
+        (names.reason, reason),
+    )
+    # An empty name leaves a field out; `reason` exists only for results and reports.
+    fields: Fields = [(name, value) for name, value in pairs if name and value is not None]
+    fields.extend(style.extra)
+    return fields
+
+
+def encode_fields(fields: Fields) -> str:
+    """`name=value&...` with every byte outside A-Z a-z 0-9 -._~ percent-encoded from UTF-8.
+
+    A space is `%20` (never `+`), so `+`, `&` and any script survive every decoder.
+    """
+    return "&".join(
+        f"{urllib.parse.quote(name, safe='')}={urllib.parse.quote(value, safe='')}"
+        for name, value in fields
+    )
+
+
+def json_body(event: contracts.Event) -> bytes:
+    """The JSON POST body: the event Struct itself, `type` tag and `event_id` included."""
+    return contracts.encode(event)

@@ -1,0 +1,423 @@
+"""One webhook: its own durable pull consumer on SMS_EVENTS, turned into HTTP calls.
+
+Unordered webhooks retry through JetStream: a failed attempt is `nak`ed with the back-off
+delay, so the server holds the event (and its delivery count) while other events flow,
+and a restart keeps the schedule. Ordered webhooks keep one lane per port and retry the
+head of a lane in process, sending `in_progress` heartbeats, since a later event of that
+port must wait anyway. Either way an event is acked only after a 2xx or a dead letter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import httpx
+import msgspec
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
+from smsgate import contracts, subjects
+
+from smsgate_callback import delivery
+from smsgate_callback.delivery import Outcome, Target, Verdict
+from smsgate_callback.metrics import CallbackMetrics, metrics
+from smsgate_callback.retry import BackoffPolicy
+
+log = logging.getLogger("smsgate.callback")
+
+FETCH_BATCH = 100
+FETCH_TIMEOUT = 0.5  # seconds; also how long a stop may wait for the fetch loop
+MAX_ACK_PENDING = 10_000  # events fetched or waiting on a nak delay, per webhook
+ORDERED_WINDOW = 1_000  # events an ordered webhook holds in its port lanes
+
+Action = Literal["delivered", "retry", "dead", "released"]
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSpec:
+    """Everything one webhook needs, resolved from the config."""
+
+    name: str
+    target: Target
+    kinds: tuple[str, ...] = ("result", "report", "inbound")
+    ports: tuple[str, ...] = ("*",)
+    concurrency: int = 8
+    ordered: bool = False
+    policy: BackoffPolicy = field(default_factory=BackoffPolicy)
+    start: Literal["new", "all"] = "new"
+    verify: bool = True
+    ca_file: str | None = None
+
+    @property
+    def consumer(self) -> str:
+        """The durable consumer's name on SMS_EVENTS."""
+        return f"callback-{subjects.check_port_name(self.name)}"
+
+    @property
+    def ack_wait(self) -> float:
+        """How long the server waits before redelivering an event a crashed worker held."""
+        return max(30.0, 3 * self.target.timeout)
+
+    def filter_subjects(self) -> list[str]:
+        """One subject filter per kind and port, `*` standing for every port."""
+        ports: list[str | None] = (
+            [None] if "*" in self.ports else [subjects.check_port_name(p) for p in self.ports]
+        )
+        kinds = sorted(set(self.kinds), key=subjects.EVENT_KINDS.index)
+        return [subjects.event_filter(kind, port) for kind in kinds for port in ports]
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRecord:
+    """What the worker decided about one event, for tests and logs."""
+
+    webhook: str
+    subject: str
+    event_id: str
+    attempt: int
+    action: Action
+    outcome: Outcome | None = None
+    delay: float | None = None
+    reason: str = ""
+
+
+Observer = Callable[[AttemptRecord], None]
+
+
+def _ssl_context(spec: WebhookSpec) -> ssl.SSLContext | bool:
+    if not spec.verify:
+        return False
+    return ssl.create_default_context(cafile=spec.ca_file)
+
+
+class WebhookWorker:
+    """Pull events for one webhook and deliver each at least once, or dead-letter it."""
+
+    def __init__(
+        self,
+        spec: WebhookSpec,
+        nc: Client,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        registry: CallbackMetrics = metrics,
+        on_attempt: Observer | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.spec = spec
+        self._nc = nc
+        self._js = nc.jetstream()
+        self._transport = transport
+        self._metrics = registry
+        self._on_attempt = on_attempt
+        self._clock = clock
+        self._held: dict[int, Msg] = {}  # stream sequence -> message not yet acked or naked
+        self._room = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._lanes: dict[str, deque[Msg]] = {}
+        self._slots = asyncio.Semaphore(spec.concurrency)
+        self._client: httpx.AsyncClient | None = None
+
+    # --- consumer ------------------------------------------------------------------------
+
+    async def ensure_consumer(self) -> None:
+        """Create the durable consumer, or update its filter and limits, keeping its position."""
+        spec = self.spec
+        filters = spec.filter_subjects()
+        config = ConsumerConfig(
+            name=spec.consumer,
+            durable_name=spec.consumer,
+            description=f"smsgate callback webhook {spec.name}",
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=spec.ack_wait,
+            max_deliver=-1,
+            max_ack_pending=MAX_ACK_PENDING,
+            deliver_policy=DeliverPolicy.NEW if spec.start == "new" else DeliverPolicy.ALL,
+            filter_subject=filters[0] if len(filters) == 1 else None,
+            filter_subjects=filters if len(filters) > 1 else None,
+        )
+        try:
+            info = await self._js.consumer_info(subjects.EVENTS_STREAM, spec.consumer)
+        except NotFoundError:
+            pass
+        else:
+            # The server refuses to change where an existing consumer starts.
+            config.deliver_policy = info.config.deliver_policy
+            config.opt_start_seq = info.config.opt_start_seq
+            config.opt_start_time = info.config.opt_start_time
+        await self._js.add_consumer(subjects.EVENTS_STREAM, config)
+
+    # --- main loop -----------------------------------------------------------------------
+
+    @property
+    def _window(self) -> int:
+        return ORDERED_WINDOW if self.spec.ordered else self.spec.concurrency
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver until `stop` is set; then hand every unfinished event back to the server."""
+        await self.ensure_consumer()
+        sub = await self._js.pull_subscribe_bind(
+            durable=self.spec.consumer, stream=subjects.EVENTS_STREAM
+        )
+        self._client = httpx.AsyncClient(
+            transport=self._transport,
+            verify=_ssl_context(self.spec),
+            timeout=self.spec.target.timeout,
+            follow_redirects=False,
+            limits=httpx.Limits(
+                max_connections=self.spec.concurrency,
+                max_keepalive_connections=self.spec.concurrency,
+            ),
+        )
+        heartbeat = asyncio.create_task(self._heartbeat(stop))
+        try:
+            while not stop.is_set():
+                room = self._window - len(self._held)
+                if room <= 0:
+                    self._room.clear()
+                    await _first(self._room.wait(), stop.wait())
+                    continue
+                try:
+                    batch = await sub.fetch(min(room, FETCH_BATCH), timeout=FETCH_TIMEOUT)
+                except NatsTimeoutError:
+                    continue
+                except NatsError as exc:  # reconnecting: the client retries by itself
+                    log.warning("webhook %s: fetch failed: %s", self.spec.name, exc)
+                    await _first(asyncio.sleep(FETCH_TIMEOUT), stop.wait())
+                    continue
+                for msg in batch:
+                    self._take(msg)
+        finally:
+            heartbeat.cancel()
+            await self._shutdown()
+            with contextlib.suppress(NatsError):
+                await sub.unsubscribe()
+
+    def _take(self, msg: Msg) -> None:
+        self._held[msg.metadata.sequence.stream] = msg
+        self._metrics.in_flight.inc(self.spec.name)
+        if not self.spec.ordered:
+            self._spawn(self._deliver_unordered(msg))
+            return
+        port = _port_of(msg.subject)
+        lane = self._lanes.get(port)
+        if lane is None:
+            self._lanes[port] = deque([msg])
+            self._spawn(self._run_lane(port))
+        else:
+            lane.append(msg)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _shutdown(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for msg in list(self._held.values()):
+            # Unfinished: let the server hand it out again at once, here or to a peer.
+            with contextlib.suppress(NatsError):
+                await msg.nak()
+            self._release(msg)
+            self._record(msg, _event_id(msg), msg.metadata.num_delivered, "released")
+        self._lanes.clear()
+        with contextlib.suppress(NatsError, asyncio.TimeoutError):
+            await self._nc.flush(timeout=2)
+        if self._client is not None:
+            await self._client.aclose()
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        # Ordered lanes hold events across back-off pauses; keep the server from taking them.
+        while not stop.is_set():
+            await _first(asyncio.sleep(self.spec.ack_wait / 3), stop.wait())
+            for msg in list(self._held.values()):
+                with contextlib.suppress(NatsError):
+                    await msg.in_progress()
+
+    # --- one event -----------------------------------------------------------------------
+
+    async def _deliver_unordered(self, msg: Msg) -> None:
+        async with self._slots:
+            await self._guarded(msg, self._deliver_once(msg))
+
+    async def _deliver_once(self, msg: Msg) -> None:
+        event = await self._decode(msg)
+        if event is not None:
+            attempt = msg.metadata.num_delivered
+            outcome = await self._attempt(event, attempt)
+            await self._settle(msg, event, attempt, outcome, in_process=False)
+
+    async def _run_lane(self, port: str) -> None:
+        lane = self._lanes[port]
+        while lane:
+            await self._guarded(lane[0], self._deliver_in_order(lane[0]))
+            lane.popleft()
+        del self._lanes[port]
+
+    async def _deliver_in_order(self, msg: Msg) -> None:
+        event = await self._decode(msg)
+        if event is None:
+            return
+        attempt = msg.metadata.num_delivered
+        while True:
+            async with self._slots:
+                outcome = await self._attempt(event, attempt)
+            delay = await self._settle(msg, event, attempt, outcome, in_process=True)
+            if delay is None:
+                return
+            await asyncio.sleep(delay)
+            attempt += 1
+
+    async def _guarded(self, msg: Msg, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work`; if NATS fails under it, stop holding the event so it comes back."""
+        try:
+            await work
+        except NatsError as exc:
+            # Unacked and no longer heartbeated: the server redelivers it after ack_wait.
+            log.warning("webhook %s: %s left for redelivery: %s", self.spec.name, msg.subject, exc)
+            self._release(msg)
+
+    async def _decode(self, msg: Msg) -> contracts.Event | None:
+        """The event, or None after an undecodable one went to the dead letters."""
+        try:
+            return contracts.decode_event(msg.data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            await self._dead(msg, "", msg.metadata.num_delivered, "undecodable", f"{exc}")
+            return None
+
+    async def _attempt(self, event: contracts.Event, attempt: int) -> Outcome:
+        assert self._client is not None
+        target = self.spec.target
+        try:
+            request = delivery.build_request(target, event, attempt=attempt, now=self._clock())
+            outcome = await delivery.attempt(self._client, request, target.timeout)
+        except Exception as exc:  # a bug must not lose the event: retry it and say why
+            log.exception("webhook %s: attempt failed unexpectedly", self.spec.name)
+            outcome = Outcome(Verdict.RETRY, "error", f"{type(exc).__name__}: {exc}")
+        self._metrics.attempts.inc(self.spec.name, outcome.label)
+        self._metrics.latency.observe(outcome.latency, self.spec.name)
+        return outcome
+
+    async def _settle(
+        self,
+        msg: Msg,
+        event: contracts.Event,
+        attempt: int,
+        outcome: Outcome,
+        *,
+        in_process: bool,
+    ) -> float | None:
+        """Ack, nak or dead-letter after an attempt; the pause when the caller retries itself."""
+        if outcome.verdict is Verdict.DELIVERED:
+            await msg.ack()
+            self._release(msg)
+            self._metrics.deliveries.inc(self.spec.name, "delivered")
+            self._record(msg, event.event_id, attempt, "delivered", outcome)
+            return None
+        if outcome.verdict is Verdict.PERMANENT:
+            await self._dead(msg, event.event_id, attempt, "permanent", outcome.error, outcome)
+            return None
+        age = self._clock() - msg.metadata.timestamp.timestamp()
+        delay = self.spec.policy.next_retry(attempt, age, outcome.retry_after)
+        if delay is None:
+            reason = f"gave up after {attempt} attempts over {age:.0f}s: {outcome.error}"
+            await self._dead(msg, event.event_id, attempt, "expired", reason, outcome)
+            return None
+        self._record(msg, event.event_id, attempt, "retry", outcome, delay)
+        if in_process:
+            return delay
+        await msg.nak(delay=delay)
+        self._release(msg)
+        return None
+
+    async def _dead(
+        self,
+        msg: Msg,
+        event_id: str,
+        attempt: int,
+        kind: str,
+        reason: str,
+        outcome: Outcome | None = None,
+    ) -> None:
+        letter = contracts.DeadLetter(
+            subject=msg.subject,
+            reason=reason,
+            data=msg.data.decode("utf-8", errors="replace"),
+            time=contracts.utcnow(),
+        )
+        headers = {"Smsgate-Webhook": self.spec.name, "Smsgate-Attempts": str(attempt)}
+        if event_id:
+            headers["Smsgate-Event-Id"] = event_id
+        try:
+            await self._js.publish(
+                subjects.dead_callback(self.spec.name), contracts.encode(letter), headers=headers
+            )
+        except NatsError as exc:
+            # Keep the event rather than drop it: the server offers it again later.
+            log.error("webhook %s: dead letter not stored (%s); retrying", self.spec.name, exc)
+            await msg.nak(delay=self.spec.policy.maximum)
+            self._release(msg)
+            return
+        await msg.ack()
+        self._release(msg)
+        self._metrics.dead_letters.inc(self.spec.name, kind)
+        self._metrics.deliveries.inc(self.spec.name, "dead")
+        log.warning("webhook %s: dead letter for %s: %s", self.spec.name, msg.subject, reason)
+        self._record(msg, event_id, attempt, "dead", outcome, reason=reason)
+
+    def _release(self, msg: Msg) -> None:
+        if self._held.pop(msg.metadata.sequence.stream, None) is not None:
+            self._metrics.in_flight.dec(self.spec.name)
+            self._room.set()
+
+    def _record(
+        self,
+        msg: Msg,
+        event_id: str,
+        attempt: int,
+        action: Action,
+        outcome: Outcome | None = None,
+        delay: float | None = None,
+        reason: str = "",
+    ) -> None:
+        if self._on_attempt is not None:
+            record = AttemptRecord(
+                self.spec.name, msg.subject, event_id, attempt, action, outcome, delay, reason
+            )
+            self._on_attempt(record)
+
+
+def _event_id(msg: Msg) -> str:
+    try:
+        return contracts.decode_event(msg.data).event_id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return ""
+
+
+def _port_of(subject: str) -> str:
+    try:
+        return subjects.parse_event_subject(subject)[1]
+    except ValueError:
+        return ""
+
+
+async def _first(*aws: Coroutine[Any, Any, Any]) -> None:
+    """Wait until the first of several coroutines finishes; cancel the rest."""
+    tasks = [asyncio.ensure_future(aw) for aw in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
