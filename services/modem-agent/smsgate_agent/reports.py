@@ -3,7 +3,9 @@
 A status report names only an 8-bit message reference (TP-MR), the recipient and two SMSC
 times. The MR wraps every 256 sends, so a report is matched by (MR, recipient, time): among
 the open parts with that MR and recipient, the one sent closest to the SMSC's timestamp.
-Pure logic: the caller passes the clock in.
+Pure logic: the caller passes the clock in, as a datetime or as epoch seconds.
+
+Message references are per modem: keep one book per modem.
 """
 
 from __future__ import annotations
@@ -26,6 +28,14 @@ CLOCK_TRUST = dt.timedelta(hours=1)
 # A report may overtake the bookkeeping of its own message (multipart sends): it waits.
 ORPHAN_TTL = dt.timedelta(minutes=10)
 
+Time = dt.datetime | float  # an aware datetime, or seconds since the epoch (time.time())
+
+
+def _at(value: Time) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+    return dt.datetime.fromtimestamp(value, dt.UTC)
+
 
 @dataclass(frozen=True, slots=True)
 class MessageDelivery:
@@ -34,7 +44,7 @@ class MessageDelivery:
     message_id: str
     to: str
     state: DeliveryState
-    status: int | None  # TP-ST of the deciding part; None when no report came
+    status: int  # TP-ST of the deciding part
     reason: str
     discharge_time: dt.datetime | None  # when the SMSC delivered or gave up
     parts: int  # parts that carried a reference and were tracked
@@ -107,7 +117,7 @@ class ReportBook:
         return len(self._orphans)
 
     def expect(
-        self, message_id: str, to: str, parts: Iterable[PartResult], sent_at: dt.datetime
+        self, message_id: str, to: str, parts: Iterable[PartResult], sent_at: Time
     ) -> MessageDelivery | None:
         """Track a sent message's parts; returns its outcome if waiting reports decide it.
 
@@ -116,7 +126,7 @@ class ReportBook:
         """
         self._drop(message_id)
         digits = number_digits(to)
-        message = _Message(message_id, to, digits, sent_at)
+        message = _Message(message_id, to, digits, _at(sent_at))
         for part in parts:
             if part.reference is None or part.error is not None:
                 continue
@@ -128,39 +138,30 @@ class ReportBook:
         self._messages[message_id] = message
         return self._retry_orphans(message)
 
-    def match(self, report: StatusReport, now: dt.datetime) -> MessageDelivery | None:
+    def match(self, report: StatusReport, now: Time) -> MessageDelivery | None:
         """Apply one report; returns the message's outcome when this report decides it."""
+        now = _at(now)
         part = self._find(report, now)
         if part is None:
             self._keep_orphan(report, now)
             return None
         return self._apply(part, report)
 
-    def expire(self, now: dt.datetime) -> list[MessageDelivery]:
-        """Forget messages older than the window; those never decided come back as expired."""
-        expired: list[MessageDelivery] = []
+    def expire(self, now: Time) -> list[str]:
+        """Forget messages older than the window; returns the ids of those never decided."""
+        now = _at(now)
+        undecided: list[str] = []
         while self._messages:
             message = next(iter(self._messages.values()))
             if now - message.sent_at < self._window:
                 break
             self._drop(message.message_id)
             if not message.decided:
-                hours = self._window.total_seconds() / 3600
-                expired.append(
-                    MessageDelivery(
-                        message.message_id,
-                        message.to,
-                        DeliveryState.EXPIRED,
-                        None,
-                        f"no delivery report within {hours:g} h",
-                        None,
-                        len(message.parts),
-                    )
-                )
+                undecided.append(message.message_id)
         for key, (_, seen) in list(self._orphans.items()):
             if now - seen >= ORPHAN_TTL:
                 del self._orphans[key]
-        return expired
+        return undecided
 
     def _find(self, report: StatusReport, now: dt.datetime) -> _Part | None:
         candidates = [
