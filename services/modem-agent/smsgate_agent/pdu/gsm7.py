@@ -91,6 +91,9 @@ def pack(septets: Iterable[int], fill_bits: int = 0, *, cr_pad: bool = False) ->
     """
     value = 0
     bits = fill_bits
+    septets = list(septets)
+    if not septets:
+        return b""  # fill bits alone take no octet
     for septet in septets:
         value |= (septet & 0x7F) << bits
         bits += 7

@@ -19,7 +19,7 @@ def _unswap(octet: int, what: str) -> int:
 
 
 def encode_timestamp(moment: datetime.datetime) -> bytes:
-    """Encode an aware datetime in 2000-2099 in its own UTC offset."""
+    """Encode an aware datetime in 2000-2099, to the second, in its own UTC offset."""
     offset = moment.utcoffset()
     if offset is None:
         raise PduError(f"timestamp {moment.isoformat()} must be timezone-aware")
@@ -29,8 +29,15 @@ def encode_timestamp(moment: datetime.datetime) -> bytes:
     if rest or quarters > _MAX_QUARTERS:
         raise PduError(f"UTC offset {offset} is not a whole number of quarter-hours below 20h")
     zone = _swap(quarters) | (0x08 if offset < datetime.timedelta(0) else 0)
-    fields = (moment.year - 2000, moment.month, moment.day, moment.hour, moment.minute)
-    return bytes([*map(_swap, fields), _swap(moment.second), zone])
+    fields = (
+        moment.year - 2000,
+        moment.month,
+        moment.day,
+        moment.hour,
+        moment.minute,
+        moment.second,
+    )
+    return bytes([*map(_swap, fields), zone])
 
 
 def decode_timestamp(raw: bytes) -> datetime.datetime:

@@ -86,14 +86,14 @@ def read_user_data(reader: Reader, alphabet: Alphabet, *, has_header: bool) -> U
                 f"TP-UDL of {length} septets is shorter than the {header_octets}-octet header"
             )
         count = length - header_septets
-        needed = (fill + 7 * count + 7) // 8
+        needed = (fill + 7 * count + 7) // 8 if count else 0
         if length <= MAX_SEPTETS and needed > len(body):
             raise PduError(
                 f"PDU truncated: {count} septets of text need {needed} octets, "
                 f"only {len(body)} left"
             )
         septets = gsm7.unpack(body, count, fill)
-        used = (fill + 7 * len(septets) + 7) // 8
+        used = (fill + 7 * len(septets) + 7) // 8 if septets else 0
         return UserData(header, gsm7.decode_septets(septets), body[:used])
     if length < header_octets:
         raise PduError(
