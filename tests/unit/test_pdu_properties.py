@@ -1,5 +1,6 @@
 """Property tests: whatever text goes in comes back out, in the predicted number of parts."""
 
+import contextlib
 import datetime
 
 from hypothesis import given, settings
@@ -166,3 +167,22 @@ def test_relative_validity_never_shortens(period: datetime.timedelta) -> None:
     code = encode_relative(period)
     assert decode_relative(code) >= period
     assert code == 0 or decode_relative(code - 1) < period
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    number=st.text(max_size=25),
+    text=st.text(max_size=200),
+    smsc=st.none() | st.text(max_size=15),
+    reference=st.integers(-5, 70000),
+    alphabet=st.none() | st.sampled_from(list(Alphabet)),
+)
+def test_encoders_refuse_only_with_pdu_error(
+    number: str, text: str, smsc: str | None, reference: int, alphabet: Alphabet | None
+) -> None:
+    with contextlib.suppress(PduError):
+        encode_submit(number, text, smsc=smsc, concat_reference=reference, alphabet=alphabet)
+    moment = datetime.datetime(2024, 1, 1, tzinfo=datetime.UTC)
+    concat = Concat(reference, 2, 1, wide=reference > 0xFF)
+    with contextlib.suppress(PduError):
+        encode_deliver(number, text, timestamp=moment, smsc=smsc, concat=concat, alphabet=alphabet)

@@ -85,10 +85,7 @@ def decode_septets(septets: Sequence[int]) -> str:
 
 
 def pack(septets: Iterable[int], fill_bits: int = 0, *, cr_pad: bool = False) -> bytes:
-    """Pack septets LSB-first after `fill_bits` zero bits (the fill that follows a UDH).
-
-    With `cr_pad`, 7 spare bits at the end become CR (23.038 6.1.2.3.1, for USSD/CBS).
-    """
+    """Pack septets LSB-first after `fill_bits` zero bits (the fill that follows a UDH)."""
     value = 0
     bits = fill_bits
     septets = list(septets)
@@ -98,6 +95,7 @@ def pack(septets: Iterable[int], fill_bits: int = 0, *, cr_pad: bool = False) ->
         value |= (septet & 0x7F) << bits
         bits += 7
     size = (bits + 7) // 8
+    # 23.038 6.1.2.3.1 (USSD/CBS): 7 spare bits would read as '@', so they become CR.
     if cr_pad and size * 8 - bits == 7:
         value |= CR << bits
     return value.to_bytes(size, "little")

@@ -83,11 +83,9 @@ def read_status_report(reader: Reader, smsc: str | None) -> StatusReport:
 
 
 def _read_optional(reader: Reader, *, has_header: bool) -> tuple[int | None, int | None, str]:
-    """TP-PI and the TP-PID/DCS/UDL/UD it announces.
-
-    Everything a report is for comes before TP-PI, so a missing or garbled optional part is
-    ignored rather than costing the delivery status (SMSCs are known to pad reports).
-    """
+    """TP-PI and the TP-PID/DCS/UDL/UD it announces; (None, None, "") if absent or garbled."""
+    # Everything a report is for comes before TP-PI, so a garbled optional part must not cost
+    # the delivery status (SMSCs are known to pad reports).
     if not reader.remaining:
         return None, None, ""
     indicator = reader.octet("TP-PI")

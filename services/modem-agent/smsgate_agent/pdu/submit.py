@@ -72,10 +72,9 @@ def encode_submit(
     message_class: int | None = None,
     reject_duplicates: bool = False,
 ) -> list[SubmitPart]:
-    """Encode `text` to `number` as one or more SMS-SUBMIT PDUs (concatenated when long).
+    """Encode `text` to `number` as SMS-SUBMIT PDUs, concatenated when long.
 
     A timedelta validity is sent as a relative period (rounded up), a datetime as absolute.
-    Every part carries the same TP-MR; modems usually assign their own anyway.
     """
     if not 0 <= message_reference <= 0xFF:
         raise PduError(f"message reference {message_reference} is outside 0-255")
@@ -93,6 +92,7 @@ def encode_submit(
     if reject_duplicates:
         first |= _REJECT_DUPLICATES
     parts: list[SubmitPart] = []
+    # Every part carries the same TP-MR: modems put their own in and report it in +CMGS.
     for sequence, part_text in enumerate(texts, start=1):
         concat = None
         if len(texts) > 1:

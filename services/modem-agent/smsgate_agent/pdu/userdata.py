@@ -59,12 +59,9 @@ def encode_user_data(text: str, alphabet: Alphabet, header: bytes) -> tuple[int,
 
 
 def read_user_data(reader: Reader, alphabet: Alphabet, *, has_header: bool) -> UserData:
-    """Read TP-UDL and TP-UD.
-
-    A TP-UDL beyond the 23.040 maximum (160 septets / 140 octets) is a known encoder bug and is
-    read as "all that is there"; a legal TP-UDL that the data falls short of is a truncated PDU.
-    Octets after the user data are ignored.
-    """
+    """Read TP-UDL and TP-UD (octets after the user data are ignored)."""
+    # A TP-UDL beyond the 23.040 maximum (160 septets / 140 octets) is a known encoder bug and
+    # is read as "all that is there"; a legal TP-UDL the data falls short of means truncation.
     length = reader.octet("TP-UDL")
     raw = reader.rest()
     header: UserDataHeader | None = None
