@@ -189,7 +189,7 @@ class WebhookWorker:
                     continue
                 try:
                     batch = await sub.fetch(min(room, FETCH_BATCH), timeout=FETCH_TIMEOUT)
-                except NatsTimeoutError:
+                except (NatsTimeoutError, TimeoutError):  # nats-py raises either
                     continue
                 except NatsError as exc:  # reconnecting: the client retries by itself
                     log.warning("webhook %s: fetch failed: %s", self.spec.name, exc)
