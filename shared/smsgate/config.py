@@ -58,6 +58,7 @@ class ApiUser(_Section):
     ports: list[str] = msgspec.field(default_factory=lambda: ["*"])
     token: str | None = None  # bearer token for /api/v1
     delivery_report: bool = True  # ask for delivery reports unless the request says no
+    admin: bool = False  # may read every user's messages (others see only their own)
 
 
 class ApiConfig(_Section):
@@ -72,6 +73,14 @@ class ApiConfig(_Section):
     tls_key: str | None = None
     workers: Annotated[int, msgspec.Meta(ge=1)] = 1
     users: list[ApiUser] = msgspec.field(default_factory=list)
+    cors_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    # Proxies trusted for X-Forwarded-For/-Proto (comma-separated IPs or "*").
+    forwarded_allow_ips: str = "127.0.0.1"
+    access_log: bool = True  # query strings are redacted either way
+    login_max_failures: Annotated[int, msgspec.Meta(ge=1)] = 5  # per client and user
+    login_block: Annotated[float, msgspec.Meta(gt=0)] = 60.0  # doubles per further failure
+    publish_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0  # wait for JetStream acks
+    port_wait: Seconds = 300.0  # a job pinned to a port fails if the port stays down this long
 
 
 class SendPolicy(_Section):
@@ -195,11 +204,36 @@ class SimConfig(_Section):
     host: str = "127.0.0.1"
     base_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0  # 0: random free ports
     msisdn_base: str = "+15550100"  # port i gets msisdn_base + i (zero-padded to 3 digits)
-    part_time: tuple[float, float] = (1.0, 3.0)  # seconds per part, min..max
-    report_delay: tuple[float, float] = (1.0, 3.0)
-    control: str = "127.0.0.1:0"  # HTTP control interface
+    # Delays are seconds: a fixed number or a [min, max] range drawn from at random.
+    part_time: float | tuple[float, float] = (1.0, 3.0)  # from the PDU to +CMGS: <mr>
+    report_delay: float | tuple[float, float] = (1.0, 3.0)  # from delivery to status report
+    delivery_delay: float | tuple[float, float] = (0.2, 1.0)  # from +CMGS to the recipient
+    ussd_delay: float | tuple[float, float] = (0.5, 1.5)  # from AT+CUSD to +CUSD
+    control: str = "127.0.0.1:0"  # HTTP control interface; "" for none
     map_file: str | None = None  # where to write {port: device}
+    device_dir: str | None = None  # where the stable pty links live; default: a temp dir
     autoreply: dict[str, str] = msgspec.field(default_factory=dict)  # number -> reply text
+    ussd: dict[str, str] = msgspec.field(default_factory=dict)  # USSD code -> answer
+    report_status: dict[str, int] = msgspec.field(default_factory=dict)  # number -> TP-ST
+    smsc: str = "+15550000000"
+    operator: str = "SIMNET"
+    mcc_mnc: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{5,6}$")] = "00101"  # test PLMN
+    profile: Literal["standard", "noprompt-space", "huawei", "wavecom"] = "standard"
+    profiles: dict[str, Literal["standard", "noprompt-space", "huawei", "wavecom"]] = (
+        msgspec.field(default_factory=dict)  # port name -> profile
+    )
+    pin: str | None = None  # SIMs ask for this PIN after power-on
+    storage_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 30  # slots per memory
+    sim_ready_delay: Seconds = 0.0  # +CME ERROR: 14 for this long after power-on
+    reset_time: Seconds = 1.0  # how long AT+CFUN=1,1 keeps the modem away
+    reset_unplugs: bool = False  # AT+CFUN=1,1 drops the device like a USB modem does
+    sent_log: Annotated[int, msgspec.Meta(ge=0)] = 10_000  # sent parts kept per port
+    seed: int | None = None  # for repeatable random delays and faults
+    # Faults every modem starts with (per-port faults are set at run time).
+    send_error: Annotated[int, msgspec.Meta(ge=0, le=511)] = 500  # the +CMS ERROR code
+    send_error_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
+    garbage_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
+    urc_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
 
 
 class Config(_Section):

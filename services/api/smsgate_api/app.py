@@ -1,0 +1,224 @@
+"""The Starlette application and the uvicorn server that runs it.
+
+`create_app(config)` builds the app (its lifespan connects to NATS); `run_api(config)`
+serves it: uvloop + httptools, TLS when `api.tls_cert`/`api.tls_key` are set, proxy
+headers from `api.forwarded_allow_ips`, and an access log whose query strings are
+redacted, so no password, number or text reaches a log line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from urllib.parse import unquote_plus
+
+import msgspec
+import uvicorn
+from nats.aio.client import Client
+from smsgate.config import Config
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from smsgate_api import events, gateway, openapi, v1
+from smsgate_api.runtime import ApiRuntime
+from smsgate_api.web import json_response, runtime
+
+log = logging.getLogger("smsgate.api")
+
+# Parameters whose values may appear in the access log; every other value is masked.
+_LOGGED_PARAMS = frozenset({"port", "report", "timeout", "id", "dr", "type", "since"})
+
+
+class _Health(msgspec.Struct):
+    status: str
+    nats: bool | None = None
+    streams: bool | None = None
+
+
+async def healthz(request: Request) -> Response:
+    return json_response(_Health("ok"))
+
+
+async def readyz(request: Request) -> Response:
+    rt = runtime(request)
+    streams = await rt.streams_present()
+    ready = rt.connected and streams
+    body = _Health("ready" if ready else "not ready", nats=rt.connected, streams=streams)
+    return json_response(body, 200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    rt = runtime(request)
+    text = rt.metrics.render(
+        queue_depth=await rt.queue_depth(),
+        ports={str(k): v for k, v in rt.ports.counts().items()},
+        nats_connected=rt.connected,
+    )
+    return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def create_app(config: Config, *, nc: Client | None = None) -> Starlette:
+    """The API app; it uses `nc` when given, else connects (and reconnects) by itself."""
+    rt = ApiRuntime(config, nc=nc)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        await rt.start()
+        try:
+            yield
+        finally:
+            await rt.stop()
+
+    routes = [
+        Route("/sendsms", gateway.sendsms, methods=["GET", "POST"]),
+        Route("/api/v1/messages", v1.send_message, methods=["POST"]),
+        Route("/api/v1/messages/{id}", v1.get_message, methods=["GET"]),
+        Route("/api/v1/ports", v1.list_ports, methods=["GET"]),
+        Route("/api/v1/ports/{name}/{action}", v1.port_action, methods=["POST"]),
+        Route("/api/v1/ussd", v1.ussd, methods=["POST"]),
+        Route("/api/v1/events", events.events, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
+        Route("/docs", openapi.docs, methods=["GET"]),
+    ]
+    middleware = []
+    if config.api.cors:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=config.api.cors_origins,
+                allow_methods=["GET", "POST"],
+                allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            )
+        )
+    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.state.runtime = rt
+    return app
+
+
+# --- serving -------------------------------------------------------------------------------
+
+
+def redact_target(target: str) -> str:
+    """A request target with every query value masked except harmless ones (port, id...)."""
+    path, sep, query = target.partition("?")
+    if not sep:
+        return target
+    pairs = []
+    for pair in query.split("&"):
+        name, eq, value = pair.partition("=")
+        if eq and unquote_plus(name).strip().lower() not in _LOGGED_PARAMS:
+            value = "***"
+        pairs.append(f"{name}{eq}{value}")
+    return f"{path}?{'&'.join(pairs)}"
+
+
+class RedactQuery(logging.Filter):
+    """Masks query values in uvicorn's access log records."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], redact_target(args[2]), *args[3:])
+        return True
+
+
+def install_access_log_redaction() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactQuery) for f in access.filters):
+        access.addFilter(RedactQuery())
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` into (host, port)."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"api.listen must be host:port, not {listen!r}")
+    return host.strip("[]"), int(port)
+
+
+def server_config(config: Config, app: Starlette, **overrides: object) -> uvicorn.Config:
+    """The uvicorn settings for `app` (used by run_api and by tests)."""
+    api = config.api
+    host, port = parse_listen(api.listen)
+    options: dict[str, object] = {
+        "host": host,
+        "port": port,
+        "loop": "uvloop",
+        "http": "httptools",
+        "lifespan": "on",
+        "proxy_headers": True,
+        "forwarded_allow_ips": api.forwarded_allow_ips,
+        "access_log": api.access_log,
+        "log_config": None,  # the process's logging setup applies; see install_access_log...
+        "server_header": False,
+        "ssl_certfile": api.tls_cert,
+        "ssl_keyfile": api.tls_key,
+    }
+    options.update(overrides)
+    uv_config = uvicorn.Config(app, **options)  # type: ignore[arg-type]
+    install_access_log_redaction()
+    return uv_config
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # Several worker processes each bind the port; the kernel spreads connections.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
+async def _serve(config: Config) -> None:
+    app = create_app(config)
+    uv = server_config(config, app)
+    server = uvicorn.Server(uv)
+    if config.api.workers > 1:
+        await server.serve(sockets=[_bind(uv.host, uv.port)])
+    else:
+        await server.serve()
+
+
+def _worker(config_json: bytes) -> None:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    config = msgspec.json.decode(config_json, type=Config)
+    asyncio.run(_serve(config))
+
+
+async def run_api(config: Config) -> None:
+    """Serve the API until cancelled or signalled; `api.workers` processes share the port."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    host, port = parse_listen(config.api.listen)
+    scheme = "https" if config.api.tls_cert else "http"
+    log.info("smsgate api on %s://%s:%d (%d worker(s))", scheme, host, port, config.api.workers)
+    workers: list[multiprocessing.context.SpawnProcess] = []
+    if config.api.workers > 1:
+        context = multiprocessing.get_context("spawn")
+        payload = msgspec.json.encode(config)
+        for _ in range(config.api.workers - 1):
+            process = context.Process(target=_worker, args=(payload,), daemon=True)
+            process.start()
+            workers.append(process)
+    try:
+        await _serve(config)
+    finally:
+        for process in workers:
+            process.terminate()
+        for process in workers:
+            await asyncio.to_thread(process.join, 10)

@@ -1,0 +1,249 @@
+"""Writing jobs durably to the SMS_SEND work queue, all or nothing.
+
+Each message gets a `queued` status in `sms_messages` and a job on its subject with
+`Nats-Msg-Id` = message id. Acks are collected with `publish_async`, so a request with
+many recipients waits one round trip, not one per recipient, and requests never wait
+for each other's acks.
+
+A caller's id is claimed first with a KV `create`: when the id already exists, the
+request is a repeat and is not queued again; its current status is returned instead.
+Generated ids are unique, so their status write is sent without waiting for its ack.
+
+All or nothing: every job of a request is published, then the acks are checked. If any
+was refused (a full queue, NATS down), the jobs that did go in are deleted again by
+stream sequence (`js.delete_msg`) and the claimed ids are released, and the request
+fails with 503. The deletion runs within milliseconds of the publish; a job an agent
+took in that window cannot be called back, and is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import msgspec
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
+from nats.js import JetStreamContext
+from nats.js.api import Header, PubAck
+from nats.js.errors import APIError, KeyDeletedError, KeyNotFoundError, NoStreamResponseError
+from nats.js.kv import KeyValue
+from smsgate import contracts, subjects
+from smsgate.contracts import MessageState, MessageStatus, SendJob
+
+from smsgate_api.errors import ApiError, busy, unavailable
+
+log = logging.getLogger("smsgate.api.queue")
+
+_WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream: the KV key already exists
+_KV_PREFIX = f"$KV.{subjects.MESSAGES_BUCKET}."
+_CREATE_HEADERS = {Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: "0"}
+
+
+@dataclass(frozen=True, slots=True)
+class Queued:
+    """The outcome for one job: newly queued, or a repeat with its existing status."""
+
+    job: SendJob
+    repeat: MessageStatus | None = None
+
+
+class QueueRefused(Exception):
+    """One publish was refused; carries the ApiError to answer."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def queued_status(job: SendJob) -> MessageStatus:
+    return MessageStatus(
+        id=job.id,
+        to=job.to,
+        state=MessageState.QUEUED,
+        port=job.port,
+        caller_id=job.caller_id,
+        user=job.user,
+        created=job.created,
+        updated=job.created,
+    )
+
+
+def _refusal(exc: BaseException) -> ApiError:
+    if isinstance(exc, APIError) and "maximum messages" in (exc.description or ""):
+        return busy("the send queue is full; try again later")
+    if isinstance(exc, NoStreamResponseError):
+        return unavailable("the SMS_SEND stream is not available; try again shortly")
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return unavailable("NATS did not confirm the message in time; try again shortly")
+    return unavailable(f"NATS refused the message ({exc}); try again shortly")
+
+
+class JobQueue:
+    """Publishes jobs and their first status for one NATS connection."""
+
+    def __init__(
+        self, nc: Client, js: JetStreamContext, messages: KeyValue, *, ack_timeout: float = 5.0
+    ) -> None:
+        self._nc = nc
+        self._js = js
+        self._messages = messages
+        self._ack_timeout = ack_timeout
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._nc.is_connected)
+
+    def _check_connected(self) -> None:
+        if not self._nc.is_connected:
+            raise unavailable("not connected to NATS; try again shortly")
+
+    async def enqueue(
+        self, jobs: Sequence[tuple[SendJob, str]], *, claim_ids: bool
+    ) -> list[Queued]:
+        """Queue every (job, subject) or none; `claim_ids` for caller-given ids."""
+        self._check_connected()
+        if claim_ids:
+            repeats = await self._claim([job for job, _ in jobs])
+        else:
+            repeats = {}
+            for job, _ in jobs:
+                await self._nc.publish(
+                    _KV_PREFIX + job.id,
+                    contracts.encode(queued_status(job)),
+                    headers=_CREATE_HEADERS,
+                )
+        fresh = [(job, subject) for job, subject in jobs if job.id not in repeats]
+        try:
+            await self._publish_all(fresh)
+        except QueueRefused:
+            await self._release([job.id for job, _ in fresh])
+            raise
+        return [Queued(job, repeats.get(job.id)) for job, _ in jobs]
+
+    async def _acks(self, futures: list[asyncio.Future[PubAck]]) -> list[PubAck | BaseException]:
+        if not futures:
+            return []
+        try:
+            async with asyncio.timeout(self._ack_timeout):
+                return await asyncio.gather(*futures, return_exceptions=True)
+        except TimeoutError:
+            for future in futures:
+                future.cancel()  # frees nats-py's in-flight slot
+            return [
+                f.result()
+                if f.done() and not f.cancelled() and f.exception() is None
+                else TimeoutError()
+                for f in futures
+            ]
+
+    async def _send(
+        self, items: Sequence[tuple[str, bytes, dict[str, str]]]
+    ) -> list[PubAck | BaseException]:
+        futures: list[asyncio.Future[PubAck]] = []
+        try:
+            for subject, payload, headers in items:
+                futures.append(await self._js.publish_async(subject, payload, headers=headers))
+        except (NatsError, OSError) as exc:
+            for future in futures:
+                future.cancel()
+            return [exc] * len(items)
+        return await self._acks(futures)
+
+    async def _claim(self, jobs: list[SendJob]) -> dict[str, MessageStatus]:
+        """Create each id's status; returns the repeats (ids that existed) and their status."""
+        items = [
+            (_KV_PREFIX + job.id, contracts.encode(queued_status(job)), dict(_CREATE_HEADERS))
+            for job in jobs
+        ]
+        results = await self._send(items)
+        repeats: dict[str, MessageStatus] = {}
+        claimed: list[str] = []
+        failure: BaseException | None = None
+        for job, result in zip(jobs, results, strict=True):
+            if isinstance(result, PubAck):
+                claimed.append(job.id)
+            elif isinstance(result, APIError) and result.err_code in _WRONG_LAST_SEQUENCE:
+                try:
+                    status = await self._existing(job)
+                except Exception as exc:
+                    failure = exc
+                    continue
+                if status is None:
+                    claimed.append(job.id)
+                else:
+                    repeats[job.id] = status
+            else:
+                failure = result
+        if failure is not None:
+            await self._release(claimed)
+            raise QueueRefused(_refusal(failure))
+        return repeats
+
+    async def _existing(self, job: SendJob) -> MessageStatus | None:
+        """The status stored under a taken id; None when it was deleted (then re-claimed)."""
+        try:
+            entry = await self._messages.get(job.id)
+        except KeyDeletedError as exc:
+            # Released by a failed request earlier: take the id over.
+            await self._messages.update(
+                job.id, contracts.encode(queued_status(job)), last=exc.entry.revision
+            )
+            return None
+        except KeyNotFoundError:
+            await self._messages.create(job.id, contracts.encode(queued_status(job)))
+            return None
+        try:
+            return contracts.decode(entry.value or b"", MessageStatus)
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            return queued_status(job)
+
+    async def _publish_all(self, jobs: Sequence[tuple[SendJob, str]]) -> None:
+        items = [
+            (subject, contracts.encode(job), {Header.MSG_ID.value: job.id}) for job, subject in jobs
+        ]
+        results = await self._send(items)
+        failures = [r for r in results if not isinstance(r, PubAck)]
+        if not failures:
+            return
+        # A duplicate ack means an earlier publish of the same id holds the slot: keep it.
+        sequences = [r.seq for r in results if isinstance(r, PubAck) and not r.duplicate]
+        await self._delete(sequences)
+        raise QueueRefused(_refusal(failures[0]))
+
+    async def _delete(self, sequences: list[int]) -> None:
+        async def one(seq: int) -> None:
+            try:
+                await self._js.delete_msg(subjects.SEND_STREAM, seq)
+            except Exception as exc:
+                log.warning(
+                    "could not withdraw job seq %d of a refused request (%s): "
+                    "an agent may already have it",
+                    seq,
+                    exc,
+                )
+
+        await asyncio.gather(*(one(seq) for seq in sequences))
+
+    async def _release(self, ids: list[str]) -> None:
+        """Delete the statuses of a refused request, so a retry with the same id is new."""
+
+        async def one(message_id: str) -> None:
+            with contextlib.suppress(Exception):
+                await self._messages.delete(message_id)
+
+        await asyncio.gather(*(one(i) for i in ids))
+
+    async def status(self, message_id: str) -> MessageStatus | None:
+        """The latest status of a message, None when unknown or expired."""
+        self._check_connected()
+        try:
+            entry = await self._messages.get(message_id)
+        except (KeyNotFoundError, KeyDeletedError):
+            return None
+        except (TimeoutError, NatsError, OSError) as exc:
+            raise unavailable(f"could not read the message status: {exc}") from None
+        return contracts.decode(entry.value or b"", MessageStatus)

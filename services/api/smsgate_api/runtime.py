@@ -1,0 +1,134 @@
+"""The API process's live parts: the NATS connection, port table, result inbox, metrics.
+
+The API starts without NATS if it must: it connects in the background, retrying, and
+answers 503 until it is connected and the streams exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from smsgate import bus, subjects
+from smsgate.config import Config
+
+from smsgate_api.auth import Authenticator
+from smsgate_api.errors import unavailable
+from smsgate_api.metrics import Metrics
+from smsgate_api.queue import JobQueue
+from smsgate_api.results import ResultInbox
+from smsgate_api.routing import PortTable
+
+log = logging.getLogger("smsgate.api")
+
+_RETRY_MAX = 10.0
+
+
+class ApiRuntime:
+    """Everything the routes share; one per process (or per test)."""
+
+    def __init__(self, config: Config, *, nc: Client | None = None) -> None:
+        self.config = config
+        api = config.api
+        self.auth = Authenticator(
+            api.users, max_failures=api.login_max_failures, block=api.login_block
+        )
+        self.ports = PortTable()
+        self.results = ResultInbox()
+        self.metrics = Metrics()
+        self.nc: Client | None = nc
+        self.js: JetStreamContext | None = None
+        self.queue: JobQueue | None = None
+        self._owns_connection = nc is None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        for name in self.auth.plain_password_users:
+            log.warning(
+                "api user %r has a plain-text password in the config; store a hash instead "
+                "(scrypt:<salt>:<hash>, see smsgate_api.auth.hash_password)",
+                name,
+            )
+        if self.nc is not None:
+            await self._attach(self.nc, provision=False)
+        else:
+            self._tasks.append(asyncio.create_task(self._connect()))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.results.stop()
+        if self._owns_connection and self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+
+    async def _connect(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                nc = await bus.connect(self.config.nats, name=f"{self.config.nats.name}-api")
+            except Exception as exc:
+                log.warning("cannot reach NATS at %s: %s", self.config.nats.url, exc)
+            else:
+                try:
+                    self.nc = nc
+                    await self._attach(nc, provision=True)
+                    log.info("connected to NATS at %s", nc.connected_url)
+                    return
+                except Exception as exc:
+                    log.warning("NATS connected, but JetStream is not usable: %s", exc)
+                    self.queue = None
+                    with contextlib.suppress(Exception):
+                        await nc.close()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _RETRY_MAX)
+
+    async def _attach(self, nc: Client, *, provision: bool) -> None:
+        js = nc.jetstream(timeout=self.config.api.publish_timeout)
+        if provision:
+            buckets = await bus.provision(js, self.config.nats)
+            ports, messages = buckets.ports, buckets.messages
+        else:
+            ports = await js.key_value(subjects.PORTS_BUCKET)
+            messages = await js.key_value(subjects.MESSAGES_BUCKET)
+        await self.results.start(nc)
+        self._tasks.append(asyncio.create_task(self.ports.follow(ports)))
+        self.js = js
+        self.queue = JobQueue(nc, js, messages, ack_timeout=self.config.api.publish_timeout)
+
+    @property
+    def connected(self) -> bool:
+        return self.queue is not None and self.nc is not None and bool(self.nc.is_connected)
+
+    def require_queue(self) -> JobQueue:
+        """The job queue, or 503 while NATS is not there."""
+        if self.queue is None or not self.queue.connected:
+            raise unavailable("not connected to NATS; try again shortly")
+        return self.queue
+
+    async def streams_present(self) -> bool:
+        """Whether the send and event streams exist (for /readyz)."""
+        if self.js is None or not self.connected:
+            return False
+        try:
+            for stream in (subjects.SEND_STREAM, subjects.EVENTS_STREAM):
+                await self.js.stream_info(stream)
+        except Exception:
+            return False
+        return True
+
+    async def queue_depth(self) -> int | None:
+        if self.js is None or not self.connected:
+            return None
+        try:
+            info = await self.js.stream_info(subjects.SEND_STREAM)
+        except Exception:
+            return None
+        return int(info.state.messages)
