@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-
 from smsgate import bus
 from smsgate.config import NatsConfig
 from smsgate.embedded import EmbeddedNats

@@ -6,7 +6,6 @@ import logging
 import ssl
 from dataclasses import dataclass
 
-import nats
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -50,7 +49,7 @@ async def connect(config: NatsConfig, *, name: str | None = None) -> Client:
     async def on_reconnect() -> None:
         log.info("nats reconnected to %s", client.connected_url)
 
-    client = nats.aio.client.Client()
+    client = Client()
     options: dict[str, object] = {}
     if config.user:
         options["user"] = config.user

@@ -17,7 +17,9 @@ Runner = Callable[[Config, asyncio.Event], Awaitable[None]]
 def _add_common(parser: argparse.ArgumentParser, *, config: bool = True) -> None:
     if config:
         parser.add_argument("--config", "-c", metavar="FILE", help="TOML config file")
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
 
 

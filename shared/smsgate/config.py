@@ -219,9 +219,9 @@ class SimConfig(_Section):
     operator: str = "SIMNET"
     mcc_mnc: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{5,6}$")] = "00101"  # test PLMN
     profile: Literal["standard", "noprompt-space", "huawei", "wavecom"] = "standard"
-    profiles: dict[str, Literal["standard", "noprompt-space", "huawei", "wavecom"]] = (
-        msgspec.field(default_factory=dict)  # port name -> profile
-    )
+    profiles: dict[str, Literal["standard", "noprompt-space", "huawei", "wavecom"]] = msgspec.field(
+        default_factory=dict
+    )  # port name -> profile
     pin: str | None = None  # SIMs ask for this PIN after power-on
     storage_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 30  # slots per memory
     sim_ready_delay: Seconds = 0.0  # +CME ERROR: 14 for this long after power-on

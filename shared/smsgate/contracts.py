@@ -31,7 +31,7 @@ def new_id() -> str:
     return uuid.uuid4().hex
 
 
-class _Wire(msgspec.Struct, kw_only=True, omit_defaults=False, forbid_unknown_fields=False):
+class _Wire(msgspec.Struct, kw_only=True, frozen=True):
     v: int = SCHEMA_VERSION
 
 
@@ -238,4 +238,5 @@ def decode(data: bytes | str, kind: type[T]) -> T:
 
 
 def decode_event(data: bytes | str) -> Event:
-    return _event_decoder.decode(data)
+    event: Event = _event_decoder.decode(data)
+    return event

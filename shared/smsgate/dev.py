@@ -77,7 +77,7 @@ Send an SMS (the gateway's own demo: a balance query to the carrier, who replies
   wget -qO- "{api}/sendsms?{auth}&phonenumber={CARRIER_NUMBER}&timeout=60&id=edeb7540&message=ye"
 
 Send from one virtual SIM to another ({first} -> {second}):
-  curl -s "{api}/sendsms?{auth}&port={first}&phonenumber={q(numbers.get(second, ''))}&message=hello"
+  curl -s "{api}/sendsms?{auth}&port={first}&phonenumber={q(numbers.get(second, ""))}&message=hello"
 
 JSON API:
   curl -s -u {user.name}:{user.password} -H 'content-type: application/json' \\
@@ -88,6 +88,14 @@ Press Ctrl-C to stop.
 """
 
 
+def prepare_state(options: DevOptions) -> tuple[Path, Credentials]:
+    state = Path(options.state_dir)
+    if options.fresh and state.exists():
+        shutil.rmtree(state)
+    state.mkdir(parents=True, exist_ok=True)
+    return state, credentials(state, options.user)
+
+
 async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> None:
     from smsgate_agent.agent import run_agent
     from smsgate_api.app import run_api
@@ -95,11 +103,7 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
     from smsgate_sim.network import CARRIER_BALANCE_REPLY
     from smsgate_sim.simulator import Simulator
 
-    state = Path(options.state_dir)
-    if options.fresh and state.exists():
-        shutil.rmtree(state)
-    state.mkdir(parents=True, exist_ok=True)
-    user = credentials(state, options.user)
+    state, user = prepare_state(options)
 
     nats = EmbeddedNats(store_dir=state / "nats")
     await nats.astart()

@@ -137,8 +137,8 @@ class EmbeddedNats:
             process.send_signal(signal.SIGKILL)
             process.wait()
 
-    async def astart(self, timeout: float = 20.0) -> None:
-        await asyncio.to_thread(self.start, timeout)
+    async def astart(self) -> None:
+        await asyncio.to_thread(self.start)
 
     async def astop(self) -> None:
         await asyncio.to_thread(self.stop)

@@ -32,7 +32,11 @@ FIELDS = (
 
 def render(values: dict[str, str], params: CallbackParams) -> str:
     """The block of lines the demo receiver appends to its file for one request."""
-    names = {"type": "type", "id": "id", **{f: getattr(params, f) for f in CallbackParams.__struct_fields__}}
+    names = {
+        "type": "type",
+        "id": "id",
+        **{f: getattr(params, f) for f in CallbackParams.__struct_fields__},
+    }
     return "\n".join(f"{label}: {values.get(names[key], '')}" for label, key in FIELDS)
 
 
@@ -59,7 +63,7 @@ class ConsoleReceiver:
 
     async def start(self) -> str:
         self._task = asyncio.create_task(self.server.serve())
-        while not self.server.started:
+        while not self.server.started:  # noqa: ASYNC110 - uvicorn offers no event to wait on
             await asyncio.sleep(0.01)
         sock = self.server.servers[0].sockets[0]
         host, port = sock.getsockname()[:2]

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from nats.js.api import RetentionPolicy
 from nats.errors import NoRespondersError
+from nats.js.api import RetentionPolicy
 from nats.js.errors import APIError
-
 from smsgate import bus, contracts, subjects
 from smsgate.config import NatsConfig
 from smsgate.embedded import EmbeddedCluster
+
 from tests.conftest import Bus
 
 
@@ -39,7 +39,8 @@ async def test_job_round_trip_and_dedupe(nats_bus: Bus) -> None:
     headers = {"Nats-Msg-Id": job.id}
     first = await nats_bus.js.publish(subjects.SEND_ANY, contracts.encode(job), headers=headers)
     again = await nats_bus.js.publish(subjects.SEND_ANY, contracts.encode(job), headers=headers)
-    assert again.duplicate and not first.duplicate
+    assert again.duplicate
+    assert not first.duplicate
     sub = await nats_bus.js.pull_subscribe(subjects.SEND_ANY, "t")
     [msg] = await sub.fetch(1, timeout=2)
     assert contracts.decode(msg.data, contracts.SendJob) == job

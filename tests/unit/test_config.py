@@ -1,7 +1,6 @@
 from pathlib import Path
 
 import pytest
-
 from smsgate.config import Config, ConfigError, load
 
 FULL = """
@@ -60,8 +59,12 @@ def test_full_file(tmp_path: Path) -> None:
 
 
 def test_env_overrides_file(tmp_path: Path) -> None:
-    env = {"SMSGATE_NATS_URL": "nats://127.0.0.1:5000", "SMSGATE_API_CORS": "true",
-           "SMSGATE_SIM_PORTS": "32", "UNRELATED": "x"}
+    env = {
+        "SMSGATE_NATS_URL": "nats://127.0.0.1:5000",
+        "SMSGATE_API_CORS": "true",
+        "SMSGATE_SIM_PORTS": "32",
+        "UNRELATED": "x",
+    }
     config = load(write(tmp_path, FULL), env=env)
     assert config.nats.url == "nats://127.0.0.1:5000"
     assert config.api.cors is True
@@ -71,14 +74,21 @@ def test_env_overrides_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[agent]\nname='a'\n[[agent.ports]]\nname='lte.1'\ndevice='/dev/x'\n",
-         r"agent.ports\[0\].name: Expected `str` matching regex"),
-        ("[agent]\nname='a'\n[[agent.ports]]\nname='lte-1'\n", r"agent.ports\[0\]: Object missing required field `device`"),
+        (
+            "[agent]\nname='a'\n[[agent.ports]]\nname='lte.1'\ndevice='/dev/x'\n",
+            r"agent.ports\[0\].name: Expected `str` matching regex",
+        ),
+        (
+            "[agent]\nname='a'\n[[agent.ports]]\nname='lte-1'\n",
+            r"agent.ports\[0\]: Object missing required field `device`",
+        ),
         ("[api]\nlisten=8080\n", r"api.listen: Expected `str`, got `int`"),
         ("[nats]\nurl='x'\nbogus=1\n", r"nats: Object contains unknown field `bogus`"),
         ("[agent]\n[[agent.ports]]\nname='lte-1'\ndevice='/dev/x'\n", r"agent.name is required"),
-        ("[agent]\nname='a'\n[[agent.ports]]\nname='p'\ndevice='/a'\n[[agent.ports]]\nname='p'\ndevice='/b'\n",
-         r"duplicate port names \['p'\]"),
+        (
+            "[agent]\nname='a'\n[[agent.ports]]\nname='p'\ndevice='/a'\n[[agent.ports]]\nname='p'\ndevice='/b'\n",
+            r"duplicate port names \['p'\]",
+        ),
         ("[api\n", r"not valid TOML"),
     ],
 )

@@ -19,9 +19,9 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError
-
 from smsgate import bus, contracts, subjects
 from smsgate.config import Config
+
 from smsgate_agent.port import PortWorker
 from smsgate_agent.publisher import Publisher
 
@@ -143,7 +143,7 @@ class Agent:
                 msgs = await sub.fetch(len(idle), timeout=1.0)
             except TimeoutError:
                 continue
-            except Exception as exc:  # noqa: BLE001 - NATS away: wait and try again
+            except Exception as exc:
                 log.warning("fetch from %s failed: %s", subjects.SEND_ANY, exc)
                 await asyncio.sleep(1.0)
                 continue
@@ -155,7 +155,9 @@ class Agent:
                 taker.idle.clear()
                 taker.inbox.put_nowait((msg, False))
 
-    async def _pinned_loop(self, worker: PortWorker, sub: JetStreamContext.PullSubscription) -> None:
+    async def _pinned_loop(
+        self, worker: PortWorker, sub: JetStreamContext.PullSubscription
+    ) -> None:
         """Pull the port's own jobs while it is idle; fail them if it stays unavailable."""
         while not self.stopping.is_set():
             if not worker.idle.is_set():
@@ -174,7 +176,7 @@ class Agent:
                 msgs = await sub.fetch(1, timeout=PINNED_POLL)
             except TimeoutError:
                 continue
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 log.warning("fetch for %s failed: %s", worker.name, exc)
                 await asyncio.sleep(1.0)
                 continue
@@ -182,10 +184,12 @@ class Agent:
                 worker.idle.clear()
                 worker.inbox.put_nowait((msg, True))
 
-    async def _expire_pinned(self, worker: PortWorker, sub: JetStreamContext.PullSubscription) -> None:
+    async def _expire_pinned(
+        self, worker: PortWorker, sub: JetStreamContext.PullSubscription
+    ) -> None:
         try:
             msgs = await sub.fetch(50, timeout=0.2)
-        except Exception:  # noqa: BLE001 - nothing waiting, or NATS away
+        except Exception:
             return
         now = contracts.utcnow()
         for msg in msgs:
@@ -207,7 +211,9 @@ class Agent:
             try:
                 command = contracts.decode(msg.data, contracts.PortCommand)
             except msgspec.MsgspecError as exc:
-                await msg.respond(contracts.encode(contracts.ControlReply(ok=False, error=str(exc))))
+                await msg.respond(
+                    contracts.encode(contracts.ControlReply(ok=False, error=str(exc)))
+                )
                 return
             if command.action == "disable":
                 worker.disabled, worker.draining = True, False
@@ -227,7 +233,7 @@ class Agent:
                 request = contracts.decode(msg.data, contracts.UssdRequest)
                 text = await worker.modem.ussd(request.code, request.timeout)
                 reply = contracts.ControlReply(ok=True, text=text)
-            except Exception as exc:  # noqa: BLE001 - every failure goes back to the asker
+            except Exception as exc:
                 reply = contracts.ControlReply(ok=False, error=str(exc) or type(exc).__name__)
             await msg.respond(contracts.encode(reply))
 
@@ -240,7 +246,7 @@ class Agent:
                 await worker.publish_state(force=True)
                 try:
                     await worker.expire_parts()
-                except Exception as exc:  # noqa: BLE001 - retried next beat
+                except Exception as exc:
                     log.warning("%s: expiring inbound parts failed: %s", worker.name, exc)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.agent.heartbeat):

@@ -19,7 +19,9 @@ def effective(defaults: SendPolicy, override: PolicyOverride) -> SendPolicy:
         for name in SendPolicy.__struct_fields__
         if getattr(override, name, None) is not None
     }
-    return SendPolicy(**{**{n: getattr(defaults, n) for n in SendPolicy.__struct_fields__}, **values})
+    return SendPolicy(
+        **{**{n: getattr(defaults, n) for n in SendPolicy.__struct_fields__}, **values}
+    )
 
 
 @dataclass

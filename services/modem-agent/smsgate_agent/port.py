@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import msgspec
 from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError, NoKeysError
-
-from smsgate import contracts, subjects
+from smsgate import contracts
 from smsgate.config import AgentConfig, AgentPort
+
 from smsgate_agent.modem import Modem, ModemInfo, SendOutcome
 from smsgate_agent.pdu import Deliver, StatusReport
 from smsgate_agent.policy import PortPolicy, effective
@@ -151,7 +151,7 @@ class PortWorker:
                         state=state,
                     )
                 )
-        except Exception as exc:  # noqa: BLE001 - NATS down: the next heartbeat retries
+        except Exception as exc:
             log.warning("%s: port state not published: %s", self.name, exc)
 
     def _on_modem_state(self, info: ModemInfo) -> None:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-
 from smsgate import contracts, subjects
 from smsgate.bus import Buckets
 
@@ -70,7 +69,7 @@ class Publisher:
     async def status(self, message_id: str) -> contracts.MessageStatus | None:
         try:
             entry = await self.buckets.messages.get(subjects.message_key(message_id))
-        except Exception:  # noqa: BLE001 - KeyNotFound and deleted markers alike
+        except Exception:
             return None
         if not entry.value:
             return None
