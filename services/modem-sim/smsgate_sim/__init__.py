@@ -1,0 +1,33 @@
+"""Virtual modems on ptys or TCP ports, a virtual radio network and faults on command.
+
+The agent talks to these modems through the same serial code path as to hardware.
+"""
+
+from .control import PortInfo, build_app
+from .faults import Faults, FaultUpdate
+from .modem import Modem, SimCard
+from .network import CARRIER_BALANCE_REPLY, USSD_BALANCE_REPLY, Network
+from .profiles import PROFILES, Profile
+from .run import run_sim
+from .simulator import Injected, Simulator
+from .stats import ModemStats, NetworkStats, SentPart
+
+__all__ = [
+    "CARRIER_BALANCE_REPLY",
+    "PROFILES",
+    "USSD_BALANCE_REPLY",
+    "FaultUpdate",
+    "Faults",
+    "Injected",
+    "Modem",
+    "ModemStats",
+    "Network",
+    "NetworkStats",
+    "PortInfo",
+    "Profile",
+    "SentPart",
+    "SimCard",
+    "Simulator",
+    "build_app",
+    "run_sim",
+]

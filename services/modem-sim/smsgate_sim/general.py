@@ -1,0 +1,314 @@
+"""V.250 basics and the 27.007 commands: identity, SIM, signal, registration, power, USSD."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from . import codes
+from .atcommand import (
+    OK,
+    Command,
+    Op,
+    Reply,
+    cme,
+    int_arg,
+    quoted,
+    split_args,
+    syntax_error,
+    unsupported,
+)
+
+if TYPE_CHECKING:
+    from .modem import Modem
+
+Handler = Callable[["Modem", Command], Reply | None]
+HANDLERS: dict[str, Handler] = {}
+REVISION = "SMSGATE-SIM 1.0"
+
+
+def handles(*names: str) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        for name in names:
+            HANDLERS[name] = handler
+        return handler
+
+    return register
+
+
+def require_sim(m: Modem) -> None:
+    """+CME ERROR for commands that need a ready, unlocked SIM."""
+    state = m.sim_state()
+    if state == "BUSY":
+        raise cme(codes.CME_SIM_BUSY)
+    if state == "SIM PIN":
+        raise cme(codes.CME_SIM_PIN_REQUIRED)
+    if state == "SIM PUK":
+        raise cme(12)
+
+
+def only_exec(cmd: Command) -> None:
+    if cmd.op is not Op.EXEC:
+        raise syntax_error()
+
+
+# --------------------------------------------------------------------- V.250 basics
+
+
+@handles("")
+def at(m: Modem, cmd: Command) -> Reply:
+    return OK
+
+
+@handles("Z", "&F")
+def factory(m: Modem, cmd: Command) -> Reply:
+    if cmd.args not in ("", "0"):
+        raise syntax_error()
+    m.reset_settings()
+    return OK
+
+
+@handles("E")
+def echo(m: Modem, cmd: Command) -> Reply:
+    if cmd.args not in ("", "0", "1"):
+        raise syntax_error()
+    m.echo = cmd.args == "1"
+    return OK
+
+
+@handles("V")
+def verbose(m: Modem, cmd: Command) -> Reply:
+    if cmd.args != "1":
+        raise syntax_error()  # numeric result codes (ATV0) are not simulated
+    return OK
+
+
+@handles("Q", "&W", "H", "&C", "&D")
+def accepted(m: Modem, cmd: Command) -> Reply:
+    return OK
+
+
+@handles("S")
+def s_register(m: Modem, cmd: Command) -> Reply:
+    return Reply(["000"]) if cmd.op is Op.READ else OK
+
+
+@handles("I")
+def information(m: Modem, cmd: Command) -> Reply:
+    return Reply([m.profile.manufacturer, m.profile.model, f"Revision: {REVISION}"])
+
+
+@handles("+CGMI", "+GMI")
+def manufacturer(m: Modem, cmd: Command) -> Reply:
+    return Reply([m.profile.manufacturer]) if cmd.op is Op.EXEC else OK
+
+
+@handles("+CGMM", "+GMM")
+def model(m: Modem, cmd: Command) -> Reply:
+    return Reply([m.profile.model]) if cmd.op is Op.EXEC else OK
+
+
+@handles("+CGMR", "+GMR")
+def revision(m: Modem, cmd: Command) -> Reply:
+    return Reply([REVISION]) if cmd.op is Op.EXEC else OK
+
+
+@handles("+CGSN", "+GSN")
+def imei(m: Modem, cmd: Command) -> Reply:
+    return Reply([m.imei]) if cmd.op is Op.EXEC else OK
+
+
+@handles("+CMEE")
+def cmee(m: Modem, cmd: Command) -> Reply:
+    if cmd.op is Op.READ:
+        return Reply([f"+CMEE: {m.cmee}"])
+    if cmd.op is Op.TEST:
+        return Reply(["+CMEE: (0-2)"])
+    m.cmee = int_arg(split_args(cmd.args), 0, 0, 2, default=0)
+    return OK
+
+
+@handles("+CSCS")
+def charset(m: Modem, cmd: Command) -> Reply:
+    if cmd.op is Op.READ:
+        return Reply([f"+CSCS: {quoted(m.cscs)}"])
+    if cmd.op is Op.TEST:
+        return Reply(['+CSCS: ("IRA","GSM","UCS2")'])
+    value = (split_args(cmd.args)[0] or "").upper()
+    if cmd.op is not Op.SET or value not in ("IRA", "GSM", "UCS2"):
+        raise syntax_error()
+    m.cscs = value
+    return OK
+
+
+# --------------------------------------------------------------------- SIM
+
+
+@handles("+CPIN")
+def cpin(m: Modem, cmd: Command) -> Reply:
+    if cmd.op is Op.TEST:
+        return OK
+    state = m.sim_state()
+    if cmd.op is Op.READ:
+        if state == "BUSY":
+            raise cme(codes.CME_SIM_BUSY)
+        # Wavecom answers the query without a final OK; parsers must not wait for one.
+        return Reply([f"+CPIN: {state}"], "OK" if m.profile.cpin_ok else None)
+    if cmd.op is not Op.SET:
+        raise syntax_error()
+    args = split_args(cmd.args)
+    if state == "BUSY":
+        raise cme(codes.CME_SIM_BUSY)
+    if state == "READY" or not args[0]:
+        raise cme(codes.CME_NOT_ALLOWED)
+    if not m.enter_pin(args[0], args[1] if len(args) > 1 else None):
+        raise cme(codes.CME_INCORRECT_PASSWORD)
+    return OK
+
+
+@handles("+CIMI")
+def cimi(m: Modem, cmd: Command) -> Reply:
+    if cmd.op is Op.TEST:
+        return OK
+    only_exec(cmd)
+    require_sim(m)
+    return Reply([m.sim.imsi])
+
+
+@handles("+CCID", "+ICCID", "^ICCID")
+def iccid(m: Modem, cmd: Command) -> Reply:
+    if cmd.op is Op.TEST:
+        return OK
+    if cmd.op is Op.SET:
+        raise syntax_error()
+    style = m.profile.iccid
+    if (cmd.name == "^ICCID") != (style == "huawei"):
+        raise unsupported()
+    require_sim(m)
+    if style == "huawei":
+        return Reply([f"^ICCID: {m.sim.iccid}"])
+    if style == "quoted":
+        return Reply([f"+CCID: {quoted(m.sim.iccid)}"])
+    return Reply([f"{cmd.name}: {m.sim.iccid}"])
+
+
+# --------------------------------------------------------------------- radio
+
+
+@handles("+CSQ")
+def csq(m: Modem, cmd: Command) -> Reply:
+    if cmd.op is Op.TEST:
+        return Reply(["+CSQ: (0-31,99),(0-7,99)"])
+    only_exec(cmd)
+    return Reply([f"+CSQ: {m.signal()},99"])
+
+
+def _registration(m: Modem, cmd: Command, prefix: str, attribute: str) -> Reply:
+    if cmd.op is Op.TEST:
+        return Reply([f"{prefix}: (0-2)"])
+    if cmd.op is Op.READ:
+        n = getattr(m, attribute)
+        stat = m.registration()
+        if n == 2 and stat in (1, 5):
+            # 24-bit tracking area code and 28-bit cell id, as LTE modems print them.
+            return Reply([f'{prefix}: {n},{stat},"00A1","{0x01B2C3 + len(m.name):07X}",7'])
+        return Reply([f"{prefix}: {n},{stat}"])
+    if cmd.op is not Op.SET:
+        raise syntax_error()
+    setattr(m, attribute, int_arg(split_args(cmd.args), 0, 0, 2))
+    return OK
+
+
+@handles("+CREG")
+def creg(m: Modem, cmd: Command) -> Reply:
+    return _registration(m, cmd, "+CREG", "creg_n")
+
+
+@handles("+CEREG")
+def cereg(m: Modem, cmd: Command) -> Reply:
+    return _registration(m, cmd, "+CEREG", "cereg_n")
+
+
+@handles("+CGREG")
+def cgreg(m: Modem, cmd: Command) -> Reply:
+    return _registration(m, cmd, "+CGREG", "cgreg_n")
+
+
+@handles("+COPS")
+def cops(m: Modem, cmd: Command) -> Reply:
+    operator, plmn = m.config.operator, m.sim.imsi[:5]
+    if cmd.op is Op.TEST:
+        return Reply([f'+COPS: (2,"{operator}","{operator}","{plmn}",7),,(0-4),(0-2)'])
+    if cmd.op is Op.READ:
+        if not m.registered:
+            return Reply(["+COPS: 0"])
+        name = plmn if m.cops_format == 2 else operator
+        return Reply([f'+COPS: 0,{m.cops_format},"{name}",7'])
+    if cmd.op is not Op.SET:
+        raise syntax_error()
+    args = split_args(cmd.args)
+    mode = int_arg(args, 0, 0, 4)
+    if mode == 3 or (len(args) > 1 and args[1] is not None):
+        m.cops_format = int_arg(args, 1, 0, 2)
+    return OK
+
+
+@handles("+CFUN")
+def cfun(m: Modem, cmd: Command) -> Reply | None:
+    if cmd.op is Op.TEST:
+        return Reply(["+CFUN: (0,1,4),(0,1)"])
+    if cmd.op is Op.READ:
+        return Reply([f"+CFUN: {m.cfun}"])
+    if cmd.op is not Op.SET:
+        raise syntax_error()
+    args = split_args(cmd.args)
+    fun = int_arg(args, 0, 0, 4)
+    if fun not in (0, 1, 4):
+        raise syntax_error()
+    if int_arg(args, 1, 0, 1, default=0) == 1:
+        m.reply(OK)  # the OK goes out before the firmware restarts
+        m.reset()
+        return None
+    m.cfun = fun
+    m.registration_changed()
+    return OK
+
+
+@handles("^CURC")
+def curc(m: Modem, cmd: Command) -> Reply:
+    if m.profile.name != "huawei":
+        raise unsupported()
+    if cmd.op is Op.READ:
+        return Reply([f"^CURC: {int(m.urc_reports)}"])
+    if cmd.op is Op.SET:
+        m.urc_reports = int_arg(split_args(cmd.args), 0, 0, 1) == 1
+    return OK
+
+
+# --------------------------------------------------------------------- USSD
+
+
+@handles("+CUSD")
+def cusd(m: Modem, cmd: Command) -> Reply:
+    if cmd.op is Op.TEST:
+        return Reply(["+CUSD: (0-2)"])
+    if cmd.op is Op.READ:
+        return Reply([f"+CUSD: {m.cusd_n}"])
+    if cmd.op is not Op.SET:
+        raise syntax_error()
+    args = split_args(cmd.args)
+    n = int_arg(args, 0, 0, 2, default=0)
+    request = args[1] if len(args) > 1 else None
+    if n == 2:
+        return OK  # cancels a session; there is never one open for long
+    m.cusd_n = n
+    if request is None:
+        return OK
+    require_sim(m)
+    if not m.registered:
+        raise cme(codes.CME_NO_NETWORK)
+    answer = m.network.ussd_answer(request)
+    m.stats.ussd += 1
+    if n == 1:
+        m.later(m.network.ussd_delay(), lambda: m.urc(f'+CUSD: 0,"{answer}",15'))
+    return OK

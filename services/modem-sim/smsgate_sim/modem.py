@@ -1,0 +1,469 @@
+"""One virtual modem: the AT command interpreter, its settings, its SIM and its storage.
+
+The modem is fed bytes by its transport and writes bytes back through `output`. Commands
+that take time (a send, a reset) hold the line: later input waits, as it does in a real
+firmware, and URCs are held until the final result unless the URC fault says otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from smsgate.config import SimConfig
+from smsgate_agent.pdu import Submit
+
+from . import general, sms
+from .atcommand import Command, CommandError, Reply, parse_command, unsupported
+from .codes import CME_ERRORS, CMS_ERRORS
+from .faults import Faults, FaultUpdate, garbage, noise_urc
+from .profiles import Profile
+from .sms import Prompt
+from .stats import ModemStats, SentPart
+from .storage import Memory, Stat
+
+if TYPE_CHECKING:
+    from .network import Network
+
+Handler = Callable[["Modem", Command], Reply | None]
+HANDLERS: dict[str, Handler] = {**general.HANDLERS, **sms.HANDLERS}
+
+SimState = Literal["READY", "SIM PIN", "SIM PUK", "BUSY"]
+_CTRL_Z = 0x1A
+_ESC = 0x1B
+_MAX_LINE = 4096  # a line longer than this is noise; real command buffers are far smaller
+_MAX_HELD = 1000  # URCs kept while CNMI mode 0 buffers them
+
+
+@dataclass(frozen=True, slots=True)
+class SimCard:
+    """The subscriber identity a modem carries."""
+
+    msisdn: str
+    imsi: str
+    iccid: str
+    pin: str | None = None
+    puk: str = "12345678"
+
+
+class Modem:
+    """The AT state machine of one virtual modem on one port."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        sim: SimCard,
+        imei: str,
+        profile: Profile,
+        network: Network,
+        config: SimConfig,
+        rng: random.Random,
+        rssi: int = 20,
+    ) -> None:
+        self.name = name
+        self.sim = sim
+        self.imei = imei
+        self.profile = profile
+        self.network = network
+        self.config = config
+        self.rng = rng
+        self.rssi = rssi
+        self.faults = Faults()
+        self.stats = ModemStats()
+        self.sent: collections.deque[SentPart] = collections.deque(maxlen=config.sent_log)
+        self.output: Callable[[bytes], None] = _discard
+        self.on_reset: Callable[[Modem], None] | None = None  # replaces the in-place reboot
+        self.next_mr = 0
+        self.smsc = config.smsc  # lives on the SIM, so it survives a reset
+        size = config.storage_size
+        self.memories = {
+            name: Memory(name, size, profile.first_index) for name in ("SM", "ME", "SR")
+        }
+        self._loop = asyncio.get_running_loop()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._input = bytearray()
+        self._held: list[bytes] = []  # URCs held while a command runs
+        self._buffered: list[bytes] = []  # SMS URCs held while AT+CNMI mode is 0
+        self._prompt: Prompt | None = None
+        self._busy = False
+        self._on = False
+        self._sim_booting = False
+        self._pin_ok = sim.pin is None
+        self._pin_tries = 3
+        self._last_registration = -1
+        self._settings_defaults()
+
+    # ----------------------------------------------------------------- settings
+
+    def _settings_defaults(self) -> None:
+        """What ATZ, AT&F and a power cycle restore."""
+        self.echo = True
+        self.cmee = 0
+        self.text_mode = False
+        self.cnmi = [2, 1, 0, 0, 0]  # Quectel's and SIMCom's power-on default
+        self.cpms = ["SM", "SM", "SM"]
+        self.csmp = [17, 167, 0, 0]
+        self.cscs = "IRA"
+        self.creg_n = 0
+        self.cereg_n = 0
+        self.cgreg_n = 0
+        self.cops_format = 0
+        self.cmms = 0
+        self.cusd_n = 0
+        self.cfun = 1
+        self.urc_reports = True  # Huawei ^CURC
+
+    def reset_settings(self) -> None:
+        self._settings_defaults()
+
+    # ----------------------------------------------------------------- power
+
+    @property
+    def powered(self) -> bool:
+        return self._on
+
+    def boot(self, *, announce: bool) -> None:
+        """Power on: settings to defaults; the SIM takes `sim_ready_delay` to be ready."""
+        self._on = True
+        self._settings_defaults()
+        self._input.clear()
+        self._held.clear()
+        self._buffered.clear()
+        self._prompt = None
+        self._busy = False
+        self._pin_ok = self.sim.pin is None
+        self._last_registration = -1
+        if announce:
+            self.emit(b"\r\nRDY\r\n")
+        delay = self.config.sim_ready_delay
+        self._sim_booting = delay > 0
+        if self._sim_booting:
+            self.later(delay, self._sim_ready)
+        self.registration_changed()
+
+    def power_off(self) -> None:
+        """Lose power: pending work is dropped; storage (on the SIM) is kept."""
+        self._on = False
+        self._busy = False
+        self._prompt = None
+        self._input.clear()
+        self._held.clear()
+        self._buffered.clear()
+        self.cancel_timers()
+        self._last_registration = -1
+
+    def reset(self) -> None:
+        """Reboot (AT+CFUN=1,1 or a power cycle): clears a hang, takes `reset_time`."""
+        self.stats.resets += 1
+        self.faults.hung = False
+        self.power_off()
+        if self.on_reset is not None:
+            self.on_reset(self)
+        else:
+            self.later(self.config.reset_time, lambda: self.boot(announce=True))
+
+    def _sim_ready(self) -> None:
+        self._sim_booting = False
+        if self.faults.sim_not_ready:
+            return
+        state = self.sim_state()
+        self.urc(f"+CPIN: {state}")
+        self.registration_changed()
+
+    # ----------------------------------------------------------------- SIM and network
+
+    def sim_state(self) -> SimState:
+        if self._sim_booting or self.faults.sim_not_ready:
+            return "BUSY"
+        if self._pin_tries <= 0:
+            return "SIM PUK"
+        if not self._pin_ok:
+            return "SIM PIN"
+        return "READY"
+
+    def enter_pin(self, pin: str, new_pin: str | None) -> bool:
+        """AT+CPIN: the PIN (or PUK and new PIN); three wrong PINs lock the SIM to its PUK."""
+        state = self.sim_state()
+        if state == "SIM PUK":
+            if new_pin is None or pin != self.sim.puk:
+                return False
+            self._pin_tries, self._pin_ok = 3, True
+        elif pin == self.sim.pin:
+            self._pin_tries, self._pin_ok = 3, True
+        else:
+            self._pin_tries -= 1
+            return False
+        self.registration_changed()
+        return True
+
+    def registration(self) -> int:
+        """<stat> of +CREG/+CEREG: 1 registered, 2 searching, 0 not searching."""
+        if not self._on or self.cfun != 1 or self.sim_state() != "READY":
+            return 0
+        return 2 if self.faults.deregistered else 1
+
+    @property
+    def registered(self) -> bool:
+        return self.registration() == 1
+
+    @property
+    def reachable(self) -> bool:
+        """Whether the network can hand this modem a message now."""
+        return self._on and not self.faults.hung and self.registered
+
+    def registration_changed(self) -> None:
+        """Tell the TE (as +CREG/+CEREG ask) and let the network retry what it holds."""
+        stat = self.registration()
+        if stat == self._last_registration:
+            return
+        self._last_registration = stat
+        if self.creg_n:
+            self.urc(f"+CREG: {stat}")
+        if self.cereg_n:
+            self.urc(f"+CEREG: {stat}")
+        if stat == 1:
+            self.network.flush(self)
+
+    def signal(self) -> int:
+        if self.faults.signal is not None:
+            return self.faults.signal
+        return self.rssi if self._on and self.cfun == 1 else 99
+
+    # ----------------------------------------------------------------- faults
+
+    def set_faults(self, update: FaultUpdate) -> None:
+        for name, value in update.changes().items():
+            setattr(self.faults, name, value)
+        self._faults_changed()
+
+    def clear_faults(self) -> None:
+        self.faults = Faults()
+        self._faults_changed()
+
+    def _faults_changed(self) -> None:
+        self.registration_changed()
+        self.network.flush(self)  # storage may have room again, or the modem woke up
+
+    # ----------------------------------------------------------------- input
+
+    def feed(self, data: bytes) -> None:
+        """Bytes from the TE. A hung or powered-off modem swallows them."""
+        if not self._on or self.faults.hung:
+            return
+        self._input += data
+        self._drain()
+
+    def _drain(self) -> None:
+        while self._input and not self._busy and self._on and not self.faults.hung:
+            if self._prompt is not None:
+                end = next((i for i, b in enumerate(self._input) if b in (_CTRL_Z, _ESC)), -1)
+                if end < 0:
+                    return
+                payload, cancel = bytes(self._input[:end]), self._input[end] == _ESC
+                del self._input[: end + 1]
+                prompt, self._prompt = self._prompt, None
+                if self.echo and payload:
+                    self.emit(payload)
+                if cancel:
+                    self.reply(Reply())
+                else:
+                    self._run(sms.finish_prompt, self, prompt, payload)
+                continue
+            end = self._input.find(b"\r")
+            if end < 0:
+                if len(self._input) > _MAX_LINE:
+                    self._input.clear()
+                return
+            line = bytes(self._input[:end])
+            del self._input[: end + 1]
+            if self.echo:
+                self.emit(line + b"\r")
+            command = parse_command(line.decode("latin-1"))
+            if command is None:
+                continue
+            self.stats.commands += 1
+            handler = HANDLERS.get(command.name, _unsupported)
+            self._run(handler, self, command)
+
+    def _run(self, step: Callable[..., Reply | None], *args: object) -> None:
+        try:
+            reply = step(*args)
+        except CommandError as exc:
+            reply = Reply(final=self.error_text(exc))
+        if reply is not None:
+            self.reply(reply)
+
+    def error_text(self, error: CommandError) -> str:
+        """The final result code for an error, as AT+CMEE and the profile ask."""
+        if error.kind == "unsupported":
+            return self.profile.unsupported
+        if error.kind == "cme":
+            if self.cmee == 0:
+                return "ERROR"
+            detail = CME_ERRORS.get(error.code, "unknown") if self.cmee == 2 else error.code
+            return f"+CME ERROR: {detail}"
+        if error.kind == "cms":
+            # 27.005 gives +CMS ERROR whatever AT+CMEE says; CMEE=2 makes it verbose.
+            detail = CMS_ERRORS.get(error.code, "unknown error") if self.cmee == 2 else error.code
+            return f"+CMS ERROR: {detail}"
+        return "ERROR"
+
+    # ----------------------------------------------------------------- output
+
+    def emit(self, data: bytes) -> None:
+        if self._on:
+            self.output(data)
+
+    def reply(self, reply: Reply) -> None:
+        """Write a response (with the garbage and URC faults), then the URCs it held back."""
+        out = bytearray()
+        faults = self.faults
+        if faults.garbage_rate and self.rng.random() < faults.garbage_rate:
+            out += garbage(self.rng)
+        if reply.lines:
+            out += b"\r\n" + "\r\n".join(reply.lines).encode() + b"\r\n"
+        if faults.urc_rate and self.rng.random() < faults.urc_rate:
+            out += b"\r\n" + noise_urc(self.rng).encode() + b"\r\n"
+        if reply.final is not None:
+            out += b"\r\n" + reply.final.encode() + b"\r\n"
+        self.emit(bytes(out))
+        if self._held and not self._busy and self._prompt is None:
+            held, self._held = self._held, []
+            self.emit(b"".join(held))
+
+    def urc(self, *lines: str, sms_indication: bool = False) -> None:
+        """An unsolicited result code. SMS indications obey AT+CNMI's mode."""
+        if not self._on or self.faults.hung:
+            return
+        data = b"\r\n" + "\r\n".join(lines).encode() + b"\r\n"
+        if sms_indication and self.cnmi[0] == 0:
+            if len(self._buffered) < _MAX_HELD:
+                self._buffered.append(data)
+            return
+        # The link is "reserved" while a command runs: real firmwares (CNMI mode 2) hold
+        # URCs until the final result. The URC fault lets them through at once.
+        if (self._busy or self._prompt is not None) and not self.faults.urc_rate:
+            self._held.append(data)
+            return
+        self.emit(data)
+
+    def flush_buffered_urcs(self, *, discard: bool) -> None:
+        """AT+CNMI with mode 1-3: bfr=0 flushes the buffered indications, bfr=1 drops them."""
+        buffered, self._buffered = self._buffered, []
+        if not discard:
+            self._held.extend(buffered)
+
+    def noise(self) -> None:
+        """Maybe (URC fault) drop an unrelated URC into the line right now."""
+        if self.faults.urc_rate and self.rng.random() < self.faults.urc_rate:
+            self.emit(b"\r\n" + noise_urc(self.rng).encode() + b"\r\n")
+
+    # ----------------------------------------------------------------- long commands
+
+    def start_prompt(self, prompt: Prompt) -> None:
+        self._prompt = prompt
+        self.emit(self.profile.prompt)
+
+    def defer(self, delay: float, finish: Callable[[], Reply]) -> None:
+        """Hold the line for `delay` seconds, then answer with what `finish` returns."""
+        self._busy = True
+
+        def complete() -> None:
+            self._busy = False
+            if self.faults.hung:
+                return  # a hung firmware never finishes what it started
+            self._run(finish)
+            self._drain()
+
+        self.later(delay, complete)
+
+    def later(self, delay: float, callback: Callable[[], object]) -> None:
+        """Run `callback` after `delay` seconds unless the modem loses power first."""
+
+        def fire() -> None:
+            self._timers.discard(handle)
+            callback()
+
+        handle = self._loop.call_later(delay, fire)
+        self._timers.add(handle)
+
+    def cancel_timers(self) -> None:
+        for handle in self._timers:
+            handle.cancel()
+        self._timers.clear()
+
+    # ----------------------------------------------------------------- sending
+
+    def part_sent(self, submit: Submit) -> int:
+        """The network took a part: assign its TP-MR, log it and hand it over."""
+        mr = self.next_mr
+        self.next_mr = (mr + 1) % 256
+        concat = submit.concat
+        self.stats.parts_sent += 1
+        self.sent.append(
+            SentPart(
+                time=time.time(),
+                port=self.name,
+                sender=self.sim.msisdn,
+                to=submit.number,
+                mr=mr,
+                text=submit.text,
+                reference=concat.reference if concat else None,
+                total=concat.total if concat else 1,
+                sequence=concat.sequence if concat else 1,
+                status_report=submit.status_report,
+            )
+        )
+        self.network.submitted(self, submit, mr)
+        return mr
+
+    # ----------------------------------------------------------------- receiving
+
+    def take_deliver(self, pdu: str) -> bool:
+        """The network hands over an SMS-DELIVER; False if it must try again later."""
+        if not self.reachable:
+            return False
+        if self.cnmi[1] == 2:
+            self.stats.inbound_delivered += 1
+            sms.indicate_direct(self, pdu)
+            return True
+        memory = self.memories[self.cpms[2]]
+        if self.faults.storage_full or memory.full:
+            return False
+        index = memory.store(pdu, Stat.REC_UNREAD)
+        self.stats.inbound_delivered += 1
+        if self.cnmi[1] in (1, 3):
+            self.urc(f'+CMTI: "{memory.name}",{index}', sms_indication=True)
+        return True
+
+    def take_report(self, pdu: str) -> bool:
+        """The network hands over a status report; routed as AT+CNMI's ds asks."""
+        if not self.reachable:
+            return False
+        ds = self.cnmi[3]
+        if ds == 2:
+            memory = self.memories["SR"]
+            if self.faults.storage_full or memory.full:
+                return False
+            index = memory.store(pdu, Stat.REC_UNREAD)
+            self.urc(f'+CDSI: "SR",{index}', sms_indication=True)
+        elif ds == 1:
+            sms.indicate_report(self, pdu)
+        else:
+            self.stats.reports_discarded += 1
+        self.stats.reports_delivered += 1
+        return True
+
+
+def _discard(data: bytes) -> None:
+    """Output of a modem nobody listens to."""
+
+
+def _unsupported(modem: Modem, command: Command) -> Reply | None:
+    raise unsupported()

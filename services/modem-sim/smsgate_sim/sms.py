@@ -1,0 +1,407 @@
+"""The 27.005 SMS commands: modes, storage, indications, and sending after the `> ` prompt."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal
+
+from smsgate_agent.pdu import (
+    Alphabet,
+    Deliver,
+    StatusReport,
+    Submit,
+    decode,
+    encode_submit,
+)
+
+from . import codes
+from .atcommand import OK, Command, Op, Reply, cms, int_arg, quoted, split_args, syntax_error
+from .storage import ALL, STAT_BY_NAME, STAT_NAMES, Memory, Stat, Stored, tpdu_length
+
+if TYPE_CHECKING:
+    from .modem import Modem
+
+Handler = Callable[["Modem", Command], Reply | None]
+HANDLERS: dict[str, Handler] = {}
+_MAX_TPDU = 176  # 164 octets of SMS-SUBMIT plus slack; beyond that no modem prompts
+_READABLE = ("SM", "ME", "SR")
+_WRITABLE = ("SM", "ME")
+PromptKind = Literal["send", "write"]
+
+
+@dataclass(slots=True)
+class Prompt:
+    """A `> ` prompt waiting for a PDU (or text) and Ctrl-Z."""
+
+    kind: PromptKind
+    length: int | None = None  # PDU mode: the TPDU length the command announced
+    number: str | None = None  # text mode: the destination
+    stat: Stat = Stat.STO_UNSENT
+
+
+def handles(*names: str) -> Callable[[Handler], Handler]:
+    def register(handler: Handler) -> Handler:
+        for name in names:
+            HANDLERS[name] = handler
+        return handler
+
+    return register
+
+
+def require_sim(m: Modem) -> None:
+    """+CMS ERROR for SMS commands that need a ready, unlocked SIM."""
+    state = m.sim_state()
+    if state == "BUSY":
+        raise cms(codes.CMS_SIM_BUSY)
+    if state == "SIM PIN":
+        raise cms(codes.CMS_SIM_PIN_REQUIRED)
+    if state == "SIM PUK":
+        raise cms(316)
+
+
+# --------------------------------------------------------------------- settings
+
+
+@handles("+CMGF")
+def cmgf(m: Modem, cmd: Command) -> Reply:
+    if cmd.op is Op.READ:
+        return Reply([f"+CMGF: {int(m.text_mode)}"])
+    if cmd.op is Op.TEST:
+        return Reply(["+CMGF: (0,1)"])
+    m.text_mode = int_arg(split_args(cmd.args), 0, 0, 1, default=0) == 1
+    return OK
+
+
+@handles("+CSMS")
+def csms(m: Modem, cmd: Command) -> Reply:
+    if cmd.op is Op.READ:
+        return Reply(["+CSMS: 0,1,1,1"])
+    if cmd.op is Op.TEST:
+        return Reply(["+CSMS: (0,1)"])
+    int_arg(split_args(cmd.args), 0, 0, 1)
+    return Reply(["+CSMS: 1,1,1"])
+
+
+@handles("+CNMA")
+def cnma(m: Modem, cmd: Command) -> Reply:
+    return OK
+
+
+@handles("+CSCA")
+def csca(m: Modem, cmd: Command) -> Reply:
+    if cmd.op is Op.TEST:
+        return OK
+    require_sim(m)
+    if cmd.op is Op.READ:
+        kind = 145 if m.smsc.startswith("+") else 129
+        return Reply([f"+CSCA: {quoted(m.smsc)},{kind}"])
+    number = split_args(cmd.args)[0]
+    if cmd.op is not Op.SET or not number:
+        raise syntax_error()
+    m.smsc = number
+    return OK
+
+
+@handles("+CSMP")
+def csmp(m: Modem, cmd: Command) -> Reply:
+    if cmd.op is Op.READ:
+        return Reply(["+CSMP: " + ",".join(str(v) for v in m.csmp)])
+    if cmd.op is Op.TEST:
+        return OK
+    args = split_args(cmd.args)
+    if cmd.op is not Op.SET or len(args) > 4:
+        raise syntax_error()
+    m.csmp = [int_arg(args, i, 0, 255, default=m.csmp[i]) for i in range(4)]
+    return OK
+
+
+@handles("+CMMS")
+def cmms(m: Modem, cmd: Command) -> Reply:
+    if cmd.op is Op.READ:
+        return Reply([f"+CMMS: {m.cmms}"])
+    if cmd.op is Op.TEST:
+        return Reply(["+CMMS: (0-2)"])
+    m.cmms = int_arg(split_args(cmd.args), 0, 0, 2, default=0)
+    return OK
+
+
+@handles("+CNMI")
+def cnmi(m: Modem, cmd: Command) -> Reply:
+    if cmd.op is Op.READ:
+        return Reply(["+CNMI: " + ",".join(str(v) for v in m.cnmi)])
+    if cmd.op is Op.TEST:
+        return Reply(["+CNMI: (0-3),(0-3),(0,2),(0-2),(0,1)"])
+    args = split_args(cmd.args)
+    if cmd.op is not Op.SET or len(args) > 5:
+        raise syntax_error()
+    highs = (3, 3, 2, 2, 1)
+    values = [int_arg(args, i, 0, highs[i], default=0) for i in range(5)]
+    if values[2] == 1:
+        raise syntax_error()  # bm=1 (cell broadcast storage) is not offered
+    m.cnmi = values
+    if values[0] != 0:
+        m.flush_buffered_urcs(discard=values[4] == 1)
+    return OK
+
+
+def _usage(m: Modem, memory: Memory) -> tuple[int, int]:
+    used = memory.size if m.faults.storage_full else memory.used
+    return used, memory.size
+
+
+@handles("+CPMS")
+def cpms(m: Modem, cmd: Command) -> Reply:
+    if cmd.op is Op.TEST:
+        return Reply(['+CPMS: ("SM","ME","SR"),("SM","ME"),("SM","ME")'])
+    require_sim(m)
+    if cmd.op is Op.READ:
+        fields = []
+        for name in m.cpms:
+            used, total = _usage(m, m.memories[name])
+            fields.append(f"{quoted(name)},{used},{total}")
+        return Reply(["+CPMS: " + ",".join(fields)])
+    args = split_args(cmd.args)
+    if cmd.op is not Op.SET or not 1 <= len(args) <= 3:
+        raise syntax_error()
+    chosen = list(m.cpms)
+    for i, value in enumerate(args):
+        name = (value or "").upper()
+        if name not in (_READABLE if i == 0 else _WRITABLE):
+            raise cms(codes.CMS_NOT_ALLOWED)
+        chosen[i] = name
+    m.cpms = chosen
+    counts = [f"{u},{t}" for u, t in (_usage(m, m.memories[n]) for n in chosen)]
+    return Reply(["+CPMS: " + ",".join(counts)])
+
+
+# --------------------------------------------------------------------- sending
+
+
+@handles("+CMGS", "+CMGW")
+def cmgs(m: Modem, cmd: Command) -> Reply | None:
+    kind: PromptKind = "send" if cmd.name == "+CMGS" else "write"
+    if cmd.op is Op.TEST:
+        return OK
+    if cmd.op is not Op.SET:
+        raise syntax_error()
+    require_sim(m)
+    args = split_args(cmd.args)
+    stat = (
+        Stat(int_arg(args, 1, 0, 3, default=2)) if kind == "write" and not m.text_mode else Stat(2)
+    )
+    if m.text_mode:
+        number = args[0]
+        if not number:
+            raise cms(codes.CMS_INVALID_TEXT)
+        m.start_prompt(Prompt(kind, number=number, stat=stat))
+        return None
+    try:
+        length = int(args[0] or "")
+    except ValueError:
+        raise syntax_error() from None
+    if not 1 <= length <= _MAX_TPDU:
+        raise cms(codes.CMS_INVALID_PDU)
+    m.start_prompt(Prompt(kind, length=length, stat=stat))
+    return None
+
+
+def finish_prompt(m: Modem, prompt: Prompt, payload: bytes) -> Reply | None:
+    """The PDU (or text) after the prompt arrived with Ctrl-Z: store it or send it."""
+    m.stats.pdus_received += 1
+    if prompt.number is not None:
+        pdu = _text_submit(m, prompt.number, payload)
+    else:
+        pdu = "".join(payload.decode("latin-1").split()).upper()
+        if not _valid_submit(pdu, prompt.length):
+            m.stats.pdus_malformed += 1
+            raise cms(codes.CMS_INVALID_PDU)
+    if prompt.kind == "write":
+        memory = m.memories[m.cpms[1]]
+        index = None if m.faults.storage_full else memory.store(pdu, prompt.stat)
+        if index is None:
+            raise cms(codes.CMS_MEMORY_FULL)
+        return Reply([f"+CMGW: {index}"])
+    submit = decode(pdu)
+    assert isinstance(submit, Submit)
+    send(m, submit)
+    return None
+
+
+def _valid_submit(pdu: str, length: int | None) -> bool:
+    try:
+        raw = bytes.fromhex(pdu)
+        return len(raw) > 1 and len(raw) - 1 - raw[0] == length and isinstance(decode(pdu), Submit)
+    except ValueError:  # PduError is one too
+        return False
+
+
+def _text_submit(m: Modem, number: str, payload: bytes) -> str:
+    """Text mode: the text as one SMS-SUBMIT PDU, with TP-SRR from AT+CSMP's first octet."""
+    try:
+        if m.cscs == "UCS2":
+            text = bytes.fromhex(payload.decode("ascii").strip()).decode("utf-16-be")
+        else:
+            text = payload.decode("utf-8", errors="replace").strip("\r\n")
+        parts = encode_submit(number, text, status_report=bool(m.csmp[0] & 0x20))
+    except (ValueError, UnicodeError):
+        m.stats.pdus_malformed += 1
+        raise cms(codes.CMS_INVALID_TEXT) from None
+    if len(parts) != 1:
+        m.stats.pdus_malformed += 1
+        raise cms(codes.CMS_INVALID_TEXT)  # text mode sends one PDU; longer text does not fit
+    return parts[0].pdu
+
+
+def send(m: Modem, submit: Submit) -> None:
+    """Hand a part to the network after the part time; +CMGS: <mr> or +CMS ERROR."""
+    if not m.registered:
+        m.stats.send_failures += 1
+        raise cms(codes.CMS_NO_NETWORK)
+    failure = m.faults.send_fails(m.rng)
+    m.noise()  # a URC between the prompt and +CMGS, when the URC fault is on
+
+    def finish() -> Reply:
+        error = failure if failure is not None else (None if m.registered else 331)
+        if error is not None:
+            m.stats.send_failures += 1
+            raise cms(error)
+        return Reply([f"+CMGS: {m.part_sent(submit)}"])
+
+    m.defer(m.network.part_time(), finish)
+
+
+# --------------------------------------------------------------------- storage
+
+
+def _memory(m: Modem) -> Memory:
+    require_sim(m)
+    return m.memories[m.cpms[0]]
+
+
+@handles("+CMGR")
+def cmgr(m: Modem, cmd: Command) -> Reply:
+    if cmd.op is Op.TEST:
+        return OK
+    if cmd.op is not Op.SET:
+        raise syntax_error()
+    memory = _memory(m)
+    index = int_arg(split_args(cmd.args), 0, 0, 65535)
+    if not memory.in_range(index):
+        raise cms(codes.CMS_INVALID_INDEX)
+    stored = memory.get(index)
+    if stored is None:
+        return OK  # an empty slot in range reads as nothing, as SIMCom and Quectel answer
+    lines = _render(m, stored, prefix="+CMGR: ")
+    if stored.stat is Stat.REC_UNREAD:
+        stored.stat = Stat.REC_READ
+    return Reply(lines)
+
+
+@handles("+CMGL")
+def cmgl(m: Modem, cmd: Command) -> Reply:
+    if cmd.op is Op.TEST:
+        names = ",".join(quoted(n) for n in STAT_BY_NAME) if m.text_mode else "0-4"
+        return Reply([f"+CMGL: ({names})"])
+    memory = _memory(m)
+    args: list[str | None] = split_args(cmd.args) if cmd.op is Op.SET else [None]
+    if m.text_mode:
+        wanted = STAT_BY_NAME.get((args[0] or "REC UNREAD").upper())
+        if wanted is None:
+            raise cms(codes.CMS_INVALID_TEXT)
+    else:
+        wanted = int_arg(args, 0, 0, ALL, default=0)
+    lines: list[str] = []
+    for index, stored in memory.listing(wanted):
+        lines += _render(m, stored, prefix=f"+CMGL: {index},")
+        if stored.stat is Stat.REC_UNREAD:
+            stored.stat = Stat.REC_READ
+    return Reply(lines)
+
+
+@handles("+CMGD")
+def cmgd(m: Modem, cmd: Command) -> Reply:
+    memory = _memory(m)
+    if cmd.op is Op.TEST:
+        used = ",".join(str(i) for i, _ in memory.listing(ALL))
+        return Reply([f"+CMGD: ({used}),(0-4)"])
+    if cmd.op is not Op.SET:
+        raise syntax_error()
+    args = split_args(cmd.args)
+    flag = int_arg(args, 1, 0, 4, default=0)
+    if flag:
+        memory.delete_by_flag(flag)
+    else:
+        index = int_arg(args, 0, 0, 65535)
+        if not memory.in_range(index):
+            raise cms(codes.CMS_INVALID_INDEX)
+        memory.delete(index)
+    m.network.flush(m)  # room again: the network retries what it holds for this SIM
+    return OK
+
+
+# --------------------------------------------------------------------- rendering
+
+
+def _render(m: Modem, stored: Stored, *, prefix: str) -> list[str]:
+    """A stored message as +CMGR / +CMGL lines, in PDU or text mode."""
+    if not m.text_mode:
+        return [f"{prefix}{int(stored.stat)},,{stored.tpdu_length}", stored.pdu]
+    stat = quoted(STAT_NAMES[stored.stat])
+    message = decode(stored.pdu)
+    if isinstance(message, StatusReport):
+        return [f"{prefix}{stat},{_report_fields(message)}"]
+    if isinstance(message, Deliver):
+        header = f'{stat},"{message.sender}",,"{scts(message.timestamp)}"'
+        return [prefix + header, _text_out(m, message.text, message.alphabet, message.data)]
+    return [
+        f'{prefix}{stat},"{message.number}",,',
+        _text_out(m, message.text, message.alphabet, message.data),
+    ]
+
+
+def indicate_direct(m: Modem, pdu: str) -> None:
+    """+CMT: the message goes straight to the TE (AT+CNMI mt=2), not to storage."""
+    if not m.text_mode:
+        m.urc(f"+CMT: ,{tpdu_length(pdu)}", pdu, sms_indication=True)
+        return
+    message = decode(pdu)
+    assert isinstance(message, Deliver)
+    text = _text_out(m, message.text, message.alphabet, message.data)
+    m.urc(f'+CMT: "{message.sender}",,"{scts(message.timestamp)}"', text, sms_indication=True)
+
+
+def indicate_report(m: Modem, pdu: str) -> None:
+    """+CDS: the status report goes straight to the TE (AT+CNMI ds=1)."""
+    if not m.text_mode:
+        m.urc(f"+CDS: {tpdu_length(pdu)}", pdu, sms_indication=True)
+        return
+    report = decode(pdu)
+    assert isinstance(report, StatusReport)
+    m.urc(f"+CDS: {_report_fields(report)}", sms_indication=True)
+
+
+def _report_fields(report: StatusReport) -> str:
+    toa = 145 if report.recipient.startswith("+") else 129
+    return (
+        f'6,{report.message_reference},"{report.recipient}",{toa},'
+        f'"{scts(report.timestamp)}","{scts(report.discharge_time)}",{report.status}'
+    )
+
+
+def _text_out(m: Modem, text: str, alphabet: Alphabet, data: bytes) -> str:
+    # Modems print UCS-2 and 8-bit messages as hex in text mode, whatever the charset.
+    if alphabet is Alphabet.DATA8:
+        return data.hex().upper()
+    if alphabet is Alphabet.UCS2 or m.cscs == "UCS2":
+        return text.encode("utf-16-be").hex().upper()
+    return text
+
+
+def scts(moment: datetime.datetime) -> str:
+    """A time as text mode prints it: yy/MM/dd,hh:mm:ss±zz (quarter hours)."""
+    offset = moment.utcoffset() or datetime.timedelta()
+    quarters = int(offset.total_seconds() // 900)
+    sign = "-" if quarters < 0 else "+"
+    return f"{moment:%y/%m/%d,%H:%M:%S}{sign}{abs(quarters):02d}"
