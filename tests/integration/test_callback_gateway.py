@@ -1,4 +1,4 @@
-"""Gateway-compatible callbacks against a real receiver: exact fields, every script, the PHP demo."""
+"""Gateway-compatible callbacks to a real receiver: exact fields, every script, the PHP demo."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
+from smsgate import contracts
 from starlette.responses import PlainTextResponse, Response
 
-from smsgate import contracts
 from tests.conftest import SHARED, Bus
 from tests.integration.callback_fixtures import (
     IMSI,
@@ -134,25 +134,49 @@ async def test_every_event_type_arrives_with_the_documented_fields(nats_bus: Bus
             "10086", "1", "39fd7439", "", result_time, "SMS-Status-Result", "Sent", ""
         ),
         failed.event_id: _gateway(
-            "10086", "12", failed.id, "", result_time, "SMS-Status-Result", "Failed",
+            "10086",
+            "12",
+            failed.id,
+            "",
+            result_time,
+            "SMS-Status-Result",
+            "Failed",
             "+CMS ERROR: 38",
         ),
         delivered.event_id: _gateway(
-            "10086", "1", "39fd7439", "", smsc_time, "SMS-Status-Report",
-            "Message received on handset", "",
+            "10086",
+            "1",
+            "39fd7439",
+            "",
+            smsc_time,
+            "SMS-Status-Report",
+            "Message received on handset",
+            "",
         ),
         undelivered.event_id: _gateway(
-            "10086", "2", "39fd7439", "", smsc_time, "SMS-Status-Report",
-            "Message delivery failed", "unknown subscriber",
+            "10086",
+            "2",
+            "39fd7439",
+            "",
+            smsc_time,
+            "SMS-Status-Report",
+            "Message delivery failed",
+            "unknown subscriber",
         ),
         expired.event_id: _gateway(
-            "10086", "3", "39fd7439", "", smsc_time, "SMS-Status-Report",
-            "Message validity period expired", "validity expired",
+            "10086",
+            "3",
+            "39fd7439",
+            "",
+            smsc_time,
+            "SMS-Status-Report",
+            "Message validity period expired",
+            "validity expired",
         ),
     }
-    for event in texts.values():
-        expected[event.event_id] = _gateway(
-            "10086", "7", "", event.text, "2019/08/02 14:35:40", "", "", None
+    for sms in texts.values():
+        expected[sms.event_id] = _gateway(
+            "10086", "7", "", sms.text, "2019/08/02 14:35:40", "", "", None
         )
     for event in events:
         hit = gateway[event.event_id]
@@ -182,8 +206,13 @@ async def test_the_url_keeps_its_own_query_and_port_events_reach_json(nats_bus: 
             nats_bus.config,
             url=receiver.url + "?key=s3cret",
             webhooks=[
-                {"name": "ports", "url": f"http://127.0.0.1:{receiver.port}/ports",
-                 "format": "json", "events": ["port"], "ports": ["lte-5"]},
+                {
+                    "name": "ports",
+                    "url": f"http://127.0.0.1:{receiver.port}/ports",
+                    "format": "json",
+                    "events": ["port"],
+                    "ports": ["lte-5"],
+                },
             ],
         )
         events: list[contracts.Event] = [result("lte-1"), port_event("lte-4"), port_event("lte-5")]

@@ -6,9 +6,9 @@ import re
 
 import pytest
 from nats.js.api import ConsumerInfo
-
 from smsgate import contracts, subjects
 from smsgate_callback.retry import BackoffPolicy
+
 from tests.conftest import Bus
 from tests.integration.callback_fixtures import (
     Hit,
@@ -29,7 +29,10 @@ POLICY = BackoffPolicy(initial=0.05, maximum=0.4, max_age=120.0)
 
 
 async def _consumer(nats_bus: Bus, webhook: str = "gateway") -> ConsumerInfo:
-    return await nats_bus.js.consumer_info(subjects.EVENTS_STREAM, f"callback-{webhook}")
+    info: ConsumerInfo = await nats_bus.js.consumer_info(
+        subjects.EVENTS_STREAM, f"callback-{webhook}"
+    )
+    return info
 
 
 async def _dead_letters(nats_bus: Bus, webhook: str = "gateway") -> list[contracts.DeadLetter]:
@@ -82,7 +85,8 @@ async def test_refused_then_500_then_timeouts_then_recovery_loses_nothing(nats_b
     await receiver.stop()
     info = await _consumer(nats_bus)  # the service flushed its acks when it stopped
 
-    assert info.num_ack_pending == 0 and info.num_pending == 0
+    assert info.num_ack_pending == 0
+    assert info.num_pending == 0
     refresh()
     for event in events:
         records = service.for_event(event.event_id)
@@ -110,9 +114,11 @@ async def test_retry_after_is_honoured(nats_bus: Bus) -> None:
             [event_id] = await publish(nats_bus.js, [result()])
             await until(lambda: receiver.ok_ids() == [event_id], "delivered after 429")
     retry, done = service.for_event(event_id)
-    assert retry.outcome is not None and retry.outcome.label == "429"
+    assert retry.outcome is not None
+    assert retry.outcome.label == "429"
     assert retry.delay == 1.0  # Retry-After beats the 0.05 s back-off
-    assert done.action == "delivered" and done.attempt == 2
+    assert done.action == "delivered"
+    assert done.attempt == 2
 
 
 async def test_permanent_4xx_goes_to_dead_letter_at_once(nats_bus: Bus) -> None:
@@ -128,7 +134,8 @@ async def test_permanent_4xx_goes_to_dead_letter_at_once(nats_bus: Bus) -> None:
     assert letter.reason.startswith("HTTP 404 Not Found")
     assert letter.subject == subjects.event("result", "lte-1")
     assert contracts.decode_event(letter.data) == event
-    assert info.num_ack_pending == 0 and info.num_pending == 0
+    assert info.num_ack_pending == 0
+    assert info.num_pending == 0
 
 
 async def test_an_event_that_stays_undelivered_past_max_age_is_dead_lettered(

@@ -67,7 +67,7 @@ def webhook_spec(callback: CallbackConfig, webhook: Webhook) -> WebhookSpec:
         headers=dict(webhook.headers),
         timeout=pick(webhook.timeout, callback.timeout),
     )
-    return WebhookSpec(
+    spec = WebhookSpec(
         name=webhook.name,
         target=target,
         kinds=tuple(webhook.events),
@@ -83,6 +83,8 @@ def webhook_spec(callback: CallbackConfig, webhook: Webhook) -> WebhookSpec:
         verify=callback.verify if webhook.verify is None else webhook.verify,
         ca_file=webhook.ca_file or callback.ca_file,
     )
+    spec.filter_subjects()  # a bad port name fails here, at start-up, naming the webhook
+    return spec
 
 
 def webhook_specs(callback: CallbackConfig) -> list[WebhookSpec]:
