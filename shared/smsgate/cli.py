@@ -34,7 +34,10 @@ async def _until_signalled(runner: Runner, config: Config) -> None:
 async def _run_api(config: Config, stop: asyncio.Event) -> None:
     from smsgate_api.app import run_api
 
-    await run_api(config, stop)
+    task = asyncio.create_task(run_api(config))
+    await stop.wait()
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _run_agent(config: Config, stop: asyncio.Event) -> None:

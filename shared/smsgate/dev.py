@@ -26,7 +26,7 @@ from smsgate.config import (
     SendPolicy,
 )
 from smsgate.embedded import EmbeddedNats
-from smsgate.receiver import ConsoleReceiver
+from smsgate.receiver import ConsoleReceiver, serve
 
 log = logging.getLogger("smsgate.dev")
 
@@ -98,7 +98,7 @@ def prepare_state(options: DevOptions) -> tuple[Path, Credentials]:
 
 async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> None:
     from smsgate_agent.agent import run_agent
-    from smsgate_api.app import run_api
+    from smsgate_api.app import create_app
     from smsgate_callback.service import run_callback
     from smsgate_sim.network import CARRIER_BALANCE_REPLY
     from smsgate_sim.simulator import Simulator
@@ -133,11 +133,12 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
     )
     services = [
         asyncio.create_task(run_agent(config, stop), name="agent"),
-        asyncio.create_task(run_api(config, stop), name="api"),
+        asyncio.create_task(serve(create_app(config), options.listen, stop), name="api"),
         asyncio.create_task(run_callback(config, stop=stop), name="callback"),
     ]
     host, _, port = options.listen.rpartition(":")
-    print(banner(f"http://{host}:{port}", user, sim.devices, sim.numbers), flush=True)
+    numbers = {name: sim.modem(name).sim.msisdn for name in sim.devices}
+    print(banner(f"http://{host}:{port}", user, sim.devices, numbers), flush=True)
     try:
         done, _ = await asyncio.wait(
             [*services, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED

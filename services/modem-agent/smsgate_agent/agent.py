@@ -91,8 +91,10 @@ class Agent:
             await worker.modem.close()
             worker.last_error = "agent stopped"
             await worker.publish_state(force=True)
+        # Every job is settled by now; drain() would wait its full timeout on pull subscriptions.
         with contextlib.suppress(Exception):
-            await nc.drain()
+            await nc.flush(timeout=2)
+        await nc.close()
 
     def _consumer_config(self) -> ConsumerConfig:
         return ConsumerConfig(
