@@ -51,7 +51,7 @@ async def serve_api(config: Config) -> AsyncIterator[str]:
         await asyncio.sleep(0.01)
     url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient() as client, asyncio.timeout(20):
-        while (await client.get(f"{url}/readyz")).status_code != 200:
+        while (await client.get(f"{url}/readyz")).status_code != 200:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     try:
         yield url
