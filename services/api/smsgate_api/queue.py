@@ -1,9 +1,9 @@
 """Writing jobs durably to the SMS_SEND work queue, all or nothing.
 
 Each message gets a `queued` status in `sms_messages` and a job on its subject with
-`Nats-Msg-Id` = message id. Acks are collected with `publish_async`, so a request with
-many recipients waits one round trip, not one per recipient, and requests never wait
-for each other's acks.
+`Nats-Msg-Id` = message id. Acks are collected asynchronously (see publisher.py), so a
+request with many recipients waits one round trip, not one per recipient, and requests
+never wait for each other's acks.
 
 A caller's id is claimed first with a KV `create`: when the id already exists, the
 request is a repeat and is not queued again; its current status is returned instead.
@@ -28,13 +28,14 @@ import msgspec
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
-from nats.js.api import Header, PubAck
+from nats.js.api import Header
 from nats.js.errors import APIError, KeyDeletedError, KeyNotFoundError, NoStreamResponseError
 from nats.js.kv import KeyValue
 from smsgate import contracts, subjects
 from smsgate.contracts import MessageState, MessageStatus, SendJob
 
 from smsgate_api.errors import ApiError, busy, unavailable
+from smsgate_api.publisher import Ack, AckPublisher
 
 log = logging.getLogger("smsgate.api.queue")
 
@@ -86,10 +87,17 @@ class JobQueue:
     """Publishes jobs and their first status for one NATS connection."""
 
     def __init__(
-        self, nc: Client, js: JetStreamContext, messages: KeyValue, *, ack_timeout: float = 5.0
+        self,
+        nc: Client,
+        js: JetStreamContext,
+        messages: KeyValue,
+        publisher: AckPublisher,
+        *,
+        ack_timeout: float = 5.0,
     ) -> None:
         self._nc = nc
         self._js = js
+        self._publisher = publisher
         self._messages = messages
         self._ack_timeout = ack_timeout
 
@@ -124,7 +132,7 @@ class JobQueue:
             raise
         return [Queued(job, repeats.get(job.id)) for job, _ in jobs]
 
-    async def _acks(self, futures: list[asyncio.Future[PubAck]]) -> list[PubAck | BaseException]:
+    async def _acks(self, futures: list[asyncio.Future[Ack]]) -> list[Ack | BaseException]:
         if not futures:
             return []
         try:
@@ -132,7 +140,7 @@ class JobQueue:
                 return await asyncio.gather(*futures, return_exceptions=True)
         except TimeoutError:
             for future in futures:
-                future.cancel()  # frees nats-py's in-flight slot
+                future.cancel()
             return [
                 f.result()
                 if f.done() and not f.cancelled() and f.exception() is None
@@ -142,11 +150,11 @@ class JobQueue:
 
     async def _send(
         self, items: Sequence[tuple[str, bytes, dict[str, str]]]
-    ) -> list[PubAck | BaseException]:
-        futures: list[asyncio.Future[PubAck]] = []
+    ) -> list[Ack | BaseException]:
+        futures: list[asyncio.Future[Ack]] = []
         try:
             for subject, payload, headers in items:
-                futures.append(await self._js.publish_async(subject, payload, headers=headers))
+                futures.append(await self._publisher.publish(subject, payload, headers))
         except (NatsError, OSError) as exc:
             for future in futures:
                 future.cancel()
@@ -164,7 +172,7 @@ class JobQueue:
         claimed: list[str] = []
         failure: BaseException | None = None
         for job, result in zip(jobs, results, strict=True):
-            if isinstance(result, PubAck):
+            if isinstance(result, Ack):
                 claimed.append(job.id)
             elif isinstance(result, APIError) and result.err_code in _WRONG_LAST_SEQUENCE:
                 try:
@@ -206,13 +214,45 @@ class JobQueue:
             (subject, contracts.encode(job), {Header.MSG_ID.value: job.id}) for job, subject in jobs
         ]
         results = await self._send(items)
-        failures = [r for r in results if not isinstance(r, PubAck)]
+        if all(isinstance(r, Ack) for r in results):
+            # A claimed id whose publish is a duplicate: an earlier copy was withdrawn by a
+            # refused request, but the stream still remembers its Nats-Msg-Id. Unless that
+            # copy is still queued, publish again under a fresh Nats-Msg-Id.
+            again = [
+                (index, item)
+                for index, (item, ack) in enumerate(zip(items, results, strict=True))
+                if isinstance(ack, Ack) and ack.duplicate and not await self._still_queued(ack)
+            ]
+            if again:
+                retried = await self._send(
+                    [
+                        (
+                            subject,
+                            payload,
+                            {
+                                Header.MSG_ID.value: f"{headers[Header.MSG_ID.value]}~"
+                                f"{contracts.new_id()[:8]}"
+                            },
+                        )
+                        for _, (subject, payload, headers) in again
+                    ]
+                )
+                for (index, _), result in zip(again, retried, strict=True):
+                    results[index] = result
+        failures = [r for r in results if not isinstance(r, Ack)]
         if not failures:
             return
         # A duplicate ack means an earlier publish of the same id holds the slot: keep it.
-        sequences = [r.seq for r in results if isinstance(r, PubAck) and not r.duplicate]
+        sequences = [r.seq for r in results if isinstance(r, Ack) and not r.duplicate]
         await self._delete(sequences)
         raise QueueRefused(_refusal(failures[0]))
+
+    async def _still_queued(self, ack: Ack) -> bool:
+        try:
+            await self._js.get_msg(subjects.SEND_STREAM, ack.seq)
+        except Exception:
+            return False
+        return True
 
     async def _delete(self, sequences: list[int]) -> None:
         async def one(seq: int) -> None:

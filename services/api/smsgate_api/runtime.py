@@ -18,6 +18,7 @@ from smsgate.config import Config
 from smsgate_api.auth import Authenticator
 from smsgate_api.errors import unavailable
 from smsgate_api.metrics import Metrics
+from smsgate_api.publisher import AckPublisher
 from smsgate_api.queue import JobQueue
 from smsgate_api.results import ResultInbox
 from smsgate_api.routing import PortTable
@@ -42,6 +43,7 @@ class ApiRuntime:
         self.nc: Client | None = nc
         self.js: JetStreamContext | None = None
         self.queue: JobQueue | None = None
+        self.publisher: AckPublisher | None = None
         self._owns_connection = nc is None
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -65,6 +67,8 @@ class ApiRuntime:
                 await task
         self._tasks.clear()
         await self.results.stop()
+        if self.publisher is not None:
+            await self.publisher.stop()
         if self._owns_connection and self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.close()
@@ -99,9 +103,13 @@ class ApiRuntime:
             ports = await js.key_value(subjects.PORTS_BUCKET)
             messages = await js.key_value(subjects.MESSAGES_BUCKET)
         await self.results.start(nc)
+        self.publisher = AckPublisher(nc)
+        await self.publisher.start()
         self._tasks.append(asyncio.create_task(self.ports.follow(ports)))
         self.js = js
-        self.queue = JobQueue(nc, js, messages, ack_timeout=self.config.api.publish_timeout)
+        self.queue = JobQueue(
+            nc, js, messages, self.publisher, ack_timeout=self.config.api.publish_timeout
+        )
 
     @property
     def connected(self) -> bool:
