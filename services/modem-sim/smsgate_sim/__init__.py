@@ -8,8 +8,7 @@ from .faults import Faults, FaultUpdate
 from .modem import Modem, SimCard
 from .network import CARRIER_BALANCE_REPLY, USSD_BALANCE_REPLY, Network
 from .profiles import PROFILES, Profile
-from .run import run_sim
-from .simulator import Injected, Simulator
+from .simulator import Injected, Simulator, run_sim
 from .stats import ModemStats, NetworkStats, SentPart
 
 __all__ = [

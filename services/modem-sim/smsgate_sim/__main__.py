@@ -10,7 +10,7 @@ import sys
 
 from smsgate.config import ConfigError, load
 
-from .run import run_sim
+from .simulator import run_sim
 
 
 def main(argv: list[str] | None = None) -> int:

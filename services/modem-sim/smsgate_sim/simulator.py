@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 import random
 import resource
@@ -24,6 +25,8 @@ from .network import Network, Order, digits
 from .profiles import profile
 from .stats import SentPart
 from .transport import Endpoint, PtyEndpoint, TcpEndpoint
+
+log = logging.getLogger("smsgate.sim")
 
 
 class Injected(msgspec.Struct):
@@ -200,6 +203,11 @@ class Simulator:
         return {name: endpoint.device for name, endpoint in self._endpoints.items()}
 
     @property
+    def numbers(self) -> dict[str, str]:
+        """Port name -> the phone number of the SIM in it."""
+        return {name: modem.sim.msisdn for name, modem in self._modems.items()}
+
+    @property
     def modems(self) -> dict[str, Modem]:
         return dict(self._modems)
 
@@ -301,3 +309,19 @@ class Simulator:
         task = asyncio.get_running_loop().create_task(come_back())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+async def run_sim(config: SimConfig) -> None:
+    """Run the simulator until cancelled (`smsgate sim`), logging where its devices are."""
+    async with Simulator(config) as sim:
+        log.info(
+            "%d virtual modems on %s; control interface %s",
+            len(sim.devices),
+            config.transport,
+            sim.control_url or "off",
+        )
+        for name, device in sim.devices.items():
+            log.info("  %s  %s  %s", name, device, sim.numbers[name])
+        if config.map_file:
+            log.info("device map written to %s", config.map_file)
+        await asyncio.Event().wait()
