@@ -13,6 +13,7 @@ from typing import Any
 import msgspec
 import uvicorn
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from smsgate import contracts, subjects
 from smsgate.config import CallbackConfig, Config, NatsConfig
 from smsgate.embedded import free_port
@@ -135,6 +136,17 @@ async def until(condition: Callable[[], bool], what: str, limit: float = 15.0) -
         while not condition():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
     assert condition(), what
+
+
+async def consumer_ready(js: JetStreamContext, webhook: str, limit: float = 15.0) -> None:
+    """Wait until the service has created `webhook`'s durable consumer."""
+    async with asyncio.timeout(limit):
+        while True:
+            try:
+                await js.consumer_info(subjects.EVENTS_STREAM, f"callback-{webhook}")
+                return
+            except NotFoundError:
+                await asyncio.sleep(0.01)
 
 
 # --- events --------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from tests.integration.callback_fixtures import (
     Running,
     answer_ok,
     callback_config,
+    consumer_ready,
     inbound,
     publish,
     result,
@@ -149,3 +150,24 @@ async def test_signatures_verify_in_a_receiver_written_from_the_docs(nats_bus: B
         tampered = Hit(hit.method, hit.path, hit.query + b"&x=1", hit.headers, hit.body + b" ")
         assert not _verify_from_the_docs(keys[hit.path], tampered, now)
         assert hit.headers["x-smsgate-event-id"] in {e.event_id for e in events}
+
+
+async def test_a_new_webhook_starts_now_and_keeps_its_place_across_config_changes(
+    nats_bus: Bus,
+) -> None:
+    async with Receiver() as receiver:
+        before = await publish(nats_bus.js, [result("lte-1")])
+        config = callback_config(
+            nats_bus.config, url=receiver.url, start="new", inbound=False, reports=False
+        )
+        async with running(config):
+            await consumer_ready(nats_bus.js, "gateway")
+            [sent] = await publish(nats_bus.js, [result("lte-2")])
+            await until(lambda: receiver.ok_ids() == [sent], "the event after the start")
+        # While stopped: more events, and the config now asks for inbound SMS as well.
+        later = await publish(nats_bus.js, [inbound("while stopped"), result("lte-3")])
+        config = callback_config(nats_bus.config, url=receiver.url, start="new")
+        async with running(config):
+            await until(lambda: len(receiver.ok_ids()) == 3, "the events sent while stopped")
+    assert receiver.ok_ids()[1:] == later
+    assert before[0] not in receiver.ok_ids()

@@ -75,7 +75,7 @@ def test_webhooks_inherit_what_they_do_not_set() -> None:
         timeout=4,
         backoff_initial=0.5,
         verify=False,
-        ca_file="/etc/ca.pem",
+        ca_file=__file__,
         webhooks=[
             {
                 "name": "crm",
@@ -99,7 +99,7 @@ def test_webhooks_inherit_what_they_do_not_set() -> None:
     assert crm.policy.initial == 0.5
     assert crm.verify is True
     assert audit.verify is False
-    assert crm.ca_file == "/etc/ca.pem"
+    assert crm.ca_file == __file__
     assert crm.filter_subjects() == [
         subjects.event("inbound", "lte-1"),
         subjects.event("inbound", "lte-2"),
@@ -118,6 +118,8 @@ def test_config_errors_name_the_webhook() -> None:
         specs(webhooks=[{"name": "w", "url": "http://x.test/", "events": []}])
     with pytest.raises(ConfigError, match=r"invalid port name 'lte\.1'"):
         specs(webhooks=[{"name": "w", "url": "http://x.test/", "ports": ["lte.1"]}])
+    with pytest.raises(ConfigError, match=r"callback: ca_file '/no/ca\.pem': no such file"):
+        specs(url="https://r.test/", ca_file="/no/ca.pem")
     with pytest.raises(ConfigError, match="callback: unknown time zone"):
         specs(url="http://r.test/", time_zone="Nowhere/Else")
 

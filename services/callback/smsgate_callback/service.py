@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Literal
 
 import httpx
@@ -84,6 +85,8 @@ def webhook_spec(callback: CallbackConfig, webhook: Webhook) -> WebhookSpec:
         ca_file=webhook.ca_file or callback.ca_file,
     )
     spec.filter_subjects()  # a bad port name fails here, at start-up, naming the webhook
+    if spec.ca_file and not Path(spec.ca_file).is_file():
+        raise ValueError(f"ca_file {spec.ca_file!r}: no such file")
     return spec
 
 
