@@ -475,8 +475,9 @@ class AtChannel:
         self._settle_time = settle_time  # how long an `OK` may trail a Settled reply
         self._quiet_time = quiet_time  # silence that ends a resync after a lost command
         self._escape_wait = escape_wait  # for an answer to ESC after a missing prompt
-        self._dirty = False
-        self._last_rx = 0.0
+        # A freshly opened port may hold bytes from before (a pty keeps them): drain first.
+        self._dirty = True
+        self._last_rx = time.monotonic()
         self._closed = asyncio.Event()
         self._error: BaseException | None = None
         self._reader: asyncio.Task[None] | None = None
@@ -686,6 +687,10 @@ class AtChannel:
         with contextlib.suppress(TimeoutError, AtClosed):
             async with asyncio.timeout(self._escape_wait):
                 await self._resync()
+
+    def resync(self) -> None:
+        """Before the next command, wait for the line to go quiet (replies seem out of step)."""
+        self._dirty = True
 
     async def flush(self) -> None:
         """ESC then Ctrl-Z: kick a modem stuck waiting for a PDU back to command mode."""

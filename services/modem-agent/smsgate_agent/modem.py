@@ -113,6 +113,7 @@ class ModemTimings:
     """The clocks of one modem's life; tests shrink them, operators rarely need to."""
 
     poll_interval: float = 30.0  # registration and signal
+    urc_poll_gap: float = 5.0  # a +CREG URC polls early, but not more often than this
     sweep_interval: float = 300.0  # AT+CMGL=4, for messages whose URC was lost
     prompt_timeout: float = 10.0  # from AT+CMGS=<n> to `>`
     probe_timeout: float = 3.0  # one `AT` while checking whether the modem lives
@@ -693,7 +694,12 @@ class Modem:
             name = registration_name(stat)
             if best is None or (_registered(name) and not _registered(best)):
                 best = name
-        signal = parse_csq(await self._at("AT+CSQ"))
+        csq = await self._at("AT+CSQ")
+        if csq.ok and csq.first("+CSQ") is None and self._channel is not None:
+            # OK without its +CSQ line: an earlier command's answer; get back in step.
+            log.warning("%s: replies out of step; resynchronising", self.name)
+            self._channel.resync()
+        signal = parse_csq(csq) if csq.first("+CSQ") is not None else self._info.signal
         operator = self._info.operator
         if _registered(best):
             operator = parse_operator(await self._at("AT+COPS?")) or operator
@@ -706,6 +712,9 @@ class Modem:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.timings.poll_interval):
                     await self._poll_now.wait()
+                # A registration URC asks for an early poll, but a chatty modem must not
+                # turn its URCs into a stream of queries.
+                await asyncio.sleep(self.timings.urc_poll_gap)
             self._poll_now.clear()
             try:
                 await self._poll()
