@@ -44,7 +44,8 @@ async def connect(config: NatsConfig, *, name: str | None = None) -> Client:
         log.warning("nats error: %s", exc)
 
     async def on_disconnect() -> None:
-        log.warning("nats disconnected")
+        if not (client.is_closed or client.is_draining):  # a deliberate close is no news
+            log.warning("nats disconnected")
 
     async def on_reconnect() -> None:
         log.info("nats reconnected to %s", client.connected_url)
@@ -114,7 +115,7 @@ async def _ensure_stream(js: JetStreamContext, stream: StreamConfig) -> None:
         await js.stream_info(stream.name)
     except NotFoundError:
         await js.add_stream(stream)
-        log.info("created stream %s", stream.name)
+        log.debug("created stream %s", stream.name)
         return
     await js.update_stream(stream)
 
@@ -123,7 +124,7 @@ async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyVal
     try:
         return await js.key_value(config.bucket)
     except BucketNotFoundError:
-        log.info("created KV bucket %s", config.bucket)
+        log.debug("created KV bucket %s", config.bucket)
         return await js.create_key_value(config)
 
 

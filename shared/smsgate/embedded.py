@@ -98,8 +98,14 @@ class EmbeddedNats:
         log_path = self.log_file or self.store_dir / "nats-server.log"
         log = log_path.open("ab")
         offset = log.tell()
+        # Its own session: Ctrl-C in a terminal must not kill the server before the
+        # services that use it have drained; we stop it ourselves, last.
         self._process = subprocess.Popen(
-            self._command(), stdout=log, stderr=log, stdin=subprocess.DEVNULL
+            self._command(),
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         log.close()
         deadline = time.monotonic() + timeout

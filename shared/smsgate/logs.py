@@ -52,4 +52,5 @@ def setup(level: str = "info", fmt: str = "text") -> None:
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # The NATS client is chatty at INFO about every reconnect attempt.
-    logging.getLogger("nats").setLevel(max(logging.WARNING, root.level))
+    for chatty in ("nats", "httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))

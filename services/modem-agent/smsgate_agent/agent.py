@@ -90,7 +90,11 @@ class Agent:
         for worker in self.workers:
             await worker.modem.close()
             worker.last_error = "agent stopped"
-            await worker.publish_state(force=True)
+        # Final states are best effort: with NATS gone, do not hang the shutdown on them.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(5):
+                for worker in self.workers:
+                    await worker.publish_state(force=True)
         # Every job is settled by now; drain() would wait its full timeout on pull subscriptions.
         with contextlib.suppress(Exception):
             await nc.flush(timeout=2)
