@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-
 from smsgate.config import SimConfig
 from smsgate_agent.pdu import Deliver, StatusReport, decode, encode_submit
 from smsgate_sim import CARRIER_BALANCE_REPLY, Simulator
@@ -46,13 +46,22 @@ async def line(sim: Simulator) -> AsyncIterator[Line]:
     await opened.close()
 
 
+def read_map(path: str) -> dict[str, str]:
+    result: dict[str, str] = json.loads(Path(path).read_text())
+    return result
+
+
+def is_link(path: str) -> bool:
+    return os.path.islink(path)
+
+
 async def test_map_file_and_devices(sim: Simulator) -> None:
     assert sim.config.map_file
-    written = json.loads(Path(sim.config.map_file).read_text())
+    written = read_map(sim.config.map_file)
     assert written == sim.devices
     assert list(written) == ["lte-1", "lte-2", "lte-3"]
     if sim.config.transport == "pty":
-        assert all(Path(device).is_symlink() for device in written.values())
+        assert all(is_link(device) for device in written.values())
     else:
         assert all(device.startswith("socket://127.0.0.1:") for device in written.values())
 
@@ -152,7 +161,8 @@ async def test_cmt_when_cnmi_routes_directly(sim: Simulator, line: Line) -> None
     pdu = (await line.until(b"\r\n")).strip().decode()
     assert int(header.split(b",")[1]) == len(pdu) // 2 - 1 - int(pdu[:2], 16)
     message = decode(pdu)
-    assert isinstance(message, Deliver) and message.text == "straight through"
+    assert isinstance(message, Deliver)
+    assert message.text == "straight through"
     assert await line.at('AT+CPMS="SM"') == b"\r\n+CPMS: 0,30,0,30,0,30\r\n\r\nOK\r\n"
 
 
@@ -178,7 +188,8 @@ async def test_status_report_stored_in_sr_with_cdsi(sim: Simulator, line: Line) 
     assert await line.at('AT+CPMS="SR"') == b"\r\n+CPMS: 1,30,0,30,0,30\r\n\r\nOK\r\n"
     answer = await line.at("AT+CMGR=1")
     report = decode(answer.split(b"\r\n")[2].decode())
-    assert isinstance(report, StatusReport) and report.message_reference == mr
+    assert isinstance(report, StatusReport)
+    assert report.message_reference == mr
 
 
 async def test_no_report_without_srr(sim: Simulator, line: Line) -> None:
@@ -244,7 +255,8 @@ async def test_carrier_autoreply_gives_result_report_and_multipart_inbound(
     report = re.search(rb"\+CDS: \d+\r\n([0-9A-F]+)", received)
     assert report
     decoded = decode(report.group(1).decode())
-    assert isinstance(decoded, StatusReport) and decoded.message_reference == mr
+    assert isinstance(decoded, StatusReport)
+    assert decoded.message_reference == mr
     listing = await line.at("AT+CMGL=4")
     parts = [decode(p.decode()) for p in re.findall(rb"\r\n([0-9A-F]{20,})", listing)]
     delivers = [p for p in parts if isinstance(p, Deliver)]
@@ -258,7 +270,8 @@ async def test_autoreply_template_echoes_the_text(sim: Simulator, line: Line) ->
     await line.send_text("12345", "ping")
     await line.urc(b"+CMTI")
     message = decode((await line.at("AT+CMGR=1")).split(b"\r\n")[2].decode())
-    assert isinstance(message, Deliver) and message.text == "echo: ping"
+    assert isinstance(message, Deliver)
+    assert message.text == "echo: ping"
 
 
 async def test_ussd_balance(line: Line) -> None:

@@ -7,12 +7,12 @@ until a final result code or URC, so the tests see exactly what a modem would pu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Callable
 from typing import Any
 
 import serial_asyncio
-
 from smsgate_agent.pdu import SubmitPart, encode_submit
 
 # Long enough for any simulated step; a test waits on this only when something is broken.
@@ -43,10 +43,8 @@ class Line:
 
     async def close(self) -> None:
         self.writer.close()
-        try:
+        with contextlib.suppress(OSError):  # the device may have vanished (unplug tests)
             await self.writer.wait_closed()
-        except (OSError, ConnectionError):
-            pass  # the device already vanished (unplug tests)
 
     async def write(self, data: bytes) -> None:
         self.writer.write(data)
@@ -102,6 +100,15 @@ class Line:
             assert match, answer
             references.append(int(match.group(1)))
         return references
+
+
+async def eventually(condition: Callable[[], bool]) -> None:
+    """Wait (by polling state, never by asserting on time) until `condition()` holds."""
+    for _ in range(int(PATIENCE / 0.002)):
+        if condition():
+            return
+        await asyncio.sleep(0.002)
+    raise TimeoutError("the simulator never got there")
 
 
 async def quiet(line: Line) -> None:

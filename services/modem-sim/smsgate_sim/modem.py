@@ -92,6 +92,7 @@ class Modem:
         self._buffered: list[bytes] = []  # SMS URCs held while AT+CNMI mode is 0
         self._prompt: Prompt | None = None
         self._busy = False
+        self._executing = False  # a command handler is running right now
         self._on = False
         self._sim_booting = False
         self._pin_ok = sim.pin is None
@@ -254,6 +255,7 @@ class Modem:
 
     def feed(self, data: bytes) -> None:
         """Bytes from the TE. A hung or powered-off modem swallows them."""
+        self.stats.bytes_received += len(data)
         if not self._on or self.faults.hung:
             return
         self._input += data
@@ -292,10 +294,13 @@ class Modem:
             self._run(handler, self, command)
 
     def _run(self, step: Callable[..., Reply | None], *args: object) -> None:
+        self._executing = True
         try:
             reply = step(*args)
         except CommandError as exc:
             reply = Reply(final=self.error_text(exc))
+        finally:
+            self._executing = False
         if reply is not None:
             self.reply(reply)
 
@@ -348,10 +353,14 @@ class Modem:
             return
         # The link is "reserved" while a command runs: real firmwares (CNMI mode 2) hold
         # URCs until the final result. The URC fault lets them through at once.
-        if (self._busy or self._prompt is not None) and not self.faults.urc_rate:
+        if self._reserved and not self.faults.urc_rate:
             self._held.append(data)
             return
         self.emit(data)
+
+    @property
+    def _reserved(self) -> bool:
+        return self._busy or self._executing or self._prompt is not None
 
     def flush_buffered_urcs(self, *, discard: bool) -> None:
         """AT+CNMI with mode 1-3: bfr=0 flushes the buffered indications, bfr=1 drops them."""

@@ -27,6 +27,7 @@ from .stats import SentPart
 from .transport import Endpoint, PtyEndpoint, TcpEndpoint
 
 log = logging.getLogger("smsgate.sim")
+_USB_DROP = 0.1  # seconds from AT+CFUN=1,1 to the device vanishing, with reset_unplugs
 
 
 class Injected(msgspec.Struct):
@@ -298,11 +299,12 @@ class Simulator:
         self.modem(port).reset()
 
     def _reset_by_replug(self, modem: Modem) -> None:
-        # A USB modem that restarts drops off the bus and enumerates again.
-        self._endpoints[modem.name].unplug()
-        modem.stats.unplugs += 1
-
+        # A USB modem that restarts drops off the bus a moment later (its OK gets out
+        # first; closing the pty at once would discard it) and enumerates again.
         async def come_back() -> None:
+            await asyncio.sleep(_USB_DROP)
+            self._endpoints[modem.name].unplug()
+            modem.stats.unplugs += 1
             await asyncio.sleep(self.config.reset_time)
             await self.replug(modem.name)
 

@@ -8,6 +8,7 @@ import msgspec
 class ModemStats(msgspec.Struct, kw_only=True):
     """Counters of one modem since the simulator started."""
 
+    bytes_received: int = 0  # from the TE, including what a hung or rebooting modem drops
     commands: int = 0  # command lines run
     pdus_received: int = 0  # PDUs given after a prompt (AT+CMGS / AT+CMGW), valid or not
     pdus_malformed: int = 0  # of those, answered +CMS ERROR: 304
