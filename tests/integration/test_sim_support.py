@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 from collections.abc import Callable
 from typing import Any
@@ -40,6 +41,24 @@ class Line:
             )
             reader, writer = connection
         return cls(reader, writer)
+
+    @classmethod
+    async def open_raw(cls, path: str) -> Line:
+        """A pty opened with os.open and driven by the event loop (epoll, no fd limit).
+
+        pyserial reads with select(), which fails for descriptors above 1023: hundreds of
+        ports in one process need this path.
+        """
+        loop = asyncio.get_running_loop()
+        fd = os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+        reader = asyncio.StreamReader()
+        read_pipe = os.fdopen(fd, "rb", buffering=0)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), read_pipe)
+        write_pipe = os.fdopen(os.dup(fd), "wb", buffering=0)
+        transport, protocol = await loop.connect_write_pipe(
+            lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()), write_pipe
+        )
+        return cls(reader, asyncio.StreamWriter(transport, protocol, None, loop))
 
     async def close(self) -> None:
         self.writer.close()
