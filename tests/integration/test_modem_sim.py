@@ -1,0 +1,279 @@
+"""The modem driver against virtual modems over a real pty (and TCP): init, send, receive.
+
+Every send is checked against the simulator's own log of the parts its network accepted,
+so a part lost or sent twice shows up as a mismatch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from smsgate.config import AgentPort, SimConfig
+from smsgate.contracts import DeliveryState
+from smsgate_agent.modem import Modem, ModemInfo, ModemStatus, ModemTimings, SendOutcome
+from smsgate_agent.pdu import Deliver, StatusReport
+from smsgate_agent.reports import ReportBook
+from smsgate_sim.simulator import Simulator
+from smsgate_sim.stats import SentPart
+
+PORT = "lte-1"
+OUTSIDE = "+4917612345678"
+
+FAST = ModemTimings(
+    poll_interval=0.5,
+    sweep_interval=1.0,
+    prompt_timeout=1.0,
+    probe_timeout=0.3,
+    probe_tries=2,
+    reset_wait=0.1,
+    busy_wait=20.0,
+    busy_delay=(0.02, 0.1),
+    down_delay=(0.05, 0.3),
+    retry_delay=(0.01, 0.05),
+    urc_poll_gap=0.1,
+    settle_time=0.05,
+    quiet_time=0.02,
+)
+
+
+def sim_config(**overrides: Any) -> SimConfig:
+    base: dict[str, Any] = {
+        "ports": 1,
+        "part_time": 0.001,
+        "report_delay": 0.001,
+        "delivery_delay": 0.001,
+        "ussd_delay": 0.01,
+        "reset_time": 0.1,
+        "control": "",
+        "seed": 7,
+    }
+    base.update(overrides)
+    return SimConfig(**base)
+
+
+@dataclass
+class Rig:
+    """A simulator, one Modem driving its first port, and what the Modem handed over."""
+
+    sim: Simulator
+    modem: Modem
+    inbound: list[Deliver] = field(default_factory=list)
+    reports: list[StatusReport] = field(default_factory=list)
+    states: list[ModemInfo] = field(default_factory=list)
+    inbound_failures: int = 0
+
+    async def until(self, check: Callable[[], bool]) -> None:
+        """Wait until `check` holds; the test's own timeout bounds it."""
+        while not check():
+            await asyncio.sleep(0.01)
+
+    async def ready(self) -> None:
+        await self.until(lambda: self.modem.ready)
+
+    def sent(self) -> list[SentPart]:
+        return self.sim.sent(PORT)
+
+    @property
+    def stored(self) -> int:
+        memories = self.sim.modem(PORT).memories
+        return sum(memory.used for memory in memories.values())
+
+
+@asynccontextmanager
+async def rig(
+    config: SimConfig | None = None,
+    *,
+    port: dict[str, Any] | None = None,
+    timings: ModemTimings = FAST,
+    limit: float = 60.0,
+    before: Callable[[Simulator], Awaitable[None]] | None = None,
+) -> AsyncIterator[Rig]:
+    sim = Simulator(config or sim_config())
+    await sim.start()
+    if before is not None:
+        await before(sim)
+    holder: list[Rig] = []
+
+    async def on_inbound(message: Deliver) -> None:
+        current = holder[0]
+        if current.inbound_failures > 0:
+            current.inbound_failures -= 1
+            raise RuntimeError("bus unavailable")
+        current.inbound.append(message)
+
+    async def on_report(report: StatusReport) -> None:
+        holder[0].reports.append(report)
+
+    def on_state(info: ModemInfo) -> None:
+        holder[0].states.append(info)
+
+    modem = Modem(
+        AgentPort(name=PORT, device=sim.devices[PORT], **(port or {})),
+        command_timeout=1.0,
+        send_timeout=2.0,
+        on_inbound=on_inbound,
+        on_report=on_report,
+        on_state=on_state,
+        timings=timings,
+    )
+    holder.append(Rig(sim, modem))
+    task = asyncio.create_task(modem.run())
+    try:
+        async with asyncio.timeout(limit):
+            yield holder[0]
+    finally:
+        await modem.close()
+        await sim.stop()
+        assert task.done()
+
+
+def check_sent_log(outcomes: list[tuple[str, str, SendOutcome]], log: list[SentPart]) -> None:
+    """Every part the modem accepted is in the network's log once; nothing else is.
+
+    Only a part whose outcome is unknown (no answer after its PDU) may be in the log or not.
+    """
+    accepted = [
+        (to, part.reference)
+        for to, _, outcome in outcomes
+        for part in outcome.parts
+        if part.error is None
+    ]
+    unknown = sum(
+        1
+        for _, _, outcome in outcomes
+        for part in outcome.parts
+        if part.error is not None and part.error.startswith("outcome unknown")
+    )
+    logged = [(part.to, part.mr) for part in log]
+    assert len(accepted) <= len(logged) <= len(accepted) + unknown
+    for item in accepted:
+        assert item in logged
+    # The texts the network saw are the texts we were asked to send.
+    asked = {(to, text) for to, text, _ in outcomes}
+    messages: dict[tuple[str, int], list[SentPart]] = {}
+    for index, part in enumerate(log):
+        key = (part.to, part.reference if part.reference is not None else -index)
+        messages.setdefault(key, []).append(part)
+    for parts in messages.values():
+        if len(parts) == parts[0].total:
+            text = "".join(p.text for p in sorted(parts, key=lambda p: p.sequence))
+            assert (parts[0].to, text) in asked
+
+
+async def send(rig: Rig, outcomes: list[tuple[str, str, SendOutcome]], to: str, text: str) -> None:
+    outcome = await rig.modem.send(to, text, status_report=True)
+    outcomes.append((to, text, outcome))
+
+
+# --- the happy path ----------------------------------------------------------------------
+
+
+async def test_identity_and_state() -> None:
+    async with rig() as r:
+        await r.ready()
+        info = r.modem.info
+        sim = r.sim.modem(PORT).sim
+        assert info.status is ModemStatus.UP
+        assert info.imsi == sim.imsi
+        assert info.iccid == sim.iccid
+        assert info.imei == r.sim.modem(PORT).imei
+        assert info.operator == "SIMNET"
+        assert info.registration == "home"
+        assert info.signal is not None
+        assert info.smsc == "+15550000000"
+        assert r.states[-1].status is ModemStatus.UP
+
+
+async def test_send_receive_and_reports() -> None:
+    async with rig() as r:
+        await r.ready()
+        book = ReportBook()
+        outcomes: list[tuple[str, str, SendOutcome]] = []
+        texts = ["hello", "ж" * 100, "long " * 60]  # 1, 2 (UCS-2) and 2 parts
+        for index, text in enumerate(texts):
+            await send(r, outcomes, OUTSIDE, text)
+            book.expect(f"m{index}", OUTSIDE, outcomes[-1][2].parts, 0.0)
+        assert all(outcome.ok for _, _, outcome in outcomes)
+        check_sent_log(outcomes, r.sent())
+        assert len(r.sent()) == 1 + 2 + 2
+
+        await r.sim.inject("hi there", sender="+4930123456", to_port=PORT)
+        await r.sim.inject("part " * 80, sender="+4930123456", to_port=PORT)
+        await r.until(lambda: len(r.inbound) == 1 + 3)
+        await r.until(lambda: len(r.reports) == 5)
+        await r.until(lambda: r.stored == 0)  # everything read was deleted
+
+        decided = [book.match(report, 0.0) for report in r.reports]
+        outcomes_by_id = {d.message_id: d for d in decided if d is not None}
+        assert set(outcomes_by_id) == {"m0", "m1", "m2"}
+        assert all(d.state is DeliveryState.DELIVERED for d in outcomes_by_id.values())
+
+
+async def test_send_to_itself() -> None:
+    async with rig() as r:
+        await r.ready()
+        own = r.sim.modem(PORT).sim.msisdn
+        outcome = await r.modem.send(own, "loop", status_report=False)
+        assert outcome.ok
+        await r.until(lambda: [m.text for m in r.inbound] == ["loop"])
+
+
+@pytest.mark.parametrize("profile", ["standard", "noprompt-space", "huawei", "wavecom"])
+async def test_quirk_profiles(profile: str) -> None:
+    async with rig(sim_config(profile=profile)) as r:
+        await r.ready()
+        assert r.modem.info.iccid == r.sim.modem(PORT).sim.iccid
+        outcomes: list[tuple[str, str, SendOutcome]] = []
+        await send(r, outcomes, OUTSIDE, "quirky")
+        await send(r, outcomes, OUTSIDE, "quirky " * 30)
+        assert all(o.ok for _, _, o in outcomes)
+        check_sent_log(outcomes, r.sent())
+        await r.sim.inject("back", sender="+4930123456", to_port=PORT)
+        await r.until(lambda: [m.text for m in r.inbound] == ["back"])
+        await r.until(lambda: len(r.reports) == 3)
+
+
+async def test_tcp_transport() -> None:
+    async with rig(sim_config(transport="tcp")) as r:
+        assert r.sim.devices[PORT].startswith("socket://")
+        await r.ready()
+        outcome = await r.modem.send(OUTSIDE, "over tcp", status_report=False)
+        assert outcome.ok
+        await r.sim.inject("tcp in", sender="+4930123456", to_port=PORT)
+        await r.until(lambda: len(r.inbound) == 1)
+
+
+async def test_sim_pin() -> None:
+    async with rig(sim_config(pin="4321"), port={"pin": "4321"}) as r:
+        await r.ready()
+
+
+async def test_sim_pin_missing_is_reported_not_guessed() -> None:
+    async with rig(sim_config(pin="4321")) as r:
+        await r.until(lambda: r.modem.info.last_error == "SIM PIN required and none is configured")
+        assert not r.modem.ready
+        assert r.sim.modem(PORT).sim_state() == "SIM PIN"  # no attempt was burnt
+
+
+async def test_ussd() -> None:
+    async with rig(sim_config(ussd={"*100#": "Balance 5.00"})) as r:
+        await r.ready()
+        assert await r.modem.ussd("*100#", 5.0) == "Balance 5.00"
+
+
+async def test_messages_waiting_at_start_are_swept() -> None:
+    async def early(sim: Simulator) -> None:
+        # Stored while nobody listened: their +CMTI went nowhere, only a sweep finds them.
+        for index in range(3):
+            await sim.inject(f"early {index}", sender="+4930123456", to_port=PORT)
+
+    async with rig(before=early) as r:
+        await r.ready()
+        await r.until(lambda: len(r.inbound) == 3)
+        await r.until(lambda: r.stored == 0)
+        assert sorted(m.text for m in r.inbound) == ["early 0", "early 1", "early 2"]
