@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import ssl
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -235,8 +236,12 @@ async def running_agent(bus: Bus) -> AsyncIterator[AgentStandIn]:
 class ServerThread:
     """uvicorn serving an app on a loopback port, in a thread with its own event loop."""
 
-    def __init__(self, config: Config, **overrides: Any) -> None:
+    def __init__(
+        self, config: Config, *, verify: ssl.SSLContext | bool = True, **overrides: Any
+    ) -> None:
         self.port = free_port()
+        self.scheme = "https" if config.api.tls_cert else "http"
+        self.verify = verify
         self.app = create_app(config)
         uv = server_config(
             config, self.app, host="127.0.0.1", port=self.port, loop="asyncio", **overrides
@@ -246,7 +251,7 @@ class ServerThread:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> None:
         self._thread.start()
@@ -258,7 +263,7 @@ class ServerThread:
             raise AssertionError("uvicorn did not start")
         for _ in range(1000):  # the app connects to NATS in the background
             with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(self.url + "/readyz").status_code == 200:
+                if httpx.get(self.url + "/readyz", verify=self.verify).status_code == 200:
                     return
             threading.Event().wait(0.01)
         raise AssertionError("the API never became ready")
@@ -278,5 +283,5 @@ def serving(config: Config, **overrides: Any) -> Iterator[ServerThread]:
         server.stop()
 
 
-def decode_json(body: bytes) -> Any:
+def decode_json(body: bytes | str) -> Any:
     return msgspec.json.decode(body)

@@ -55,7 +55,11 @@ _GATEWAY_FIELDS: list[tuple[str, dict[str, Any], str]] = [
     ),
     (
         "report",
-        {"type": "string", "examples": ["JSON", "String", "NO"]},
+        {
+            "type": "string",
+            "pattern": "^ *([Jj][Ss][Oo][Nn]|[Ss][Tt][Rr][Ii][Nn][Gg]|[Nn][Oo])? *$",
+            "examples": ["JSON", "String", "NO"],
+        },
         "Report format JSON, String or NO in any case; default from config.",
     ),
     (
@@ -68,7 +72,11 @@ _GATEWAY_FIELDS: list[tuple[str, dict[str, Any], str]] = [
         {"type": "string", "pattern": params.ID_PATTERN, "maxLength": params.MAX_ID_LENGTH},
         "Your message id; echoed, and a repeat with the same id is not queued twice.",
     ),
-    ("dr", {"type": "string", "examples": ["0", "1"]}, "0 to ask for no delivery report."),
+    (
+        "dr",
+        {"type": "string", "enum": ["", "0", "1", "no", "yes", "false", "true", "off", "on"]},
+        "0 to ask for no delivery report (any case).",
+    ),
 ]
 
 _GATEWAY_ERRORS = {
@@ -196,7 +204,7 @@ def build() -> dict[str, Any]:
                 "A message's full status: state, port, parts, delivery",
                 "get_message",
                 {"200": _json("MessageStatus", "The latest status")} | not_found,
-                parameters=[_path_param("id", {"type": "string"})],
+                parameters=[_path_param("id", {"type": "string", "maxLength": 128})],
             )
         },
         "/api/v1/ports": {

@@ -29,7 +29,13 @@ from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import Header
-from nats.js.errors import APIError, KeyDeletedError, KeyNotFoundError, NoStreamResponseError
+from nats.js.errors import (
+    APIError,
+    InvalidKeyError,
+    KeyDeletedError,
+    KeyNotFoundError,
+    NoStreamResponseError,
+)
 from nats.js.kv import KeyValue
 from smsgate import contracts, subjects
 from smsgate.contracts import MessageState, MessageStatus, SendJob
@@ -282,7 +288,7 @@ class JobQueue:
         self._check_connected()
         try:
             entry = await self._messages.get(message_id)
-        except (KeyNotFoundError, KeyDeletedError):
+        except (KeyNotFoundError, KeyDeletedError, InvalidKeyError):
             return None
         except (TimeoutError, NatsError, OSError) as exc:
             raise unavailable(f"could not read the message status: {exc}") from None
