@@ -1,0 +1,90 @@
+"""Gateway report rendering, access-log redaction, metrics text and the public names."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import msgspec
+import smsgate_api
+from smsgate.contracts import MessageState
+from smsgate_api import reports
+from smsgate_api.app import parse_listen, redact_target
+from smsgate_api.metrics import Metrics
+from smsgate_api.params import ReportFormat
+from smsgate_api.sending import Outcome, message_ids
+
+WHEN = dt.datetime(2014, 4, 29, 11, 11, 11).astimezone()
+OUTCOMES = [
+    Outcome(id="1122", to="10086", state=MessageState.QUEUED, time=WHEN, port_number=1),
+    Outcome(id="1123", to="10087", state=MessageState.FAILED, time=WHEN, port_number=2),
+]
+
+
+def test_json_matches_the_reference_layout() -> None:
+    body = reports.render(ReportFormat.JSON, "xxx", OUTCOMES)
+    assert msgspec.json.decode(body) == {
+        "message": "xxx",
+        "report": {
+            "0": {"port": "1", "phonenumber": "10086", "time": "2014-04-29 11:11:11",
+                  "id": "1122", "result": "sending"},
+            "1": {"port": "2", "phonenumber": "10087", "time": "2014-04-29 11:11:11",
+                  "id": "1123", "result": "fail"},
+        },
+    }  # fmt: skip
+    assert body.startswith(b'{"message":"xxx","report":{"0":{"port":"1","phonenumber"')
+
+
+def test_string_and_no() -> None:
+    text = reports.render(ReportFormat.STRING, "xxx", OUTCOMES[:1]).decode()
+    assert text == (
+        "message:xxx\n--record 1 start--\nport: 1\nphonenumber: 10086\n"
+        "time: 2014-04-29 11:11:11\nid: 1122\nresult: sending\n--record 1 end--\n"
+    )
+    assert reports.render(ReportFormat.NO, "xxx", OUTCOMES) == b""
+    assert reports.render_error(ReportFormat.STRING, "x", "bad") == b"message:x\nerror: bad\n"
+
+
+def test_results_map_to_gateway_words() -> None:
+    words = {state: reports.gateway_result(state) for state in MessageState}
+    assert set(words.values()) == {"sending", "sent", "fail"}
+    assert words[MessageState.DELIVERED] == "sent"
+
+
+def test_message_ids() -> None:
+    assert message_ids("abc", 1) == ["abc"]
+    assert message_ids("abc", 3) == ["abc-0", "abc-1", "abc-2"]
+    generated = message_ids(None, 2)
+    assert len(set(generated)) == 2
+    assert all(len(i) == 32 for i in generated)
+
+
+def test_access_log_redaction() -> None:
+    target = "/sendsms?username=u&Password=p%21&phonenumber=1&message=hi&id=7&port=2&timeout=5"
+    assert redact_target(target) == (
+        "/sendsms?username=***&Password=***&phonenumber=***&message=***&id=7&port=2&timeout=5"
+    )
+    assert redact_target("/healthz") == "/healthz"
+
+
+def test_listen_addresses() -> None:
+    assert parse_listen("0.0.0.0:8080") == ("0.0.0.0", 8080)
+    assert parse_listen("[::1]:9") == ("::1", 9)
+
+
+def test_metrics_text() -> None:
+    metrics = Metrics()
+    metrics.request("/sendsms", 200, 0.003)
+    metrics.request("/sendsms", 503, 0.2)
+    metrics.message("queued", 2)
+    text = metrics.render(queue_depth=5, ports={"ready": 3}, nats_connected=True)
+    assert 'smsgate_api_requests_total{route="/sendsms",outcome="error"} 1' in text
+    assert 'smsgate_api_request_duration_seconds_bucket{route="/sendsms",le="0.005"} 1' in text
+    assert 'smsgate_api_request_duration_seconds_bucket{route="/sendsms",le="+Inf"} 2' in text
+    assert "smsgate_send_queue_depth 5" in text
+    assert 'smsgate_ports{status="ready"} 3' in text
+
+
+def test_public_names() -> None:
+    assert sorted(smsgate_api.__all__) == [
+        "GeneratedUser", "create_app", "ensure_users", "hash_password", "run_api",
+    ]  # fmt: skip

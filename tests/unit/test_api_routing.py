@@ -1,0 +1,96 @@
+"""The port table and the choice of port, without NATS."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from smsgate import contracts, subjects
+from smsgate.contracts import PortState, PortStatus
+from smsgate_api.auth import User
+from smsgate_api.errors import ApiError
+from smsgate_api.routing import PortTable, listing
+
+EVERYONE = User(name="all")
+LIMITED = User(name="lim", ports=("lte-1", "lte-2"))
+
+
+def state(
+    name: str, status: PortStatus = PortStatus.READY, queue: int = 0, age: float = 0
+) -> bytes:
+    updated = contracts.utcnow() - dt.timedelta(seconds=age)
+    return contracts.encode(
+        PortState(
+            port=name,
+            port_number=subjects.port_number(name),
+            agent="a",
+            device="d",
+            status=status,
+            queue=queue,
+            updated=updated,
+            heartbeat_interval=5.0,
+        )
+    )
+
+
+def table(*entries: tuple[str, bytes]) -> PortTable:
+    ports = PortTable()
+    for name, value in entries:
+        ports.apply(name, value)
+    return ports
+
+
+def test_any_port_when_unrestricted() -> None:
+    assert table().route(EVERYONE, None) is None
+
+
+def test_ready_least_work_first() -> None:
+    ports = table(
+        ("lte-1", state("lte-1", PortStatus.BUSY)),
+        ("lte-2", state("lte-2", queue=4)),
+        ("lte-3", state("lte-3", queue=1)),
+        ("lte-4", state("lte-4", age=60)),  # heartbeats stopped: down
+    )
+    assert ports.status("lte-4") is PortStatus.DOWN
+    candidates = ports.route(EVERYONE, ["1", "2", "3", "4"])
+    assert candidates == ["lte-1", "lte-2", "lte-3", "lte-4"]
+    chosen = [ports.choose(candidates).port for _ in range(5)]
+    assert chosen == ["lte-3", "lte-3", "lte-3", "lte-2", "lte-3"]
+    route = ports.choose(["lte-1"])
+    assert route.subject == subjects.send_port("lte-1")
+
+
+def test_a_new_report_clears_local_pending() -> None:
+    ports = table(("lte-1", state("lte-1")), ("lte-2", state("lte-2")))
+    assert ports.choose(["lte-1", "lte-2"]).port == "lte-1"
+    ports.apply("lte-2", state("lte-2", queue=3))
+    assert ports.choose(["lte-1", "lte-2"]).port == "lte-1"
+
+
+def test_resolution_errors() -> None:
+    ports = table(("lte-1", state("lte-1")), ("hosta-lte-3", state("hosta-lte-3")),
+                  ("hostb-lte-3", state("hostb-lte-3")))  # fmt: skip
+    with pytest.raises(ApiError, match="ambiguous"):
+        ports.resolve(["3"], EVERYONE)
+    with pytest.raises(ApiError, match="unknown port 'x'; valid ports: lte-1"):
+        ports.resolve(["x"], LIMITED)
+    with pytest.raises(ApiError) as forbidden:
+        ports.resolve(["hosta-lte-3"], LIMITED)
+    assert forbidden.value.status == 403
+    # The user's own list names lte-2 even though it never reported.
+    assert ports.route(LIMITED, None) == ["lte-1", "lte-2"]
+    assert ports.resolve(["2", "lte-1", "1"], LIMITED) == ["lte-2", "lte-1"]
+
+
+def test_deletes_and_bad_values() -> None:
+    ports = table(("lte-1", state("lte-1")), ("lte-2", b"not json"))
+    assert ports.names == ["lte-1"]
+    ports.apply("lte-1", None)
+    assert ports.names == []
+    assert ports.number("lte-7") == 7
+
+
+def test_listing_is_natural_and_short() -> None:
+    assert listing(["lte-10", "lte-2", "lte-1"]) == "lte-1, lte-2, lte-10"
+    assert listing([]) == "none"
+    assert listing(f"p-{i}" for i in range(50)).endswith("... (50 in all)")
