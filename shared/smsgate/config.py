@@ -227,7 +227,7 @@ class SimConfig(_Section):
     sim_ready_delay: Seconds = 0.0  # +CME ERROR: 14 for this long after power-on
     reset_time: Seconds = 1.0  # how long AT+CFUN=1,1 keeps the modem away
     reset_unplugs: bool = False  # AT+CFUN=1,1 drops the device like a USB modem does
-    sent_log: Annotated[int, msgspec.Meta(ge=0)] = 10_000  # sent parts kept per port
+    sent_log: Annotated[int, msgspec.Meta(ge=0)] = 1000  # sent parts kept per port
     seed: int | None = None  # for repeatable random delays and faults
     # Faults every modem starts with (per-port faults are set at run time).
     send_error: Annotated[int, msgspec.Meta(ge=0, le=511)] = 500  # the +CMS ERROR code

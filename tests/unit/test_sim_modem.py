@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 
 import pytest
@@ -10,14 +11,14 @@ from smsgate.config import SimConfig
 from smsgate_agent.pdu import Alphabet, Deliver, decode, encode_submit
 from smsgate_sim.modem import Modem
 from smsgate_sim.network import Network
-from smsgate_sim.profiles import profile
+from smsgate_sim.profiles import Profile, profile
 from smsgate_sim.simulator import identity
 
 
 class Bench:
     """Two modems on one network, each writing into a byte buffer."""
 
-    def __init__(self, **changes: object) -> None:
+    def __init__(self, quirks: Profile | None = None, **changes: object) -> None:
         settings = {
             "ports": 2,
             "part_time": 0.0,
@@ -38,7 +39,7 @@ class Bench:
                 name,
                 sim=sim,
                 imei=imei,
-                profile=profile(self.config.profile),
+                profile=quirks or profile(self.config.profile),
                 network=self.network,
                 config=self.config,
                 rng=random.Random(index),
@@ -244,3 +245,25 @@ async def test_sim_to_sim_with_application_port_and_8bit_data() -> None:
     message = decode(stored.pdu)
     assert isinstance(message, Deliver)
     assert (message.alphabet, message.data) == (Alphabet.DATA8, b"\x01\x02binary")
+
+
+async def test_echo_comes_as_characters_arrive() -> None:
+    bench = Bench()
+    bench.at("ATE1")
+    assert bench.feed(b"A") == b"A"
+    assert bench.feed(b"T+CG") == b"T+CG"
+    assert bench.feed(b"MX\x08I\r") == b"MX\x08I\r\r\nSMSGATE\r\n\r\nOK\r\n"  # backspace
+    [part] = encode_submit("+4915112345678", "typed")
+    assert bench.at(f"AT+CMGS={part.tpdu_length}").endswith(b"\r\n> ")
+    assert bench.feed(part.pdu[:10].encode()) == part.pdu[:10].encode()
+
+
+async def test_huawei_reports_rssi_until_curc_0() -> None:
+    chatty = dataclasses.replace(profile("huawei"), rssi_every=0.001)
+    bench = Bench(quirks=chatty)
+    await asyncio.sleep(0.01)
+    assert bench.take().startswith(b"\r\n^RSSI: ")
+    assert bench.at("AT^CURC=0") == b"\r\nOK\r\n"
+    bench.take()
+    await asyncio.sleep(0.01)
+    assert bench.take() == b""

@@ -157,7 +157,10 @@ def build_app(sim: Simulator) -> Starlette:
         name = request.query_params.get("port")
         if name is not None and name not in sim.modems:
             raise ControlError(404, f"no port {name!r}")
-        since = float(request.query_params.get("since", "0") or 0)
+        try:
+            since = float(request.query_params.get("since") or 0)
+        except ValueError:
+            raise ControlError(400, "since: a Unix time in seconds") from None
         return [part for part in sim.sent(name) if part.time >= since]
 
     async def stats(request: Request) -> Any:

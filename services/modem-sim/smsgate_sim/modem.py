@@ -34,7 +34,6 @@ Handler = Callable[["Modem", Command], Reply | None]
 HANDLERS: dict[str, Handler] = {**general.HANDLERS, **sms.HANDLERS}
 
 SimState = Literal["READY", "SIM PIN", "SIM PUK", "BUSY"]
-_CTRL_Z = 0x1A
 _ESC = 0x1B
 _MAX_LINE = 4096  # a line longer than this is noise; real command buffers are far smaller
 _MAX_HELD = 1000  # URCs kept while CNMI mode 0 buffers them
@@ -88,6 +87,7 @@ class Modem:
         self._loop = asyncio.get_running_loop()
         self._timers: set[asyncio.TimerHandle] = set()
         self._input = bytearray()
+        self._echoed = 0  # bytes at the head of _input already echoed
         self._held: list[bytes] = []  # URCs held while a command runs
         self._buffered: list[bytes] = []  # SMS URCs held while AT+CNMI mode is 0
         self._prompt: Prompt | None = None
@@ -134,6 +134,7 @@ class Modem:
         self._on = True
         self._settings_defaults()
         self._input.clear()
+        self._echoed = 0
         self._held.clear()
         self._buffered.clear()
         self._prompt = None
@@ -142,6 +143,8 @@ class Modem:
         self._last_registration = -1
         if announce:
             self.emit(b"\r\nRDY\r\n")
+        if self.profile.rssi_every:
+            self.later(self.profile.rssi_every * self.rng.uniform(0.5, 1.5), self._report_rssi)
         delay = self.config.sim_ready_delay
         self._sim_booting = delay > 0
         if self._sim_booting:
@@ -154,6 +157,7 @@ class Modem:
         self._busy = False
         self._prompt = None
         self._input.clear()
+        self._echoed = 0
         self._held.clear()
         self._buffered.clear()
         self.cancel_timers()
@@ -168,6 +172,13 @@ class Modem:
             self.on_reset(self)
         else:
             self.later(self.config.reset_time, lambda: self.boot(announce=True))
+
+    def _report_rssi(self) -> None:
+        # Huawei sticks chatter ^RSSI on the modem port until told AT^CURC=0.
+        if self.urc_reports and self.registered:
+            self.urc(f"^RSSI: {self.signal()}")
+        if self.profile.rssi_every:
+            self.later(self.profile.rssi_every * self.rng.uniform(0.5, 1.5), self._report_rssi)
 
     def _sim_ready(self) -> None:
         self._sim_booting = False
@@ -264,34 +275,40 @@ class Modem:
     def _drain(self) -> None:
         while self._input and not self._busy and self._on and not self.faults.hung:
             if self._prompt is not None:
-                end = next((i for i, b in enumerate(self._input) if b in (_CTRL_Z, _ESC)), -1)
-                if end < 0:
-                    return
-                payload, cancel = bytes(self._input[:end]), self._input[end] == _ESC
-                del self._input[: end + 1]
-                prompt, self._prompt = self._prompt, None
-                if self.echo and payload:
-                    self.emit(payload)
-                if cancel:
-                    self.reply(Reply())
-                else:
-                    self._run(sms.finish_prompt, self, prompt, payload)
-                continue
-            end = self._input.find(b"\r")
+                end = _first_of(self._input, b"\x1a", b"\x1b")  # Ctrl-Z sends, ESC cancels
+            else:
+                end = self._input.find(b"\r")
             if end < 0:
+                # Echo what has been typed so far, as a firmware does character by character.
+                self._echo(len(self._input))
                 if len(self._input) > _MAX_LINE:
                     self._input.clear()
+                    self._echoed = 0
                 return
-            line = bytes(self._input[:end])
+            self._echo(end)
+            text, terminator = bytes(self._input[:end]), self._input[end]
             del self._input[: end + 1]
+            self._echoed = 0
+            if self._prompt is not None:
+                prompt, self._prompt = self._prompt, None
+                if terminator == _ESC:
+                    self.reply(Reply())
+                else:
+                    self._run(sms.finish_prompt, self, prompt, text)
+                continue
             if self.echo:
-                self.emit(line + b"\r")
-            command = parse_command(line.decode("latin-1"))
+                self.emit(b"\r")
+            command = parse_command(_backspaced(text).decode("latin-1"))
             if command is None:
                 continue
             self.stats.commands += 1
             handler = HANDLERS.get(command.name, _unsupported)
             self._run(handler, self, command)
+
+    def _echo(self, upto: int) -> None:
+        if self.echo and upto > self._echoed:
+            self.emit(bytes(self._input[self._echoed : upto]))
+        self._echoed = max(self._echoed, upto)
 
     def _run(self, step: Callable[..., Reply | None], *args: object) -> None:
         self._executing = True
@@ -468,6 +485,24 @@ class Modem:
             self.stats.reports_discarded += 1
         self.stats.reports_delivered += 1
         return True
+
+
+def _first_of(buffer: bytearray, *markers: bytes) -> int:
+    found = [i for i in (buffer.find(m) for m in markers) if i >= 0]
+    return min(found) if found else -1
+
+
+def _backspaced(line: bytes) -> bytes:
+    """The line as typed, with backspaces (S5) applied: people use terminals too."""
+    if b"\x08" not in line:
+        return line
+    kept = bytearray()
+    for byte in line:
+        if byte == 0x08:
+            del kept[-1:]
+        else:
+            kept.append(byte)
+    return bytes(kept)
 
 
 def _discard(data: bytes) -> None:

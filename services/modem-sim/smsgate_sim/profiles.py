@@ -20,6 +20,7 @@ class Profile:
     first_index: int = 1  # storage indexes start here (Huawei and Quectel count from 0)
     cpin_ok: bool = True  # Wavecom answers AT+CPIN? without a final OK
     iccid: IccidStyle = "plain"
+    rssi_every: float | None = None  # seconds between unsolicited ^RSSI reports (until ^CURC=0)
 
 
 PROFILES: dict[str, Profile] = {
@@ -34,6 +35,7 @@ PROFILES: dict[str, Profile] = {
         unsupported="COMMAND NOT SUPPORT",
         first_index=0,
         iccid="huawei",
+        rssi_every=15.0,
     ),
     # Wavecom/Sierra: +CPIN: READY comes without OK, +CCID is quoted.
     "wavecom": Profile(

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 
 import msgspec
-from smsgate.config import SimConfig
+from smsgate.config import ConfigError, SimConfig
 from smsgate.subjects import check_port_name
 from smsgate_agent.pdu import Alphabet
 
@@ -61,13 +61,16 @@ def _check(config: SimConfig) -> None:
         span = getattr(config, field)
         low, high = span if isinstance(span, tuple) else (span, span)
         if not 0 <= low <= high:
-            raise ValueError(f"sim.{field}: need 0 <= min <= max, got {span!r}")
+            raise ConfigError(f"sim.{field}: need 0 <= min <= max, got {span!r}")
     names = {f"{config.prefix}{i}" for i in range(1, config.ports + 1)}
     unknown = sorted(set(config.profiles) - names)
     if unknown:
-        raise ValueError(f"sim.profiles: no such ports {unknown}")
+        raise ConfigError(f"sim.profiles: no such ports {unknown}")
     if config.ports:
-        check_port_name(f"{config.prefix}1")
+        try:
+            check_port_name(f"{config.prefix}1")
+        except ValueError as exc:
+            raise ConfigError(f"sim.prefix: {exc}") from None
 
 
 def _raise_fd_limit(wanted: int) -> None:
