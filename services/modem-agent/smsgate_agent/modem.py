@@ -346,25 +346,31 @@ class Modem:
         t = self.timings
         attempts = 0
         delay = t.down_delay[0]
+        up = False
         try:
             while not self._closed:
-                if await self._bring_up(reset=attempts > 0 and attempts % t.reset_every == 0):
+                if not up:
+                    up = await self._bring_up(reset=attempts > 0 and attempts % t.reset_every == 0)
+                    if not up:
+                        attempts += 1
+                        await asyncio.sleep(delay * (0.75 + self._rng.random() / 2))
+                        delay = min(delay * 2, t.down_delay[1])
+                        continue
                     attempts, delay = 0, t.down_delay[0]
-                    problem = await self._serve()
-                    if problem == "reinit":
-                        continue
-                    if problem == "crashed":
-                        await asyncio.sleep(t.down_delay[0])  # a bug must not spin the loop
-                        continue
-                    if problem == "unresponsive" and await self._recover():
-                        continue
-                    if problem == "lost":
-                        self._down("port lost")
-                        await self._drop_channel()
-                        continue  # reopen at once: a reset TCP link is often back already
-                attempts += 1
-                await asyncio.sleep(delay * (0.75 + self._rng.random() / 2))
-                delay = min(delay * 2, t.down_delay[1])
+                problem = await self._serve()
+                if problem == "unresponsive":
+                    up = await self._recover()
+                    if not up:
+                        attempts += 1  # the ladder ended with a reset: back off, then retry
+                        await asyncio.sleep(delay)
+                    continue
+                up = False
+                if problem == "lost":
+                    self._down("port lost")
+                    await self._drop_channel()  # reopened at once: a TCP reset is often brief
+                elif problem == "crashed":
+                    await asyncio.sleep(t.down_delay[0])  # a bug must not spin the loop
+                # "reinit": the modem restarted on its own; initialise it again.
         finally:
             await self._drop_channel()
             if self._info.status is not ModemStatus.DOWN:
