@@ -141,9 +141,16 @@ async def publish_jobs(
     return ids
 
 
-def job(to: str, text: str = "hello", **fields: object) -> contracts.SendJob:
+def job(
+    to: str, text: str = "hello", *, port: str | None = None, status_report: bool = True
+) -> contracts.SendJob:
     return contracts.SendJob(
-        id=contracts.new_id(), to=to, text=text, created=contracts.utcnow(), **fields
+        id=contracts.new_id(),
+        to=to,
+        text=text,
+        port=port,
+        status_report=status_report,
+        created=contracts.utcnow(),
     )
 
 
