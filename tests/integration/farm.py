@@ -17,6 +17,7 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.js.api import PubAck
 from smsgate import contracts, subjects
 from smsgate.config import AgentConfig, AgentPort, Config, NatsConfig, SendPolicy
 from smsgate_agent.agent import run_agent
@@ -35,7 +36,8 @@ def agent_config(
 ) -> Config:
     ports = [AgentPort(name=port, device=device) for port, device in sorted(devices.items())]
     settings: dict[str, object] = {"heartbeat": 0.5, "ack_wait": 3.0, **agent}
-    return Config(nats=nats, agent=AgentConfig(name=name, ports=ports, policy=policy, **settings))
+    base = AgentConfig(name=name, ports=ports, policy=policy)
+    return Config(nats=nats, agent=msgspec.structs.replace(base, **settings))
 
 
 @contextlib.asynccontextmanager
@@ -126,7 +128,7 @@ async def publish_jobs(
     """Queue jobs the way the API does (Nats-Msg-Id = message id)."""
     js = nc.jetstream()
     ids: list[str] = []
-    pending: list[asyncio.Future[object]] = []
+    pending: list[asyncio.Future[PubAck]] = []
     for job in jobs:
         subject = subjects.send_port(job.port) if job.port else subjects.SEND_ANY
         ack = await js.publish_async(
