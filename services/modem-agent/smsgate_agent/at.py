@@ -522,6 +522,10 @@ class AtChannel:
         except asyncio.CancelledError:
             self._mark_closed(None)
             raise
+        except Exception as exc:
+            # Whatever broke the reader, a channel nobody reads is a lost port: reopen it.
+            log.exception("%s: reader failed", self._name)
+            self._mark_closed(exc)
 
     def _dispatch(self, event: Event) -> None:
         if isinstance(event, Urc):

@@ -916,7 +916,10 @@ class Modem:
         status_report: bool,
         on_part: PartHook | None = None,
     ) -> SendOutcome:
-        """Send one message; `on_part(seq)` is awaited just before each part is written."""
+        """Send one message; `on_part(seq)` is awaited just before each part is written.
+
+        A part retried after a definite refusal (+CMS ERROR) gets `on_part` again.
+        """
         if not self.ready:
             reason = self._info.last_error or f"port {self._info.status.value}"
             if self._info.status is ModemStatus.UP:
