@@ -243,3 +243,26 @@ async def test_inbound_kept_until_the_handler_succeeds() -> None:
         assert r.stored == 1  # not deleted: the handler never returned
         await r.until(lambda: [m.text for m in r.inbound] == ["durable"])  # a sweep finds it
         await r.until(lambda: r.stored == 0)
+
+
+async def test_random_send_errors_account_for_every_part() -> None:
+    async with rig(sim_config(send_error=42, send_error_rate=0.3)) as r:
+        await r.ready()
+        outcomes: list[tuple[str, str, SendOutcome]] = []
+        for index in range(30):
+            text = f"flaky {index} " + "z" * (index % 2) * 160
+            outcomes.append((OUTSIDE, text, await r.modem.send(OUTSIDE, text, status_report=False)))
+        check_sent_log(outcomes, r.sent())
+        failed = [o for _, _, o in outcomes if not o.ok]
+        assert all(o.code == 42 for o in failed)
+        assert sum(o.ok for _, _, o in outcomes) >= 20  # three retries make most of them
+
+
+async def test_signal_is_followed() -> None:
+    async with rig() as r:
+        await r.ready()
+        r.sim.set_fault(PORT, signal=5)
+        await r.until(lambda: r.modem.info.signal == -103)
+        r.sim.set_fault(PORT, signal=99)
+        await r.until(lambda: r.modem.info.signal is None)
+        assert r.modem.ready  # a weak signal alone does not take the port out
