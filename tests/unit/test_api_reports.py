@@ -86,5 +86,5 @@ def test_metrics_text() -> None:
 
 def test_public_names() -> None:
     assert sorted(smsgate_api.__all__) == [
-        "GeneratedUser", "create_app", "ensure_users", "hash_password", "run_api",
+        "GeneratedUser", "create_app", "ensure_users", "hash_password", "run_api", "serve_api",
     ]  # fmt: skip

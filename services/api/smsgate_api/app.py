@@ -18,6 +18,7 @@ from urllib.parse import unquote_plus
 
 import msgspec
 import uvicorn
+import uvloop
 from nats.aio.client import Client
 from smsgate.config import Config
 from starlette.applications import Starlette
@@ -65,7 +66,13 @@ async def metrics(request: Request) -> Response:
     return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
-def create_app(config: Config, *, nc: Client | None = None) -> Starlette:
+class ApiApp(Starlette):
+    """The Starlette app, holding its runtime where routes reach it cheaply."""
+
+    runtime: ApiRuntime
+
+
+def create_app(config: Config, *, nc: Client | None = None) -> ApiApp:
     """The API app; it uses `nc` when given, else connects (and reconnects) by itself."""
     rt = ApiRuntime(config, nc=nc)
 
@@ -101,7 +108,8 @@ def create_app(config: Config, *, nc: Client | None = None) -> Starlette:
                 allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
             )
         )
-    app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
+    app = ApiApp(routes=routes, middleware=middleware, lifespan=lifespan)
+    app.runtime = rt
     app.state.runtime = rt
     return app
 
@@ -197,11 +205,20 @@ def _worker(config_json: bytes) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = msgspec.json.decode(config_json, type=Config)
-    asyncio.run(_serve(config))
+    uvloop.run(_serve(config))
+
+
+def serve_api(config: Config) -> None:
+    """Run the API on a uvloop event loop until signalled (the CLI's entry point)."""
+    uvloop.run(run_api(config))
 
 
 async def run_api(config: Config) -> None:
-    """Serve the API until cancelled or signalled; `api.workers` processes share the port."""
+    """Serve the API until cancelled or signalled; `api.workers` processes share the port.
+
+    Run it on uvloop (`serve_api`, or `uvloop.run(run_api(config))`): on the default
+    asyncio loop the gateway API serves roughly a third fewer requests.
+    """
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     host, port = parse_listen(config.api.listen)

@@ -17,6 +17,7 @@ from smsgate_api.sending import Submission, submit
 from smsgate_api.web import client, instrument, runtime
 
 _FORM = b"application/x-www-form-urlencoded"
+_DEFAULTS = {f.value: f for f in ReportFormat}
 
 
 async def _fields(request: Request) -> dict[str, str]:
@@ -33,7 +34,7 @@ async def _fields(request: Request) -> dict[str, str]:
 async def sendsms(request: Request) -> Response:
     rt = runtime(request)
     api = rt.config.api
-    form = ReportFormat(api.default_report)
+    form = _DEFAULTS[api.default_report]
     message = ""
     try:
         fields = await _fields(request)

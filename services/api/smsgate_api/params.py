@@ -42,7 +42,7 @@ _FORMATS = {f.value.lower(): f for f in ReportFormat}
 
 def _decode(raw: bytes, name: str) -> str:
     try:
-        return unquote_to_bytes(raw).decode("utf-8")
+        return (unquote_to_bytes(raw) if b"%" in raw else raw).decode("utf-8")
     except UnicodeDecodeError:
         raise bad_parameter(
             f"parameter {name or '?'!r} is not valid UTF-8: percent-encode the text as UTF-8"

@@ -2,7 +2,8 @@
 
 Like `js.publish_async`, but every outcome resolves the future: nats-py's version
 raises inside its reply handler on an error reply (a full stream, a KV key that
-already exists) and leaves the future pending. Acks are decoded with msgspec.
+already exists) and leaves the future pending. Acks are decoded with msgspec, and
+one sweeper task times out acks that never come, so a publish costs no timer of its own.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 
 import msgspec
 from nats.aio.client import Client
@@ -41,23 +43,47 @@ _decode_ack = msgspec.json.Decoder(Ack).decode
 class AckPublisher:
     """Publishes to JetStream and hands back a future for each ack."""
 
-    def __init__(self, nc: Client) -> None:
+    def __init__(self, nc: Client, *, ack_timeout: float = 5.0) -> None:
         self._nc = nc
+        self._ack_timeout = ack_timeout
         self._prefix = ""
-        self._pending: dict[str, asyncio.Future[Ack]] = {}
+        # Insertion order is publish order, so the oldest pending acks come first.
+        self._pending: dict[str, tuple[float, asyncio.Future[Ack]]] = {}
         self._sub: Subscription | None = None
+        self._sweeper: asyncio.Task[None] | None = None
         self._counter = 0
 
     async def start(self) -> None:
         self._prefix = self._nc.new_inbox()
         self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_ack)
+        self._sweeper = asyncio.create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        interval = min(0.25, self._ack_timeout / 4)
+        while True:
+            await asyncio.sleep(interval)
+            deadline = time.monotonic() - self._ack_timeout
+            expired = []
+            for token, (sent, _) in self._pending.items():
+                if sent > deadline:
+                    break
+                expired.append(token)
+            for token in expired:
+                entry = self._pending.pop(token, None)
+                if entry is not None and not entry[1].done():
+                    entry[1].set_exception(TimeoutError("no ack from JetStream"))
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+            self._sweeper = None
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
             self._sub = None
-        for future in self._pending.values():
+        for _, future in self._pending.values():
             future.cancel()
         self._pending.clear()
 
@@ -68,19 +94,25 @@ class AckPublisher:
     async def publish(
         self, subject: str, payload: bytes, headers: dict[str, str]
     ) -> asyncio.Future[Ack]:
-        """Send one message; the future resolves to its Ack or raises APIError."""
+        """Send one message; the future resolves to its Ack, or raises APIError/TimeoutError."""
         self._counter += 1
         token = str(self._counter)
         future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
-        self._pending[token] = future
-        future.add_done_callback(lambda _: self._pending.pop(token, None))
-        await self._nc.publish(subject, payload, reply=f"{self._prefix}.{token}", headers=headers)
+        self._pending[token] = (time.monotonic(), future)
+        try:
+            await self._nc.publish(
+                subject, payload, reply=f"{self._prefix}.{token}", headers=headers
+            )
+        except BaseException:
+            self._pending.pop(token, None)
+            raise
         return future
 
     async def _on_ack(self, msg: Msg) -> None:
-        future = self._pending.get(msg.subject[len(self._prefix) + 1 :])
-        if future is None or future.done():
+        entry = self._pending.pop(msg.subject[len(self._prefix) + 1 :], None)
+        if entry is None or entry[1].done():
             return
+        future = entry[1]
         if msg.headers and msg.headers.get("Status") == "503":
             future.set_exception(NoStreamResponseError())
             return

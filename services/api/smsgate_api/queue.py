@@ -98,14 +98,11 @@ class JobQueue:
         js: JetStreamContext,
         messages: KeyValue,
         publisher: AckPublisher,
-        *,
-        ack_timeout: float = 5.0,
     ) -> None:
         self._nc = nc
         self._js = js
         self._publisher = publisher
         self._messages = messages
-        self._ack_timeout = ack_timeout
 
     @property
     def connected(self) -> bool:
@@ -139,20 +136,15 @@ class JobQueue:
         return [Queued(job, repeats.get(job.id)) for job, _ in jobs]
 
     async def _acks(self, futures: list[asyncio.Future[Ack]]) -> list[Ack | BaseException]:
-        if not futures:
-            return []
-        try:
-            async with asyncio.timeout(self._ack_timeout):
-                return await asyncio.gather(*futures, return_exceptions=True)
-        except TimeoutError:
-            for future in futures:
-                future.cancel()
-            return [
-                f.result()
-                if f.done() and not f.cancelled() and f.exception() is None
-                else TimeoutError()
-                for f in futures
-            ]
+        # The futures resolve together (the publisher times out lost acks), so awaiting
+        # them in turn costs no more than a gather.
+        results: list[Ack | BaseException] = []
+        for future in futures:
+            try:
+                results.append(await future)
+            except Exception as exc:
+                results.append(exc)
+        return results
 
     async def _send(
         self, items: Sequence[tuple[str, bytes, dict[str, str]]]

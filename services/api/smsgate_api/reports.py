@@ -56,9 +56,16 @@ class ErrorReport(msgspec.Struct):
 _encoder = msgspec.json.Encoder()
 
 
+_last_time: tuple[int, str] = (-1, "")
+
+
 def gateway_time(when: dt.datetime) -> str:
     """`2014-04-29 11:11:11` in the local time of this host."""
-    return when.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+    global _last_time
+    second = int(when.timestamp())
+    if _last_time[0] != second:  # most reports in a busy second share one string
+        _last_time = (second, when.astimezone().strftime("%Y-%m-%d %H:%M:%S"))
+    return _last_time[1]
 
 
 def gateway_result(state: MessageState) -> str:

@@ -103,13 +103,11 @@ class ApiRuntime:
             ports = await js.key_value(subjects.PORTS_BUCKET)
             messages = await js.key_value(subjects.MESSAGES_BUCKET)
         await self.results.start(nc)
-        self.publisher = AckPublisher(nc)
+        self.publisher = AckPublisher(nc, ack_timeout=self.config.api.publish_timeout)
         await self.publisher.start()
         self._tasks.append(asyncio.create_task(self.ports.follow(ports)))
         self.js = js
-        self.queue = JobQueue(
-            nc, js, messages, self.publisher, ack_timeout=self.config.api.publish_timeout
-        )
+        self.queue = JobQueue(nc, js, messages, self.publisher)
 
     @property
     def connected(self) -> bool:

@@ -2,13 +2,14 @@
 
 Message ids: the caller's `id` is the message id when there is one recipient. With
 several recipients, recipient i (counting from 0, as the report keys do) gets
-`<id>-<i>`. Without an id each message gets a fresh 32-hex id. The caller's id is kept
-in `caller_id` either way.
+`<id>-<i>`. Without an id each message gets a fresh random 32-hex id (the form of
+`contracts.new_id`). The caller's id is kept in `caller_id` either way.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -52,7 +53,8 @@ class Outcome:
 def message_ids(caller_id: str | None, count: int) -> list[str]:
     """One message id per recipient (see the module docstring)."""
     if caller_id is None:
-        return [contracts.new_id() for _ in range(count)]
+        # os.urandom is several times cheaper than uuid4 and gives the same 128 random bits.
+        return [os.urandom(16).hex() for _ in range(count)]
     if count == 1:
         return [caller_id]
     return [f"{caller_id}-{index}" for index in range(count)]

@@ -21,7 +21,8 @@ _encoder = msgspec.json.Encoder()
 
 
 def runtime(request: Request) -> ApiRuntime:
-    rt: ApiRuntime = request.app.state.runtime
+    """The runtime of the app serving `request` (an attribute read: this is per request)."""
+    rt: ApiRuntime = request.scope["app"].runtime
     return rt
 
 
