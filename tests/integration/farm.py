@@ -48,8 +48,11 @@ async def agent_running(config: Config) -> AsyncIterator[None]:
         yield
     finally:
         stop.set()
-        async with asyncio.timeout(60):
-            await task
+        done, _ = await asyncio.wait([task], timeout=60)
+        if not done:
+            for t in asyncio.all_tasks():
+                t.print_stack(limit=8)
+            raise AssertionError("agent did not stop")
 
 
 @dataclass

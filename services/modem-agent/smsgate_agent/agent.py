@@ -49,7 +49,7 @@ class Agent:
         buckets = await bus.provision(js, self.config.nats)
         publisher = Publisher(nc=nc, js=js, buckets=buckets, agent=self.name)
         for port in self.config.agent.ports:
-            worker = PortWorker(self.config.agent, port, publisher)
+            worker = PortWorker(self.config.agent, port, publisher, wake=self._wake)
             if await self._claim(worker, publisher):
                 self.workers.append(worker)
         background: list[asyncio.Task[Any]] = []

@@ -54,6 +54,7 @@ class PortWorker:
         port: AgentPort,
         publisher: Publisher,
         *,
+        wake: asyncio.Event | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.agent = agent
@@ -73,6 +74,7 @@ class PortWorker:
         self.inbox: asyncio.Queue[tuple[Msg, bool]] = asyncio.Queue()
         self.idle = asyncio.Event()
         self.changed = asyncio.Event()  # wakes the loops when availability changes
+        self.wake = wake or asyncio.Event()  # tells the agent's fetcher this port is idle
         self.disabled = not port.enabled
         self.draining = False
         self.busy = False
@@ -173,6 +175,7 @@ class PortWorker:
                 await _sleep_or(stopping, 1.0, self.changed)
                 continue
             self.idle.set()
+            self.wake.set()
             get = asyncio.ensure_future(self.inbox.get())
             stop = asyncio.ensure_future(stopping.wait())
             changed = asyncio.ensure_future(self.changed.wait())
@@ -243,7 +246,10 @@ class PortWorker:
             await self._finish(msg, job, contracts.SendStatus.SENT, None, outcome.parts)
             if job.status_report:
                 self.awaiting_report[job.id] = _Sent(job)
-                self.reports.expect(job.id, job.to, outcome.parts, now)
+                # A report can beat the last +CMGS; the book then decides right here.
+                early = self.reports.expect(job.id, job.to, outcome.parts, now)
+                if early is not None:
+                    await self._publish_report(early)
             return
         self.last_error = outcome.error
         if self.policy.record_failed(now):
@@ -281,7 +287,7 @@ class PortWorker:
             parts=parts,
             user=job.user,
         )
-        await self.publisher.result(result, job.reply_to)
+        await self.publisher.result(result, created=job.created, reply_to=job.reply_to)
         await msg.ack()
 
     async def _set_state(self, job: contracts.SendJob, state: contracts.MessageState) -> None:

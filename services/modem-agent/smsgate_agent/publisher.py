@@ -6,6 +6,7 @@ crash publishes the same event id and JetStream's duplicate window drops the cop
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from dataclasses import dataclass
 
@@ -39,7 +40,9 @@ class Publisher:
             headers={"Nats-Msg-Id": event.event_id},
         )
 
-    async def result(self, result: contracts.SendResult, reply_to: str | None) -> None:
+    async def result(
+        self, result: contracts.SendResult, *, created: dt.datetime, reply_to: str | None
+    ) -> None:
         """The send result: event, message status, and the waiting API request if any."""
         await self.event(result)
         state = (
@@ -47,7 +50,6 @@ class Publisher:
             if result.status == contracts.SendStatus.SENT
             else contracts.MessageState.FAILED
         )
-        previous = await self.status(result.id)
         await self.put_status(
             contracts.MessageStatus(
                 id=result.id,
@@ -59,7 +61,7 @@ class Publisher:
                 parts=result.parts,
                 caller_id=result.caller_id,
                 user=result.user,
-                created=previous.created if previous else result.time,
+                created=created,
                 updated=contracts.utcnow(),
             )
         )
