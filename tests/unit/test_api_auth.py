@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 
@@ -78,3 +79,18 @@ def test_ensure_users_makes_a_default_user_once(tmp_path: Path) -> None:
     assert again.api.users == config.api.users
     configured = Config(api=ApiConfig(users=[ApiUser(name="x", password="y")]))
     assert auth.ensure_users(configured, tmp_path) == (configured, None)
+
+
+async def test_a_burst_of_first_logins_runs_scrypt_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    real = auth.verify_password
+
+    def counting(password: str, stored: str) -> bool:
+        calls.append(password)
+        return real(password, stored)
+
+    monkeypatch.setattr(auth, "verify_password", counting)
+    authenticator = auth.Authenticator([ApiUser(name="a", password=HASH)])
+    users = await asyncio.gather(*(authenticator.login("c", "a", "s3cret") for _ in range(10)))
+    assert {u.name for u in users} == {"a"}
+    assert calls == ["s3cret"]

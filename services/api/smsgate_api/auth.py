@@ -204,6 +204,9 @@ class Authenticator:
         self.throttle = LoginThrottle(max_failures=max_failures, block=block, clock=clock)
         self._key = secrets.token_bytes(32)
         self._verified: dict[str, bytes] = {}
+        # One scrypt per distinct credential at a time: a burst of first requests waits
+        # for the same check instead of starting one each.
+        self._checking: dict[bytes, asyncio.Future[bool]] = {}
 
     @property
     def plain_password_users(self) -> list[str]:
@@ -225,9 +228,7 @@ class Authenticator:
         if stored is not None and not is_hashed(stored):
             ok = hmac.compare_digest(password.encode(), stored.encode())
         else:
-            # scrypt takes tens of milliseconds: keep it off the event loop.
-            ok = await asyncio.to_thread(verify_password, password, stored or _DUMMY_HASH)
-            ok = ok and stored is not None
+            ok = await self._scrypt_check(digest, password, stored)
         if not ok:
             self.throttle.failed(client, username)
             log.warning("failed login for user %r from %s", username, client)
@@ -237,6 +238,25 @@ class Authenticator:
             self._verified.clear()
         self._verified[username] = digest
         return self._users[username]
+
+    async def _scrypt_check(self, digest: bytes, password: str, stored: str | None) -> bool:
+        running = self._checking.get(digest)
+        if running is not None:
+            return await asyncio.shield(running)
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._checking[digest] = future
+        try:
+            # scrypt takes tens of milliseconds: keep it off the event loop.
+            ok = await asyncio.to_thread(verify_password, password, stored or _DUMMY_HASH)
+            ok = ok and stored is not None
+            future.set_result(ok)
+            return ok
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved: no "never retrieved" warning when none waits
+            raise
+        finally:
+            del self._checking[digest]
 
     def token_user(self, client: str, token: str) -> User:
         """The user owning a bearer token; every token is compared, in constant time."""
