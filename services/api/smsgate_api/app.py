@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -217,21 +218,38 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _serve(config: Config) -> None:
+async def _serve(config: Config, *, parent: int | None = None) -> None:
     app = create_app(config)
     uv = server_config(config, app)
     server = uvicorn.Server(uv)
-    if config.api.workers > 1:
-        await server.serve(sockets=[_bind(uv.host, uv.port)])
-    else:
-        await server.serve()
+    watchdog = None
+    if parent is not None:
+        watchdog = asyncio.create_task(_exit_with_parent(server, parent))
+    try:
+        if config.api.workers > 1:
+            await server.serve(sockets=[_bind(uv.host, uv.port)])
+        else:
+            await server.serve()
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
 
 
-def _worker(config_json: bytes) -> None:
+async def _exit_with_parent(server: uvicorn.Server, parent: int) -> None:
+    # uvicorn re-raises SIGTERM in the parent after its own shutdown, so the parent may
+    # never get to stop its workers: each worker stops when its parent is gone.
+    while True:
+        await asyncio.sleep(1.0)
+        if os.getppid() != parent:
+            server.should_exit = True
+            return
+
+
+def _worker(config_json: bytes, parent: int) -> None:
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     config = msgspec.json.decode(config_json, type=Config)
-    uvloop.run(_serve(config))
+    uvloop.run(_serve(config, parent=parent))
 
 
 def serve_api(config: Config) -> None:
@@ -255,7 +273,7 @@ async def run_api(config: Config) -> None:
         context = multiprocessing.get_context("spawn")
         payload = msgspec.json.encode(config)
         for _ in range(config.api.workers - 1):
-            process = context.Process(target=_worker, args=(payload,), daemon=True)
+            process = context.Process(target=_worker, args=(payload, os.getpid()), daemon=True)
             process.start()
             workers.append(process)
     try:

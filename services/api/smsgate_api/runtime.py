@@ -84,7 +84,10 @@ class ApiRuntime:
                 try:
                     self.nc = nc
                     await self._attach(nc, provision=True)
-                    log.info("connected to NATS at %s", nc.connected_url)
+                    log.info(
+                        "connected to NATS at %s",
+                        nc.connected_url.netloc if nc.connected_url else "?",
+                    )
                     return
                 except Exception as exc:
                     log.warning("NATS connected, but JetStream is not usable: %s", exc)
