@@ -8,10 +8,13 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 
+import msgspec
+
 from smsgate import logs
 from smsgate.config import Config, ConfigError, load
 
 Runner = Callable[[Config, asyncio.Event], Awaitable[None]]
+CLIENT_COMMANDS = {"send", "status", "ports", "tail"}
 
 
 def _add_common(parser: argparse.ArgumentParser, *, config: bool = True) -> None:
@@ -75,7 +78,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (_, help_text) in SERVICES.items():
-        _add_common(commands.add_parser(name, help=help_text, description=help_text))
+        service = commands.add_parser(name, help=help_text, description=help_text)
+        _add_common(service)
+        if name == "sim":
+            actions = service.add_subparsers(dest="sim_command", metavar="ACTION")
+            inject = actions.add_parser("inject", help="an SMS from an outside number to a port")
+            inject.add_argument("--from", dest="sender", required=True, help="sender number")
+            inject.add_argument("--text", required=True)
+            where = inject.add_mutually_exclusive_group(required=True)
+            where.add_argument("--to-port", help="port name, e.g. lte-1")
+            where.add_argument("--to-number", help="a virtual SIM's number")
+            inject.add_argument("--control", help="simulator control URL (default: smsgate dev's)")
+            _add_common(inject, config=False)
+    _add_client_commands(commands)
 
     dev = commands.add_parser(
         "dev",
@@ -91,9 +106,122 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_client(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--api", help="API base URL (default $SMSGATE_API or http://127.0.0.1:8080)"
+    )
+    parser.add_argument("--user", help="NAME:PASSWORD (default $SMSGATE_USER or smsgate dev's)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    send = commands.add_parser("send", help="send an SMS to one or more numbers")
+    send.add_argument("to", help="recipient number(s), comma-separated")
+    send.add_argument("text", help="message text (any script, any length)")
+    send.add_argument("--port", help="port name or number (default: any ready port)")
+    send.add_argument("--wait", type=float, default=30.0, help="seconds to wait for results")
+    send.add_argument("--id", dest="message_id", help="your message id")
+    _add_client(send)
+
+    status = commands.add_parser("status", help="a message's status")
+    status.add_argument("id")
+    _add_client(status)
+
+    ports = commands.add_parser("ports", help="the farm's ports, or disable|enable|drain one")
+    ports.add_argument("action", nargs="?", choices=["list", "disable", "enable", "drain"])
+    ports.add_argument("name", nargs="?", help="port name for an action")
+    ports.add_argument("--watch", action="store_true", help="refresh every 2 seconds")
+    _add_client(ports)
+
+    tail = commands.add_parser("tail", help="follow the live event stream")
+    tail.add_argument("--type", choices=["result", "report", "inbound", "port"])
+    tail.add_argument("--port")
+    tail.add_argument("--since", type=int, help="replay from after this stream sequence")
+    _add_client(tail)
+
+
+def _print_json(value: object) -> None:
+    print(msgspec.json.format(msgspec.json.encode(value)).decode())
+
+
+async def _client_command(args: argparse.Namespace) -> int:
+    from smsgate import client
+
+    where = client.target(args.api, args.user)
+    async with client.Client(where) as api:
+        if args.command == "send":
+            to = [n.strip() for n in args.to.split(",") if n.strip()]
+            total = len(to)
+            messages = await api.send(
+                to, args.text, port=args.port, wait=args.wait, message_id=args.message_id
+            )
+            if args.json:
+                _print_json(messages)
+            else:
+                for i, m in enumerate(messages, 1):
+                    reason = f" ({m['reason']})" if m.get("reason") else ""
+                    port = m.get("port") or "-"
+                    print(f"[{i}/{total}] {m['to']}: {m['state']}{reason} id={m['id']} port={port}")
+            return 0 if all(m["state"] not in ("failed",) for m in messages) else 1
+        if args.command == "status":
+            _print_json(await api.status(args.id))
+            return 0
+        if args.command == "ports":
+            if args.action in ("disable", "enable", "drain"):
+                if not args.name:
+                    raise client.ClientError(f"ports {args.action} needs a port name")
+                answer = await api.port_action(args.name, args.action)
+                if args.json:
+                    _print_json(answer)
+                else:
+                    done = {"disable": "disabled", "enable": "enabled", "drain": "draining"}
+                    print(f"{args.name}: {done[args.action]}")
+                return 0
+            while True:
+                states = await api.ports()
+                if args.json:
+                    _print_json(states)
+                else:
+                    if args.watch:
+                        print("\033[2J\033[H", end="")
+                    print(client.port_table(states) if states else "no ports reported yet")
+                if not args.watch:
+                    return 0
+                await asyncio.sleep(2)
+        async for _sequence, data in api.events(args.type, args.port, args.since):
+            print(data if args.json else client.event_line(data), flush=True)
+    return 0
+
+
+async def _sim_inject(args: argparse.Namespace) -> int:
+    from smsgate import client
+
+    answer = await client.sim_inject(
+        client.sim_control(args.control),
+        sender=args.sender,
+        text=args.text,
+        port=args.to_port,
+        number=args.to_number,
+    )
+    _print_json(answer)
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logs.setup(args.log_level, args.log_format)
+    logs.setup(getattr(args, "log_level", "warning"), getattr(args, "log_format", "text"))
+    if args.command in CLIENT_COMMANDS or getattr(args, "sim_command", None) == "inject":
+        from smsgate.client import ClientError
+
+        try:
+            if args.command == "sim":
+                return asyncio.run(_sim_inject(args))
+            return asyncio.run(_client_command(args))
+        except ClientError as exc:
+            print(f"smsgate: {exc}", file=sys.stderr)
+            return 1
+        except KeyboardInterrupt:
+            return 130
     try:
         config = load(args.config)
     except ConfigError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
 import shutil
@@ -115,6 +116,7 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
     )
     sim = Simulator(sim_config)
     await sim.start()
+    (state / "sim.json").write_text(json.dumps({"control": sim.control_url}))
     receiver = ConsoleReceiver(base.callback.params)
     callback_url = options.callback_url or await receiver.start()
     config = msgspec.structs.replace(

@@ -1,0 +1,125 @@
+"""`smsgate send|status|ports|tail` against the real farm, as a person would type them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import json
+from pathlib import Path
+
+import pytest
+from smsgate import cli, client, contracts
+from smsgate_sim.simulator import Simulator
+
+from tests.e2e.conftest import PASSWORD, USER
+from tests.integration.callback_fixtures import Receiver
+
+
+async def smsgate(capsys: pytest.CaptureFixture[str], api: str, *args: str) -> tuple[int, str]:
+    """Run the CLI in a thread (it has its own event loop) and return (exit code, stdout)."""
+    argv = [*args, "--api", api, "--user", f"{USER}:{PASSWORD}"]
+    code = await asyncio.to_thread(cli.main, argv)
+    return code, capsys.readouterr().out
+
+
+async def test_send_status_ports(
+    farm: tuple[str, Receiver, Simulator], capsys: pytest.CaptureFixture[str]
+) -> None:
+    api, _, sim = farm
+    code, out = await smsgate(capsys, api, "send", "+4915112345678,10086", "hello € [x]")
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0].startswith("[1/2] +4915112345678: sent id=")
+    assert lines[1].startswith("[2/2] 10086: sent id=")
+    message_id = lines[0].split("id=")[1].split()[0]
+
+    code, out = await smsgate(capsys, api, "status", message_id)
+    assert code == 0
+    assert json.loads(out)["id"] == message_id
+
+    code, out = await smsgate(capsys, api, "ports", "--json")
+    assert code == 0
+    assert sorted(p["port"] for p in json.loads(out)) == ["lte-1", "lte-2"]
+
+    code, out = await smsgate(capsys, api, "ports", "disable", "lte-2")
+    assert (code, out.strip()) == (0, "lte-2: disabled")
+    code, out = await smsgate(capsys, api, "ports")
+    row = next(line for line in out.splitlines() if line.startswith("lte-2"))
+    assert "disabled" in row.split()
+    assert len(sim.sent()) == 2
+
+
+async def test_errors_are_plain_sentences(
+    farm: tuple[str, Receiver, Simulator], capsys: pytest.CaptureFixture[str]
+) -> None:
+    api, _, _ = farm
+    code = await asyncio.to_thread(
+        cli.main, ["send", "12ab", "x", "--api", api, "--user", f"{USER}:{PASSWORD}"]
+    )
+    assert code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("smsgate: POST /api/v1/messages: 400")
+    code = await asyncio.to_thread(cli.main, ["ports", "--api", api, "--user", f"{USER}:wrong"])
+    assert code == 1
+    assert ": 401 " in capsys.readouterr().err
+
+
+async def test_tail_follows_events(
+    farm: tuple[str, Receiver, Simulator], capsys: pytest.CaptureFixture[str]
+) -> None:
+    api, _, _ = farm
+    lines: list[str] = []
+    async with client.Client(client.Target(api, USER, PASSWORD)) as http:
+
+        async def follow() -> None:
+            async for _, data in http.events("result", None, since=0):
+                lines.append(client.event_line(data))
+
+        task = asyncio.create_task(follow())
+        code, _ = await smsgate(capsys, api, "send", "+4915112345678", "tail me")
+        assert code == 0
+        async with asyncio.timeout(20):
+            while not lines:  # noqa: ASYNC110 - the stream fills a plain list
+                await asyncio.sleep(0.05)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert "SendResult" in lines[0]
+    assert "sent   id=" in lines[0]
+    assert "to=+4915112345678" in lines[0]
+
+
+def test_port_table_marks_silent_agents_down() -> None:
+    now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+    fresh = contracts.PortState(
+        port="lte-1",
+        agent="a",
+        device="/dev/x",
+        status=contracts.PortStatus.READY,
+        signal=-71,
+        updated=now,
+        heartbeat_interval=5,
+    )
+    silent = contracts.PortState(
+        port="lte-2",
+        agent="b",
+        device="/dev/y",
+        status=contracts.PortStatus.READY,
+        updated=now - dt.timedelta(seconds=16),
+        heartbeat_interval=5,
+    )
+    table = client.port_table([silent, fresh], now).splitlines()
+    assert table[0].split()[:3] == ["PORT", "AGENT", "STATUS"]
+    assert table[1].split()[:4] == ["lte-1", "a", "ready", "-71"]
+    assert table[2].split()[:3] == ["lte-2", "b", "down"]
+
+
+def test_target_from_dev_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SMSGATE_USER", raising=False)
+    state = tmp_path
+    (state / "credentials.json").write_text(json.dumps({"name": "u", "password": "p"}))
+    where = client.target("http://h:1/", None, state)
+    assert (where.api, where.user, where.password) == ("http://h:1", "u", "p")
+    with pytest.raises(client.ClientError, match="no credentials"):
+        client.target(None, None, state / "missing")
