@@ -34,13 +34,20 @@ async def _until_signalled(runner: Runner, config: Config) -> None:
     await runner(config, stop)
 
 
-async def _run_api(config: Config, stop: asyncio.Event) -> None:
-    from smsgate_api.app import run_api
+def _serve_api(config: Config, state_dir: str) -> None:
+    """The API runs its own uvloop and signal handling (and worker processes)."""
+    from smsgate_api.app import serve_api
+    from smsgate_api.auth import ensure_users
 
-    task = asyncio.create_task(run_api(config))
-    await stop.wait()
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
+    config, generated = ensure_users(config, state_dir)
+    if generated is not None:
+        print(
+            f"No [[api.users]] configured: created user {generated.name!r} with password "
+            f"{generated.password!r} and bearer token {generated.token!r} "
+            f"(saved, hashed, in {generated.path}). Shown once.",
+            flush=True,
+        )
+    serve_api(config)
 
 
 async def _run_agent(config: Config, stop: asyncio.Event) -> None:
@@ -65,7 +72,6 @@ async def _run_sim(config: Config, stop: asyncio.Event) -> None:
 
 
 SERVICES: dict[str, tuple[Runner, str]] = {
-    "api": (_run_api, "the HTTP API: gateway-compatible /sendsms and /api/v1"),
     "agent": (_run_agent, "drive this host's modems, fed by JetStream"),
     "callback": (_run_callback, "push SMS events to HTTP receivers"),
     "sim": (_run_sim, "virtual modems on ptys or TCP, with a virtual radio network"),
@@ -77,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="smsgate", description="HTTP<->SMS gateway for SIM farms that span many hosts."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    api = commands.add_parser("api", help="the HTTP API: gateway-compatible /sendsms and /api/v1")
+    _add_common(api)
+    api.add_argument(
+        "--state-dir", default=".smsgate", help="where a generated default user is kept"
+    )
     for name, (_, help_text) in SERVICES.items():
         service = commands.add_parser(name, help=help_text, description=help_text)
         _add_common(service)
@@ -228,7 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"smsgate: {exc}", file=sys.stderr)
         return 2
     try:
-        if args.command in SERVICES:
+        if args.command == "api":
+            _serve_api(config, args.state_dir)
+        elif args.command in SERVICES:
             asyncio.run(_until_signalled(SERVICES[args.command][0], config))
         elif args.command == "dev":
             from smsgate.dev import DevOptions, run_dev

@@ -100,6 +100,7 @@ def prepare_state(options: DevOptions) -> tuple[Path, Credentials]:
 async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> None:
     from smsgate_agent.agent import run_agent
     from smsgate_api.app import create_app
+    from smsgate_api.auth import hash_password
     from smsgate_callback.service import run_callback
     from smsgate_sim.network import CARRIER_BALANCE_REPLY
     from smsgate_sim.simulator import Simulator
@@ -123,7 +124,9 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
         base,
         nats=NatsConfig(url=nats.url),
         api=msgspec.structs.replace(
-            base.api, listen=options.listen, users=[ApiUser(name=user.name, password=user.password)]
+            base.api,
+            listen=options.listen,
+            users=[ApiUser(name=user.name, password=hash_password(user.password))],
         ),
         agent=AgentConfig(
             name="dev",
