@@ -34,18 +34,19 @@ class _Section(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 class NatsConfig(_Section):
     url: str = "nats://127.0.0.1:4222"  # several, comma-separated, for a cluster
-    user: str | None = None
-    password: str | None = None
-    token: str | None = None
-    creds: str | None = None
-    tls_ca: str | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
+    user: str | None = None  # user/password authentication
+    password: str | None = None  # with user
+    token: str | None = None  # token authentication
+    creds: str | None = None  # a NATS .creds file (JWT + nkey)
+    tls_ca: str | None = None  # CA to verify the server (enables TLS)
+    tls_cert: str | None = None  # client certificate for mutual TLS
+    tls_key: str | None = None  # its private key
+    # JetStream replicas of every stream and bucket (3 in a cluster)
     replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
-    events_max_age: Seconds = 7 * DAY
+    events_max_age: Seconds = 7 * DAY  # how long SMS_EVENTS keeps events
     messages_ttl: Seconds = 7 * DAY  # how long `sms_messages` keeps a message's status
     send_max_msgs: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000  # queue capacity
-    name: str = "smsgate"
+    name: str = "smsgate"  # connection name shown in NATS monitoring
 
     @property
     def servers(self) -> list[str]:
@@ -53,8 +54,9 @@ class NatsConfig(_Section):
 
 
 class ApiUser(_Section):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]  # login name
     password: Annotated[str, msgspec.Meta(min_length=1)]  # "scrypt:..." or plain (warned)
+    # port names this user may send from; "*" for all
     ports: list[str] = msgspec.field(default_factory=lambda: ["*"])
     token: str | None = None  # bearer token for /api/v1
     delivery_report: bool = True  # ask for delivery reports unless the request says no
@@ -62,17 +64,19 @@ class ApiUser(_Section):
 
 
 class ApiConfig(_Section):
-    listen: str = "0.0.0.0:8080"
+    listen: str = "0.0.0.0:8080"  # HOST:PORT the API serves on
     http_to_sms: bool = True  # the gateway's "Enable" switch
-    cors: bool = False
+    cors: bool = False  # answer cross-origin requests (the gateway's CORS switch)
+    # report format when a request gives none
     default_report: Literal["JSON", "String", "NO"] = "JSON"
-    max_recipients: Annotated[int, msgspec.Meta(ge=1)] = 100
-    max_parts: Annotated[int, msgspec.Meta(ge=1, le=255)] = 10
-    max_timeout: Seconds = 300.0
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    workers: Annotated[int, msgspec.Meta(ge=1)] = 1
+    max_recipients: Annotated[int, msgspec.Meta(ge=1)] = 100  # phonenumbers per request
+    max_parts: Annotated[int, msgspec.Meta(ge=1, le=255)] = 10  # longest message, in SMS parts
+    max_timeout: Seconds = 300.0  # cap on a request's `timeout` (seconds waited for results)
+    tls_cert: str | None = None  # serve HTTPS with this certificate…
+    tls_key: str | None = None  # …and key
+    workers: Annotated[int, msgspec.Meta(ge=1)] = 1  # API processes sharing the port
     users: list[ApiUser] = msgspec.field(default_factory=list)
+    # origins allowed when cors is on
     cors_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])
     # Proxies trusted for X-Forwarded-For/-Proto (comma-separated IPs or "*").
     forwarded_allow_ips: str = "127.0.0.1"
@@ -87,15 +91,16 @@ class SendPolicy(_Section):
     """Per-SIM pacing and limits; farm defaults in [agent.policy], overrides per port."""
 
     min_interval: Seconds = 10.0  # operators block SIMs that send faster
-    jitter: Seconds = 2.0
-    daily_cap: int | None = None
-    monthly_cap: int | None = None
+    jitter: Seconds = 2.0  # random extra seconds added to each interval
+    daily_cap: int | None = None  # parts per SIM per day (UTC); none = no cap
+    monthly_cap: int | None = None  # parts per SIM per month
+    # consecutive failures that park the port…
     park_after_failures: Annotated[int, msgspec.Meta(ge=1)] = 5
-    park_seconds: Seconds = 300.0
+    park_seconds: Seconds = 300.0  # …for this long, then it is tried again
 
 
 class PolicyOverride(_Section):
-    min_interval: Seconds | None = None
+    min_interval: Seconds | None = None  # overrides [agent.policy] for this port
     jitter: Seconds | None = None
     daily_cap: int | None = None
     monthly_cap: int | None = None
@@ -104,13 +109,14 @@ class PolicyOverride(_Section):
 
 
 class AgentPort(_Section):
-    name: PortName
+    name: PortName  # unique across the farm; a subject token
+    # a path, /dev/serial/by-id/…, socket://host:port or rfc2217://host:port
     device: Annotated[str, msgspec.Meta(min_length=1)]
-    baudrate: Annotated[int, msgspec.Meta(gt=0)] = 115200
+    baudrate: Annotated[int, msgspec.Meta(gt=0)] = 115200  # serial speed
     number: int | None = None  # gateway port number; default: the name's trailing digits
-    pin: str | None = None
-    reset_command: str = "AT+CFUN=1,1"
-    enabled: bool = True
+    pin: str | None = None  # SIM PIN, entered when the SIM asks
+    reset_command: str = "AT+CFUN=1,1"  # what the recovery ladder sends to reboot the modem
+    enabled: bool = True  # false: configured but taking no work
     smsc: str | None = None  # override the SIM's service centre
     policy: PolicyOverride = msgspec.field(default_factory=PolicyOverride)
 
@@ -123,11 +129,13 @@ class AgentConfig(_Section):
     name: str = ""  # required when ports exist
     ports: list[AgentPort] = msgspec.field(default_factory=list)
     policy: SendPolicy = msgspec.field(default_factory=SendPolicy)
+    # send again a message whose agent died mid-send (default: report it failed, `interrupted`)
     resend_interrupted: bool = False
     send_timeout: Seconds = 60.0  # wait for `+CMGS:` after the PDU
-    command_timeout: Seconds = 10.0
+    command_timeout: Seconds = 10.0  # seconds an AT command may take
+    # seconds between port-state heartbeats (a port silent for 3 is down)
     heartbeat: Annotated[float, msgspec.Meta(gt=0)] = 5.0
-    reassembly_timeout: Seconds = 600.0
+    reassembly_timeout: Seconds = 600.0  # seconds to wait for the missing parts of an inbound SMS
     retries: Annotated[int, msgspec.Meta(ge=0)] = 3  # temporary errors, same port
     # A job whose agent died is redelivered after this; live agents keep theirs alive.
     ack_wait: Annotated[float, msgspec.Meta(ge=1)] = 30.0
@@ -136,61 +144,65 @@ class AgentConfig(_Section):
 class CallbackParams(_Section):
     """The name each field takes in the callback URL."""
 
-    phonenumber: str = "num"
-    port: str = "port"
-    portname: str = "portname"
-    message: str = "message"
-    time: str = "time"
-    imsi: str = "imsi"
-    status: str = "status"
+    phonenumber: str = "num"  # the other party's number
+    port: str = "port"  # the gateway port number
+    portname: str = "portname"  # the port name
+    message: str = "message"  # inbound text
+    time: str = "time"  # event time
+    imsi: str = "imsi"  # the SIM's IMSI
+    status: str = "status"  # Sent/Failed, or the report status
     reason: str = "reason"  # why a send failed or a report is not `delivered`
 
 
 class Webhook(_Section):
-    name: PortName
-    url: str
+    name: PortName  # names its durable consumer and dead-letter subject
+    url: str  # where to deliver
+    # gateway GET, form POST, or JSON POST of the event
     format: Literal["gateway", "form", "json"] = "gateway"
+    # event types to deliver
     events: list[Literal["result", "report", "inbound", "port"]] = msgspec.field(
         default_factory=lambda: ["result", "report", "inbound"]
     )
+    # port names to deliver for; "*" for all
     ports: list[str] = msgspec.field(default_factory=lambda: ["*"])
     secret: str | None = None  # HMAC-SHA256 signing key
-    concurrency: Annotated[int, msgspec.Meta(ge=1)] = 8
+    concurrency: Annotated[int, msgspec.Meta(ge=1)] = 8  # deliveries in flight at once
     ordered: bool = False  # keep order per port (one delivery at a time per port)
     params: CallbackParams | None = None  # gateway/form field names; None: [callback.params]
     extra: dict[str, str] = msgspec.field(default_factory=dict)  # fixed fields (gateway/form)
     headers: dict[str, str] = msgspec.field(default_factory=dict)  # e.g. Authorization
     # None: inherit the value from [callback]
     timeout: Annotated[float, msgspec.Meta(gt=0)] | None = None
-    max_age: Seconds | None = None
-    backoff_initial: Annotated[float, msgspec.Meta(gt=0)] | None = None
-    backoff_max: Annotated[float, msgspec.Meta(gt=0)] | None = None
-    ca_file: str | None = None
-    verify: bool | None = None
+    max_age: Seconds | None = None  # then dead-lettered (default: [callback])
+    backoff_initial: Annotated[float, msgspec.Meta(gt=0)] | None = None  # default: [callback]
+    backoff_max: Annotated[float, msgspec.Meta(gt=0)] | None = None  # default: [callback]
+    ca_file: str | None = None  # default: [callback]
+    verify: bool | None = None  # default: [callback]
+    # where a new consumer begins: new events or all kept
     start: Literal["new", "all"] | None = None
 
 
 class CallbackConfig(_Section):
-    url: str | None = None
+    url: str | None = None  # the gateway-style receiver (SMS to HTTP); none = only webhooks
     inbound: bool = True  # SMS to HTTP
     results: bool = True  # AsyncSMS Result to HTTP
     reports: bool = True  # SMS Reports to HTTP
     params: CallbackParams = msgspec.field(default_factory=CallbackParams)
     extra: dict[str, str] = msgspec.field(default_factory=dict)  # "user defined" parameters
-    secret: str | None = None
-    ca_file: str | None = None
-    verify: bool = True
-    timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    secret: str | None = None  # HMAC-SHA256 signing key (X-Smsgate-Signature)
+    ca_file: str | None = None  # CA bundle for https receivers
+    verify: bool = True  # verify https certificates
+    timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0  # seconds per HTTP attempt
     max_age: Seconds = DAY  # then the event goes to the dead-letter subject
-    backoff_initial: Annotated[float, msgspec.Meta(gt=0)] = 1.0
-    backoff_max: Annotated[float, msgspec.Meta(gt=0)] = 300.0
+    backoff_initial: Annotated[float, msgspec.Meta(gt=0)] = 1.0  # first retry delay…
+    backoff_max: Annotated[float, msgspec.Meta(gt=0)] = 300.0  # …doubling up to this
     concurrency: Annotated[int, msgspec.Meta(ge=1)] = 8  # of the gateway-compatible url
-    ordered: bool = False
+    ordered: bool = False  # keep order per port (one delivery at a time per port)
     # Where a new durable consumer starts: events from now on, or all the stream still holds.
     start: Literal["new", "all"] = "new"
     # Send-result `time`: "local" (this host), "UTC", "+08:00" or an IANA zone name.
     time_zone: str = "local"
-    result_time_format: str = "%Y-%m-%d %H:%M:%S"
+    result_time_format: str = "%Y-%m-%d %H:%M:%S"  # strftime of `time` in send results
     smsc_time_format: str = "%Y/%m/%d %H:%M:%S"  # inbound SCTS and report discharge time
     # Overrides of the `status` texts; keys: sent, failed, delivered, undelivered, expired.
     status_text: dict[str, str] = msgspec.field(default_factory=dict)
@@ -198,10 +210,10 @@ class CallbackConfig(_Section):
 
 
 class SimConfig(_Section):
-    ports: Annotated[int, msgspec.Meta(ge=0, le=4096)] = 8
-    prefix: str = "lte-"
-    transport: Literal["pty", "tcp"] = "pty"
-    host: str = "127.0.0.1"
+    ports: Annotated[int, msgspec.Meta(ge=0, le=4096)] = 8  # virtual modems
+    prefix: str = "lte-"  # port names are prefix + 1..N
+    transport: Literal["pty", "tcp"] = "pty"  # pty devices or TCP sockets (socket://host:port)
+    host: str = "127.0.0.1"  # TCP listen address
     base_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0  # 0: random free ports
     msisdn_base: str = "+15550100"  # port i gets msisdn_base + i (zero-padded to 3 digits)
     # Delays are seconds: a fixed number or a [min, max] range drawn from at random.
@@ -215,9 +227,10 @@ class SimConfig(_Section):
     autoreply: dict[str, str] = msgspec.field(default_factory=dict)  # number -> reply text
     ussd: dict[str, str] = msgspec.field(default_factory=dict)  # USSD code -> answer
     report_status: dict[str, int] = msgspec.field(default_factory=dict)  # number -> TP-ST
-    smsc: str = "+15550000000"
-    operator: str = "SIMNET"
+    smsc: str = "+15550000000"  # the service centre the SIMs report
+    operator: str = "SIMNET"  # network name in AT+COPS?
     mcc_mnc: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{5,6}$")] = "00101"  # test PLMN
+    # quirk profile of every modem
     profile: Literal["standard", "noprompt-space", "huawei", "wavecom"] = "standard"
     profiles: dict[str, Literal["standard", "noprompt-space", "huawei", "wavecom"]] = msgspec.field(
         default_factory=dict
@@ -231,8 +244,11 @@ class SimConfig(_Section):
     seed: int | None = None  # for repeatable random delays and faults
     # Faults every modem starts with (per-port faults are set at run time).
     send_error: Annotated[int, msgspec.Meta(ge=0, le=511)] = 500  # the +CMS ERROR code
+    # share of sends answered +CMS ERROR: send_error
     send_error_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
+    # chance of line noise per response
     garbage_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
+    # chance of an unsolicited URC per response
     urc_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
 
 
