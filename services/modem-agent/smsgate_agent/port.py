@@ -289,6 +289,15 @@ class PortWorker:
         )
         await self.publisher.result(result, created=job.created, reply_to=job.reply_to)
         await msg.ack()
+        log.info(
+            "%s message %s to %s: %s%s",
+            self.name,
+            job.id,
+            job.to,
+            status.value,
+            f" ({reason})" if reason else "",
+            extra={"message_id": job.id, "port": self.name, "event": "result"},
+        )
 
     async def _set_state(self, job: contracts.SendJob, state: contracts.MessageState) -> None:
         now = contracts.utcnow()
