@@ -135,37 +135,28 @@ class Buckets:
     inbound_parts: KeyValue
 
 
+def bucket_configs(config: NatsConfig) -> dict[str, KeyValueConfig]:
+    """The KV buckets: port states, message states, and inbound parts awaiting siblings."""
+    ttls = {
+        subjects.PORTS_BUCKET: None,  # a port's state stays until it is replaced
+        subjects.MESSAGES_BUCKET: config.messages_ttl,
+        subjects.INBOUND_PARTS_BUCKET: config.events_max_age,
+    }
+    return {
+        name: KeyValueConfig(
+            bucket=name, history=1, ttl=ttl, replicas=config.replicas, storage=StorageType.FILE
+        )
+        for name, ttl in ttls.items()
+    }
+
+
 async def provision(js: JetStreamContext, config: NatsConfig) -> Buckets:
     """Create or update every stream and KV bucket; safe to call from every service."""
     for stream in stream_configs(config):
         await _ensure_stream(js, stream)
-    ports = await _ensure_bucket(
-        js,
-        KeyValueConfig(
-            bucket=subjects.PORTS_BUCKET,
-            history=1,
-            replicas=config.replicas,
-            storage=StorageType.FILE,
-        ),
+    buckets = {name: await _ensure_bucket(js, kv) for name, kv in bucket_configs(config).items()}
+    return Buckets(
+        ports=buckets[subjects.PORTS_BUCKET],
+        messages=buckets[subjects.MESSAGES_BUCKET],
+        inbound_parts=buckets[subjects.INBOUND_PARTS_BUCKET],
     )
-    messages = await _ensure_bucket(
-        js,
-        KeyValueConfig(
-            bucket=subjects.MESSAGES_BUCKET,
-            history=1,
-            ttl=config.messages_ttl,
-            replicas=config.replicas,
-            storage=StorageType.FILE,
-        ),
-    )
-    inbound_parts = await _ensure_bucket(
-        js,
-        KeyValueConfig(
-            bucket=subjects.INBOUND_PARTS_BUCKET,
-            history=1,
-            ttl=config.events_max_age,
-            replicas=config.replicas,
-            storage=StorageType.FILE,
-        ),
-    )
-    return Buckets(ports=ports, messages=messages, inbound_parts=inbound_parts)
