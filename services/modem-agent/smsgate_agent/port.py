@@ -31,6 +31,7 @@ FINAL = {
     contracts.MessageState.DELIVERED,
     contracts.MessageState.UNDELIVERED,
 }
+RESULT_RETRY_MAX = 5.0  # seconds between attempts to publish a result while NATS is away
 DELIVERY_STATE = {
     "delivered": contracts.DeliveryState.DELIVERED,
     "failed": contracts.DeliveryState.FAILED,
@@ -208,6 +209,10 @@ class PortWorker:
         progress = asyncio.create_task(_keep_alive(msg, self.agent.ack_wait / 3))
         try:
             await self._send(msg, job, pinned=pinned)
+        except Exception as exc:
+            # NATS failed before the outcome was settled (status unreadable, the marker not
+            # written): the job comes back after ack_wait and the marker decides its fate.
+            log.warning("%s: message %s left for redelivery: %s", self.name, job.id, exc)
         finally:
             progress.cancel()
             self.busy = False
@@ -287,7 +292,19 @@ class PortWorker:
             parts=parts,
             user=job.user,
         )
-        await self.publisher.result(result, created=job.created, reply_to=job.reply_to)
+        # The outcome is known and only here: keep at it until NATS takes it, however long
+        # NATS is away. Giving up would turn a sent message into an `interrupted` one.
+        delay = 0.5
+        while True:
+            try:
+                await self.publisher.result(result, created=job.created, reply_to=job.reply_to)
+                break
+            except Exception as exc:
+                log.warning(
+                    "%s: result of %s not published yet (%s); retrying", self.name, job.id, exc
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESULT_RETRY_MAX)
         await msg.ack()
         log.info(
             "%s message %s to %s: %s%s",
@@ -415,7 +432,11 @@ class PortWorker:
                 user=job.user,
             )
         )
-        previous = await self.publisher.status(job.id)
+        try:
+            previous = await self.publisher.status(job.id)
+        except Exception as exc:
+            log.warning("%s: status of %s not updated: %s", self.name, job.id, exc)
+            return
         if previous is not None:
             delivered = state == contracts.DeliveryState.DELIVERED
             await self.publisher.put_status(

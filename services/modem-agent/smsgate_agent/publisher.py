@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from smsgate import contracts, subjects
 from smsgate.bus import Buckets
 
@@ -69,9 +70,13 @@ class Publisher:
             await self.nc.publish(reply_to, contracts.encode(result))
 
     async def status(self, message_id: str) -> contracts.MessageStatus | None:
+        """The message's stored status; None when there is none. Raises when NATS cannot say.
+
+        "Unknown" must not pass for "never sent": the at-most-once marker lives here.
+        """
         try:
             entry = await self.buckets.messages.get(subjects.message_key(message_id))
-        except Exception:
+        except (KeyNotFoundError, KeyDeletedError):
             return None
         if not entry.value:
             return None
