@@ -1,0 +1,240 @@
+"""Load through the real API, and the books kept on it.
+
+The client sends each message with its own `id` and that id as the text, so the three
+records meet: what the API accepted, what the SMS_EVENTS stream holds (what every
+consumer will see, after JetStream's de-duplication) and what the simulated network
+accepted (its sent log). A message the client could not get accepted (503, no answer)
+is sent again with the same id, as a careful integration would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import urllib.parse
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import httpx
+import msgspec
+from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from smsgate import contracts, subjects
+from smsgate_sim.stats import SentPart
+
+OUTSIDE = "+4915112345678"
+RETRY_PAUSE = 0.2
+
+
+@dataclass
+class Message:
+    """One message as the client saw it."""
+
+    id: str
+    accepted: bool = False
+    answers: list[int] = field(default_factory=list)  # HTTP status per try; 0: no answer
+
+    @property
+    def text(self) -> str:
+        return self.id
+
+
+@dataclass
+class Load:
+    """Messages sent through `/sendsms` by `concurrency` clients, retried until accepted."""
+
+    url: str
+    username: str
+    password: str
+    messages: list[Message]
+    concurrency: int = 32
+    retry_for: float = 90.0  # seconds a message is retried before the client gives up
+    delivery_report: bool = False
+    accepted: int = 0
+
+    @classmethod
+    def of(cls, url: str, username: str, password: str, tag: str, count: int) -> Load:
+        return cls(url, username, password, [Message(f"{tag}{i:05d}") for i in range(count)])
+
+    async def run(self) -> None:
+        queue: asyncio.Queue[Message] = asyncio.Queue()
+        for message in self.messages:
+            queue.put_nowait(message)
+        limits = httpx.Limits(max_connections=self.concurrency)
+        async with httpx.AsyncClient(timeout=10.0, limits=limits) as client:
+
+            async def worker() -> None:
+                while not queue.empty():
+                    await self._send(client, queue.get_nowait())
+
+            await asyncio.gather(*(worker() for _ in range(self.concurrency)))
+
+    async def _send(self, client: httpx.AsyncClient, message: Message) -> None:
+        query = urllib.parse.urlencode(
+            {
+                "username": self.username,
+                "password": self.password,
+                "phonenumber": OUTSIDE,
+                "message": message.text,
+                "id": message.id,
+                "timeout": "0",
+                "dr": "1" if self.delivery_report else "0",
+            }
+        )
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.retry_for
+        while True:
+            try:
+                response = await client.get(f"{self.url}/sendsms?{query}")
+            except httpx.HTTPError:
+                message.answers.append(0)
+            else:
+                message.answers.append(response.status_code)
+                if response.status_code == 200:
+                    result = response.json()["report"]["0"]["result"]
+                    message.accepted = result in ("sending", "sent")
+                    self.accepted += message.accepted
+                    return
+                if response.status_code < 500:
+                    return  # refused for good (4xx): not accepted
+            if loop.time() >= give_up:
+                return
+            await asyncio.sleep(RETRY_PAUSE)
+
+    @property
+    def server_errors(self) -> Counter[int]:
+        """Answers that were neither success nor a refusal the client can act on."""
+        return Counter(a for m in self.messages for a in m.answers if a >= 500 and a != 503)
+
+
+async def stream_events(js: JetStreamContext, kind: str) -> list[tuple[int, contracts.Event]]:
+    """Every event of `kind` the SMS_EVENTS stream holds, with its stream sequence."""
+    info = await js.stream_info(subjects.EVENTS_STREAM)
+    if info.state.messages == 0:
+        return []
+    sub = await js.pull_subscribe(
+        subjects.event_filter(kind),
+        stream=subjects.EVENTS_STREAM,
+        config=ConsumerConfig(
+            ack_policy=AckPolicy.NONE,
+            deliver_policy=DeliverPolicy.ALL,
+            inactive_threshold=30.0,
+        ),
+    )
+    events: list[tuple[int, contracts.Event]] = []
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                pending = (await sub.consumer_info()).num_pending or 0
+                if pending == 0:
+                    break
+                with contextlib.suppress(NatsTimeoutError, TimeoutError):
+                    for msg in await sub.fetch(min(pending, 1000), timeout=1.0):
+                        event = contracts.decode_event(msg.data)
+                        events.append((msg.metadata.sequence.stream, event))
+    finally:
+        await sub.unsubscribe()
+    return events
+
+
+async def stream_results(js: JetStreamContext) -> dict[str, list[contracts.SendResult]]:
+    """Send results in the stream, by message id."""
+    results: dict[str, list[contracts.SendResult]] = {}
+    for _, event in await stream_events(js, "result"):
+        assert isinstance(event, contracts.SendResult)
+        results.setdefault(event.id, []).append(event)
+    return results
+
+
+async def until_results(
+    js: JetStreamContext, ids: Iterable[str], limit: float
+) -> dict[str, list[contracts.SendResult]]:
+    """Wait (bounded) until the stream holds a result for every id; return all results."""
+    wanted = set(ids)
+    results: dict[str, list[contracts.SendResult]] = {}
+    try:
+        async with asyncio.timeout(limit):
+            while True:
+                results = await stream_results(js)
+                if wanted <= results.keys():
+                    return results
+                await asyncio.sleep(0.5)
+    except TimeoutError:
+        missing = sorted(wanted - results.keys())
+        raise AssertionError(f"{len(missing)} messages without a result: {missing[:20]}") from None
+
+
+def _reason(result: contracts.SendResult) -> str:
+    reason = result.reason or "?"
+    return reason.split(":")[0] if reason.startswith("outcome unknown") else reason
+
+
+@dataclass
+class Tally:
+    """What happened to a load: the numbers RELIABILITY.md reports."""
+
+    accepted: int
+    sent: int
+    failed: Counter[str]
+    lost: list[str]  # accepted, but no result
+    duplicated: list[str]  # more than one result
+    resent: list[str]  # a part the network got more than once
+    phantom: list[str]  # reported sent, but the network never got it
+    unaccepted_results: int  # results for messages the client was refused (sent anyway)
+
+    def summary(self, scenario: str) -> str:
+        failed = ", ".join(f"{n} {r!r}" for r, n in self.failed.most_common()) or "0"
+        return (
+            f"[{scenario}] accepted={self.accepted} sent={self.sent} failed: {failed}; "
+            f"lost={len(self.lost)} duplicated={len(self.duplicated)} "
+            f"resent={len(self.resent)} phantom={len(self.phantom)} "
+            f"unaccepted_results={self.unaccepted_results}"
+        )
+
+    def check(self, scenario: str) -> None:
+        """Nothing lost, nothing twice, nothing claimed that did not happen."""
+        print(self.summary(scenario))
+        assert not self.lost, f"lost: {self.lost[:20]}"
+        assert not self.duplicated, f"more than one result: {self.duplicated[:20]}"
+        assert not self.resent, f"sent twice: {self.resent[:20]}"
+        assert not self.phantom, f"reported sent, never sent: {self.phantom[:20]}"
+
+
+def tally(
+    messages: Iterable[Message],
+    results: dict[str, list[contracts.SendResult]],
+    network: Iterable[SentPart],
+) -> Tally:
+    messages = list(messages)
+    accepted = [m for m in messages if m.accepted]
+    on_network = Counter(part.text for part in network)
+    mine = {m.id for m in messages}
+    sent = failed = 0
+    reasons: Counter[str] = Counter()
+    phantom: list[str] = []
+    for message in accepted:
+        for result in results.get(message.id, [])[:1]:
+            if result.status is contracts.SendStatus.SENT:
+                sent += 1
+                if on_network[message.text] == 0:
+                    phantom.append(message.id)
+            else:
+                failed += 1
+                reasons[_reason(result)] += 1
+    return Tally(
+        accepted=len(accepted),
+        sent=sent,
+        failed=reasons,
+        lost=[m.id for m in accepted if m.id not in results],
+        duplicated=[i for i, r in results.items() if len(r) > 1],
+        resent=[text for text, n in on_network.items() if n > 1],
+        phantom=phantom,
+        unaccepted_results=sum(1 for m in messages if not m.accepted and m.id in results)
+        + sum(1 for i in results if i not in mine),
+    )
+
+
+def port_state(value: bytes | None) -> contracts.PortState:
+    return msgspec.json.decode(value or b"", type=contracts.PortState)
