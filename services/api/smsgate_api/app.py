@@ -30,7 +30,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from smsgate_api import events, gateway, openapi, v1
+from smsgate_api import console, events, gateway, openapi, v1
 from smsgate_api.runtime import ApiRuntime
 from smsgate_api.web import json_response, runtime
 
@@ -123,6 +123,7 @@ def create_app(config: Config, *, nc: Client | None = None) -> ApiApp:
         Route("/metrics", metrics, methods=["GET"]),
         Route("/openapi.json", openapi.openapi_json, methods=["GET"]),
         Route("/docs", openapi.docs, methods=["GET"]),
+        *console.routes(),
     ]
     middleware = []
     if config.api.cors:

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from smsgate_api.auth import User
 from smsgate_api.errors import ApiError
 from smsgate_api.runtime import ApiRuntime
+from smsgate_api.session import session_user
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -32,8 +33,12 @@ def client(request: Request) -> str:
 
 
 async def authenticated_user(request: Request) -> User:
-    """The user of a Bearer or Basic `Authorization` header (401/429 otherwise)."""
+    """The user of a Bearer or Basic `Authorization` header, else of a console session."""
     authorization = request.headers.get("authorization")
+    if authorization is None:
+        user = session_user(request, runtime(request))
+        if user is not None:
+            return user
     return await runtime(request).auth.from_headers(client(request), authorization)
 
 

@@ -1,0 +1,455 @@
+"""The web console: the static page at `/`, console sessions, settings and a live stream.
+
+- `GET /` serves the console; its scripts and styles are under `/console/`.
+- `GET|POST|DELETE /api/v1/session`: who is logged in; log in (sets the session cookie,
+  see session.py); log out.
+- `GET /api/v1/settings`: the HTTP-to-SMS, CORS, user and callback settings this API
+  process runs with, read-only and without secrets.
+- `GET /api/v1/console/stream`: Server-Sent Events for the farm view: `health` (NATS,
+  queue depth, the event stream's last sequence), `ports` (port states as they change,
+  corrected for missed heartbeats) and `traffic` (per-minute counts over the last hour).
+  Messages and inbound SMS come from `/api/v1/events`, which the console replays from a
+  little before `health.events_seq`.
+
+The stream reads what this process already holds (the port table is a KV watch), so a
+console costs no NATS request per tick beyond one shared stream-info refresh a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import urllib.parse
+import weakref
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import msgspec
+from smsgate import subjects
+from smsgate.config import Config, Webhook
+from smsgate.contracts import PortState
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from smsgate_api import params
+from smsgate_api.auth import User
+from smsgate_api.errors import ApiError, bad_parameter
+from smsgate_api.routing import PortTable
+from smsgate_api.runtime import ApiRuntime
+from smsgate_api.session import (
+    clear_cookie,
+    request_session,
+    sessions,
+    set_cookie,
+)
+from smsgate_api.traffic import TrafficFollower
+from smsgate_api.web import (
+    authenticated_user,
+    client,
+    instrument,
+    json_error,
+    json_response,
+    runtime,
+)
+
+STATIC = Path(__file__).parent / "static"
+TICK = 1.0  # seconds between looks at the port table
+TRAFFIC_EVERY = 3  # ticks between traffic updates
+KEEPALIVE = 15.0
+_HEALTH_TTL = 1.0
+_SECRET_WORDS = ("pass", "secret", "token", "key", "auth", "sig")
+_PAGE_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+
+
+# --- the page ------------------------------------------------------------------------------
+
+
+async def index(request: Request) -> Response:
+    page = (STATIC / "index.html").read_bytes()
+    return Response(page, media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
+
+
+# --- sessions ------------------------------------------------------------------------------
+
+
+class SessionInfo(msgspec.Struct, kw_only=True):
+    """The logged-in user as the console shows it."""
+
+    user: str
+    admin: bool
+    ports: list[str]
+    via: str  # "session" (cookie) or "header" (Basic or Bearer)
+    csrf: str | None = None  # send as X-CSRF-Token with every change (session only)
+    expires: int | None = None
+
+
+class Login(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    username: str
+    password: str
+
+
+def _info(user: User, via: str, csrf: str | None = None, expires: int | None = None) -> SessionInfo:
+    return SessionInfo(
+        user=user.name,
+        admin=user.admin,
+        ports=list(user.ports),
+        via=via,
+        csrf=csrf,
+        expires=expires,
+    )
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https"
+
+
+def _same_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin is None
+    return urllib.parse.urlsplit(origin).netloc == request.headers.get("host")
+
+
+async def _login_fields(request: Request) -> Login:
+    body = await request.body()
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            return msgspec.json.decode(body, type=Login)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            raise bad_parameter(f"invalid login: {exc}") from None
+    fields = params.parse_urlencoded(body)
+    return Login(username=fields.get("username", ""), password=fields.get("password", ""))
+
+
+@instrument("/api/v1/session")
+async def session(request: Request) -> Response:
+    rt = runtime(request)
+    try:
+        if request.method == "DELETE":
+            response = Response(status_code=204)
+            clear_cookie(response, secure=_secure(request))
+            return response
+        if request.method == "POST":
+            return await _log_in(request, rt)
+        current = request_session(request, rt)
+        if current is not None:
+            user = sessions(rt).user(current)
+            return json_response(_info(user, "session", current.csrf, current.expires))
+        if request.headers.get("authorization") is None:
+            # No WWW-Authenticate: the console shows its own form, not the browser's dialog.
+            raise ApiError(401, "unauthorized", "log in to use the console")
+        return json_response(_info(await authenticated_user(request), "header"))
+    except ApiError as error:
+        return json_error(error)
+
+
+async def _log_in(request: Request, rt: ApiRuntime) -> Response:
+    if not _same_origin(request):
+        raise ApiError(403, "cross_origin", "log in from the console's own page")
+    login = await _login_fields(request)
+    user = await rt.auth.login(client(request), login.username, login.password)
+    cookie, issued = sessions(rt).issue(user.name)
+    response = json_response(_info(user, "session", issued.csrf, issued.expires))
+    set_cookie(response, cookie, secure=_secure(request))
+    return response
+
+
+# --- settings ------------------------------------------------------------------------------
+
+
+class UserView(msgspec.Struct, kw_only=True):
+    name: str
+    ports: list[str]
+    admin: bool
+    delivery_report: bool
+    token: bool  # whether the user has a bearer token (never the token)
+
+
+class HttpToSmsView(msgspec.Struct, kw_only=True):
+    enabled: bool
+    default_report: str
+    max_recipients: int
+    max_parts: int
+    max_timeout: float
+    port_wait: float
+
+
+class CorsView(msgspec.Struct, kw_only=True):
+    enabled: bool
+    origins: list[str]
+
+
+class WebhookView(msgspec.Struct, kw_only=True):
+    name: str
+    url: str
+    format: str
+    events: list[str]
+    ports: list[str]
+    signed: bool
+    ordered: bool
+    headers: list[str]  # header names only: their values are often credentials
+
+
+class CallbackView(msgspec.Struct, kw_only=True):
+    configured: bool  # False: this process's config has no [callback] receiver
+    url: str | None
+    inbound: bool
+    results: bool
+    reports: bool
+    params: dict[str, str]
+    extra: list[str]  # names of the fixed "user defined" parameters
+    signed: bool
+    time_zone: str
+    webhooks: list[WebhookView]
+
+
+class SettingsView(msgspec.Struct, kw_only=True):
+    http_to_sms: HttpToSmsView
+    cors: CorsView
+    users: list[UserView]
+    users_hidden: int  # users an admin would see, left out for this one
+    callback: CallbackView
+
+
+def mask_url(url: str) -> str:
+    """`url` without its password, and with query values that look like secrets masked."""
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = f"{parts.username}:***@{parts.hostname or ''}"
+        if parts.port is not None:
+            netloc += f":{parts.port}"
+    query = []
+    for pair in parts.query.split("&") if parts.query else []:
+        name, eq, value = pair.partition("=")
+        if eq and any(word in name.lower() for word in _SECRET_WORDS):
+            value = "***"
+        query.append(f"{name}{eq}{value}")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query="&".join(query)))
+
+
+def _webhook(hook: Webhook) -> WebhookView:
+    return WebhookView(
+        name=hook.name,
+        url=mask_url(hook.url),
+        format=hook.format,
+        events=list(hook.events),
+        ports=list(hook.ports),
+        signed=hook.secret is not None,
+        ordered=hook.ordered,
+        headers=sorted(hook.headers),
+    )
+
+
+def settings_view(config: Config, user: User) -> SettingsView:
+    """What the settings page shows `user`: admins see every user, others themselves."""
+    api, callback = config.api, config.callback
+    users = [
+        UserView(
+            name=u.name,
+            ports=list(u.ports),
+            admin=u.admin,
+            delivery_report=u.delivery_report,
+            token=u.token is not None,
+        )
+        for u in api.users
+        if user.admin or u.name == user.name
+    ]
+    return SettingsView(
+        http_to_sms=HttpToSmsView(
+            enabled=api.http_to_sms,
+            default_report=api.default_report,
+            max_recipients=api.max_recipients,
+            max_parts=api.max_parts,
+            max_timeout=api.max_timeout,
+            port_wait=api.port_wait,
+        ),
+        cors=CorsView(enabled=api.cors, origins=list(api.cors_origins)),
+        users=users,
+        users_hidden=len(api.users) - len(users),
+        callback=CallbackView(
+            configured=callback.url is not None or bool(callback.webhooks),
+            url=mask_url(callback.url) if callback.url else None,
+            inbound=callback.inbound,
+            results=callback.results,
+            reports=callback.reports,
+            params=msgspec.structs.asdict(callback.params),
+            extra=sorted(callback.extra),
+            signed=callback.secret is not None,
+            time_zone=callback.time_zone,
+            webhooks=[_webhook(h) for h in callback.webhooks],
+        ),
+    )
+
+
+@instrument("/api/v1/settings")
+async def settings(request: Request) -> Response:
+    try:
+        user = await authenticated_user(request)
+    except ApiError as error:
+        return json_error(error)
+    return json_response(settings_view(runtime(request).config, user))
+
+
+# --- the live stream -----------------------------------------------------------------------
+
+
+class Health(msgspec.Struct, kw_only=True):
+    nats: bool
+    queue: int | None = None  # jobs waiting in SMS_SEND
+    events_seq: int | None = None  # the last sequence in SMS_EVENTS
+
+
+class PortUpdate(msgspec.Struct, kw_only=True):
+    full: bool  # True: `ports` is every port the user may see
+    ports: list[PortState]
+    removed: list[str]
+
+
+class Console:
+    """What every console stream of one API process shares."""
+
+    def __init__(self, rt: ApiRuntime) -> None:
+        self.rt = rt
+        self.follower = TrafficFollower()
+        self._health = Health(nats=False)
+        self._checked = 0.0
+        self._refreshing: asyncio.Task[None] | None = None
+
+    async def health(self) -> Health:
+        """NATS, queue depth and last event sequence, refreshed at most once a second."""
+        if time.monotonic() - self._checked >= _HEALTH_TTL:
+            if self._refreshing is None or self._refreshing.done():
+                self._refreshing = asyncio.create_task(self._refresh())
+            # Shielded: a stream that goes away must not cancel the others' refresh.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._refreshing)
+        return self._health
+
+    async def _refresh(self) -> None:
+        rt = self.rt
+        events_seq = None
+        if rt.js is not None and rt.connected:
+            with contextlib.suppress(Exception):
+                info = await rt.js.stream_info(subjects.EVENTS_STREAM)
+                events_seq = int(info.state.last_seq)
+        self._health = Health(
+            nats=rt.connected, queue=await rt.queue_depth(), events_seq=events_seq
+        )
+        self._checked = time.monotonic()
+
+
+_consoles: weakref.WeakKeyDictionary[ApiRuntime, Console] = weakref.WeakKeyDictionary()
+
+
+def console_of(rt: ApiRuntime) -> Console:
+    found = _consoles.get(rt)
+    if found is None:
+        found = _consoles[rt] = Console(rt)
+    return found
+
+
+def port_changes(
+    table: PortTable, user: User, seen: dict[str, tuple[float, str]], *, full: bool
+) -> PortUpdate | None:
+    """The ports whose state or status changed since `seen` (updated in place)."""
+    now = time.time()
+    current: dict[str, tuple[float, str]] = {}
+    changed: list[PortState] = []
+    for name in table.names:
+        if not user.may_use(name):
+            continue
+        state = table.state(name, now)
+        if state is None:
+            continue
+        version = (state.updated.timestamp(), state.status.value)
+        current[name] = version
+        if full or seen.get(name) != version:
+            changed.append(state)
+    removed = [name for name in seen if name not in current]
+    seen.clear()
+    seen.update(current)
+    if not (full or changed or removed):
+        return None
+    return PortUpdate(full=full, ports=changed, removed=removed)
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def _event(kind: bytes, data: bytes) -> bytes:
+    return b"event: %s\ndata: %s\n\n" % (kind, data)
+
+
+async def _live(rt: ApiRuntime, user: User) -> AsyncIterator[bytes]:
+    console = console_of(rt)
+    console.follower.hold(rt.js)
+    try:
+        yield b"retry: 2000\n: connected\n\n"
+        seen: dict[str, tuple[float, str]] = {}
+        last_health = last_traffic = b""
+        quiet = 0.0
+        tick = 0
+        while True:
+            console.follower.attach(rt.js)  # NATS may have come (back) since
+            chunks = []
+            health = _encoder.encode(await console.health())
+            if health != last_health:
+                chunks.append(_event(b"health", health))
+                last_health = health
+            update = port_changes(rt.ports, user, seen, full=tick == 0)
+            if update is not None:
+                chunks.append(_event(b"ports", _encoder.encode(update)))
+            if tick % TRAFFIC_EVERY == 0:
+                wanted = None if user.all_ports else rt.ports.known(user)
+                traffic = _encoder.encode(console.follower.traffic.series(time.time(), wanted))
+                if traffic != last_traffic:
+                    chunks.append(_event(b"traffic", traffic))
+                    last_traffic = traffic
+            if chunks:
+                yield b"".join(chunks)
+                quiet = 0.0
+            elif quiet >= KEEPALIVE:
+                yield b": keepalive\n\n"
+                quiet = 0.0
+            await asyncio.sleep(TICK)
+            quiet += TICK
+            tick += 1
+    finally:
+        await console.follower.release()
+
+
+@instrument("/api/v1/console/stream")
+async def live(request: Request) -> Response:
+    try:
+        user = await authenticated_user(request)
+    except ApiError as error:
+        return json_error(error)
+    return StreamingResponse(
+        _live(runtime(request), user),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+def routes() -> list[BaseRoute]:
+    """The console's routes, to add to the API app."""
+    return [
+        Route("/", index, methods=["GET"]),
+        Mount("/console", app=StaticFiles(directory=STATIC), name="console"),
+        Route("/api/v1/session", session, methods=["GET", "POST", "DELETE"]),
+        Route("/api/v1/settings", settings, methods=["GET"]),
+        Route("/api/v1/console/stream", live, methods=["GET"]),
+    ]
