@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
 import httpx
@@ -238,3 +238,13 @@ def tally(
 
 def port_state(value: bytes | None) -> contracts.PortState:
     return msgspec.json.decode(value or b"", type=contracts.PortState)
+
+
+async def until_async(check: Callable[[], Awaitable[bool]], what: str, limit: float) -> None:
+    """Wait until `await check()` holds (it asks NATS, say); fail naming `what` at the bound."""
+    try:
+        async with asyncio.timeout(limit):
+            while not await check():  # noqa: ASYNC110 - the state is in NATS, not here
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}") from None
