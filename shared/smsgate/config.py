@@ -118,6 +118,9 @@ class AgentPort(_Section):
     reset_command: str = "AT+CFUN=1,1"  # what the recovery ladder sends to reboot the modem
     enabled: bool = True  # false: configured but taking no work
     smsc: str | None = None  # override the SIM's service centre
+    # Bind by identity: `device` is then a glob (e.g. /dev/ttyUSB*) probed for this modem.
+    imei: str | None = None
+    iccid: str | None = None  # or the SIM's ICCID, so the name follows the SIM
     policy: PolicyOverride = msgspec.field(default_factory=PolicyOverride)
 
     @property

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import msgspec
 from smsgate import contracts, subjects
-from smsgate.config import SendPolicy
+from smsgate.config import AgentPort, SendPolicy
 
 from tests.conftest import Bus
 from tests.integration.farm import (
@@ -241,3 +241,80 @@ def test_job_schema_is_the_wire_contract() -> None:
     decoded = msgspec.json.decode(data)
     assert decoded["v"] == 1
     assert decoded["status_report"] is True
+
+
+async def test_ports_bound_by_identity_follow_their_modem(nats_bus: Bus) -> None:
+    sim = await start_sim(ports=3)
+    link_dir = str(Path(sim.devices["lte-1"]).parent)
+    by_imei = AgentPort(name="alpha", device=f"{link_dir}/lte-*", imei=sim.modem("lte-3").imei)
+    by_iccid = AgentPort(
+        name="beta", device=f"{link_dir}/lte-*", iccid=sim.modem("lte-1").sim.iccid
+    )
+    absent = AgentPort(name="gamma", device=f"{link_dir}/lte-*", imei="356900000000999")
+    config = agent_config(nats_bus.config, "a", {"lte-2": sim.devices["lte-2"]})
+    config = msgspec.structs.replace(
+        config,
+        agent=msgspec.structs.replace(
+            config.agent, ports=[*config.agent.ports, by_imei, by_iccid, absent]
+        ),
+    )
+    tap = EventTap()
+    await tap.start(nats_bus.nc)
+    try:
+        async with agent_running(config):
+            ids = await publish_jobs(
+                nats_bus.nc,
+                [job(OUTSIDE, "to alpha", port="alpha"), job(OUTSIDE, "to beta", port="beta")],
+            )
+            await until(lambda: tap.finished(ids), "sends on identity-bound ports")
+            states = {
+                key: contracts.decode(
+                    (await nats_bus.buckets.ports.get(key)).value or b"", contracts.PortState
+                )
+                for key in ("alpha", "beta")
+            }
+    finally:
+        await sim.stop()
+    sent = {p.text: p.port for p in sim.sent()}
+    assert sent == {"to alpha": "lte-3", "to beta": "lte-1"}
+    assert states["alpha"].device == sim.devices["lte-3"]
+    assert states["beta"].iccid == sim.modem("lte-1").sim.iccid
+    assert "gamma" not in {e.port for e in tap.ports}  # not found: refused, not guessed
+
+
+async def test_pinned_job_fails_when_its_port_stays_down(nats_bus: Bus) -> None:
+    sim = await start_sim(ports=1)
+    sim.set_fault("lte-1", hung=True)  # never comes up
+    tap = EventTap()
+    await tap.start(nats_bus.nc)
+    try:
+        async with agent_running(agent_config(nats_bus.config, "a", sim.devices)):
+            stale = msgspec.structs.replace(job(OUTSIDE, "never", port="lte-1"), port_wait=0.5)
+            ids = await publish_jobs(nats_bus.nc, [stale])
+            await until(lambda: tap.finished(ids), "the pinned job to fail", 30)
+    finally:
+        await sim.stop()
+    [result] = tap.results[ids[0]]
+    assert result.status == contracts.SendStatus.FAILED
+    assert result.reason == "port unavailable"
+    assert sim.sent() == []
+
+
+async def test_ussd_balance_through_the_agent(nats_bus: Bus) -> None:
+    sim = await start_sim(ports=1, ussd_delay=0.05)
+    tap = EventTap()
+    await tap.start(nats_bus.nc)
+    try:
+        async with agent_running(agent_config(nats_bus.config, "a", sim.devices)):
+            await until(lambda: any(e.change == "ready" for e in tap.ports), "port ready", 30)
+            reply = await nats_bus.nc.request(
+                subjects.ussd("lte-1"),
+                contracts.encode(contracts.UssdRequest(code="*100#", timeout=10)),
+                timeout=15,
+            )
+    finally:
+        await sim.stop()
+    answer = contracts.decode(reply.data, contracts.ControlReply)
+    assert answer.ok, answer.error
+    assert answer.text is not None
+    assert "balance" in answer.text.lower()

@@ -20,8 +20,9 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError
 from smsgate import bus, contracts, subjects
-from smsgate.config import Config
+from smsgate.config import AgentPort, Config
 
+from smsgate_agent import discovery
 from smsgate_agent.port import PortWorker
 from smsgate_agent.publisher import Publisher
 
@@ -48,7 +49,7 @@ class Agent:
         js = nc.jetstream()
         buckets = await bus.provision(js, self.config.nats)
         publisher = Publisher(nc=nc, js=js, buckets=buckets, agent=self.name)
-        for port in self.config.agent.ports:
+        for port in await self._ports():
             worker = PortWorker(self.config.agent, port, publisher, wake=self._wake)
             if await self._claim(worker, publisher):
                 self.workers.append(worker)
@@ -99,6 +100,13 @@ class Agent:
         with contextlib.suppress(Exception):
             await nc.flush(timeout=2)
         await nc.close()
+
+    async def _ports(self) -> list[AgentPort]:
+        """Configured ports, with identity-bound ones resolved to the device that answered."""
+        ports = self.config.agent.ports
+        by_path = [p for p in ports if not discovery.bound_by_identity(p)]
+        taken = {p.device for p in by_path}
+        return by_path + await discovery.resolve(ports, taken)
 
     def _consumer_config(self) -> ConsumerConfig:
         return ConsumerConfig(
