@@ -7,6 +7,8 @@ import itertools
 from pathlib import Path
 
 import msgspec
+import pytest
+from nats.js.errors import NoKeysError
 from smsgate import contracts, subjects
 from smsgate.config import AgentPort, SendPolicy
 
@@ -318,3 +320,43 @@ async def test_ussd_balance_through_the_agent(nats_bus: Bus) -> None:
     assert answer.ok, answer.error
     assert answer.text is not None
     assert "balance" in answer.text.lower()
+
+
+async def test_inbound_parts_survive_an_agent_restart(nats_bus: Bus) -> None:
+    """Parts already taken off the SIM are kept in KV: a new agent finishes the message."""
+    from smsgate_agent.pdu import Concat, Deliver, decode, encode_deliver, split_for_deliver
+    from smsgate_agent.port import PortWorker
+    from smsgate_agent.publisher import Publisher
+
+    text = "你好，这是一条很长的消息。" * 12
+    chunks = split_for_deliver(text)
+    assert len(chunks) == 3
+    stamp = contracts.utcnow().replace(microsecond=0)
+    parts = []
+    for i, chunk in enumerate(chunks, 1):
+        pdu = encode_deliver(
+            "+8613800138000",
+            chunk,
+            timestamp=stamp,
+            concat=Concat(reference=9, total=3, sequence=i),
+        )
+        decoded = decode(pdu)
+        assert isinstance(decoded, Deliver)
+        parts.append(decoded)
+    config = agent_config(nats_bus.config, "a", {"lte-1": "/dev/null"})
+    publisher = Publisher(nc=nats_bus.nc, js=nats_bus.js, buckets=nats_bus.buckets, agent="a")
+    tap = EventTap()
+    await tap.start(nats_bus.nc)
+
+    before = PortWorker(config.agent, config.agent.ports[0], publisher)
+    await before._on_inbound(parts[0])
+    await before._on_inbound(parts[2])
+    after = PortWorker(config.agent, config.agent.ports[0], publisher)  # the agent restarted
+    await after.restore_parts()
+    await after._on_inbound(parts[1])
+    await until(lambda: bool(tap.inbound), "the joined message")
+    [inbound] = tap.inbound
+    assert inbound.text == text
+    assert (inbound.parts, inbound.complete, inbound.port) == (3, True, "lte-1")
+    with pytest.raises(NoKeysError):
+        await nats_bus.buckets.inbound_parts.keys()  # nothing left behind
