@@ -80,6 +80,13 @@ Send an SMS (the gateway's own demo: a balance query to the carrier, who replies
 Send from one virtual SIM to another ({first} -> {second}):
   curl -s "{api}/sendsms?{auth}&port={first}&phonenumber={q(numbers.get(second, ""))}&message=hello"
 
+An SMS from outside to {first} (the carrier writes first):
+  .venv/bin/smsgate sim inject --from {CARRIER_NUMBER} --text "Your bill is ready" --to-port {first}
+
+Watch everything that happens, and the ports:
+  .venv/bin/smsgate tail
+  .venv/bin/smsgate ports --watch
+
 JSON API:
   curl -s -u {user.name}:{user.password} -H 'content-type: application/json' \\
        -d '{{"to": ["+15551234567"], "text": "Hello from smsgate"}}' {api}/api/v1/messages
