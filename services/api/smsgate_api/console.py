@@ -1,8 +1,9 @@
 """The web console: the static page at `/`, console sessions, settings and a live stream.
 
 - `GET /` serves the console; its scripts and styles are under `/console/`.
-- `GET|POST|DELETE /api/v1/session`: who is logged in; log in (sets the session cookie,
-  see session.py); log out.
+- `GET|POST|DELETE /api/v1/session`: who is logged in (HTTP Basic works too; with
+  `?challenge=1` a browser is asked for it); log in (sets the session cookie, see
+  session.py); log out.
 - `GET /api/v1/settings`: the HTTP-to-SMS, CORS, user and callback settings this API
   process runs with, read-only and without secrets.
 - `GET /api/v1/console/stream`: Server-Sent Events for the farm view: `health` (NATS,
@@ -35,7 +36,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from smsgate_api import params
-from smsgate_api.auth import User
+from smsgate_api.auth import User, unauthorized
 from smsgate_api.errors import ApiError, bad_parameter
 from smsgate_api.routing import PortTable
 from smsgate_api.runtime import ApiRuntime
@@ -148,6 +149,8 @@ async def session(request: Request) -> Response:
             user = sessions(rt).user(current)
             return json_response(_info(user, "session", current.csrf, current.expires))
         if request.headers.get("authorization") is None:
+            if "challenge" in request.query_params:  # the form's "use HTTP Basic" link
+                raise unauthorized("log in with HTTP Basic")
             # No WWW-Authenticate: the console shows its own form, not the browser's dialog.
             raise ApiError(401, "unauthorized", "log in to use the console")
         return json_response(_info(await authenticated_user(request), "header"))
@@ -159,7 +162,12 @@ async def _log_in(request: Request, rt: ApiRuntime) -> Response:
     if not _same_origin(request):
         raise ApiError(403, "cross_origin", "log in from the console's own page")
     login = await _login_fields(request)
-    user = await rt.auth.login(client(request), login.username, login.password)
+    try:
+        user = await rt.auth.login(client(request), login.username, login.password)
+    except ApiError as error:
+        if error.status == 401:  # without WWW-Authenticate: a browser would open its dialog
+            raise ApiError(401, error.code, error.message) from None
+        raise
     cookie, issued = sessions(rt).issue(user.name)
     response = json_response(_info(user, "session", issued.csrf, issued.expires))
     set_cookie(response, cookie, secure=_secure(request))

@@ -81,7 +81,8 @@ class Stream {
   async failed(source) {
     if (source !== this.source) return;
     if (source.readyState !== EventSource.CLOSED) {
-      store[this.name] = "connecting"; // the browser reconnects by itself
+      // The browser reconnects by itself; "reconnecting" once it had been open.
+      store[this.name] = store[this.name] === "connecting" ? "connecting" : "reconnecting";
       changed();
       return;
     }

@@ -40,13 +40,13 @@ function renderHeader() {
   let state = "ok";
   let text = "live";
   let banner = "";
-  if (store.live === "error") {
-    [state, text, banner] = ["error", "offline", "The console cannot reach the API. Retrying…"];
+  if (store.live === "error" || store.live === "reconnecting") {
+    [state, text, banner] = ["error", "offline", "The console lost its connection to the API. Reconnecting…"];
   } else if (store.live === "connecting") {
     [state, text] = ["connecting", "connecting"];
   } else if (health && !health.nats) {
     [state, text, banner] = ["error", "NATS down", "The API is not connected to NATS: ports, traffic and messages are not current. It keeps retrying."];
-  } else if (store.events === "error") {
+  } else if (store.events === "error" || store.events === "reconnecting") {
     [state, text, banner] = ["warn", "events lost", "The event stream failed: new messages and inbound SMS are not shown until it is back."];
   } else if (store.portsLoaded && store.ports.size === 0) {
     banner = "No modem agent has reported a port yet.";
@@ -102,6 +102,14 @@ async function logIn(event) {
   }
 }
 
+async function basicLogIn() {
+  try {
+    start(await api("/api/v1/session?challenge=1"));
+  } catch (e) {
+    showLogin(e.status === 401 ? "The browser's login was cancelled or wrong." : e.message);
+  }
+}
+
 async function logOut() {
   try {
     await api("/api/v1/session", { method: "DELETE" });
@@ -113,6 +121,7 @@ async function logOut() {
 async function boot() {
   $("#login-form").addEventListener("submit", logIn);
   $("#logout").addEventListener("click", logOut);
+  $("#basic-login").addEventListener("click", basicLogIn);
   window.addEventListener("hashchange", render);
   setupPorts({ sendFrom });
   setupMessages();

@@ -103,7 +103,7 @@ function streamProblem(what) {
   if (store.health && !store.health.nats) {
     return notice("error", "Not connected to NATS", `${what} come from the event stream; the API keeps retrying.`);
   }
-  if (store.events === "error") return notice("error", "The event stream failed", "Retrying; new events will appear when it is back.");
+  if (store.events === "error" || store.events === "reconnecting") return notice("error", "The event stream failed", "Retrying; new events will appear when it is back.");
   return null;
 }
 

@@ -120,7 +120,7 @@ export function renderPorts() {
 
   const root = $("#port-groups");
   if (!store.portsLoaded) {
-    fill(root, store.live === "error"
+    fill(root, store.live === "error" || store.live === "reconnecting"
       ? notice("error", "Cannot reach the API", "The live stream failed; retrying.")
       : notice("loading", "Loading ports…"));
     return;

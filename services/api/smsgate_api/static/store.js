@@ -7,8 +7,8 @@ export const INBOUND_KEPT = 500;
 export const store = {
   session: null, // {user, admin, ports, via, csrf}
   health: null, // {nats, queue, events_seq} from the console stream
-  live: "connecting", // the console stream: connecting | open | error
-  events: "waiting", // the event stream: waiting | connecting | open | error
+  live: "connecting", // the console stream: connecting | open | reconnecting | error
+  events: "waiting", // the event stream: waiting | connecting | open | reconnecting | error
   ports: new Map(), // name -> PortState
   portsLoaded: false,
   traffic: null, // per-minute series over the last hour

@@ -37,7 +37,7 @@ export function renderTraffic() {
   }
   if (!t) {
     fill(kpis);
-    fill(chart, store.live === "error" ? notice("error", "Cannot reach the API", "Retrying.") : notice("loading", "Loading traffic…"));
+    fill(chart, store.live === "error" || store.live === "reconnecting" ? notice("error", "Cannot reach the API", "Retrying.") : notice("loading", "Loading traffic…"));
     return;
   }
   const now = t.minutes - 1; // still running
