@@ -125,7 +125,7 @@ const events = new Stream("events", () => {
     putMessage(e.id, {
       to: e.to, port: e.port, caller_id: e.caller_id, reported: e.time,
       state: e.state === "delivered" ? "delivered" : "undelivered",
-      reason: e.state === "delivered" ? null : `${e.state}: ${e.reason}`,
+      reason: e.state === "delivered" ? null : e.reason || e.state,
     });
   },
   inbound(e, raw) {
