@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import time
 import urllib.parse
 import weakref
@@ -32,8 +33,7 @@ from smsgate.config import Config, Webhook
 from smsgate.contracts import PortState
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
-from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
+from starlette.routing import BaseRoute, Route
 
 from smsgate_api import params
 from smsgate_api.auth import User, unauthorized
@@ -80,6 +80,25 @@ _PAGE_HEADERS = {
 async def index(request: Request) -> Response:
     page = (STATIC / "index.html").read_bytes()
     return Response(page, media_type="text/html; charset=utf-8", headers=_PAGE_HEADERS)
+
+
+_MEDIA = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+
+
+async def asset(request: Request) -> Response:
+    """A script or style sheet of the console (only the files shipped in static/)."""
+    name = request.path_params["name"]
+    path = STATIC / name
+    media = _MEDIA.get(path.suffix)
+    # Only plain names of shipped files: nothing else on disk can be reached.
+    if media is None or "/" in name or name.startswith(".") or not path.is_file():
+        return Response(b"not found", status_code=404, media_type="text/plain")
+    body = path.read_bytes()
+    etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+    headers = {"ETag": etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    if request.headers.get("if-none-match") == etag:
+        return Response(status_code=304, headers=headers)
+    return Response(body, media_type=media, headers=headers)
 
 
 # --- sessions ------------------------------------------------------------------------------
@@ -456,7 +475,7 @@ def routes() -> list[BaseRoute]:
     """The console's routes, to add to the API app."""
     return [
         Route("/", index, methods=["GET"]),
-        Mount("/console", app=StaticFiles(directory=STATIC), name="console"),
+        Route("/console/{name}", asset, methods=["GET"]),
         Route("/api/v1/session", session, methods=["GET", "POST", "DELETE"]),
         Route("/api/v1/settings", settings, methods=["GET"]),
         Route("/api/v1/console/stream", live, methods=["GET"]),

@@ -14,7 +14,7 @@ from smsgate.contracts import ControlReply, MessageStatus
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from smsgate_api import params, reports, v1
+from smsgate_api import console, params, reports, v1
 from smsgate_api.web import ErrorBody
 
 _REF = "#/components/schemas/{name}"
@@ -161,6 +161,87 @@ def _plain(description: str, media: str = "text/plain") -> dict[str, Any]:
     return {"description": description, "content": {media: {"schema": {"type": "string"}}}}
 
 
+def _console_paths() -> dict[str, Any]:
+    """The web console: its page, its assets, sessions, settings and its live stream."""
+    session = {
+        "200": _json("SessionInfo", "The logged-in user; `csrf` goes in X-CSRF-Token"),
+    }
+    login_body = {"schema": _ref("Login")}
+    return {
+        "/": {
+            "get": {
+                "summary": "The web console",
+                "operationId": "console",
+                "tags": ["console"],
+                "responses": {"200": _plain("The console's page", "text/html")},
+            }
+        },
+        "/console/{name}": {
+            "get": {
+                "summary": "A script or style sheet of the console",
+                "operationId": "console_asset",
+                "tags": ["console"],
+                "parameters": [_path_param("name", {"type": "string"})],
+                "responses": {
+                    "200": {
+                        "description": "The file",
+                        "content": {
+                            "text/javascript": {"schema": {"type": "string"}},
+                            "text/css": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "304": {"description": "Unchanged (If-None-Match)"},
+                    "404": _plain("No such file"),
+                },
+            }
+        },
+        "/api/v1/session": {
+            "get": _v1("Who is logged in (session cookie, Basic or Bearer)", "session", session),
+            "post": {
+                "summary": "Log in: sets the console's session cookie",
+                "operationId": "log_in",
+                "tags": ["console"],
+                "security": [],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": login_body,
+                        "application/x-www-form-urlencoded": login_body,
+                    },
+                },
+                "responses": session
+                | {"403": _json("ErrorBody", "Sent from another site's page")}
+                | _V1_ERRORS,
+            },
+            "delete": {
+                "summary": "Log out: clears the session cookie",
+                "operationId": "log_out",
+                "tags": ["console"],
+                "security": [],
+                "responses": {"204": {"description": "Logged out"}},
+            },
+        },
+        "/api/v1/settings": {
+            "get": _v1(
+                "The settings this API runs with, read-only and without secrets",
+                "settings",
+                {"200": _json("SettingsView", "HTTP to SMS, CORS, users, callbacks")},
+            )
+        },
+        "/api/v1/console/stream": {
+            "get": _v1(
+                "Server-Sent Events for the console: health, port changes, traffic",
+                "console_stream",
+                {
+                    "200": _plain(
+                        "`event:` health | ports | traffic, `data:` JSON", "text/event-stream"
+                    )
+                },
+            )
+        },
+    }
+
+
 def build() -> dict[str, Any]:
     """The OpenAPI document."""
     _, components = msgspec.json.schema_components(
@@ -174,6 +255,9 @@ def build() -> dict[str, Any]:
             ErrorBody,
             reports.Report,
             reports.ErrorReport,
+            console.SessionInfo,
+            console.Login,
+            console.SettingsView,
         ],
         ref_template=_REF,
     )
@@ -273,6 +357,7 @@ def build() -> dict[str, Any]:
                 ],
             )
         },
+        **_console_paths(),
         "/healthz": {
             "get": {
                 "summary": "The process is alive",
