@@ -10,7 +10,7 @@ from smsgate import contracts
 from smsgate.config import ApiConfig, ApiUser, CallbackConfig, Config, Webhook
 from smsgate.contracts import PortState, PortStatus
 from smsgate_api.auth import User
-from smsgate_api.console import mask_url, port_changes, settings_view
+from smsgate_api.console import Seen, mask_url, port_changes, settings_view
 from smsgate_api.routing import PortTable
 from smsgate_api.session import Sessions
 from smsgate_api.traffic import WINDOW, Traffic, classify
@@ -184,11 +184,15 @@ def test_port_changes_send_everything_first_then_only_what_changed() -> None:
     for name in ("lte-1", "lte-2", "lte-3"):
         table.apply(name, contracts.encode(_state(name, PortStatus.READY, now)))
     shop = User(name="shop", ports=("lte-1", "lte-2"))
-    seen: dict[str, tuple[float, str]] = {}
+    seen: Seen = {}
     first = port_changes(table, shop, seen, full=True)
     assert first is not None
     assert first.full
     assert sorted(s.port for s in first.ports) == ["lte-1", "lte-2"]
+    assert port_changes(table, shop, seen, full=False) is None
+    # A heartbeat that changes nothing else is not sent.
+    later = now + dt.timedelta(seconds=1)
+    table.apply("lte-1", contracts.encode(_state("lte-1", PortStatus.READY, later)))
     assert port_changes(table, shop, seen, full=False) is None
     table.apply("lte-2", contracts.encode(_state("lte-2", PortStatus.DISABLED, now)))
     table.apply("lte-3", contracts.encode(_state("lte-3", PortStatus.BUSY, now)))

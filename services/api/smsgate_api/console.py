@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import time
 import urllib.parse
@@ -345,6 +346,9 @@ class PortUpdate(msgspec.Struct, kw_only=True):
     removed: list[str]
 
 
+_encoder = msgspec.json.Encoder()
+
+
 class Console:
     """What every console stream of one API process shares."""
 
@@ -388,12 +392,19 @@ def console_of(rt: ApiRuntime) -> Console:
     return found
 
 
-def port_changes(
-    table: PortTable, user: User, seen: dict[str, tuple[float, str]], *, full: bool
-) -> PortUpdate | None:
-    """The ports whose state or status changed since `seen` (updated in place)."""
+# Per port: (updated, status) as last looked at, and the state's content apart from `updated`.
+Seen = dict[str, tuple[tuple[float, str], bytes]]
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def port_changes(table: PortTable, user: User, seen: Seen, *, full: bool) -> PortUpdate | None:
+    """The ports whose state changed since `seen` (updated in place).
+
+    A heartbeat that changes nothing but `updated` is not sent: with hundreds of ports that
+    would be most of the stream. The status is corrected for missed heartbeats here.
+    """
     now = time.time()
-    current: dict[str, tuple[float, str]] = {}
+    current: Seen = {}
     changed: list[PortState] = []
     for name in table.names:
         if not user.may_use(name):
@@ -401,9 +412,14 @@ def port_changes(
         state = table.state(name, now)
         if state is None:
             continue
-        version = (state.updated.timestamp(), state.status.value)
-        current[name] = version
-        if full or seen.get(name) != version:
+        key = (state.updated.timestamp(), state.status.value)
+        held = seen.get(name)
+        if held is not None and held[0] == key:
+            current[name] = held
+            continue
+        content = _encoder.encode(msgspec.structs.replace(state, updated=_EPOCH))
+        current[name] = (key, content)
+        if full or held is None or held[1] != content:
             changed.append(state)
     removed = [name for name in seen if name not in current]
     seen.clear()
@@ -411,9 +427,6 @@ def port_changes(
     if not (full or changed or removed):
         return None
     return PortUpdate(full=full, ports=changed, removed=removed)
-
-
-_encoder = msgspec.json.Encoder()
 
 
 def _event(kind: bytes, data: bytes) -> bytes:
@@ -425,7 +438,7 @@ async def _live(rt: ApiRuntime, user: User) -> AsyncIterator[bytes]:
     console.follower.hold(rt.js)
     try:
         yield b"retry: 2000\n: connected\n\n"
-        seen: dict[str, tuple[float, str]] = {}
+        seen: Seen = {}
         last_health = last_traffic = b""
         quiet = 0.0
         tick = 0

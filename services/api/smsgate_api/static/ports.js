@@ -77,9 +77,13 @@ function cellFor(name) {
 
 function drawCell(state) {
   const cell = cellFor(state.port);
+  const selected = store.selected.has(state.port);
+  if (cell.state === state && cell.selected === selected) return cell.root; // unchanged
+  cell.state = state;
+  cell.selected = selected;
   cell.root.dataset.status = state.status;
   cell.root.title = state.last_error ? `${state.port}: ${state.last_error}` : state.port;
-  cell.box.checked = store.selected.has(state.port);
+  cell.box.checked = selected;
   fill(cell.body,
     h("div.line", {}, h("strong.name", {}, state.port), state.port_number !== null ? h("span.muted", {}, `#${state.port_number}`) : null),
     h("div.line", {}, h("span.state", {}, state.status), signal(state.signal)),
@@ -150,12 +154,19 @@ export function renderPorts() {
     const allDown = states.every((s) => s.status === "down");
     fill(group.title, `agent ${agent}`, h("span.muted", {},
       ` · ${states.length} ports · ${c.ready} ready${allDown ? " · no heartbeat: is the agent running?" : ""}`));
-    group.grid.replaceChildren(...states.map(drawCell));
+    keep(group.grid, states.map(drawCell));
     sections.push(group.root);
   }
-  root.replaceChildren(...sections);
+  keep(root, sections);
   for (const name of [...cells.keys()]) if (!store.ports.has(name)) cells.delete(name);
   if (openPort) renderDetails();
+}
+
+/** Put `children` in `parent`, touching the DOM only when they differ. */
+function keep(parent, children) {
+  const now = parent.children;
+  if (now.length === children.length && children.every((child, i) => now[i] === child)) return;
+  parent.replaceChildren(...children);
 }
 
 async function bulk(action) {
@@ -233,7 +244,7 @@ function renderDetails() {
     row("Signal", state.signal === null ? null : `${state.signal} dBm`), row("Registration", state.registration),
     row("Sent today", `${state.sent_today} (${cap(state)})`),
     row("Sent / failed / received", `${state.sent} / ${state.failed} / ${state.received}`),
-    row("Queue", state.queue), row("Last error", state.last_error), row("Updated", clock(state.updated)))));
+    row("Queue", state.queue), row("Last error", state.last_error), row("Last change", clock(state.updated)))));
   const recent = [...store.messages.values()].filter((m) => m.port === state.port).slice(-8).reverse();
   const inbound = store.inbound.filter((m) => m.port === state.port).slice(0, 5);
   fill(parts.recent,
