@@ -269,6 +269,8 @@ class Modem:
         self.stats.bytes_received += len(data)
         if not self._on or self.faults.hung:
             return
+        if self._prompt is not None and self._prompt.pdu_time is None:
+            self._prompt.pdu_time = time.time()  # for latency benchmarks: the PDU starts here
         self._input += data
         self._drain()
 
@@ -393,6 +395,8 @@ class Modem:
     # ----------------------------------------------------------------- long commands
 
     def start_prompt(self, prompt: Prompt) -> None:
+        if self._input:  # the PDU came in the same read as the command
+            prompt.pdu_time = time.time()
         self._prompt = prompt
         self.emit(self.profile.prompt)
 
@@ -426,7 +430,7 @@ class Modem:
 
     # ----------------------------------------------------------------- sending
 
-    def part_sent(self, submit: Submit) -> int:
+    def part_sent(self, submit: Submit, *, pdu_time: float | None = None) -> int:
         """The network took a part: assign its TP-MR, log it and hand it over."""
         mr = self.next_mr
         self.next_mr = (mr + 1) % 256
@@ -435,6 +439,7 @@ class Modem:
         self.sent.append(
             SentPart(
                 time=time.time(),
+                pdu_time=pdu_time,
                 port=self.name,
                 sender=self.sim.msisdn,
                 to=submit.number,

@@ -39,6 +39,7 @@ class Prompt:
     length: int | None = None  # PDU mode: the TPDU length the command announced
     number: str | None = None  # text mode: the destination
     stat: Stat = Stat.STO_UNSENT
+    pdu_time: float | None = None  # Unix time the first byte after the prompt arrived
 
 
 def handles(*names: str) -> Callable[[Handler], Handler]:
@@ -225,7 +226,7 @@ def finish_prompt(m: Modem, prompt: Prompt, payload: bytes) -> Reply | None:
         return Reply([f"+CMGW: {index}"])
     submit = decode(pdu)
     assert isinstance(submit, Submit)
-    send(m, submit)
+    send(m, submit, pdu_time=prompt.pdu_time)
     return None
 
 
@@ -254,7 +255,7 @@ def _text_submit(m: Modem, number: str, payload: bytes) -> str:
     return parts[0].pdu
 
 
-def send(m: Modem, submit: Submit) -> None:
+def send(m: Modem, submit: Submit, *, pdu_time: float | None = None) -> None:
     """Hand a part to the network after the part time; +CMGS: <mr> or +CMS ERROR."""
     if not m.registered:
         m.stats.send_failures += 1
@@ -267,7 +268,7 @@ def send(m: Modem, submit: Submit) -> None:
         if error is not None:
             m.stats.send_failures += 1
             raise cms(error)
-        return Reply([f"+CMGS: {m.part_sent(submit)}"])
+        return Reply([f"+CMGS: {m.part_sent(submit, pdu_time=pdu_time)}"])
 
     m.defer(m.network.part_time(), finish)
 

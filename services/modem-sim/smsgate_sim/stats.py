@@ -26,6 +26,7 @@ class SentPart(msgspec.Struct, kw_only=True):
     """One part the network accepted from a modem (the sent log)."""
 
     time: float  # Unix time of the +CMGS answer
+    pdu_time: float | None = None  # Unix time the PDU's first byte arrived after the prompt
     port: str
     sender: str  # the sending SIM's number
     to: str
