@@ -143,7 +143,7 @@ class PortWorker:
         try:
             await self.publisher.port_state(state)
             if change is not None:
-                await self.publisher.event(
+                await self.publisher.event_nowait(
                     contracts.PortEvent(
                         event_id=f"{self.name}:{state.updated.isoformat()}:{change}",
                         port=self.name,

@@ -6,6 +6,7 @@ crash publishes the same event id and JetStream's duplicate window drops the cop
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 from dataclasses import dataclass
@@ -19,6 +20,14 @@ from smsgate.bus import Buckets
 
 log = logging.getLogger("smsgate.agent")
 
+_KINDS: dict[type, str] = {
+    contracts.SendResult: "result",
+    contracts.DeliveryReport: "report",
+    contracts.InboundSms: "inbound",
+    contracts.PortEvent: "port",
+}
+_PORTS_PREFIX = f"$KV.{subjects.PORTS_BUCKET}."
+
 
 @dataclass
 class Publisher:
@@ -29,14 +38,16 @@ class Publisher:
 
     async def event(self, event: contracts.Event) -> None:
         """Publish durably (waits for the JetStream ack)."""
-        kind = {
-            contracts.SendResult: "result",
-            contracts.DeliveryReport: "report",
-            contracts.InboundSms: "inbound",
-            contracts.PortEvent: "port",
-        }[type(event)]
         await self.js.publish(
-            subjects.event(kind, event.port),
+            subjects.event(_KINDS[type(event)], event.port),
+            contracts.encode(event),
+            headers={"Nats-Msg-Id": event.event_id},
+        )
+
+    async def event_nowait(self, event: contracts.Event) -> None:
+        """Publish without waiting for the ack: for port changes, which the next beat repeats."""
+        await self.nc.publish(
+            subjects.event(_KINDS[type(event)], event.port),
             contracts.encode(event),
             headers={"Nats-Msg-Id": event.event_id},
         )
@@ -45,27 +56,26 @@ class Publisher:
         self, result: contracts.SendResult, *, created: dt.datetime, reply_to: str | None
     ) -> None:
         """The send result: event, message status, and the waiting API request if any."""
-        await self.event(result)
         state = (
             contracts.MessageState.SENT
             if result.status == contracts.SendStatus.SENT
             else contracts.MessageState.FAILED
         )
-        await self.put_status(
-            contracts.MessageStatus(
-                id=result.id,
-                to=result.to,
-                state=state,
-                port=result.port,
-                agent=self.agent,
-                reason=result.reason,
-                parts=result.parts,
-                caller_id=result.caller_id,
-                user=result.user,
-                created=created,
-                updated=contracts.utcnow(),
-            )
+        status = contracts.MessageStatus(
+            id=result.id,
+            to=result.to,
+            state=state,
+            port=result.port,
+            agent=self.agent,
+            reason=result.reason,
+            parts=result.parts,
+            caller_id=result.caller_id,
+            user=result.user,
+            created=created,
+            updated=contracts.utcnow(),
         )
+        # Both durable, neither depends on the other: one round trip, not two.
+        await asyncio.gather(self.event(result), self.put_status(status))
         if reply_to:
             await self.nc.publish(reply_to, contracts.encode(result))
 
@@ -90,7 +100,9 @@ class Publisher:
         await self.buckets.messages.put(subjects.message_key(status.id), contracts.encode(status))
 
     async def port_state(self, state: contracts.PortState) -> None:
-        await self.buckets.ports.put(state.port, contracts.encode(state))
+        """Write the port's live state without waiting for the ack: every beat rewrites it,
+        and a port's send loop must not wait on the bus twice per message for it."""
+        await self.nc.publish(_PORTS_PREFIX + state.port, contracts.encode(state))
 
     async def dead_letter(self, subject: str, reason: str, data: bytes) -> None:
         letter = contracts.DeadLetter(
