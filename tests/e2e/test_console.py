@@ -182,6 +182,11 @@ async def test_disable_a_port_and_see_its_cell_change(browser: Browser, farm: Fa
                 "data-status", "disabled"
             )
         await screenshot(page, "console-ports")
+        # The status chips filter the grid.
+        await page.click("#port-summary .chip[data-status=disabled]")
+        await expect(page.locator(".port")).to_have_count(2)
+        await page.click("#port-summary .chip[data-status=disabled]")
+        await expect(page.locator(".port")).to_have_count(8)
         await page.click("[data-bulk=enable]")
         for name in ("lte-7", "lte-8"):
             await expect(page.locator(f".port[data-port={name}]")).to_have_attribute(

@@ -9,8 +9,23 @@ const cells = new Map(); // name -> {root, box, body}
 const groups = new Map(); // agent -> {root, title, grid}
 let openPort = null;
 
+function filterBy(text) {
+  $("#port-filter").value = $("#port-filter").value === text ? "" : text;
+  changed();
+}
+
+/** The ports the filter lets through. */
+function shownPorts() {
+  const filter = $("#port-filter").value.trim().toLowerCase();
+  return [...store.ports.values()].filter((s) => matches(s, filter));
+}
+
 export function setupPorts({ sendFrom }) {
   $("#port-filter").addEventListener("input", changed);
+  $("#select-shown").addEventListener("click", () => {
+    for (const state of shownPorts()) store.selected.add(state.port);
+    changed();
+  });
   $("#clear-selection").addEventListener("click", () => {
     store.selected.clear();
     changed();
@@ -116,7 +131,7 @@ export function renderPorts() {
   const agents = new Set(all.map((s) => s.agent));
   fill($("#port-summary"),
     h("span.chip.total", {}, `${all.length} ports on ${agents.size} ${agents.size === 1 ? "agent" : "agents"}`),
-    STATUSES.map((s) => h("span.chip", { dataset: { status: s } }, `${by[s]} ${s}`)));
+    STATUSES.map((s) => h("button.chip", { type: "button", title: `show only ${s} ports`, dataset: { status: s }, onclick: () => filterBy(s) }, `${by[s]} ${s}`)));
 
   const selection = $("#port-selection");
   selection.hidden = store.selected.size === 0;
@@ -135,8 +150,7 @@ export function renderPorts() {
       : notice("empty", "No ports", "No modem agent has reported a port yet. Start one with `smsgate agent --config agent.toml`."));
     return;
   }
-  const filter = $("#port-filter").value.trim().toLowerCase();
-  const shown = all.filter((s) => matches(s, filter));
+  const shown = shownPorts();
   if (shown.length === 0) {
     fill(root, notice("empty", "No port matches the filter"));
     return;
