@@ -37,7 +37,7 @@ async def browser() -> AsyncIterator[Browser]:
 
 
 @pytest.fixture(scope="module")
-async def farm(nats_server: EmbeddedNats) -> AsyncIterator[Farm]:
+async def console_farm(nats_server: EmbeddedNats) -> AsyncIterator[Farm]:
     async with running_farm(NatsConfig(url=nats_server.url)) as running:
         yield running
 
@@ -50,10 +50,10 @@ async def log_in(page: Page, url: str) -> None:
     await expect(page.locator(".port")).to_have_count(len(PORTS))
 
 
-async def test_log_in_and_see_every_port(browser: Browser, farm: Farm) -> None:
+async def test_log_in_and_see_every_port(browser: Browser, console_farm: Farm) -> None:
     async with open_page(browser) as watched:
         page = watched.page
-        await page.goto(farm.url)
+        await page.goto(console_farm.url)
         await expect(page.locator("#login-form")).to_be_visible()
         await screenshot(page, "console-login")
         await page.fill("input[name=username]", USER)
@@ -61,7 +61,7 @@ async def test_log_in_and_see_every_port(browser: Browser, farm: Farm) -> None:
         await page.click("#login-form button[type=submit]")
         await expect(page.locator("#login-error")).to_have_text("Wrong user name or password.")
 
-        await log_in(page, farm.url)
+        await log_in(page, console_farm.url)
         cells = page.locator(".agent[data-agent=host-a] .port")
         await expect(cells).to_have_count(8)
         for name in PORTS:
@@ -81,10 +81,12 @@ async def test_log_in_and_see_every_port(browser: Browser, farm: Farm) -> None:
         await expect(page.locator("#login-form")).to_be_visible()
 
 
-async def test_send_from_the_form_and_watch_it_delivered(browser: Browser, farm: Farm) -> None:
+async def test_send_from_the_form_and_watch_it_delivered(
+    browser: Browser, console_farm: Farm
+) -> None:
     async with open_page(browser) as watched:
         page = watched.page
-        await log_in(page, farm.url)
+        await log_in(page, console_farm.url)
         await page.click("nav a[data-view=messages]")
         form = page.locator("#send-form")
         counter = page.locator("#segments")
@@ -133,27 +135,29 @@ async def test_send_from_the_form_and_watch_it_delivered(browser: Browser, farm:
         await screenshot(page, "console-traffic")
 
 
-async def test_an_inbound_sms_appears_joined(browser: Browser, farm: Farm) -> None:
+async def test_an_inbound_sms_appears_joined(browser: Browser, console_farm: Farm) -> None:
     text = "Your parcel 4711 arrives tomorrow between 9:00 and 12:00. " * 4  # two parts
     async with open_page(browser) as watched:
         page = watched.page
-        await log_in(page, farm.url)
+        await log_in(page, console_farm.url)
         await page.click("nav a[data-view=inbound]")
-        injected = await farm.sim.inject(text, sender="+15550009999", to_port="lte-5")
+        injected = await console_farm.sim.inject(text, sender="+15550009999", to_port="lte-5")
         assert injected.parts == 2
         row = page.locator("table.inbound tbody tr", has_text="+15550009999")
         await expect(row).to_have_count(1)
         await expect(row.locator("td.text")).to_have_text(text)
         await expect(row).to_contain_text("lte-5")
-        await farm.sim.inject("Balance low: top up soon", sender="+15550001111", to_port="lte-2")
+        await console_farm.sim.inject(
+            "Balance low: top up soon", sender="+15550001111", to_port="lte-2"
+        )
         await expect(page.locator("table.inbound tbody tr")).to_have_count(2)
         await screenshot(page, "console-inbound")
 
 
-async def test_disable_a_port_and_see_its_cell_change(browser: Browser, farm: Farm) -> None:
+async def test_disable_a_port_and_see_its_cell_change(browser: Browser, console_farm: Farm) -> None:
     async with open_page(browser) as watched:
         page = watched.page
-        await log_in(page, farm.url)
+        await log_in(page, console_farm.url)
         cell = page.locator(".port[data-port=lte-2]")
         await cell.click()
         dialog = page.locator("#port-dialog")
@@ -194,10 +198,10 @@ async def test_disable_a_port_and_see_its_cell_change(browser: Browser, farm: Fa
             )
 
 
-async def test_settings_are_shown_without_secrets(browser: Browser, farm: Farm) -> None:
+async def test_settings_are_shown_without_secrets(browser: Browser, console_farm: Farm) -> None:
     async with open_page(browser) as watched:
         page = watched.page
-        await log_in(page, farm.url)
+        await log_in(page, console_farm.url)
         await page.click("nav a[data-view=settings]")
         users = page.locator("[data-section=users] tr[data-user]")
         await expect(users).to_have_count(1)
@@ -209,11 +213,13 @@ async def test_settings_are_shown_without_secrets(browser: Browser, farm: Farm) 
         await screenshot(page, "console-settings")
 
 
-async def test_basic_credentials_work_instead_of_the_form(browser: Browser, farm: Farm) -> None:
+async def test_basic_credentials_work_instead_of_the_form(
+    browser: Browser, console_farm: Farm
+) -> None:
     credentials = {"username": USER, "password": PASSWORD}
     async with open_page(browser, http_credentials=credentials) as watched:
         page = watched.page
-        await page.goto(farm.url)
+        await page.goto(console_farm.url)
         await page.click("#basic-login")
         await expect(page.locator(".port")).to_have_count(8)
         await expect(page.locator("#whoami")).to_have_text(USER)
@@ -241,10 +247,10 @@ TEXTS = [
 ]
 
 
-async def test_the_part_counter_matches_the_agent(browser: Browser, farm: Farm) -> None:
+async def test_the_part_counter_matches_the_agent(browser: Browser, console_farm: Farm) -> None:
     async with open_page(browser) as watched:
         page = watched.page
-        await page.goto(farm.url)
+        await page.goto(console_farm.url)
         counted = await page.evaluate(
             """async (texts) => {
                 const { countSegments } = await import("/console/segments.js");
