@@ -10,9 +10,10 @@ from smsgate import contracts
 from smsgate.config import ApiConfig, ApiUser, CallbackConfig, Config, Webhook
 from smsgate.contracts import PortState, PortStatus
 from smsgate_api.auth import User
-from smsgate_api.console import Seen, mask_url, port_changes, settings_view
+from smsgate_api.console import Seen, port_changes
 from smsgate_api.routing import PortTable
 from smsgate_api.session import Sessions
+from smsgate_api.settings import mask_url, settings_view
 from smsgate_api.traffic import WINDOW, Traffic, classify
 
 USERS = [

@@ -4,8 +4,7 @@
 - `GET|POST|DELETE /api/v1/session`: who is logged in (HTTP Basic works too; with
   `?challenge=1` a browser is asked for it); log in (sets the session cookie, see
   session.py); log out.
-- `GET /api/v1/settings`: the HTTP-to-SMS, CORS, user and callback settings this API
-  process runs with, read-only and without secrets.
+- `GET /api/v1/settings`: the settings this API process runs with (settings.py).
 - `GET /api/v1/console/stream`: Server-Sent Events for the farm view: `health` (NATS,
   queue depth, the event stream's last sequence), `ports` (port states as they change,
   corrected for missed heartbeats) and `traffic` (per-minute counts over the last hour).
@@ -30,13 +29,12 @@ from pathlib import Path
 
 import msgspec
 from smsgate import subjects
-from smsgate.config import Config, Webhook
 from smsgate.contracts import PortState
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
-from smsgate_api import params
+from smsgate_api import params, settings
 from smsgate_api.auth import User, unauthorized
 from smsgate_api.errors import ApiError, bad_parameter
 from smsgate_api.routing import PortTable
@@ -62,7 +60,6 @@ TICK = 1.0  # seconds between looks at the port table
 TRAFFIC_EVERY = 3  # ticks between traffic updates
 KEEPALIVE = 15.0
 _HEALTH_TTL = 1.0
-_SECRET_WORDS = ("pass", "secret", "token", "key", "auth", "sig")
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -192,143 +189,6 @@ async def _log_in(request: Request, rt: ApiRuntime) -> Response:
     response = json_response(_info(user, "session", issued.csrf, issued.expires))
     set_cookie(response, cookie, secure=_secure(request))
     return response
-
-
-# --- settings ------------------------------------------------------------------------------
-
-
-class UserView(msgspec.Struct, kw_only=True):
-    name: str
-    ports: list[str]
-    admin: bool
-    delivery_report: bool
-    token: bool  # whether the user has a bearer token (never the token)
-
-
-class HttpToSmsView(msgspec.Struct, kw_only=True):
-    enabled: bool
-    default_report: str
-    max_recipients: int
-    max_parts: int
-    max_timeout: float
-    port_wait: float
-
-
-class CorsView(msgspec.Struct, kw_only=True):
-    enabled: bool
-    origins: list[str]
-
-
-class WebhookView(msgspec.Struct, kw_only=True):
-    name: str
-    url: str
-    format: str
-    events: list[str]
-    ports: list[str]
-    signed: bool
-    ordered: bool
-    headers: list[str]  # header names only: their values are often credentials
-
-
-class CallbackView(msgspec.Struct, kw_only=True):
-    configured: bool  # False: this process's config has no [callback] receiver
-    url: str | None
-    inbound: bool
-    results: bool
-    reports: bool
-    params: dict[str, str]
-    extra: list[str]  # names of the fixed "user defined" parameters
-    signed: bool
-    time_zone: str
-    webhooks: list[WebhookView]
-
-
-class SettingsView(msgspec.Struct, kw_only=True):
-    http_to_sms: HttpToSmsView
-    cors: CorsView
-    users: list[UserView]
-    users_hidden: int  # users an admin would see, left out for this one
-    callback: CallbackView
-
-
-def mask_url(url: str) -> str:
-    """`url` without its password, and with query values that look like secrets masked."""
-    parts = urllib.parse.urlsplit(url)
-    netloc = parts.netloc
-    if parts.password is not None:
-        netloc = f"{parts.username}:***@{parts.hostname or ''}"
-        if parts.port is not None:
-            netloc += f":{parts.port}"
-    query = []
-    for pair in parts.query.split("&") if parts.query else []:
-        name, eq, value = pair.partition("=")
-        if eq and any(word in name.lower() for word in _SECRET_WORDS):
-            value = "***"
-        query.append(f"{name}{eq}{value}")
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query="&".join(query)))
-
-
-def _webhook(hook: Webhook) -> WebhookView:
-    return WebhookView(
-        name=hook.name,
-        url=mask_url(hook.url),
-        format=hook.format,
-        events=list(hook.events),
-        ports=list(hook.ports),
-        signed=hook.secret is not None,
-        ordered=hook.ordered,
-        headers=sorted(hook.headers),
-    )
-
-
-def settings_view(config: Config, user: User) -> SettingsView:
-    """What the settings page shows `user`: admins see every user, others themselves."""
-    api, callback = config.api, config.callback
-    users = [
-        UserView(
-            name=u.name,
-            ports=list(u.ports),
-            admin=u.admin,
-            delivery_report=u.delivery_report,
-            token=u.token is not None,
-        )
-        for u in api.users
-        if user.admin or u.name == user.name
-    ]
-    return SettingsView(
-        http_to_sms=HttpToSmsView(
-            enabled=api.http_to_sms,
-            default_report=api.default_report,
-            max_recipients=api.max_recipients,
-            max_parts=api.max_parts,
-            max_timeout=api.max_timeout,
-            port_wait=api.port_wait,
-        ),
-        cors=CorsView(enabled=api.cors, origins=list(api.cors_origins)),
-        users=users,
-        users_hidden=len(api.users) - len(users),
-        callback=CallbackView(
-            configured=callback.url is not None or bool(callback.webhooks),
-            url=mask_url(callback.url) if callback.url else None,
-            inbound=callback.inbound,
-            results=callback.results,
-            reports=callback.reports,
-            params=msgspec.structs.asdict(callback.params),
-            extra=sorted(callback.extra),
-            signed=callback.secret is not None,
-            time_zone=callback.time_zone,
-            webhooks=[_webhook(h) for h in callback.webhooks],
-        ),
-    )
-
-
-@instrument("/api/v1/settings")
-async def settings(request: Request) -> Response:
-    try:
-        user = await authenticated_user(request)
-    except ApiError as error:
-        return json_error(error)
-    return json_response(settings_view(runtime(request).config, user))
 
 
 # --- the live stream -----------------------------------------------------------------------
@@ -490,6 +350,6 @@ def routes() -> list[BaseRoute]:
         Route("/", index, methods=["GET"]),
         Route("/console/{name}", asset, methods=["GET"]),
         Route("/api/v1/session", session, methods=["GET", "POST", "DELETE"]),
-        Route("/api/v1/settings", settings, methods=["GET"]),
+        Route("/api/v1/settings", settings.settings, methods=["GET"]),
         Route("/api/v1/console/stream", live, methods=["GET"]),
     ]

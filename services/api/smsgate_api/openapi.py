@@ -14,7 +14,7 @@ from smsgate.contracts import ControlReply, MessageStatus
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from smsgate_api import console, params, reports, v1
+from smsgate_api import console, params, reports, settings, v1
 from smsgate_api.web import ErrorBody
 
 _REF = "#/components/schemas/{name}"
@@ -257,7 +257,7 @@ def build() -> dict[str, Any]:
             reports.ErrorReport,
             console.SessionInfo,
             console.Login,
-            console.SettingsView,
+            settings.SettingsView,
         ],
         ref_template=_REF,
     )
