@@ -195,6 +195,11 @@ class Agent:
                 await asyncio.sleep(1.0)
                 continue
             for msg in msgs:
+                if not worker.idle.is_set() or not worker.inbox.empty():
+                    # Shared work reached the port while this fetch was out: a second job in
+                    # its inbox would never be taken (a port takes work only when it is empty).
+                    await msg.nak()
+                    continue
                 worker.idle.clear()
                 worker.inbox.put_nowait((msg, True))
 
