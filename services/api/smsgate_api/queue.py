@@ -38,10 +38,10 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 from smsgate import contracts, subjects
+from smsgate.acks import Ack, AckPublisher
 from smsgate.contracts import MessageState, MessageStatus, SendJob
 
 from smsgate_api.errors import ApiError, busy, unavailable
-from smsgate_api.publisher import Ack, AckPublisher
 
 log = logging.getLogger("smsgate.api.queue")
 

@@ -13,12 +13,12 @@ import logging
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from smsgate import bus, subjects
+from smsgate.acks import AckPublisher
 from smsgate.config import Config
 
 from smsgate_api.auth import Authenticator
 from smsgate_api.errors import unavailable
 from smsgate_api.metrics import Metrics
-from smsgate_api.publisher import AckPublisher
 from smsgate_api.queue import JobQueue
 from smsgate_api.results import ResultInbox
 from smsgate_api.routing import PortTable

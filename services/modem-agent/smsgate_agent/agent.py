@@ -20,6 +20,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError
 from smsgate import bus, contracts, subjects
+from smsgate.acks import AckPublisher
 from smsgate.config import AgentPort, Config
 
 from smsgate_agent import discovery
@@ -48,7 +49,9 @@ class Agent:
         self.nc = nc = await bus.connect(self.config.nats, name=f"smsgate-agent-{self.name}")
         js = nc.jetstream()
         buckets = await bus.provision(js, self.config.nats)
-        publisher = Publisher(nc=nc, js=js, buckets=buckets, agent=self.name)
+        acks = AckPublisher(nc)
+        await acks.start()
+        publisher = Publisher(nc=nc, js=js, buckets=buckets, agent=self.name, acks=acks)
         for port in await self._ports():
             worker = PortWorker(self.config.agent, port, publisher, wake=self._wake)
             if await self._claim(worker, publisher):
@@ -99,6 +102,7 @@ class Agent:
         # Every job is settled by now; drain() would wait its full timeout on pull subscriptions.
         with contextlib.suppress(Exception):
             await nc.flush(timeout=2)
+        await acks.stop()
         await nc.close()
 
     async def _ports(self) -> list[AgentPort]:

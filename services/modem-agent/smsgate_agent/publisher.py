@@ -16,6 +16,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from smsgate import contracts, subjects
+from smsgate.acks import AckPublisher
 from smsgate.bus import Buckets
 
 log = logging.getLogger("smsgate.agent")
@@ -27,6 +28,7 @@ _KINDS: dict[type, str] = {
     contracts.PortEvent: "port",
 }
 _PORTS_PREFIX = f"$KV.{subjects.PORTS_BUCKET}."
+_MESSAGES_PREFIX = f"$KV.{subjects.MESSAGES_BUCKET}."
 
 
 @dataclass
@@ -35,14 +37,22 @@ class Publisher:
     js: JetStreamContext
     buckets: Buckets
     agent: str
+    acks: AckPublisher | None = None
 
     async def event(self, event: contracts.Event) -> None:
         """Publish durably (waits for the JetStream ack)."""
-        await self.js.publish(
+        await self._durable(
             subjects.event(_KINDS[type(event)], event.port),
             contracts.encode(event),
-            headers={"Nats-Msg-Id": event.event_id},
+            {"Nats-Msg-Id": event.event_id},
         )
+
+    async def _durable(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        if self.acks is None:
+            await self.js.publish(subject, payload, headers=headers or None)
+            return
+        # The shared ack inbox costs no inbox, timer or JSON parse of its own per publish.
+        await (await self.acks.publish(subject, payload, headers))
 
     async def event_nowait(self, event: contracts.Event) -> None:
         """Publish without waiting for the ack: for port changes, which the next beat repeats."""
@@ -97,7 +107,9 @@ class Publisher:
             return None
 
     async def put_status(self, status: contracts.MessageStatus) -> None:
-        await self.buckets.messages.put(subjects.message_key(status.id), contracts.encode(status))
+        await self._durable(
+            _MESSAGES_PREFIX + subjects.message_key(status.id), contracts.encode(status), {}
+        )
 
     async def port_state(self, state: contracts.PortState) -> None:
         """Write the port's live state without waiting for the ack: every beat rewrites it,

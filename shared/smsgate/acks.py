@@ -19,7 +19,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.errors import APIError, NoStreamResponseError
 
-log = logging.getLogger("smsgate.api.publisher")
+log = logging.getLogger("smsgate.acks")
 
 
 class _Error(msgspec.Struct):
