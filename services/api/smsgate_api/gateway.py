@@ -11,6 +11,7 @@ from starlette.responses import Response
 
 from smsgate_api import params, reports
 from smsgate_api.auth import basic_credentials
+from smsgate_api.body import read_body
 from smsgate_api.errors import ApiError
 from smsgate_api.params import ReportFormat
 from smsgate_api.sending import Submission, submit
@@ -24,7 +25,7 @@ async def _fields(request: Request) -> dict[str, str]:
     fields = params.parse_urlencoded(request.scope["query_string"])
     if request.method == "POST":
         content_type = request.headers.get("content-type", "").encode().lower()
-        body = await request.body()
+        body = await read_body(request)
         if body and (not content_type or content_type.startswith(_FORM)):
             params.parse_urlencoded(body, fields)  # the body wins over the query
     return fields

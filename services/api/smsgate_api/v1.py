@@ -26,6 +26,7 @@ from starlette.responses import Response
 
 from smsgate_api import params
 from smsgate_api.auth import User
+from smsgate_api.body import read_body
 from smsgate_api.errors import ApiError, bad_parameter, unavailable
 from smsgate_api.sending import Outcome, Submission, submit
 from smsgate_api.web import authenticated_user, instrument, json_error, json_response, runtime
@@ -109,7 +110,7 @@ async def send_message(request: Request) -> Response:
         user = await authenticated_user(request)
         if not api.http_to_sms:
             raise ApiError(403, "disabled", "sending over HTTP is switched off on this gateway")
-        body = _decode(await request.body(), SendRequest)
+        body = _decode(await read_body(request), SendRequest)
         if len(body.to) > api.max_recipients:
             raise bad_parameter(
                 f"too many recipients: {len(body.to)}; at most {api.max_recipients} per request"
@@ -208,7 +209,7 @@ async def port_action(request: Request) -> Response:
 async def ussd(request: Request) -> Response:
     try:
         user = await authenticated_user(request)
-        body = _decode(await request.body(), UssdBody)
+        body = _decode(await read_body(request), UssdBody)
         port = _port_for(request, user, body.port)
         command = UssdRequest(code=body.code, timeout=body.timeout)
         return await _control(
