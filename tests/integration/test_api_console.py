@@ -114,6 +114,8 @@ async def test_a_form_login_works_and_a_foreign_page_cannot_log_in(api: Api) -> 
     assert foreign.status_code == 403
     own = await api.client.post("/api/v1/session", json=LOGIN, headers={"Origin": "http://gateway"})
     assert own.status_code == 200
+    huge = await api.client.post("/api/v1/session", content=b"username=" + b"x" * 100_000)
+    assert huge.status_code == 413
 
 
 async def test_a_bad_cookie_asks_for_a_new_login_but_a_header_still_works(api: Api) -> None:

@@ -60,6 +60,7 @@ TICK = 1.0  # seconds between looks at the port table
 TRAFFIC_EVERY = 3  # ticks between traffic updates
 KEEPALIVE = 15.0
 _HEALTH_TTL = 1.0
+_LOGIN_MAX = 4096  # bytes of a login request body
 _PAGE_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
@@ -140,8 +141,22 @@ def _same_origin(request: Request) -> bool:
     return urllib.parse.urlsplit(origin).netloc == request.headers.get("host")
 
 
+async def _body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 beyond `limit` bytes (before reading it all)."""
+    length = request.headers.get("content-length", "")
+    too_large = ApiError(413, "too_large", f"the body is larger than {limit} bytes")
+    if length.isdigit() and int(length) > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
 async def _login_fields(request: Request) -> Login:
-    body = await request.body()
+    body = await _body(request, _LOGIN_MAX)
     if request.headers.get("content-type", "").startswith("application/json"):
         try:
             return msgspec.json.decode(body, type=Login)

@@ -210,7 +210,10 @@ def _console_paths() -> dict[str, Any]:
                     },
                 },
                 "responses": session
-                | {"403": _json("ErrorBody", "Sent from another site's page")}
+                | {
+                    "403": _json("ErrorBody", "Sent from another site's page"),
+                    "413": _json("ErrorBody", "The body is too large for a login"),
+                }
                 | _V1_ERRORS,
             },
             "delete": {
