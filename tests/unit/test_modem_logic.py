@@ -690,10 +690,19 @@ async def test_cdsi_reads_report_storage() -> None:
         await up(h)
         h.script.emit(b'\r\n+CDSI: "SR",1\r\n')
         await h.until(lambda: len(h.reports) == 1)
-        await h.until(lambda: h.script.commands[-1] == 'AT+CPMS="SM"')
-        tail = h.script.commands[-4:]
-        assert tail == ['AT+CPMS="SR"', "AT+CMGR=1", "AT+CMGD=1", 'AT+CPMS="SM"']
+        await h.until(lambda: h.script.commands[-1] == "AT+CMGD=1")
+        commands = h.script.commands
+        read = commands.index("AT+CMGR=1")
+        selected = [c for c in commands[:read] if c.startswith("AT+CPMS=")]
+        assert selected[-1] == 'AT+CPMS="SR"'  # read from the report storage
+        assert commands[read + 1] == "AT+CMGD=1"
         assert h.reports[0].message_reference == 42
+        # SR stays selected: the next report costs no AT+CPMS at all.
+        switches = sum(c.startswith("AT+CPMS=") for c in commands)
+        h.script.emit(b'\r\n+CDSI: "SR",1\r\n')
+        await h.until(lambda: len(h.reports) == 2)
+        await h.until(lambda: h.script.commands.count("AT+CMGD=1") == 2)
+        assert sum(c.startswith("AT+CPMS=") for c in h.script.commands) == switches
 
 
 async def test_direct_cds() -> None:

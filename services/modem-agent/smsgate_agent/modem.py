@@ -291,6 +291,7 @@ class Modem:
         self._info = ModemInfo()
         self._channel: AtChannel | None = None
         self._storage: str | None = None  # mem1/2/3 chosen at init
+        self._mem1: str | None = None  # what AT+CPMS last selected for reading; None: unknown
         self._storages: list[list[str]] = []
         self._reports: ReportsMode = "none"
         self._phase2plus = False  # +CSMS service 1: +CMT/+CDS need +CNMA
@@ -638,6 +639,7 @@ class Modem:
         if not chosen.ok:
             chosen = await self._at_busy(f'AT+CPMS="{storage}"')
         self._storage = storage if chosen.ok else None
+        self._mem1 = self._storage
 
     async def _choose_indications(self) -> None:
         for setting, reports in CNMI_CHOICES:
@@ -830,30 +832,30 @@ class Modem:
         return False  # an SMS-SUBMIT someone stored: not ours to touch
 
     async def _use_memory(self, memory: str) -> bool:
-        """Point the read/delete storage at `memory` (e.g. "SR" for reports)."""
-        if memory == (self._storage or memory):
-            return True
-        reply = await self._at(f'AT+CPMS="{memory}"')
-        return reply.ok
+        """Point the read/delete storage (mem1) at `memory` (e.g. "SR" for reports).
 
-    async def _restore_memory(self, memory: str) -> None:
-        if self._storage is not None and memory != self._storage:
-            await self._at(f'AT+CPMS="{self._storage}"')
+        It stays there: only reads and deletes use mem1, and each selects what it needs,
+        so a run of reports costs AT+CMGR and AT+CMGD each, not two AT+CPMS besides.
+        """
+        if self._storage is None or memory == self._mem1:
+            return True
+        self._mem1 = None  # unknown until the modem answers
+        reply = await self._at(f'AT+CPMS="{memory}"')
+        if reply.ok:
+            self._mem1 = memory
+        return reply.ok
 
     async def _read_stored(self, memory: str, index: int) -> None:
         """+CMTI / +CDSI: read, hand over, then delete."""
         if not await self._use_memory(memory):
             log.warning("%s: cannot select storage %s for index %d", self.name, memory, index)
             return
-        try:
-            reply = await self._at(f"AT+CMGR={index}")
-            if not reply.ok:
-                return  # gone already (read by a sweep) or an invalid index
-            for line in reply.with_prefix("+CMGR"):
-                if line.pdu is not None:
-                    await self._take_stored(memory, index, line.pdu)
-        finally:
-            await self._restore_memory(memory)
+        reply = await self._at(f"AT+CMGR={index}")
+        if not reply.ok:
+            return  # gone already (read by a sweep) or an invalid index
+        for line in reply.with_prefix("+CMGR"):
+            if line.pdu is not None:
+                await self._take_stored(memory, index, line.pdu)
 
     async def _sweep(self) -> None:
         """Read everything in storage: URCs get lost, and a crash leaves messages behind."""
@@ -863,16 +865,13 @@ class Modem:
         for memory in memories:
             if not await self._use_memory(memory):
                 continue
-            try:
-                reply = await self._at("AT+CMGL=4", wait=self._command_timeout * 3)
-                if not reply.ok:
-                    continue
-                for line in reply.with_prefix("+CMGL"):
-                    first = split_fields(line.args)[0]
-                    if line.pdu is not None and first.isdigit():
-                        await self._take_stored(memory, int(first), line.pdu)
-            finally:
-                await self._restore_memory(memory)
+            reply = await self._at("AT+CMGL=4", wait=self._command_timeout * 3)
+            if not reply.ok:
+                continue
+            for line in reply.with_prefix("+CMGL"):
+                first = split_fields(line.args)[0]
+                if line.pdu is not None and first.isdigit():
+                    await self._take_stored(memory, int(first), line.pdu)
 
     async def _take_stored(self, memory: str, index: int, pdu: str) -> None:
         key = (memory, index)

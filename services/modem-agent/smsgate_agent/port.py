@@ -44,6 +44,7 @@ class _Sent:
     """What a delivery report needs to know about a sent message."""
 
     job: contracts.SendJob
+    parts: list[contracts.PartResult]
 
 
 class PortWorker:
@@ -250,7 +251,7 @@ class PortWorker:
             self.last_error = None
             await self._finish(msg, job, contracts.SendStatus.SENT, None, outcome.parts)
             if job.status_report:
-                self.awaiting_report[job.id] = _Sent(job)
+                self.awaiting_report[job.id] = _Sent(job, outcome.parts)
                 # A report can beat the last +CMGS; the book then decides right here.
                 early = self.reports.expect(job.id, job.to, outcome.parts, now)
                 if early is not None:
@@ -415,40 +416,44 @@ class PortWorker:
             return
         job = sent.job
         state = DELIVERY_STATE.get(delivery.state, contracts.DeliveryState.FAILED)
-        await self.publisher.event(
-            contracts.DeliveryReport(
-                event_id=f"{job.id}:report",
-                port=self.name,
-                port_number=self.cfg.gateway_number,
-                imsi=self.modem.info.imsi,
-                time=contracts.utcnow(),
-                id=job.id,
-                caller_id=job.caller_id,
-                to=job.to,
-                state=state,
-                reason=delivery.reason,
-                status_code=delivery.status,
-                smsc_time=delivery.discharge_time,
-                user=job.user,
-            )
+        now = contracts.utcnow()
+        report = contracts.DeliveryReport(
+            event_id=f"{job.id}:report",
+            port=self.name,
+            port_number=self.cfg.gateway_number,
+            imsi=self.modem.info.imsi,
+            time=now,
+            id=job.id,
+            caller_id=job.caller_id,
+            to=job.to,
+            state=state,
+            reason=delivery.reason,
+            status_code=delivery.status,
+            smsc_time=delivery.discharge_time,
+            user=job.user,
         )
-        try:
-            previous = await self.publisher.status(job.id)
-        except Exception as exc:
-            log.warning("%s: status of %s not updated: %s", self.name, job.id, exc)
-            return
-        if previous is not None:
-            delivered = state == contracts.DeliveryState.DELIVERED
-            await self.publisher.put_status(
-                msgspec.structs.replace(
-                    previous,
-                    state=contracts.MessageState.DELIVERED
-                    if delivered
-                    else contracts.MessageState.UNDELIVERED,
-                    delivery=state,
-                    updated=contracts.utcnow(),
-                )
-            )
+        # The status this agent wrote when the message was sent, moved on by the report:
+        # built here rather than read back from the KV, and sent beside the event.
+        status = contracts.MessageStatus(
+            id=job.id,
+            to=job.to,
+            state=contracts.MessageState.DELIVERED
+            if state == contracts.DeliveryState.DELIVERED
+            else contracts.MessageState.UNDELIVERED,
+            port=self.name,
+            agent=self.publisher.agent,
+            parts=sent.parts,
+            delivery=state,
+            caller_id=job.caller_id,
+            user=job.user,
+            created=job.created,
+            updated=now,
+        )
+        event_failed, status_failed = await self.publisher.event_and_status(report, status)
+        if event_failed is not None:
+            raise event_failed
+        if status_failed is not None:
+            log.warning("%s: status of %s not updated: %s", self.name, job.id, status_failed)
 
 
 def _any_part_sent(outcome: SendOutcome) -> bool:

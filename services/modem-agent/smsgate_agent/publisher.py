@@ -6,9 +6,9 @@ crash publishes the same event id and JetStream's duplicate window drops the cop
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 
 import msgspec
@@ -48,11 +48,40 @@ class Publisher:
         )
 
     async def _durable(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        await (await self._begin(subject, payload, headers))
+
+    async def _begin(
+        self, subject: str, payload: bytes, headers: dict[str, str]
+    ) -> Awaitable[object]:
+        """Send now; the returned awaitable is the ack (or the whole publish, without acks)."""
         if self.acks is None:
-            await self.js.publish(subject, payload, headers=headers or None)
-            return
+            return self.js.publish(subject, payload, headers=headers or None)
         # The shared ack inbox costs no inbox, timer or JSON parse of its own per publish.
-        await (await self.acks.publish(subject, payload, headers))
+        return await self.acks.publish(subject, payload, headers)
+
+    async def event_and_status(
+        self, event: contracts.Event, status: contracts.MessageStatus
+    ) -> tuple[Exception | None, Exception | None]:
+        """Both durably, in one round trip and without a task each; what each failed with."""
+        pending = [
+            await self._begin(
+                subjects.event(_KINDS[type(event)], event.port),
+                contracts.encode(event),
+                {"Nats-Msg-Id": event.event_id},
+            ),
+            await self._begin(
+                _MESSAGES_PREFIX + subjects.message_key(status.id), contracts.encode(status), {}
+            ),
+        ]
+        outcomes: list[Exception | None] = []
+        for ack in pending:
+            try:
+                await ack
+            except Exception as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes[0], outcomes[1]
 
     async def event_nowait(self, event: contracts.Event) -> None:
         """Publish without waiting for the ack: for port changes, which the next beat repeats."""
@@ -85,7 +114,10 @@ class Publisher:
             updated=contracts.utcnow(),
         )
         # Both durable, neither depends on the other: one round trip, not two.
-        await asyncio.gather(self.event(result), self.put_status(status))
+        event_failed, status_failed = await self.event_and_status(result, status)
+        failure = event_failed or status_failed
+        if failure is not None:
+            raise failure
         if reply_to:
             await self.nc.publish(reply_to, contracts.encode(result))
 
