@@ -213,29 +213,33 @@ def finish_prompt(m: Modem, prompt: Prompt, payload: bytes) -> Reply | None:
     m.stats.pdus_received += 1
     if prompt.number is not None:
         pdu = _text_submit(m, prompt.number, payload)
+        submit = _submit(pdu, None)
     else:
         pdu = "".join(payload.decode("latin-1").split()).upper()
-        if not _valid_submit(pdu, prompt.length):
-            m.stats.pdus_malformed += 1
-            raise cms(codes.CMS_INVALID_PDU)
+        submit = _submit(pdu, prompt.length)
+    if submit is None:
+        m.stats.pdus_malformed += 1
+        raise cms(codes.CMS_INVALID_PDU)
     if prompt.kind == "write":
         memory = m.memories[m.cpms[1]]
         index = None if m.faults.storage_full else memory.store(pdu, prompt.stat)
         if index is None:
             raise cms(codes.CMS_MEMORY_FULL)
         return Reply([f"+CMGW: {index}"])
-    submit = decode(pdu)
-    assert isinstance(submit, Submit)
     send(m, submit, pdu_time=prompt.pdu_time)
     return None
 
 
-def _valid_submit(pdu: str, length: int | None) -> bool:
+def _submit(pdu: str, length: int | None) -> Submit | None:
+    """The SMS-SUBMIT in `pdu` if it decodes and its TPDU is `length` octets (when given)."""
     try:
         raw = bytes.fromhex(pdu)
-        return len(raw) > 1 and len(raw) - 1 - raw[0] == length and isinstance(decode(pdu), Submit)
+        if len(raw) < 2 or (length is not None and len(raw) - 1 - raw[0] != length):
+            return None
+        message = decode(pdu)
     except ValueError:  # PduError is one too
-        return False
+        return None
+    return message if isinstance(message, Submit) else None
 
 
 def _text_submit(m: Modem, number: str, payload: bytes) -> str:
