@@ -6,12 +6,12 @@ import random
 import typing
 
 import pytest
-from smsgate.config import SimConfig
+from smsgate.config import ConfigError, SimConfig
 from smsgate_sim.atcommand import Command, CommandError, Op, int_arg, parse_command, split_args
 from smsgate_sim.faults import Faults, FaultUpdate, garbage
 from smsgate_sim.network import digits, pick
 from smsgate_sim.profiles import PROFILES, profile
-from smsgate_sim.simulator import identity, luhn
+from smsgate_sim.simulator import Simulator, identity, luhn
 from smsgate_sim.storage import Memory, Stat, tpdu_length
 
 
@@ -122,3 +122,17 @@ def test_numbers_and_delays() -> None:
     assert pick(1.5, rng) == 1.5
     assert pick((2.0, 2.0), rng) == 2.0
     assert all(1.0 <= pick((1.0, 3.0), rng) <= 3.0 for _ in range(100))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"part_time": (3.0, 1.0)}, "sim.part_time"),
+        ({"profiles": {"lte-99": "huawei"}}, "no such ports"),
+        ({"prefix": "lte."}, "sim.prefix"),
+    ],
+)
+def test_simulator_rejects_impossible_config(changes: dict[str, object], message: str) -> None:
+    config = SimConfig(**changes)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=message):
+        Simulator(config)
