@@ -6,9 +6,10 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
 
-from smsgate.config import ConfigError, load
+from smsgate.config import ConfigError, SimConfig, load
 
 from .simulator import run_sim
 
@@ -24,8 +25,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run_sim(config))
+        asyncio.run(_until_signalled(config))
     return 0
+
+
+async def _until_signalled(config: SimConfig) -> None:
+    # SIGTERM cancels like Ctrl-C does, so the ptys, links and map file are cleaned up.
+    task = asyncio.current_task()
+    assert task is not None
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await run_sim(config)
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ class Modem:
         self.smsc = config.smsc  # lives on the SIM, so it survives a reset
         size = config.storage_size
         self.memories = {
-            name: Memory(name, size, profile.first_index) for name in ("SM", "ME", "SR")
+            memory: Memory(memory, size, profile.first_index) for memory in ("SM", "ME", "SR")
         }
         self._loop = asyncio.get_running_loop()
         self._timers: set[asyncio.TimerHandle] = set()
