@@ -259,7 +259,7 @@ async def test_sim_not_ready(sim: Simulator, line: Line) -> None:
 
 
 async def test_sim_needs_time_after_power_on() -> None:
-    async with Simulator(config(sim_ready_delay=1.0)) as sim:
+    async with Simulator(config(sim_ready_delay=2.0)) as sim:
         line = await Line.open(sim.devices["lte-1"])
         try:
             await quiet(line)
