@@ -72,6 +72,7 @@ def banner(api: str, user: Credentials, devices: dict[str, str], numbers: dict[s
     return f"""
 smsgate dev is running.
   API        {api}   (user {user.name!r}, password {user.password!r})
+  console    {api}/   (the same user)
   modems     {", ".join(f"{p}={numbers.get(p, '?')}" for p in sorted(devices))}
 
 Send an SMS (the gateway's own demo: a balance query to the carrier, who replies):
