@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:
+    from .modem import Modem
 
 ErrorKind = Literal["error", "unsupported", "cme", "cms"]
 
@@ -34,6 +38,21 @@ class Reply:
 
 
 OK = Reply()
+
+
+Handler = Callable[["Modem", Command], "Reply | None"]
+
+
+class Commands(dict[str, Handler]):
+    """Command name -> handler; `@commands.handles("+CSQ")` registers one."""
+
+    def handles(self, *names: str) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            for name in names:
+                self[name] = handler
+            return handler
+
+        return register
 
 
 class CommandError(Exception):

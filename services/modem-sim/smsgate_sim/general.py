@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import codes
 from .atcommand import (
     OK,
     Command,
+    Commands,
     Op,
     Reply,
     cme,
+    cms,
     int_arg,
     quoted,
     split_args,
@@ -22,29 +23,23 @@ from .atcommand import (
 if TYPE_CHECKING:
     from .modem import Modem
 
-Handler = Callable[["Modem", Command], Reply | None]
-HANDLERS: dict[str, Handler] = {}
+HANDLERS = Commands()
 REVISION = "SMSGATE-SIM 1.0"
 
 
-def handles(*names: str) -> Callable[[Handler], Handler]:
-    def register(handler: Handler) -> Handler:
-        for name in names:
-            HANDLERS[name] = handler
-        return handler
+# SIM state -> (+CME ERROR, +CMS ERROR) for commands that need a ready, unlocked SIM.
+_SIM_ERRORS = {
+    "BUSY": (codes.CME_SIM_BUSY, codes.CMS_SIM_BUSY),
+    "SIM PIN": (codes.CME_SIM_PIN_REQUIRED, codes.CMS_SIM_PIN_REQUIRED),
+    "SIM PUK": (12, 316),
+}
 
-    return register
 
-
-def require_sim(m: Modem) -> None:
-    """+CME ERROR for commands that need a ready, unlocked SIM."""
-    state = m.sim_state()
-    if state == "BUSY":
-        raise cme(codes.CME_SIM_BUSY)
-    if state == "SIM PIN":
-        raise cme(codes.CME_SIM_PIN_REQUIRED)
-    if state == "SIM PUK":
-        raise cme(12)
+def require_sim(m: Modem, *, sms: bool = False) -> None:
+    """Raise the +CME (or, for SMS commands, +CMS) error of a SIM that is not ready."""
+    errors = _SIM_ERRORS.get(m.sim_state())
+    if errors is not None:
+        raise cms(errors[1]) if sms else cme(errors[0])
 
 
 def only_exec(cmd: Command) -> None:
@@ -55,12 +50,12 @@ def only_exec(cmd: Command) -> None:
 # --------------------------------------------------------------------- V.250 basics
 
 
-@handles("")
+@HANDLERS.handles("")
 def at(m: Modem, cmd: Command) -> Reply:
     return OK
 
 
-@handles("Z", "&F")
+@HANDLERS.handles("Z", "&F")
 def factory(m: Modem, cmd: Command) -> Reply:
     if cmd.args not in ("", "0"):
         raise syntax_error()
@@ -68,7 +63,7 @@ def factory(m: Modem, cmd: Command) -> Reply:
     return OK
 
 
-@handles("E")
+@HANDLERS.handles("E")
 def echo(m: Modem, cmd: Command) -> Reply:
     if cmd.args not in ("", "0", "1"):
         raise syntax_error()
@@ -76,49 +71,49 @@ def echo(m: Modem, cmd: Command) -> Reply:
     return OK
 
 
-@handles("V")
+@HANDLERS.handles("V")
 def verbose(m: Modem, cmd: Command) -> Reply:
     if cmd.args != "1":
         raise syntax_error()  # numeric result codes (ATV0) are not simulated
     return OK
 
 
-@handles("Q", "&W", "H", "&C", "&D")
+@HANDLERS.handles("Q", "&W", "H", "&C", "&D")
 def accepted(m: Modem, cmd: Command) -> Reply:
     return OK
 
 
-@handles("S")
+@HANDLERS.handles("S")
 def s_register(m: Modem, cmd: Command) -> Reply:
     return Reply(["000"]) if cmd.op is Op.READ else OK
 
 
-@handles("I")
+@HANDLERS.handles("I")
 def information(m: Modem, cmd: Command) -> Reply:
     return Reply([m.profile.manufacturer, m.profile.model, f"Revision: {REVISION}"])
 
 
-@handles("+CGMI", "+GMI")
+@HANDLERS.handles("+CGMI", "+GMI")
 def manufacturer(m: Modem, cmd: Command) -> Reply:
     return Reply([m.profile.manufacturer]) if cmd.op is Op.EXEC else OK
 
 
-@handles("+CGMM", "+GMM")
+@HANDLERS.handles("+CGMM", "+GMM")
 def model(m: Modem, cmd: Command) -> Reply:
     return Reply([m.profile.model]) if cmd.op is Op.EXEC else OK
 
 
-@handles("+CGMR", "+GMR")
+@HANDLERS.handles("+CGMR", "+GMR")
 def revision(m: Modem, cmd: Command) -> Reply:
     return Reply([REVISION]) if cmd.op is Op.EXEC else OK
 
 
-@handles("+CGSN", "+GSN")
+@HANDLERS.handles("+CGSN", "+GSN")
 def imei(m: Modem, cmd: Command) -> Reply:
     return Reply([m.imei]) if cmd.op is Op.EXEC else OK
 
 
-@handles("+CMEE")
+@HANDLERS.handles("+CMEE")
 def cmee(m: Modem, cmd: Command) -> Reply:
     if cmd.op is Op.READ:
         return Reply([f"+CMEE: {m.cmee}"])
@@ -128,7 +123,7 @@ def cmee(m: Modem, cmd: Command) -> Reply:
     return OK
 
 
-@handles("+CSCS")
+@HANDLERS.handles("+CSCS")
 def charset(m: Modem, cmd: Command) -> Reply:
     if cmd.op is Op.READ:
         return Reply([f"+CSCS: {quoted(m.cscs)}"])
@@ -144,7 +139,7 @@ def charset(m: Modem, cmd: Command) -> Reply:
 # --------------------------------------------------------------------- SIM
 
 
-@handles("+CPIN")
+@HANDLERS.handles("+CPIN")
 def cpin(m: Modem, cmd: Command) -> Reply:
     if cmd.op is Op.TEST:
         return OK
@@ -166,7 +161,7 @@ def cpin(m: Modem, cmd: Command) -> Reply:
     return OK
 
 
-@handles("+CIMI")
+@HANDLERS.handles("+CIMI")
 def cimi(m: Modem, cmd: Command) -> Reply:
     if cmd.op is Op.TEST:
         return OK
@@ -175,7 +170,7 @@ def cimi(m: Modem, cmd: Command) -> Reply:
     return Reply([m.sim.imsi])
 
 
-@handles("+CCID", "+ICCID", "^ICCID")
+@HANDLERS.handles("+CCID", "+ICCID", "^ICCID")
 def iccid(m: Modem, cmd: Command) -> Reply:
     if cmd.op is Op.TEST:
         return OK
@@ -195,7 +190,7 @@ def iccid(m: Modem, cmd: Command) -> Reply:
 # --------------------------------------------------------------------- radio
 
 
-@handles("+CSQ")
+@HANDLERS.handles("+CSQ")
 def csq(m: Modem, cmd: Command) -> Reply:
     if cmd.op is Op.TEST:
         return Reply(["+CSQ: (0-31,99),(0-7,99)"])
@@ -219,22 +214,22 @@ def _registration(m: Modem, cmd: Command, prefix: str, attribute: str) -> Reply:
     return OK
 
 
-@handles("+CREG")
+@HANDLERS.handles("+CREG")
 def creg(m: Modem, cmd: Command) -> Reply:
     return _registration(m, cmd, "+CREG", "creg_n")
 
 
-@handles("+CEREG")
+@HANDLERS.handles("+CEREG")
 def cereg(m: Modem, cmd: Command) -> Reply:
     return _registration(m, cmd, "+CEREG", "cereg_n")
 
 
-@handles("+CGREG")
+@HANDLERS.handles("+CGREG")
 def cgreg(m: Modem, cmd: Command) -> Reply:
     return _registration(m, cmd, "+CGREG", "cgreg_n")
 
 
-@handles("+COPS")
+@HANDLERS.handles("+COPS")
 def cops(m: Modem, cmd: Command) -> Reply:
     operator, plmn = m.config.operator, m.sim.imsi[:5]
     if cmd.op is Op.TEST:
@@ -253,7 +248,7 @@ def cops(m: Modem, cmd: Command) -> Reply:
     return OK
 
 
-@handles("+CFUN")
+@HANDLERS.handles("+CFUN")
 def cfun(m: Modem, cmd: Command) -> Reply | None:
     if cmd.op is Op.TEST:
         return Reply(["+CFUN: (0,1,4),(0,1)"])
@@ -274,7 +269,7 @@ def cfun(m: Modem, cmd: Command) -> Reply | None:
     return OK
 
 
-@handles("^CURC")
+@HANDLERS.handles("^CURC")
 def curc(m: Modem, cmd: Command) -> Reply:
     if m.profile.name != "huawei":
         raise unsupported()
@@ -288,7 +283,7 @@ def curc(m: Modem, cmd: Command) -> Reply:
 # --------------------------------------------------------------------- USSD
 
 
-@handles("+CUSD")
+@HANDLERS.handles("+CUSD")
 def cusd(m: Modem, cmd: Command) -> Reply:
     if cmd.op is Op.TEST:
         return Reply(["+CUSD: (0-2)"])

@@ -30,8 +30,7 @@ from .storage import Memory, Stat
 if TYPE_CHECKING:
     from .network import Network
 
-Handler = Callable[["Modem", Command], Reply | None]
-HANDLERS: dict[str, Handler] = {**general.HANDLERS, **sms.HANDLERS}
+HANDLERS = {**general.HANDLERS, **sms.HANDLERS}
 
 SimState = Literal["READY", "SIM PIN", "SIM PUK", "BUSY"]
 _ESC = 0x1B

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -16,15 +15,25 @@ from smsgate_agent.pdu import (
     encode_submit,
 )
 
-from . import codes
-from .atcommand import OK, Command, Op, Reply, cms, int_arg, quoted, split_args, syntax_error
+from . import codes, general
+from .atcommand import (
+    OK,
+    Command,
+    Commands,
+    Op,
+    Reply,
+    cms,
+    int_arg,
+    quoted,
+    split_args,
+    syntax_error,
+)
 from .storage import ALL, STAT_BY_NAME, STAT_NAMES, Memory, Stat, Stored, tpdu_length
 
 if TYPE_CHECKING:
     from .modem import Modem
 
-Handler = Callable[["Modem", Command], Reply | None]
-HANDLERS: dict[str, Handler] = {}
+HANDLERS = Commands()
 _MAX_TPDU = 176  # 164 octets of SMS-SUBMIT plus slack; beyond that no modem prompts
 _READABLE = ("SM", "ME", "SR")
 _WRITABLE = ("SM", "ME")
@@ -42,30 +51,14 @@ class Prompt:
     pdu_time: float | None = None  # Unix time the first byte after the prompt arrived
 
 
-def handles(*names: str) -> Callable[[Handler], Handler]:
-    def register(handler: Handler) -> Handler:
-        for name in names:
-            HANDLERS[name] = handler
-        return handler
-
-    return register
-
-
 def require_sim(m: Modem) -> None:
-    """+CMS ERROR for SMS commands that need a ready, unlocked SIM."""
-    state = m.sim_state()
-    if state == "BUSY":
-        raise cms(codes.CMS_SIM_BUSY)
-    if state == "SIM PIN":
-        raise cms(codes.CMS_SIM_PIN_REQUIRED)
-    if state == "SIM PUK":
-        raise cms(316)
+    general.require_sim(m, sms=True)
 
 
 # --------------------------------------------------------------------- settings
 
 
-@handles("+CMGF")
+@HANDLERS.handles("+CMGF")
 def cmgf(m: Modem, cmd: Command) -> Reply:
     if cmd.op is Op.READ:
         return Reply([f"+CMGF: {int(m.text_mode)}"])
@@ -75,7 +68,7 @@ def cmgf(m: Modem, cmd: Command) -> Reply:
     return OK
 
 
-@handles("+CSMS")
+@HANDLERS.handles("+CSMS")
 def csms(m: Modem, cmd: Command) -> Reply:
     if cmd.op is Op.READ:
         return Reply(["+CSMS: 0,1,1,1"])
@@ -85,12 +78,12 @@ def csms(m: Modem, cmd: Command) -> Reply:
     return Reply(["+CSMS: 1,1,1"])
 
 
-@handles("+CNMA")
+@HANDLERS.handles("+CNMA")
 def cnma(m: Modem, cmd: Command) -> Reply:
     return OK
 
 
-@handles("+CSCA")
+@HANDLERS.handles("+CSCA")
 def csca(m: Modem, cmd: Command) -> Reply:
     if cmd.op is Op.TEST:
         return OK
@@ -105,7 +98,7 @@ def csca(m: Modem, cmd: Command) -> Reply:
     return OK
 
 
-@handles("+CSMP")
+@HANDLERS.handles("+CSMP")
 def csmp(m: Modem, cmd: Command) -> Reply:
     if cmd.op is Op.READ:
         return Reply(["+CSMP: " + ",".join(str(v) for v in m.csmp)])
@@ -118,7 +111,7 @@ def csmp(m: Modem, cmd: Command) -> Reply:
     return OK
 
 
-@handles("+CMMS")
+@HANDLERS.handles("+CMMS")
 def cmms(m: Modem, cmd: Command) -> Reply:
     if cmd.op is Op.READ:
         return Reply([f"+CMMS: {m.cmms}"])
@@ -128,7 +121,7 @@ def cmms(m: Modem, cmd: Command) -> Reply:
     return OK
 
 
-@handles("+CNMI")
+@HANDLERS.handles("+CNMI")
 def cnmi(m: Modem, cmd: Command) -> Reply:
     if cmd.op is Op.READ:
         return Reply(["+CNMI: " + ",".join(str(v) for v in m.cnmi)])
@@ -152,7 +145,7 @@ def _usage(m: Modem, memory: Memory) -> tuple[int, int]:
     return used, memory.size
 
 
-@handles("+CPMS")
+@HANDLERS.handles("+CPMS")
 def cpms(m: Modem, cmd: Command) -> Reply:
     if cmd.op is Op.TEST:
         return Reply(['+CPMS: ("SM","ME","SR"),("SM","ME"),("SM","ME")'])
@@ -180,7 +173,7 @@ def cpms(m: Modem, cmd: Command) -> Reply:
 # --------------------------------------------------------------------- sending
 
 
-@handles("+CMGS", "+CMGW")
+@HANDLERS.handles("+CMGS", "+CMGW")
 def cmgs(m: Modem, cmd: Command) -> Reply | None:
     kind: PromptKind = "send" if cmd.name == "+CMGS" else "write"
     if cmd.op is Op.TEST:
@@ -285,7 +278,7 @@ def _memory(m: Modem) -> Memory:
     return m.memories[m.cpms[0]]
 
 
-@handles("+CMGR")
+@HANDLERS.handles("+CMGR")
 def cmgr(m: Modem, cmd: Command) -> Reply:
     if cmd.op is Op.TEST:
         return OK
@@ -304,7 +297,7 @@ def cmgr(m: Modem, cmd: Command) -> Reply:
     return Reply(lines)
 
 
-@handles("+CMGL")
+@HANDLERS.handles("+CMGL")
 def cmgl(m: Modem, cmd: Command) -> Reply:
     if cmd.op is Op.TEST:
         names = ",".join(quoted(n) for n in STAT_BY_NAME) if m.text_mode else "0-4"
@@ -325,7 +318,7 @@ def cmgl(m: Modem, cmd: Command) -> Reply:
     return Reply(lines)
 
 
-@handles("+CMGD")
+@HANDLERS.handles("+CMGD")
 def cmgd(m: Modem, cmd: Command) -> Reply:
     memory = _memory(m)
     if cmd.op is Op.TEST:
