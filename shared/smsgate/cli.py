@@ -256,7 +256,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             asyncio.run(_until_signalled(lambda c, s: run_dev(c, s, options), config))
     except ConfigError as exc:
-        print(f"smsgate: {exc}", file=sys.stderr)
+        # Found while starting (a webhook URL, a listen address): still name the file.
+        where = f"{args.config}: " if args.config else ""
+        print(f"smsgate: {where}{exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

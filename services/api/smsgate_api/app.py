@@ -21,7 +21,7 @@ import msgspec
 import uvicorn
 import uvloop
 from nats.aio.client import Client
-from smsgate.config import Config
+from smsgate.config import Config, ConfigError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -179,7 +179,7 @@ def parse_listen(listen: str) -> tuple[str, int]:
     """`host:port` or `[v6]:port` into (host, port)."""
     host, _, port = listen.rpartition(":")
     if not host or not port.isdigit():
-        raise ValueError(f"api.listen must be host:port, not {listen!r}")
+        raise ConfigError(f"api.listen: must be host:port, not {listen!r}")
     return host.strip("[]"), int(port)
 
 
