@@ -26,6 +26,7 @@ log = logging.getLogger("smsgate.bus")
 DEAD_MAX_AGE = 30 * 86400.0
 # A retried request with the same Nats-Msg-Id inside this window is not queued twice.
 SEND_DUPLICATE_WINDOW = 3600.0
+SEND_MAX_CONSUMERS = 100_000  # ports in one farm, plus the shared consumer
 
 
 def _tls_context(config: NatsConfig) -> ssl.SSLContext | None:
@@ -88,6 +89,9 @@ def stream_configs(config: NatsConfig) -> list[StreamConfig]:
             max_msgs=config.send_max_msgs,
             discard=DiscardPolicy.NEW,  # a full queue refuses new work instead of dropping old
             duplicate_window=SEND_DUPLICATE_WINDOW,
+            # One durable consumer per port: nats-server 2.15 caps a stream that leaves
+            # this unset at 1000 consumers, which a 1024-port farm passes.
+            max_consumers=SEND_MAX_CONSUMERS,
         ),
         StreamConfig(
             name=subjects.EVENTS_STREAM,

@@ -24,7 +24,7 @@ from smsgate.acks import AckPublisher
 from smsgate.config import AgentPort, Config
 
 from smsgate_agent import discovery
-from smsgate_agent.port import PortWorker
+from smsgate_agent.port import PortWorker, inbound_part_keys
 from smsgate_agent.publisher import Publisher
 
 log = logging.getLogger("smsgate.agent")
@@ -68,8 +68,9 @@ class Agent:
             stream=subjects.SEND_STREAM,
             config=self._consumer_config(),
         )
+        part_keys = await inbound_part_keys(publisher.buckets.inbound_parts)
         for worker in self.workers:
-            await worker.restore_parts()
+            await worker.restore_parts(part_keys)
             pinned = await js.pull_subscribe(
                 subjects.send_port(worker.name),
                 durable=subjects.send_port_consumer(worker.name),

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import msgspec
 from nats.aio.msg import Msg
 from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.kv import KeyValue
 from smsgate import contracts
 from smsgate.config import AgentConfig, AgentPort
 
@@ -335,13 +336,15 @@ class PortWorker:
 
     # --- receiving ----------------------------------------------------------------------
 
-    async def restore_parts(self) -> None:
-        """Reload the parts of unfinished inbound messages kept across a restart."""
+    async def restore_parts(self, keys: list[str] | None = None) -> None:
+        """Reload the parts of unfinished inbound messages kept across a restart.
+
+        `keys`: the bucket's keys, listed once by the agent for all its ports (each
+        listing costs the KV stream a consumer, and a stream takes 1000 at most).
+        """
         kv = self.publisher.buckets.inbound_parts
-        try:
-            keys = await kv.keys()
-        except NoKeysError:
-            return
+        if keys is None:
+            keys = await inbound_part_keys(kv)
         for key in keys:
             if not key.startswith(f"{self.name}."):
                 continue
@@ -454,6 +457,14 @@ class PortWorker:
             raise event_failed
         if status_failed is not None:
             log.warning("%s: status of %s not updated: %s", self.name, job.id, status_failed)
+
+
+async def inbound_part_keys(kv: KeyValue) -> list[str]:
+    """Every key of the inbound-parts bucket (parts of messages not yet complete)."""
+    try:
+        return list(await kv.keys())
+    except NoKeysError:
+        return []
 
 
 def _any_part_sent(outcome: SendOutcome) -> bool:
