@@ -11,12 +11,18 @@ import msgspec
 
 # Never let a secret reach a log line, whatever a library decides to print.
 _SECRET = re.compile(r"(?i)((?:password|passwd|pwd|token|secret)=)[^&\s\"']*")
+# Credentials in a URL's user part: nats://user:password@host, or a token as nats://token@host.
+_URL_SECRET = re.compile(r"(?<![\w.-])([\w.%+-]+):[^\s@/'\"]+@|(://)[^\s:@/'\"]+@")
 
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
+def _mask_url(match: re.Match[str]) -> str:
+    return f"{match.group(1)}:***@" if match.group(1) else f"{match.group(2)}***@"
+
+
 def redact(text: str) -> str:
-    return _SECRET.sub(r"\1***", text)
+    return _URL_SECRET.sub(_mask_url, _SECRET.sub(r"\1***", text))
 
 
 class TextFormatter(logging.Formatter):

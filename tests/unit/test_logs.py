@@ -23,3 +23,19 @@ def test_secrets_are_redacted_in_text_and_json() -> None:
     assert entry["port"] == "lte-1"
     assert entry["level"] == "info"
     assert entry["logger"] == "smsgate.api"
+
+
+def test_credentials_in_urls_are_redacted() -> None:
+    lines = [
+        "nats reconnected to ParseResult(scheme='nats', netloc='agent:pw-1@10.0.0.1:4222')",
+        "cannot reach NATS at nats://agent:pw-1@10.0.0.1:4222,nats://t0ken@10.0.0.2:4222: x",
+        "connected to NATS at agent:pw-1@10.0.0.1:4222",
+    ]
+    for line in lines:
+        text = logs.redact(line)
+        assert "pw-1" not in text
+        assert "t0ken" not in text
+        assert "10.0.0.1:4222" in text
+    assert logs.redact("lte-1: sent to +4915112345678 at 12:30") == (
+        "lte-1: sent to +4915112345678 at 12:30"
+    )
