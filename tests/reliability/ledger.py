@@ -183,6 +183,8 @@ class Tally:
     resent: list[str]  # a part the network got more than once
     phantom: list[str]  # reported sent, but the network never got it
     unaccepted_results: int  # results for messages the client was refused (sent anyway)
+    retried: Counter[int]  # answers before the last try (503; 0 = no answer at all)
+    interrupted_on_network: int  # failed `interrupted`, but the network had taken the part
 
     def summary(self, scenario: str) -> str:
         failed = ", ".join(f"{n} {r!r}" for r, n in self.failed.most_common()) or "0"
@@ -190,7 +192,9 @@ class Tally:
             f"[{scenario}] accepted={self.accepted} sent={self.sent} failed: {failed}; "
             f"lost={len(self.lost)} duplicated={len(self.duplicated)} "
             f"resent={len(self.resent)} phantom={len(self.phantom)} "
-            f"unaccepted_results={self.unaccepted_results}"
+            f"unaccepted_results={self.unaccepted_results}; client retries after "
+            f"{dict(self.retried) or 'none'}; interrupted but on the network: "
+            f"{self.interrupted_on_network}"
         )
 
     def check(self, scenario: str) -> None:
@@ -211,7 +215,7 @@ def tally(
     accepted = [m for m in messages if m.accepted]
     on_network = Counter(part.text for part in network)
     mine = {m.id for m in messages}
-    sent = failed = 0
+    sent = interrupted_on_network = 0
     reasons: Counter[str] = Counter()
     phantom: list[str] = []
     for message in accepted:
@@ -221,8 +225,9 @@ def tally(
                 if on_network[message.text] == 0:
                     phantom.append(message.id)
             else:
-                failed += 1
                 reasons[_reason(result)] += 1
+                if result.reason == "interrupted" and on_network[message.text]:
+                    interrupted_on_network += 1
     return Tally(
         accepted=len(accepted),
         sent=sent,
@@ -233,6 +238,8 @@ def tally(
         phantom=phantom,
         unaccepted_results=sum(1 for m in messages if not m.accepted and m.id in results)
         + sum(1 for i in results if i not in mine),
+        retried=Counter(a for m in messages for a in m.answers if a != 200),
+        interrupted_on_network=interrupted_on_network,
     )
 
 
