@@ -31,6 +31,7 @@ log = logging.getLogger("smsgate.agent")
 
 PINNED_POLL = 2.0  # seconds a pinned pull request lingers on the server
 SWEEP_EVERY = 5.0  # how often a port that cannot send checks its pinned jobs' age
+BATCH_WAIT = 0.005  # seconds a batch fetch may wait when the queue turns out empty
 
 
 class Agent:
@@ -149,7 +150,14 @@ class Agent:
     # --- work distribution --------------------------------------------------------------
 
     async def _any_loop(self, sub: JetStreamContext.PullSubscription) -> None:
-        """Fetch shared work for exactly as many ports as are idle."""
+        """Fetch shared work for exactly as many ports as are idle.
+
+        nats-py's `fetch(n)` with n > 1 holds a pull open until n jobs came or it expires,
+        so on a quiet farm one job would wait out the timeout in the agent. While the
+        queue is empty this waits for one job at a time; once a fetch comes back full it
+        takes batches, which return at once while work is queued.
+        """
+        backlog = False
         while not self.stopping.is_set():
             idle = [w for w in self.workers if w.idle.is_set() and w.can_take()]
             if not idle:
@@ -158,14 +166,17 @@ class Agent:
                     async with asyncio.timeout(0.2):
                         await self._wake.wait()
                 continue
+            batch = len(idle) if backlog else 1
             try:
-                msgs = await sub.fetch(len(idle), timeout=1.0)
+                msgs = await sub.fetch(batch, timeout=BATCH_WAIT if batch > 1 else 1.0)
             except TimeoutError:
+                backlog = False
                 continue
             except Exception as exc:
                 log.warning("fetch from %s failed: %s", subjects.SEND_ANY, exc)
                 await asyncio.sleep(1.0)
                 continue
+            backlog = len(msgs) >= batch
             for msg in msgs:
                 taker = next((w for w in idle if w.idle.is_set() and w.can_take()), None)
                 if taker is None or self.stopping.is_set():
