@@ -63,18 +63,60 @@ def api_config(directory: Path, nats_url: str, port: int, workers: int) -> Path:
     return path
 
 
-def start_api(directory: Path, nats_url: str, workers: int) -> tuple[Proc, str]:
+def granian(target: str, port: int, workers: int, *, factory: bool = False) -> list[str]:
+    argv = [
+        str(Path(PYTHON).parent / "granian"),
+        "--interface",
+        "asgi",
+        "--loop",
+        "uvloop",
+        "--http",
+        "1",
+        "--no-ws",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+        "--working-dir",
+        str(ROOT),
+    ]
+    return [*argv, "--factory", target] if factory else [*argv, target]
+
+
+def start_api(
+    directory: Path, nats_url: str, workers: int, server: str = "uvicorn"
+) -> tuple[Proc, str]:
     port = free_port()
     path = api_config(directory, nats_url, port, workers)
-    proc = spawn(f"api-{workers}", [PYTHON, "-c", SERVE_API, str(path)], directory)
+    if server == "granian":
+        argv = granian("bench.granian_app:app", port, workers, factory=True)
+        env = {"SMSGATE_BENCH_CONFIG": str(path)}
+        proc = spawn(f"api-{workers}-granian", argv, directory, env=env)
+    else:
+        proc = spawn(f"api-{workers}", [PYTHON, "-c", SERVE_API, str(path)], directory)
     wait_port(port)
     url = f"http://127.0.0.1:{port}/sendsms?{QUERY}"
     _ready(url, proc)
     return proc, url
 
 
-def start_reference(directory: Path, nats_url: str, workers: int) -> tuple[Proc, str]:
+def start_reference(
+    directory: Path, nats_url: str, workers: int, server: str = "uvicorn"
+) -> tuple[Proc, str]:
     port = free_port()
+    if server == "granian":
+        argv = granian("bench.reference_app:app", port, workers)
+        proc = spawn(
+            f"reference-{workers}-granian", argv, directory, env={"SMSGATE_NATS_URL": nats_url}
+        )
+        wait_port(port)
+        url = f"http://127.0.0.1:{port}/sendsms?{QUERY}"
+        _ready(url, proc)
+        return proc, url
     argv = [
         PYTHON,
         "-m",
@@ -139,8 +181,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--no-kannel", action="store_true")
+    parser.add_argument(
+        "--server",
+        choices=["uvicorn", "granian"],
+        default="uvicorn",
+        help="HTTP server for both the API and the reference (granian: pip install granian)",
+    )
     args = parser.parse_args(argv)
-    load_before = note_load("api")
+    load_before = note_load("api" if args.server == "uvicorn" else f"api-{args.server}")
 
     rows: list[list[object]] = []
     summary: dict[int, tuple[Load, Load]] = {}
@@ -151,9 +199,9 @@ def main(argv: list[str] | None = None) -> None:
         nats.start()
         try:
             for workers in args.workers:
-                ref_proc, ref_url = start_reference(directory, nats.url, workers)
+                ref_proc, ref_url = start_reference(directory, nats.url, workers, args.server)
                 procs.append(ref_proc)
-                api_proc, api_url = start_api(directory, nats.url, workers)
+                api_proc, api_url = start_api(directory, nats.url, workers, args.server)
                 procs.append(api_proc)
                 refs: list[Load] = []
                 apis: list[Load] = []
@@ -189,7 +237,7 @@ def main(argv: list[str] | None = None) -> None:
 
     for workers, (ref, api) in summary.items():
         ratio = api.rps / ref.rps
-        rows.append([f"reference, {workers} worker(s)", *_cells(ref), "", ""])
+        rows.append([f"reference, {workers} worker(s), {args.server}", *_cells(ref), "", ""])
         targets = []
         if workers == 1:
             targets.append(f"≥ 0.8× reference: {ratio:.2f}× {verdict(ratio >= 0.8)}")
@@ -207,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
             )
         rows.append(
             [
-                f"**smsgate /sendsms, {workers} worker(s)**",
+                f"**smsgate /sendsms, {workers} worker(s), {args.server}**",
                 *_cells(api),
                 f"{ratio:.2f}×",
                 "<br>".join(targets),
@@ -222,8 +270,13 @@ def main(argv: list[str] | None = None) -> None:
         [
             f"wrk, 2 threads, 64 connections, {args.seconds:g} s per round after a "
             f"{args.warmup:g} s warm-up, {args.rounds} rounds alternating reference and API; "
-            "the median round is shown. Same nats-server (file store) for both; uvicorn with "
-            "uvloop + httptools, no access log, for both. The load generator shares the 2 cores.",
+            "the median round is shown. Same nats-server (file store) for both; "
+            + (
+                "uvicorn with uvloop + httptools, no access log, for both."
+                if args.server == "uvicorn"
+                else "granian (asgi, uvloop, HTTP/1) for both."
+            )
+            + " The load generator shares the 2 cores.",
             "",
             f"Request: `GET /sendsms?{QUERY}` (scrypt-hashed password in the config).",
             "",
@@ -236,8 +289,8 @@ def main(argv: list[str] | None = None) -> None:
         ]
     )
     write_section(
-        "api",
-        "1. API throughput: /sendsms vs reference (and 0. Kannel sendsms)",
+        "api" if args.server == "uvicorn" else f"api-{args.server}",
+        f"1. API throughput ({args.server}): /sendsms vs reference (and 0. Kannel sendsms)",
         body,
         command=command_line(),
     )

@@ -255,7 +255,7 @@ def machine() -> dict[str, str]:
             )
         ),
         "nats-server": _command_version([nats_server_binary(), "--version"], r"v([\d.]+)"),
-        "wrk": _command_version(["wrk", "-v"], r"wrk ([\d.]+)"),
+        "wrk": _command_version(["wrk", "-v"], r"wrk (\S+)"),
         "kannel": _command_version(
             ["bearerbox", "--version"], r"Kannel bearerbox version `([^']+)'"
         ),
