@@ -33,6 +33,7 @@ class Message:
     """One message as the client saw it."""
 
     id: str
+    port: str | None = None  # sent with `port=`, pinned to that port
     accepted: bool = False
     answers: list[int] = field(default_factory=list)  # HTTP status per try; 0: no answer
 
@@ -81,6 +82,7 @@ class Load:
                 "id": message.id,
                 "timeout": "0",
                 "dr": "1" if self.delivery_report else "0",
+                **({"port": message.port} if message.port else {}),
             }
         )
         loop = asyncio.get_running_loop()

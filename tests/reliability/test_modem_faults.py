@@ -20,6 +20,7 @@ from smsgate.embedded import EmbeddedNats
 from tests.integration.farm import agent_config, start_sim, until
 from tests.reliability.ledger import (
     Load,
+    Message,
     port_state,
     tally,
     until_async,
@@ -33,6 +34,8 @@ NOISY, STORMY = "lte-4", "lte-5"
 TAKEN_OUT = {HUNG, UNPLUGGED, OFF_NETWORK}  # down until the fault clears
 FAULTY = {*TAKEN_OUT, ERRORS}
 REJECTED = 21  # +CMS ERROR: 21, short message transfer rejected: permanent
+CMS_500 = "+CMS ERROR: 500 (unknown error)"
+PINNED = 8  # messages a customer pinned to the port with the error burst
 
 
 async def test_modem_faults_under_load(
@@ -44,8 +47,8 @@ async def test_modem_faults_under_load(
     sim = await start_sim(ports=16, transport="tcp", part_time=(0.03, 0.06), sent_log=5000)
     sim.set_fault(NOISY, garbage_rate=0.3)
     sim.set_fault(STORMY, urc_rate=0.6)
-    # Each refused try costs the port seconds (the modem's retry pause): start the burst early,
-    # so that the port fails often enough to be parked while the load lasts.
+    # Each refused try costs the port seconds (the modem's retry pause). Jobs pinned to it by
+    # a customer keep it trying (and failing) whatever the rest of the load does.
     sim.set_fault(ERRORS, send_error=500, send_error_rate=1.0)
     policy = SendPolicy(min_interval=0, jitter=0, park_after_failures=3, park_seconds=2.0)
     agent = agent_config(
@@ -68,6 +71,7 @@ async def test_modem_faults_under_load(
         api = procs.start("api", "api", api_config(nats, [ApiUser(name=USER, password=PASSWORD)]))
         await wait_ready(api)
         load = Load.of(api.url, USER, PASSWORD, "fault", 800)
+        load.messages[:0] = [Message(f"pinned{i:02d}", port=ERRORS) for i in range(PINNED)]
         running = asyncio.create_task(load.run())
         await until(lambda: len(sim.sent()) >= 100, "load under way", 60)
         sim.set_fault(HUNG, hung=True)
@@ -105,7 +109,7 @@ async def test_modem_faults_under_load(
     by_port = Counter(r[0].port for r in results.values() if r[0].status == "sent")
     print(f"[modem faults] sent per port: {dict(sorted(by_port.items()))}")
     assert alive
-    assert books.accepted == 800
+    assert books.accepted == 800 + PINNED
     assert not load.server_errors
     failed = [r[0] for r in results.values() if r[0].status == "failed"]
     assert all(r.reason for r in failed)
@@ -113,8 +117,11 @@ async def test_modem_faults_under_load(
     unexpected = [
         (r.port, r.reason)
         for r in failed
-        if r.port != REFUSED and not (r.reason or "").startswith("outcome unknown")
+        if r.port not in (REFUSED, ERRORS) and not (r.reason or "").startswith("outcome unknown")
     ]
+    # A pinned job cannot go elsewhere: during the burst it fails, with the modem's reason.
+    pinned = [r for r in failed if r.port == ERRORS and r.id.startswith("pinned")]
+    assert all(r.reason == CMS_500 for r in pinned)
     assert not unexpected
     assert sum(1 for r in failed if r.port == REFUSED) <= 5
     # Noise and chatter cost nothing; the healthy ports carried most of the load.
