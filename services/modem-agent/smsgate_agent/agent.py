@@ -44,6 +44,7 @@ class Agent:
         self.workers: list[PortWorker] = []
         self.nc: Client | None = None
         self._wake = asyncio.Event()
+        self._handling: set[str] = set()  # ids of the jobs the ports hold now
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then drain: finish in-flight sends and exit."""
@@ -54,7 +55,9 @@ class Agent:
         await acks.start()
         publisher = Publisher(nc=nc, js=js, buckets=buckets, agent=self.name, acks=acks)
         for port in await self._ports():
-            worker = PortWorker(self.config.agent, port, publisher, wake=self._wake)
+            worker = PortWorker(
+                self.config.agent, port, publisher, wake=self._wake, handling=self._handling
+            )
             if await self._claim(worker, publisher):
                 self.workers.append(worker)
         background: list[asyncio.Task[Any]] = []

@@ -58,6 +58,7 @@ class PortWorker:
         publisher: Publisher,
         *,
         wake: asyncio.Event | None = None,
+        handling: set[str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.agent = agent
@@ -78,6 +79,8 @@ class PortWorker:
         self.idle = asyncio.Event()
         self.changed = asyncio.Event()  # wakes the loops when availability changes
         self.wake = wake or asyncio.Event()  # tells the agent's fetcher this port is idle
+        # Ids of the jobs this agent's ports hold now (shared by the agent's workers).
+        self.handling = handling if handling is not None else set()
         self.disabled = not port.enabled
         self.draining = False
         self.busy = False
@@ -206,6 +209,14 @@ class PortWorker:
             await self.publisher.dead_letter(msg.subject, f"malformed job: {exc}", msg.data)
             await msg.term()
             return
+        if job.id in self.handling:
+            # Handed out again (NATS was away for longer than ack_wait) while another port of
+            # this agent holds it: that port settles it. Calling it `interrupted` here would
+            # override the result it holds.
+            with contextlib.suppress(Exception):
+                await msg.nak(delay=self.agent.ack_wait)
+            return
+        self.handling.add(job.id)
         self.busy = True
         await self.publish_state()
         progress = asyncio.create_task(_keep_alive(msg, self.agent.ack_wait / 3))
@@ -216,6 +227,7 @@ class PortWorker:
             # written): the job comes back after ack_wait and the marker decides its fate.
             log.warning("%s: message %s left for redelivery: %s", self.name, job.id, exc)
         finally:
+            self.handling.discard(job.id)
             progress.cancel()
             self.busy = False
             await self.publish_state()
