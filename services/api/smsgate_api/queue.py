@@ -39,6 +39,7 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 from smsgate import contracts, subjects
 from smsgate.acks import Ack, AckPublisher
+from smsgate.bus import SEND_DUPLICATE_WINDOW
 from smsgate.contracts import MessageState, MessageStatus, SendJob
 
 from smsgate_api.errors import ApiError, busy, unavailable
@@ -48,6 +49,7 @@ log = logging.getLogger("smsgate.api.queue")
 _WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream: the KV key already exists
 _KV_PREFIX = f"$KV.{subjects.MESSAGES_BUCKET}."
 _CREATE_HEADERS = {Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: "0"}
+_WINDOW_MARGIN = 60.0  # seconds: publish again only well inside the duplicate window
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +79,19 @@ def queued_status(job: SendJob) -> MessageStatus:
         created=job.created,
         updated=job.created,
     )
+
+
+def _unconfirmed(status: MessageStatus | None) -> bool:
+    """A repeat whose job may never have reached the stream, and can safely be sent again.
+
+    An id still `queued` may be all that is left of an attempt whose publish failed while
+    NATS was away, its claim not released either. Within the duplicate window JetStream
+    drops a second copy of a job that did arrive, so publishing again cannot queue it twice.
+    """
+    if status is None or status.state is not MessageState.QUEUED:
+        return False
+    age = (contracts.utcnow() - status.created).total_seconds()
+    return age < SEND_DUPLICATE_WINDOW - _WINDOW_MARGIN
 
 
 def _refusal(exc: BaseException) -> ApiError:
@@ -128,12 +143,23 @@ class JobQueue:
                     headers=_CREATE_HEADERS,
                 )
         fresh = [(job, subject) for job, subject in jobs if job.id not in repeats]
+        again = [(job, subject) for job, subject in jobs if _unconfirmed(repeats.get(job.id))]
         try:
+            await self._publish_again(again)
             await self._publish_all(fresh)
         except QueueRefused:
             await self._release([job.id for job, _ in fresh])
             raise
         return [Queued(job, repeats.get(job.id)) for job, _ in jobs]
+
+    async def _publish_again(self, jobs: Sequence[tuple[SendJob, str]]) -> None:
+        """Publish repeats under their own Nats-Msg-Id: JetStream keeps one copy either way."""
+        items = [
+            (subject, contracts.encode(job), {Header.MSG_ID.value: job.id}) for job, subject in jobs
+        ]
+        failures = [r for r in await self._send(items) if not isinstance(r, Ack)]
+        if failures:
+            raise QueueRefused(_refusal(failures[0]))
 
     async def _acks(self, futures: list[asyncio.Future[Ack]]) -> list[Ack | BaseException]:
         # The futures resolve together (the publisher times out lost acks), so awaiting
