@@ -31,7 +31,6 @@ log = logging.getLogger("smsgate.agent")
 
 PINNED_POLL = 2.0  # seconds a pinned pull request lingers on the server
 SWEEP_EVERY = 5.0  # how often a port that cannot send checks its pinned jobs' age
-BATCH_WAIT = 0.005  # seconds a batch fetch may wait when the queue turns out empty
 
 
 class Agent:
@@ -156,11 +155,11 @@ class Agent:
         """Fetch shared work for exactly as many ports as are idle.
 
         nats-py's `fetch(n)` with n > 1 holds a pull open until n jobs came or it expires,
-        so on a quiet farm one job would wait out the timeout in the agent. While the
-        queue is empty this waits for one job at a time; once a fetch comes back full it
-        takes batches, which return at once while work is queued.
+        so on a quiet farm one job would wait out the timeout in the agent. So a batch
+        asks for no more than the server said were waiting behind the last job (its
+        `num_pending`), which it hands over at once; with none waiting, one job at a time.
         """
-        backlog = False
+        pending = 0
         while not self.stopping.is_set():
             idle = [w for w in self.workers if w.idle.is_set() and w.can_take()]
             if not idle:
@@ -169,17 +168,17 @@ class Agent:
                     async with asyncio.timeout(0.2):
                         await self._wake.wait()
                 continue
-            batch = len(idle) if backlog else 1
+            batch = max(1, min(len(idle), pending))
             try:
-                msgs = await sub.fetch(batch, timeout=BATCH_WAIT if batch > 1 else 1.0)
+                msgs = await sub.fetch(batch, timeout=1.0)
             except TimeoutError:
-                backlog = False
+                pending = 0
                 continue
             except Exception as exc:
                 log.warning("fetch from %s failed: %s", subjects.SEND_ANY, exc)
                 await asyncio.sleep(1.0)
                 continue
-            backlog = len(msgs) >= batch
+            pending = _pending_after(msgs)
             for msg in msgs:
                 taker = next((w for w in idle if w.idle.is_set() and w.can_take()), None)
                 if taker is None or self.stopping.is_set():
@@ -289,6 +288,16 @@ class Agent:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.agent.heartbeat):
                     await self.stopping.wait()
+
+
+def _pending_after(msgs: list[Msg]) -> int:
+    """How many jobs the server said were still waiting after the last one fetched."""
+    if not msgs:
+        return 0
+    try:
+        return int(msgs[-1].metadata.num_pending)
+    except Exception:  # not a JetStream delivery (cannot happen) or unparsable metadata
+        return 0
 
 
 async def run_agent(config: Config, stop: asyncio.Event) -> None:
