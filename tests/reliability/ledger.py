@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import httpx
 import msgspec
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
@@ -111,8 +112,30 @@ class Load:
         return Counter(a for m in self.messages for a in m.answers if a >= 500 and a != 503)
 
 
-async def stream_events(js: JetStreamContext, kind: str) -> list[tuple[int, contracts.Event]]:
-    """Every event of `kind` the SMS_EVENTS stream holds, with its stream sequence."""
+# What NATS raises while a server restarts or a cluster elects new leaders: ask again.
+NOT_YET = (NatsError, TimeoutError)
+
+
+async def stream_events(
+    js: JetStreamContext, kind: str, limit: float = 30.0
+) -> list[tuple[int, contracts.Event]]:
+    """Every event of `kind` the SMS_EVENTS stream holds, with its stream sequence.
+
+    Asked again while NATS cannot answer (a cluster electing leaders), up to `limit` s.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while True:
+        try:
+            async with asyncio.timeout(max(1.0, deadline - loop.time())):
+                return await _read_events(js, kind)
+        except NOT_YET as exc:
+            if loop.time() >= deadline:
+                raise AssertionError(f"could not read the {kind} events: {exc!r}") from None
+            await asyncio.sleep(0.5)
+
+
+async def _read_events(js: JetStreamContext, kind: str) -> list[tuple[int, contracts.Event]]:
     info = await js.stream_info(subjects.EVENTS_STREAM)
     if info.state.messages == 0:
         return []
@@ -127,18 +150,17 @@ async def stream_events(js: JetStreamContext, kind: str) -> list[tuple[int, cont
     )
     events: list[tuple[int, contracts.Event]] = []
     try:
-        async with asyncio.timeout(30):
-            while True:
-                pending = (await sub.consumer_info()).num_pending or 0
-                if pending == 0:
-                    break
-                with contextlib.suppress(NatsTimeoutError, TimeoutError):
-                    for msg in await sub.fetch(min(pending, 1000), timeout=1.0):
-                        event = contracts.decode_event(msg.data)
-                        events.append((msg.metadata.sequence.stream, event))
+        while True:
+            pending = (await sub.consumer_info()).num_pending or 0
+            if pending == 0:
+                return events
+            with contextlib.suppress(NatsTimeoutError, TimeoutError):
+                for msg in await sub.fetch(min(pending, 1000), timeout=1.0):
+                    event = contracts.decode_event(msg.data)
+                    events.append((msg.metadata.sequence.stream, event))
     finally:
-        await sub.unsubscribe()
-    return events
+        with contextlib.suppress(*NOT_YET):
+            await sub.unsubscribe()
 
 
 async def stream_results(js: JetStreamContext) -> dict[str, list[contracts.SendResult]]:
@@ -156,16 +178,18 @@ async def until_results(
     """Wait (bounded) until the stream holds a result for every id; return all results."""
     wanted = set(ids)
     results: dict[str, list[contracts.SendResult]] = {}
+
+    async def complete() -> bool:
+        nonlocal results
+        results = await stream_results(js)
+        return wanted <= results.keys()
+
     try:
-        async with asyncio.timeout(limit):
-            while True:
-                results = await stream_results(js)
-                if wanted <= results.keys():
-                    return results
-                await asyncio.sleep(0.5)
-    except TimeoutError:
+        await until_async(complete, "results", limit)
+    except AssertionError:
         missing = sorted(wanted - results.keys())
         raise AssertionError(f"{len(missing)} messages without a result: {missing[:20]}") from None
+    return results
 
 
 def _reason(result: contracts.SendResult) -> str:
@@ -250,10 +274,19 @@ def port_state(value: bytes | None) -> contracts.PortState:
 
 
 async def until_async(check: Callable[[], Awaitable[bool]], what: str, limit: float) -> None:
-    """Wait until `await check()` holds (it asks NATS, say); fail naming `what` at the bound."""
-    try:
-        async with asyncio.timeout(limit):
-            while not await check():  # noqa: ASYNC110 - the state is in NATS, not here
-                await asyncio.sleep(0.1)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
+    """Wait until `await check()` holds (it asks NATS, say); fail naming `what` at the bound.
+
+    A check that NATS cannot answer yet counts as not holding yet.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while True:
+        try:
+            async with asyncio.timeout(max(0.1, deadline - loop.time())):
+                if await check():
+                    return
+        except NOT_YET:
+            pass
+        if loop.time() >= deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
