@@ -158,3 +158,13 @@ def int_arg(
 
 def quoted(text: str) -> str:
     return f'"{text}"'
+
+
+def int_setting(m: Modem, cmd: Command, prefix: str, attribute: str, high: int) -> Reply:
+    """A 0..high setting such as `AT+CMEE`: read it, list its range, or set it."""
+    if cmd.op is Op.READ:
+        return Reply([f"{prefix}: {getattr(m, attribute)}"])
+    if cmd.op is Op.TEST:
+        return Reply([f"{prefix}: (0-{high})"])
+    setattr(m, attribute, int_arg(split_args(cmd.args), 0, 0, high, default=0))
+    return OK

@@ -14,6 +14,7 @@ from .atcommand import (
     cme,
     cms,
     int_arg,
+    int_setting,
     quoted,
     split_args,
     syntax_error,
@@ -115,12 +116,7 @@ def imei(m: Modem, cmd: Command) -> Reply:
 
 @HANDLERS.handles("+CMEE")
 def cmee(m: Modem, cmd: Command) -> Reply:
-    if cmd.op is Op.READ:
-        return Reply([f"+CMEE: {m.cmee}"])
-    if cmd.op is Op.TEST:
-        return Reply(["+CMEE: (0-2)"])
-    m.cmee = int_arg(split_args(cmd.args), 0, 0, 2, default=0)
-    return OK
+    return int_setting(m, cmd, "+CMEE", "cmee", 2)
 
 
 @HANDLERS.handles("+CSCS")

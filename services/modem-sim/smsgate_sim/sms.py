@@ -24,6 +24,7 @@ from .atcommand import (
     Reply,
     cms,
     int_arg,
+    int_setting,
     quoted,
     split_args,
     syntax_error,
@@ -113,12 +114,7 @@ def csmp(m: Modem, cmd: Command) -> Reply:
 
 @HANDLERS.handles("+CMMS")
 def cmms(m: Modem, cmd: Command) -> Reply:
-    if cmd.op is Op.READ:
-        return Reply([f"+CMMS: {m.cmms}"])
-    if cmd.op is Op.TEST:
-        return Reply(["+CMMS: (0-2)"])
-    m.cmms = int_arg(split_args(cmd.args), 0, 0, 2, default=0)
-    return OK
+    return int_setting(m, cmd, "+CMMS", "cmms", 2)
 
 
 @HANDLERS.handles("+CNMI")
