@@ -24,13 +24,16 @@ from smsgate.acks import AckPublisher
 from smsgate.config import AgentPort, Config
 
 from smsgate_agent import discovery
-from smsgate_agent.port import PortWorker, inbound_part_keys
+from smsgate_agent.port import IdlePorts, PortWorker, inbound_part_keys
 from smsgate_agent.publisher import Publisher
 
 log = logging.getLogger("smsgate.agent")
 
-PINNED_POLL = 2.0  # seconds a pinned pull request lingers on the server
+# Seconds a port's pull for its own jobs lingers on the server: a pull outlives the jobs
+# the port sends meanwhile, so a long one costs fewer requests per message.
+PINNED_POLL = 30.0
 SWEEP_EVERY = 5.0  # how often a port that cannot send checks its pinned jobs' age
+STATE_FLUSH = 0.5  # seconds: how stale a port's busy/ready in the KV may be
 
 
 class Agent:
@@ -42,7 +45,7 @@ class Agent:
         self.stopping = asyncio.Event()
         self.workers: list[PortWorker] = []
         self.nc: Client | None = None
-        self._wake = asyncio.Event()
+        self._idle = IdlePorts()
         self._handling: set[str] = set()  # ids of the jobs the ports hold now
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -55,7 +58,7 @@ class Agent:
         publisher = Publisher(nc=nc, js=js, buckets=buckets, agent=self.name, acks=acks)
         for port in await self._ports():
             worker = PortWorker(
-                self.config.agent, port, publisher, wake=self._wake, handling=self._handling
+                self.config.agent, port, publisher, idle_ports=self._idle, handling=self._handling
             )
             if await self._claim(worker, publisher):
                 self.workers.append(worker)
@@ -91,6 +94,8 @@ class Agent:
         await stop.wait()
         log.info("agent %s draining", self.name)
         self.stopping.set()
+        for worker in self.workers:
+            worker.poke()
         await asyncio.gather(*senders, return_exceptions=True)
         for task in background:
             task.cancel()
@@ -160,15 +165,15 @@ class Agent:
         `num_pending`), which it hands over at once; with none waiting, one job at a time.
         """
         pending = 0
+        idle = self._idle
         while not self.stopping.is_set():
-            idle = [w for w in self.workers if w.idle.is_set() and w.can_take()]
-            if not idle:
-                self._wake.clear()
+            if not idle.ports:
+                idle.wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(0.2):
-                        await self._wake.wait()
+                    async with asyncio.timeout(1.0):
+                        await idle.wake.wait()
                 continue
-            batch = max(1, min(len(idle), pending))
+            batch = max(1, min(len(idle.ports), pending))
             try:
                 msgs = await sub.fetch(batch, timeout=1.0)
             except TimeoutError:
@@ -180,12 +185,11 @@ class Agent:
                 continue
             pending = _pending_after(msgs)
             for msg in msgs:
-                taker = next((w for w in idle if w.idle.is_set() and w.can_take()), None)
-                if taker is None or self.stopping.is_set():
+                taker = None if self.stopping.is_set() else idle.take()
+                if taker is None:
                     await msg.nak()
                     continue
-                taker.idle.clear()
-                taker.inbox.put_nowait((msg, False))
+                taker.offer(msg, pinned=False)
 
     async def _pinned_loop(
         self, worker: PortWorker, sub: JetStreamContext.PullSubscription
@@ -203,7 +207,6 @@ class Agent:
                     async with asyncio.timeout(SWEEP_EVERY):
                         await worker.idle.wait()
                 continue
-            self._wake.set()
             try:
                 msgs = await sub.fetch(1, timeout=PINNED_POLL)
             except TimeoutError:
@@ -213,13 +216,12 @@ class Agent:
                 await asyncio.sleep(1.0)
                 continue
             for msg in msgs:
-                if not worker.idle.is_set() or not worker.inbox.empty():
+                if not worker.idle.is_set() or worker.inbox:
                     # Shared work reached the port while this fetch was out: a second job in
                     # its inbox would never be taken (a port takes work only when it is empty).
                     await msg.nak()
                     continue
-                worker.idle.clear()
-                worker.inbox.put_nowait((msg, True))
+                worker.offer(msg, pinned=True)
 
     async def _expire_pinned(
         self, worker: PortWorker, sub: JetStreamContext.PullSubscription
@@ -259,7 +261,7 @@ class Agent:
                 worker.policy.parked_until = 0.0
             else:
                 worker.draining = True
-            worker.changed.set()
+            worker.poke()
             await worker.publish_state()
             log.info("port %s: %s", worker.name, command.action)
             reply = contracts.ControlReply(ok=True, state=worker.state())
@@ -278,15 +280,25 @@ class Agent:
         await nc.subscribe(subjects.ussd(worker.name), cb=on_ussd)
 
     async def _heartbeat_loop(self) -> None:
+        """Every port's state each heartbeat; in between, the busy/ready flips as they come."""
+        beat = self.config.agent.heartbeat
+        next_beat = 0.0
+        loop = asyncio.get_running_loop()
         while not self.stopping.is_set():
-            for worker in self.workers:
-                await worker.publish_state(force=True)
-                try:
-                    await worker.expire_parts()
-                except Exception as exc:
-                    log.warning("%s: expiring inbound parts failed: %s", worker.name, exc)
+            if loop.time() >= next_beat:
+                next_beat = loop.time() + beat
+                for worker in self.workers:
+                    await worker.publish_state(force=True)
+                    try:
+                        await worker.expire_parts()
+                    except Exception as exc:
+                        log.warning("%s: expiring inbound parts failed: %s", worker.name, exc)
+            else:
+                for worker in self.workers:
+                    if worker.state_dirty:
+                        await worker.flush_state()
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.config.agent.heartbeat):
+                async with asyncio.timeout(min(STATE_FLUSH, beat)):
                     await self.stopping.wait()
 
 

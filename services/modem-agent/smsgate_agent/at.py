@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import re
 import time
@@ -60,6 +61,7 @@ BARE_URCS = frozenset(
 _PREFIX = re.compile(r"^([+^$%#*][A-Za-z0-9_]+)")
 _HEX = re.compile(r"^(?:[0-9A-Fa-f]{2})+$")
 _CMD_PREFIX = re.compile(r"(?:^AT|;)\s*([+^$%#][A-Za-z0-9_]+)", re.IGNORECASE)
+_PROMPTED = re.compile(r"^AT\+CMG[SW]=", re.IGNORECASE)
 
 
 class Status(StrEnum):
@@ -143,11 +145,16 @@ class Command:
         complete_on: str | None = None,
     ) -> Command:
         """A command whose expected prefixes are read from its text (`AT+CSQ` -> `+CSQ`)."""
-        if prefixes is None:
-            prefixes = {m.group(1).upper() for m in _CMD_PREFIX.finditer(text)}
+        expected = _prefixes_of(text) if prefixes is None else frozenset(map(str.upper, prefixes))
         if prompt is None:
-            prompt = bool(re.match(r"^AT\+CMG[SW]=", text, re.IGNORECASE))
-        return cls(text, frozenset(p.upper() for p in prefixes), prompt, complete_on)
+            prompt = _PROMPTED.match(text) is not None
+        return cls(text, expected, prompt, complete_on)
+
+
+@functools.lru_cache(maxsize=1024)
+def _prefixes_of(text: str) -> frozenset[str]:
+    # A farm sends the same few commands all day (AT+CMGR=<i>, AT+CMGS=<n>): parse once.
+    return frozenset(m.group(1).upper() for m in _CMD_PREFIX.finditer(text))
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,15 +251,18 @@ def _is_registration_reply(args: str) -> bool:
     return len(fields) >= 2 and fields[0].isdigit() and fields[1].isdigit()
 
 
+_CONTROL = bytes(range(0x20)) + b"\x7f"
+
+
 def _clean(raw: bytes) -> str:
     # Junk before a line (a glitch, a modem waking up) must not hide the `OK` behind it,
     # so leading bytes outside printable ASCII go; control bytes (Ctrl-Z of an echoed
-    # PDU) go everywhere.
+    # PDU) go everywhere. They never occur inside a UTF-8 sequence, so they can go
+    # before decoding.
     start = 0
     while start < len(raw) and not 0x20 <= raw[start] < 0x7F:
         start += 1
-    text = raw[start:].decode("utf-8", errors="replace")
-    return "".join(ch for ch in text if ch >= " " and ch != "\x7f").strip()
+    return raw[start:].translate(None, _CONTROL).decode("utf-8", errors="replace").strip()
 
 
 @dataclass(slots=True)

@@ -80,9 +80,9 @@ class ModemStatus(StrEnum):
     DOWN = "down"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ModemInfo:
-    """What is known about the modem now; `on_state` gets a copy on every change."""
+    """What is known about the modem: a snapshot, replaced (never changed) on every change."""
 
     status: ModemStatus = ModemStatus.DOWN
     imsi: str | None = None
@@ -314,7 +314,7 @@ class Modem:
 
     @property
     def info(self) -> ModemInfo:
-        return dataclasses.replace(self._info)
+        return self._info
 
     @property
     def ready(self) -> bool:
@@ -325,12 +325,11 @@ class Modem:
         return info.registration is None or info.registration in ("home", "roaming", "unknown")
 
     def _update(self, **changes: object) -> None:
-        before = dataclasses.replace(self._info)
-        for key, value in changes.items():
-            setattr(self._info, key, value)
-        if self._info != before:
+        info = dataclasses.replace(self._info, **changes)  # type: ignore[arg-type]
+        if info != self._info:
+            self._info = info
             try:
-                self._on_state(dataclasses.replace(self._info))
+                self._on_state(info)
             except Exception:
                 log.exception("%s: state handler failed", self.name)
 

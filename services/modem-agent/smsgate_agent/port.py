@@ -7,8 +7,9 @@ import contextlib
 import hashlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import msgspec
 from nats.aio.msg import Msg
@@ -40,6 +41,34 @@ DELIVERY_STATE = {
 }
 
 
+# Busy and ready alternate with every message: not an event, and written to the KV by the
+# agent's state loop (at most every STATE_FLUSH seconds), not twice per message.
+ROUTINE = {contracts.PortStatus.BUSY, contracts.PortStatus.READY}
+
+
+@dataclass
+class IdlePorts:
+    """The agent's ports that wait for shared work, in the order they became idle."""
+
+    ports: dict[str, PortWorker] = field(default_factory=dict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(self, worker: PortWorker) -> None:
+        self.ports[worker.name] = worker
+        self.wake.set()
+
+    def discard(self, worker: PortWorker) -> None:
+        self.ports.pop(worker.name, None)
+
+    def take(self) -> PortWorker | None:
+        """The port idle longest that can still take a job; ports that cannot are dropped."""
+        while self.ports:
+            worker = self.ports.pop(next(iter(self.ports)))
+            if worker.can_take():
+                return worker
+        return None
+
+
 @dataclass
 class _Sent:
     """What a delivery report needs to know about a sent message."""
@@ -57,13 +86,14 @@ class PortWorker:
         port: AgentPort,
         publisher: Publisher,
         *,
-        wake: asyncio.Event | None = None,
+        idle_ports: IdlePorts | None = None,
         handling: set[str] | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.agent = agent
         self.cfg = port
         self.name = port.name
+        self.number = port.gateway_number  # the gateway API's port number
         self.publisher = publisher
         self.clock = clock
         self.policy = PortPolicy(effective(agent.policy, port.policy))
@@ -75,10 +105,10 @@ class PortWorker:
             on_report=self._on_report,
             on_state=self._on_modem_state,
         )
-        self.inbox: asyncio.Queue[tuple[Msg, bool]] = asyncio.Queue()
-        self.idle = asyncio.Event()
-        self.changed = asyncio.Event()  # wakes the loops when availability changes
-        self.wake = wake or asyncio.Event()  # tells the agent's fetcher this port is idle
+        self.inbox: deque[tuple[Msg, bool]] = deque()  # (job, pinned): one at a time
+        self.idle = asyncio.Event()  # set while the port waits for a job
+        self.idle_ports = idle_ports if idle_ports is not None else IdlePorts()
+        self._waiter: asyncio.Future[None] | None = None  # the send loop's pause
         # Ids of the jobs this agent's ports hold now (shared by the agent's workers).
         self.handling = handling if handling is not None else set()
         self.disabled = not port.enabled
@@ -91,6 +121,7 @@ class PortWorker:
         self.awaiting_report: dict[str, _Sent] = {}
         self._last_status: contracts.PortStatus | None = None
         self._last_imsi: str | None = None
+        self.state_dirty = False  # a routine change (busy/ready) not yet in the KV
 
     # --- availability -------------------------------------------------------------------
 
@@ -106,14 +137,14 @@ class PortWorker:
         return contracts.PortStatus.READY
 
     def can_take(self) -> bool:
-        return self.status() == contracts.PortStatus.READY and self.inbox.empty()
+        return not self.inbox and self.status() == contracts.PortStatus.READY
 
     def state(self) -> contracts.PortState:
         info: ModemInfo = self.modem.info
         blocked = self.policy.blocked(self.clock())
         return contracts.PortState(
             port=self.name,
-            port_number=self.cfg.gateway_number,
+            port_number=self.number,
             agent=self.publisher.agent,
             device=self.cfg.device,
             status=self.status(),
@@ -128,23 +159,32 @@ class PortWorker:
             received=self.received,
             sent_today=self.policy.sent_today,
             daily_cap=self.policy.policy.daily_cap,
-            queue=self.inbox.qsize(),
+            queue=len(self.inbox),
             last_error=blocked or info.last_error or self.last_error,
             updated=contracts.utcnow(),
             heartbeat_interval=self.agent.heartbeat,
         )
 
     async def publish_state(self, *, force: bool = False) -> None:
-        """Write the port's state to the KV; a status change also becomes a port event."""
-        state = self.state()
+        """Write the port's state to the KV when it changed; a change becomes a port event.
+
+        Busy/ready flips only mark the state dirty: `flush_state` writes it soon after.
+        """
+        status = self.status()
+        imsi = self.modem.info.imsi
         change = None
-        if state.status != self._last_status:
-            change = state.status.value
-        elif state.imsi != self._last_imsi and self._last_imsi is not None:
+        if status != self._last_status:
+            if self._last_status in ROUTINE and status in ROUTINE:
+                self.state_dirty = True
+            else:
+                change = status.value
+        elif imsi != self._last_imsi and self._last_imsi is not None:
             change = "sim changed"
         if change is None and not force:
             return
+        state = self.state()
         self._last_status, self._last_imsi = state.status, state.imsi or self._last_imsi
+        self.state_dirty = False
         try:
             await self.publisher.port_state(state)
             if change is not None:
@@ -162,44 +202,75 @@ class PortWorker:
         except Exception as exc:
             log.warning("%s: port state not published: %s", self.name, exc)
 
+    async def flush_state(self) -> None:
+        """Write a busy/ready flip that is still so (a port busy again is not rewritten)."""
+        self.state_dirty = False
+        if self.status() != self._last_status:
+            await self.publish_state(force=True)
+
     def _on_modem_state(self, info: ModemInfo) -> None:
-        self.changed.set()
+        self.poke()
 
     # --- the send loop ------------------------------------------------------------------
 
     async def run(self, stopping: asyncio.Event) -> None:
-        """Wait until this port can send, announce it idle, send what arrives."""
+        """Wait until this port can send, announce it idle, send what arrives.
+
+        One future is the whole wait: `offer()` (a job), `poke()` (availability changed or
+        the agent stops) or a timer resolves it, so waiting costs no task per message.
+        """
         while not stopping.is_set():
             await self.publish_state()
             wait = self.policy.wait(self.clock())
             if wait > 0:
-                await _sleep_or(stopping, wait)
+                await self._pause(wait)
                 continue
-            if not self.can_take():
-                self.idle.clear()
-                self.changed.clear()
-                await _sleep_or(stopping, 1.0, self.changed)
+            if not self.inbox:
+                if self.status() != contracts.PortStatus.READY:
+                    self._set_idle(False)
+                    await self._pause(1.0)
+                    continue
+                self._set_idle(True)
+                await self._pause(None)
                 continue
-            self.idle.set()
-            self.wake.set()
-            get = asyncio.ensure_future(self.inbox.get())
-            stop = asyncio.ensure_future(stopping.wait())
-            changed = asyncio.ensure_future(self.changed.wait())
-            await asyncio.wait({get, stop, changed}, return_when=asyncio.FIRST_COMPLETED)
-            stop.cancel()
-            changed.cancel()
-            if not get.done():
-                get.cancel()
-                self.changed.clear()
-                continue
-            self.idle.clear()
-            msg, pinned = get.result()
+            self._set_idle(False)
+            msg, pinned = self.inbox.popleft()
             await self.handle(msg, pinned=pinned)
-        self.idle.clear()
+        self._set_idle(False)
         # Jobs handed to us but not started go back at once for another port.
-        while not self.inbox.empty():
-            msg, _ = self.inbox.get_nowait()
+        while self.inbox:
+            msg, _ = self.inbox.popleft()
             await msg.nak()
+
+    def offer(self, msg: Msg, *, pinned: bool) -> None:
+        """Hand this idle port a job (the agent's fetchers call this)."""
+        self._set_idle(False)
+        self.inbox.append((msg, pinned))
+        self.poke()
+
+    def poke(self) -> None:
+        """Wake the send loop to look again: a job came, availability changed, or stop."""
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def _pause(self, seconds: float | None) -> None:
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        timer = loop.call_later(seconds, self.poke) if seconds is not None else None
+        try:
+            await waiter
+        finally:
+            if timer is not None:
+                timer.cancel()
+
+    def _set_idle(self, idle: bool) -> None:
+        if idle:
+            self.idle.set()
+            self.idle_ports.add(self)
+        elif self.idle.is_set():
+            self.idle.clear()
+            self.idle_ports.discard(self)
 
     async def handle(self, msg: Msg, *, pinned: bool) -> None:
         """Send one job and make sure it ends in exactly one result (or goes back)."""
@@ -219,7 +290,7 @@ class PortWorker:
         self.handling.add(job.id)
         self.busy = True
         await self.publish_state()
-        progress = asyncio.create_task(_keep_alive(msg, self.agent.ack_wait / 3))
+        progress = _KeepAlive(msg, self.agent.ack_wait / 3)
         try:
             await self._send(msg, job, pinned=pinned)
         except Exception as exc:
@@ -233,7 +304,9 @@ class PortWorker:
             await self.publish_state()
 
     async def _send(self, msg: Msg, job: contracts.SendJob, *, pinned: bool) -> None:
-        previous = await self.publisher.status(job.id)
+        # Only a job handed out before can have been sent before: a first delivery skips
+        # the look at its at-most-once marker (one KV read per message saved).
+        previous = await self.publisher.status(job.id) if _redelivered(msg) else None
         if previous is not None and previous.state in FINAL:
             await msg.ack()  # done before; the ack was lost
             return
@@ -295,7 +368,7 @@ class PortWorker:
         result = contracts.SendResult(
             event_id=f"{job.id}:result",
             port=self.name,
-            port_number=self.cfg.gateway_number,
+            port_number=self.number,
             imsi=self.modem.info.imsi,
             time=contracts.utcnow(),
             id=job.id,
@@ -402,7 +475,7 @@ class PortWorker:
             contracts.InboundSms(
                 event_id=f"{digest}:inbound",
                 port=self.name,
-                port_number=self.cfg.gateway_number,
+                port_number=self.number,
                 imsi=self.modem.info.imsi,
                 time=contracts.utcnow(),
                 id=digest,
@@ -435,7 +508,7 @@ class PortWorker:
         report = contracts.DeliveryReport(
             event_id=f"{job.id}:report",
             port=self.name,
-            port_number=self.cfg.gateway_number,
+            port_number=self.number,
             imsi=self.modem.info.imsi,
             time=now,
             id=job.id,
@@ -488,19 +561,40 @@ def _part_key(port: str, part: InboundPart) -> str:
     return f"{port}.{sender}.{part.reference}.{part.total}.{part.sequence}"
 
 
-async def _keep_alive(msg: Msg, every: float) -> None:
-    """Tell JetStream the job is still being worked on while a slow modem sends it."""
-    while True:
-        await asyncio.sleep(every)
-        with contextlib.suppress(Exception):
-            await msg.in_progress()
-
-
-async def _sleep_or(stopping: asyncio.Event, seconds: float, *more: asyncio.Event) -> None:
-    waits: list[Awaitable[object]] = [stopping.wait(), *(e.wait() for e in more)]
-    tasks = [asyncio.ensure_future(w) for w in waits]
+def _redelivered(msg: Msg) -> bool:
+    """Whether JetStream handed this job out before (unknown counts as yes)."""
     try:
-        await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
+        return int(msg.metadata.num_delivered) > 1
+    except Exception:  # not a JetStream delivery, or metadata it cannot parse
+        return True
+
+
+class _KeepAlive:
+    """Tells JetStream the job is still being worked on while a slow modem sends it.
+
+    A timer, not a task: most jobs finish long before the first tick.
+    """
+
+    def __init__(self, msg: Msg, every: float) -> None:
+        self._msg = msg
+        self._every = every
+        self._loop = asyncio.get_running_loop()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(every, self._tick)
+
+    def _tick(self) -> None:
+        task = self._loop.create_task(self._progress())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._timer = self._loop.call_later(self._every, self._tick)
+
+    async def _progress(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._msg.in_progress()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task in self._tasks:
             task.cancel()
