@@ -503,3 +503,61 @@ async def test_jobs_carry_what_the_agent_needs(api: Api) -> None:
     assert isinstance(job, SendJob)
     assert (job.id, job.caller_id, job.user, job.port) == ("full", "full", "smsuser", None)
     assert job.port_wait == 300.0
+
+
+# --- the answer itself: headers, and the same answer with or without middleware ----------
+
+
+async def test_answer_headers(api: Api) -> None:
+    ok = await api.client.get(f"/sendsms?{CREDS}&phonenumber=10086&message=hi&report=String")
+    assert ok.status_code == 200
+    assert ok.headers["content-type"] == "text/plain; charset=utf-8"
+    assert int(ok.headers["content-length"]) == len(ok.content)
+    wrong = await api.client.get("/sendsms?username=smsuser&password=no&phonenumber=1&message=x")
+    assert wrong.status_code == 401
+    assert wrong.headers["www-authenticate"] == 'Basic realm="smsgate"'
+    assert wrong.headers["content-type"] == "application/json"
+
+
+async def test_nats_down_answer_asks_to_retry(nats_bus: Bus) -> None:
+    config = api_config(NatsConfig(url=f"nats://127.0.0.1:{free_port()}"))
+    app = create_app(config)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+            response = await client.get(f"/sendsms?{CREDS}&phonenumber=10086&message=hi")
+            assert response.status_code == 503
+            assert response.headers["retry-after"] == "5"
+
+
+@pytest.mark.parametrize("cors", [False, True])
+async def test_same_answer_with_or_without_middleware(nats_bus: Bus, cors: bool) -> None:
+    # Without CORS the app answers /sendsms itself (raw ASGI); with it, through the router.
+    async with running_api(nats_bus, api_config(nats_bus.config, cors=cors)) as api:
+        response = await api.client.get(
+            f"/sendsms?{CREDS}&phonenumber=10086&message=hi&id=mw-{cors}",
+            headers={"Origin": "http://app.example"},
+        )
+        assert response.status_code == 200
+        assert response.headers["content-type"] == "application/json"
+        record = decode_json(response.content)["report"]["0"]
+        assert (record["id"], record["result"]) == (f"mw-{cors}", "sending")
+        assert ("access-control-allow-origin" in response.headers) is cors
+        wrong = await api.client.get("/sendsms?username=smsuser&password=no&phonenumber=1")
+        assert wrong.status_code == 401
+        assert "www-authenticate" in wrong.headers
+        text = (await api.client.get("/metrics")).text
+        assert 'smsgate_api_requests_total{route="/sendsms",outcome="ok"} 1' in text
+        assert 'smsgate_api_requests_total{route="/sendsms",outcome="rejected"} 1' in text
+
+
+async def test_generated_id_is_queued_in_the_status_api(api: Api) -> None:
+    status, body = await send(api, f"{CREDS}&phonenumber=10086&message=hi")
+    assert status == 200
+    message_id = decode_json(body)["report"]["0"]["id"]
+    token = base64.b64encode(f"smsuser:{PASSWORD}".encode()).decode()
+    response = await api.client.get(
+        f"/api/v1/messages/{message_id}", headers={"Authorization": f"Basic {token}"}
+    )
+    assert response.status_code == 200
+    assert decode_json(response.content)["state"] == "queued"

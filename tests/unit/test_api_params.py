@@ -25,6 +25,24 @@ def test_utf8_and_bad_utf8() -> None:
         params.parse_urlencoded(b"message=%FF")
 
 
+def test_raw_bad_utf8_names_the_parameter() -> None:
+    # No percent sign: the whole-string fast path gives way to the per-pair one.
+    with pytest.raises(ApiError, match="'message' is not valid UTF-8"):
+        params.parse_urlencoded(b"username=u&message=\xff")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"a=1&B=2", b"&&a=&=x&b", b" Message =hi&onenumber=1&phonenummer=2", b"x=1&x=2",
+     "message=你好&id=7".encode()],
+)  # fmt: skip
+def test_plain_and_encoded_forms_decode_alike(data: bytes) -> None:
+    # The fast path (nothing encoded) against the per-pair path, which one '%' forces.
+    slow = params.parse_urlencoded(data + b"&zz=%41")
+    assert slow.pop("zz") == "A"
+    assert params.parse_urlencoded(data) == slow
+
+
 def test_body_fields_override() -> None:
     fields = params.parse_urlencoded(b"message=a")
     params.parse_urlencoded(b"message=b", fields)

@@ -56,6 +56,10 @@ def test_message_ids() -> None:
     generated = message_ids(None, 2)
     assert len(set(generated)) == 2
     assert all(len(i) == 32 for i in generated)
+    # Drawn in blocks: still unique, still 32 hex digits, across many blocks.
+    many = message_ids(None, 1000)
+    assert len(set(many) | set(generated)) == 1002
+    assert all(len(i) == 32 and int(i, 16) >= 0 for i in many)
 
 
 def test_access_log_redaction() -> None:

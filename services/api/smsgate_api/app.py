@@ -74,7 +74,8 @@ class ApiApp(Starlette):
 
     `/sendsms` skips Starlette's middleware and router (when CORS is off): each time a
     request waits for NATS, every frame of that stack is suspended and resumed again,
-    and the gateway endpoint already turns every error into its own response.
+    and the gateway endpoint already turns every error into its own response. It also
+    answers with raw ASGI messages, without Request and Response objects.
     """
 
     runtime: ApiRuntime
@@ -87,13 +88,7 @@ class ApiApp(Starlette):
             and scope["path"] == "/sendsms"
             and scope["method"] in _GATEWAY_METHODS
         ):
-            scope["app"] = self
-            try:
-                response = await gateway.sendsms(Request(scope, receive))
-            except Exception:
-                log.exception("unexpected error in /sendsms")
-                response = Response(b"internal error", status_code=500, media_type="text/plain")
-            await response(scope, receive, send)
+            await gateway.serve(self.runtime, scope, receive, send)
             return
         await super().__call__(scope, receive, send)
 

@@ -2,8 +2,9 @@
 
 Passwords are stored as `scrypt:<salt hex>:<hash hex>` (hashlib.scrypt, n=2**14, r=8,
 p=1). A plain value is accepted with a start-up warning. A successful scrypt check is
-remembered as a keyed digest of the password, so a busy integration that sends its
-credentials with every request costs one HMAC, not one scrypt, per request.
+remembered as a keyed digest (BLAKE2b) of the name and password, so a busy integration
+that sends its credentials with every request costs one keyed hash, not one scrypt, per
+request; a wrong password never matches the remembered digest.
 """
 
 from __future__ import annotations
@@ -213,7 +214,10 @@ class Authenticator:
         return [name for name, stored in self._stored.items() if not is_hashed(stored)]
 
     def _digest(self, name: str, password: str) -> bytes:
-        return hmac.new(self._key, f"{name}\0{password}".encode(), hashlib.sha256).digest()
+        # Keyed BLAKE2b is a MAC in its own right, and a third of the cost of HMAC-SHA256.
+        return hashlib.blake2b(
+            f"{name}\0{password}".encode(), key=self._key, digest_size=32
+        ).digest()
 
     async def login(self, client: str, username: str | None, password: str | None) -> User:
         """The user these credentials belong to; 401 when wrong, 429 when throttled."""

@@ -2,53 +2,81 @@
 
 Credentials come from `username`/`password` (query or form) or HTTP Basic. Every error
 answers in the requested report format with a fitting HTTP status.
+
+`serve` answers with raw ASGI messages: it is the app's fast path (see `ApiApp`), where
+integrations send their whole traffic. `sendsms` is the same endpoint as a Starlette
+route, used when CORS middleware has to see the request.
 """
 
 from __future__ import annotations
 
+import logging
+import time
+
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
 from smsgate_api import params, reports
 from smsgate_api.auth import basic_credentials
 from smsgate_api.body import read_body
 from smsgate_api.errors import ApiError
 from smsgate_api.params import ReportFormat
+from smsgate_api.runtime import ApiRuntime
 from smsgate_api.sending import Submission, submit
-from smsgate_api.web import client, instrument, runtime
 
+log = logging.getLogger("smsgate.api")
+
+ROUTE = "/sendsms"
 _FORM = b"application/x-www-form-urlencoded"
 _DEFAULTS = {f.value: f for f in ReportFormat}
+_CONTENT_TYPES = {
+    form: [(b"content-type", media.encode())] for form, media in reports.MEDIA_TYPES.items()
+}
+_INTERNAL_ERROR = b"internal error"
 
 
-async def _fields(request: Request) -> dict[str, str]:
-    fields = params.parse_urlencoded(request.scope["query_string"])
-    if request.method == "POST":
-        content_type = request.headers.get("content-type", "").encode().lower()
-        body = await read_body(request)
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+def _client(scope: Scope) -> str:
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+async def _fields(scope: Scope, receive: Receive) -> dict[str, str]:
+    fields = params.parse_urlencoded(scope["query_string"])
+    if scope["method"] == "POST":
+        content_type = (_header(scope, b"content-type") or "").encode().lower()
+        body = await read_body(Request(scope, receive))
         if body and (not content_type or content_type.startswith(_FORM)):
             params.parse_urlencoded(body, fields)  # the body wins over the query
     return fields
 
 
-@instrument("/sendsms")
-async def sendsms(request: Request) -> Response:
-    rt = runtime(request)
+async def answer(
+    rt: ApiRuntime, scope: Scope, receive: Receive
+) -> tuple[int, ReportFormat, bytes, dict[str, str]]:
+    """(status, report format, body, extra headers) for one `/sendsms` request."""
     api = rt.config.api
     form = _DEFAULTS[api.default_report]
     message = ""
     try:
-        fields = await _fields(request)
+        fields = await _fields(scope, receive)
         message = fields.get("message", "")
         form = params.report_format(fields, api.default_report)
         if not api.http_to_sms:
             raise ApiError(403, "disabled", "sending over HTTP is switched off on this gateway")
         username, password = fields.get("username"), fields.get("password")
         if username is None and password is None:
-            basic = basic_credentials(request.headers.get("authorization"))
+            basic = basic_credentials(_header(scope, b"authorization"))
             if basic is not None:
                 username, password = basic
-        user = await rt.auth.login(client(request), username, password)
+        user = await rt.auth.login(_client(scope), username, password)
         checked = params.send_params(
             fields,
             max_recipients=api.max_recipients,
@@ -68,12 +96,39 @@ async def sendsms(request: Request) -> Response:
             ),
         )
     except ApiError as error:
-        return Response(
-            reports.render_error(form, message, error.message),
-            status_code=error.status,
-            headers=error.headers,
-            media_type=reports.MEDIA_TYPES[form],
-        )
-    return Response(
-        reports.render(form, checked.message, outcomes), media_type=reports.MEDIA_TYPES[form]
-    )
+        return error.status, form, reports.render_error(form, message, error.message), error.headers
+    return 200, form, reports.render(form, checked.message, outcomes), {}
+
+
+async def serve(rt: ApiRuntime, scope: Scope, receive: Receive, send: Send) -> None:
+    """Answer one `/sendsms` request with raw ASGI messages (no Request or Response objects)."""
+    started = time.perf_counter()
+    try:
+        status, form, body, extra = await answer(rt, scope, receive)
+        headers = [(b"content-length", str(len(body)).encode()), *_CONTENT_TYPES[form]]
+        for name, value in extra.items():
+            headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+    except Exception:
+        log.exception("unexpected error in /sendsms")
+        status, body = 500, _INTERNAL_ERROR
+        headers = [
+            (b"content-length", str(len(body)).encode()),
+            (b"content-type", b"text/plain; charset=utf-8"),
+        ]
+    try:
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+    finally:
+        rt.metrics.request(ROUTE, status, time.perf_counter() - started)
+
+
+async def sendsms(request: Request) -> Response:
+    """The same endpoint as a Starlette route (when middleware must see it)."""
+    rt: ApiRuntime = request.scope["app"].runtime
+    started = time.perf_counter()
+    status = 500
+    try:
+        status, form, body, extra = await answer(rt, request.scope, request.receive)
+        return Response(body, status, extra, reports.MEDIA_TYPES[form])
+    finally:
+        rt.metrics.request(ROUTE, status, time.perf_counter() - started)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import unquote_to_bytes
 
+import msgspec
 from smsgate_agent.pdu import count_segments
 
 from smsgate_api.errors import bad_parameter
@@ -52,6 +52,19 @@ def _decode(raw: bytes, name: str) -> str:
 def parse_urlencoded(data: bytes, into: dict[str, str] | None = None) -> dict[str, str]:
     """Decode `a=1&B=2` into {lower-case name: value}; the last value of a name wins."""
     fields = {} if into is None else into
+    if b"%" not in data and b"+" not in data:
+        # Nothing encoded (the common request): decode once, split the text.
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            pass  # the per-pair path below names the bad parameter
+        else:
+            for item in text.split("&"):
+                if item:
+                    key, _, text_value = item.partition("=")
+                    key = key.strip().lower()
+                    fields[_ALIASES.get(key, key)] = text_value
+            return fields
     for pair in data.split(b"&"):
         if not pair:
             continue
@@ -165,8 +178,7 @@ def flag(value: str | None, name: str, default: bool) -> bool:
     raise bad_parameter(f"{name} must be 1 or 0 (yes/no, true/false), not {value!r}")
 
 
-@dataclass(frozen=True, slots=True)
-class SendParams:
+class SendParams(msgspec.Struct, frozen=True):
     """A checked `/sendsms` request, minus the credentials."""
 
     numbers: list[str]

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import msgspec
 from nats.aio.client import Client
@@ -52,8 +51,7 @@ _CREATE_HEADERS = {Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: "0"}
 _WINDOW_MARGIN = 60.0  # seconds: publish again only well inside the duplicate window
 
 
-@dataclass(frozen=True, slots=True)
-class Queued:
+class Queued(msgspec.Struct, frozen=True):
     """The outcome for one job: newly queued, or a repeat with its existing status."""
 
     job: SendJob
@@ -81,14 +79,14 @@ def queued_status(job: SendJob) -> MessageStatus:
     )
 
 
-def _unconfirmed(status: MessageStatus | None) -> bool:
+def _unconfirmed(status: MessageStatus) -> bool:
     """A repeat whose job may never have reached the stream, and can safely be sent again.
 
     An id still `queued` may be all that is left of an attempt whose publish failed while
     NATS was away, its claim not released either. Within the duplicate window JetStream
     drops a second copy of a job that did arrive, so publishing again cannot queue it twice.
     """
-    if status is None or status.state is not MessageState.QUEUED:
+    if status.state is not MessageState.QUEUED:
         return False
     age = (contracts.utcnow() - status.created).total_seconds()
     return age < SEND_DUPLICATE_WINDOW - _WINDOW_MARGIN
@@ -142,10 +140,20 @@ class JobQueue:
                     contracts.encode(queued_status(job)),
                     headers=_CREATE_HEADERS,
                 )
-        fresh = [(job, subject) for job, subject in jobs if job.id not in repeats]
-        again = [(job, subject) for job, subject in jobs if _unconfirmed(repeats.get(job.id))]
+        fresh: Sequence[tuple[SendJob, str]]
+        again: Sequence[tuple[SendJob, str]]
+        if repeats:
+            fresh = [(job, subject) for job, subject in jobs if job.id not in repeats]
+            again = [
+                (job, subject)
+                for job, subject in jobs
+                if job.id in repeats and _unconfirmed(repeats[job.id])
+            ]
+        else:
+            fresh, again = jobs, []
         try:
-            await self._publish_again(again)
+            if again:
+                await self._publish_again(again)
             await self._publish_all(fresh)
         except QueueRefused:
             await self._release([job.id for job, _ in fresh])

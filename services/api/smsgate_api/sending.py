@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 
+import msgspec
 from smsgate import contracts
 from smsgate.contracts import MessageState, SendJob
 
@@ -22,8 +22,7 @@ from smsgate_api.routing import ANY
 from smsgate_api.runtime import ApiRuntime
 
 
-@dataclass(frozen=True, slots=True)
-class Submission:
+class Submission(msgspec.Struct, frozen=True):
     """One request to send a text to one or more numbers."""
 
     user: User
@@ -35,8 +34,7 @@ class Submission:
     delivery_report: bool = True
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(msgspec.Struct, frozen=True):
     """What became of one recipient's message by the time the request answers."""
 
     id: str
@@ -50,11 +48,28 @@ class Outcome:
     repeat: bool = False
 
 
+_IDS_PER_READ = 256
+_fresh: list[str] = []
+# A forked child must not hand out the ids its parent has already drawn.
+os.register_at_fork(after_in_child=_fresh.clear)
+
+
+def fresh_id() -> str:
+    """128 random bits as 32 hex digits, like `contracts.new_id`, at a fraction of its cost.
+
+    The bits come from os.urandom like uuid4's, but read for 256 ids at a time: one
+    system call per id was a measurable share of a `/sendsms` request.
+    """
+    if not _fresh:
+        block = os.urandom(16 * _IDS_PER_READ).hex()
+        _fresh.extend(block[i : i + 32] for i in range(0, len(block), 32))
+    return _fresh.pop()
+
+
 def message_ids(caller_id: str | None, count: int) -> list[str]:
     """One message id per recipient (see the module docstring)."""
     if caller_id is None:
-        # os.urandom is several times cheaper than uuid4 and gives the same 128 random bits.
-        return [os.urandom(16).hex() for _ in range(count)]
+        return [fresh_id() for _ in range(count)]
     if count == 1:
         return [caller_id]
     return [f"{caller_id}-{index}" for index in range(count)]
