@@ -103,19 +103,20 @@ async def answer(
 async def serve(rt: ApiRuntime, scope: Scope, receive: Receive, send: Send) -> None:
     """Answer one `/sendsms` request with raw ASGI messages (no Request or Response objects)."""
     started = time.perf_counter()
+    status = 500
     try:
-        status, form, body, extra = await answer(rt, scope, receive)
-        headers = [(b"content-length", str(len(body)).encode()), *_CONTENT_TYPES[form]]
-        for name, value in extra.items():
-            headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
-    except Exception:
-        log.exception("unexpected error in /sendsms")
-        status, body = 500, _INTERNAL_ERROR
-        headers = [
-            (b"content-length", str(len(body)).encode()),
-            (b"content-type", b"text/plain; charset=utf-8"),
-        ]
-    try:
+        try:
+            status, form, body, extra = await answer(rt, scope, receive)
+            headers = [(b"content-length", str(len(body)).encode()), *_CONTENT_TYPES[form]]
+            for name, value in extra.items():
+                headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+        except Exception:
+            log.exception("unexpected error in /sendsms")
+            status, body = 500, _INTERNAL_ERROR
+            headers = [
+                (b"content-length", str(len(body)).encode()),
+                (b"content-type", b"text/plain; charset=utf-8"),
+            ]
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
     finally:
