@@ -45,18 +45,6 @@ from bench.common import (
     write_section,
 )
 
-SERVE_AGENT = (
-    "import asyncio, signal, sys, uvloop\n"
-    "from smsgate.config import load\n"
-    "from smsgate_agent.agent import run_agent\n"
-    "async def main():\n"
-    "    stop = asyncio.Event()\n"
-    "    loop = asyncio.get_running_loop()\n"
-    "    for sig in (signal.SIGINT, signal.SIGTERM):\n"
-    "        loop.add_signal_handler(sig, stop.set)\n"
-    "    await run_agent(load(sys.argv[1]), stop)\n"
-    "uvloop.run(main())\n"
-)
 FAST = SendPolicy(min_interval=0.0, jitter=0.0)
 
 
@@ -111,7 +99,9 @@ def start_agents(
         mine = {name: devices[name] for name in names[index::count]}
         name = f"bench-{index + 1}"
         path = write_agent_config(directory, nats_url, name, mine, **agent)
-        procs.append(spawn(name, [PYTHON, "-c", SERVE_AGENT, str(path)], directory))
+        procs.append(
+            spawn(name, [PYTHON, "-m", "smsgate.cli", "agent", "-c", str(path)], directory)
+        )
     return procs
 
 

@@ -36,7 +36,7 @@ class Line:
             raise TransportError("line dropped")
         return data
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
         if self.closed:
             raise TransportError("line dropped")
         self.written += data

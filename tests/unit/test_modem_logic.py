@@ -138,7 +138,7 @@ class ScriptedLink:
             raise TransportError("unplugged")
         return data
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
         if self.closed:
             raise TransportError("closed")
         self.buffer += data

@@ -20,6 +20,7 @@ import functools
 import logging
 import re
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -463,6 +464,11 @@ class CommandError(AtError):
 UrcHandler = Callable[[Urc], None]
 
 
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
 class AtChannel:
     """One command at a time to one modem, with URCs routed to a handler as they arrive."""
 
@@ -477,11 +483,13 @@ class AtChannel:
         escape_wait: float = 1.0,
     ) -> None:
         self._transport = transport
+        self._loop = asyncio.get_running_loop()
         self._on_urc = on_urc
         self._name = name
         self._parser = AtParser()
         self._lock = asyncio.Lock()
-        self._events: asyncio.Queue[Event] = asyncio.Queue()
+        self._events: deque[Event] = deque()  # replies and prompts for the command in flight
+        self._waiter: asyncio.Future[None] | None = None  # a command waiting for an event
         self._settle_time = settle_time  # how long an `OK` may trail a Settled reply
         self._quiet_time = quiet_time  # silence that ends a resync after a lost command
         self._escape_wait = escape_wait  # for an answer to ESC after a missing prompt
@@ -517,7 +525,8 @@ class AtChannel:
         if not self._closed.is_set():
             self._error = exc
             self._closed.set()
-            self._events.put_nowait(Stray(""))  # wake a command waiting for events
+            self._events.append(Stray(""))  # wake a command waiting for events
+            self._wake()
 
     async def _read_loop(self) -> None:
         try:
@@ -547,7 +556,13 @@ class AtChannel:
             if event.line:
                 log.debug("%s: stray line %r", self._name, event.line)
         else:
-            self._events.put_nowait(event)
+            self._events.append(event)
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter, self._waiter = self._waiter, None
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _raise_if_closed(self, *, after_pdu: bool = False) -> None:
         if self._closed.is_set():
@@ -565,23 +580,39 @@ class AtChannel:
             await asyncio.sleep(self._quiet_time - idle)
         self._dirty = False
 
-    async def _write(self, data: bytes, *, after_pdu: bool = False) -> None:
+    async def _write(
+        self, data: bytes, deadline: float | None = None, *, after_pdu: bool = False
+    ) -> None:
+        """Write `data`; TimeoutError when it is not taken by `deadline` (loop time)."""
         self._raise_if_closed(after_pdu=after_pdu)
+        timeout = None if deadline is None else max(deadline - self._loop.time(), 0.0)
         try:
-            await self._transport.write(data)
+            await self._transport.write(data, timeout)
         except TransportError as exc:
             self._mark_closed(exc)
             self._raise_if_closed(after_pdu=after_pdu)
 
-    async def _next_event(self, *, after_pdu: bool = False) -> Event:
+    async def _next_event(self, deadline: float, *, after_pdu: bool = False) -> Event:
+        """The next reply event; TimeoutError at `deadline` (loop time).
+
+        One future and one timer per wait: cheaper than a queue under `asyncio.timeout`,
+        and a command's wait is the hottest path of a busy port.
+        """
         self._raise_if_closed(after_pdu=after_pdu)
-        event = await self._events.get()
-        self._raise_if_closed(after_pdu=after_pdu)
-        return event
+        if not self._events:
+            self._waiter = waiter = self._loop.create_future()
+            timer = self._loop.call_at(deadline, _expire, waiter)
+            try:
+                await waiter
+            finally:
+                timer.cancel()
+                if self._waiter is waiter:
+                    self._waiter = None
+            self._raise_if_closed(after_pdu=after_pdu)
+        return self._events.popleft()
 
     def _begin(self, command: Command) -> None:
-        while not self._events.empty():
-            self._events.get_nowait()
+        self._events.clear()
         self._parser.begin(command)
 
     def _give_up(self) -> None:
@@ -607,17 +638,17 @@ class AtChannel:
             await self._resync()
         self._begin(command)
         done = False
+        deadline = self._loop.time() + timeout
         try:
-            async with asyncio.timeout(timeout):
-                await self._write(command.text.encode() + b"\r")
-                while True:
-                    event = await self._next_event()
-                    if isinstance(event, Final):
-                        reply = event.reply
-                        break
-                    if isinstance(event, Settled):
-                        reply = await self._settle(event)
-                        break
+            await self._write(command.text.encode() + b"\r", deadline)
+            while True:
+                event = await self._next_event(deadline)
+                if isinstance(event, Final):
+                    reply = event.reply
+                    break
+                if isinstance(event, Settled):
+                    reply = await self._settle()
+                    break
             done = True
             return reply
         except TimeoutError:
@@ -626,14 +657,13 @@ class AtChannel:
             if not done:
                 self._give_up()
 
-    async def _settle(self, settled: Settled) -> Reply:
+    async def _settle(self) -> Reply:
         # Wavecom ends `AT+CPIN?` without OK; others send it. Wait briefly so a trailing
         # OK is not mistaken for the answer to the next command.
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + self._settle_time
-        while (left := deadline - loop.time()) > 0:
+        deadline = self._loop.time() + self._settle_time
+        while self._loop.time() < deadline:
             try:
-                event = await asyncio.wait_for(self._next_event(), left)
+                event = await self._next_event(deadline)
             except TimeoutError:
                 break
             if isinstance(event, Final):
@@ -661,28 +691,28 @@ class AtChannel:
             self._begin(command)
             done = False
             try:
+                deadline = self._loop.time() + prompt_timeout
                 try:
-                    async with asyncio.timeout(prompt_timeout):
-                        await self._write(command.text.encode() + b"\r")
-                        while True:
-                            event = await self._next_event()
-                            if isinstance(event, Final):
-                                done = True
-                                return event.reply  # refused before the prompt
-                            if isinstance(event, Prompt):
-                                break
+                    await self._write(command.text.encode() + b"\r", deadline)
+                    while True:
+                        event = await self._next_event(deadline)
+                        if isinstance(event, Final):
+                            done = True
+                            return event.reply  # refused before the prompt
+                        if isinstance(event, Prompt):
+                            break
                 except TimeoutError:
                     await self._escape()
                     done = True
                     raise NoPrompt(f"{self._name}: no prompt for {command.text}") from None
-                await self._write(pdu.encode() + CTRL_Z, after_pdu=True)
+                deadline = self._loop.time() + timeout
                 try:
-                    async with asyncio.timeout(timeout):
-                        while True:
-                            event = await self._next_event(after_pdu=True)
-                            if isinstance(event, Final):
-                                done = True
-                                return event.reply
+                    await self._write(pdu.encode() + CTRL_Z, deadline, after_pdu=True)
+                    while True:
+                        event = await self._next_event(deadline, after_pdu=True)
+                        if isinstance(event, Final):
+                            done = True
+                            return event.reply
                 except TimeoutError:
                     raise SendTimeout(
                         f"{self._name}: no +CMGS within {timeout:g}s after the PDU"

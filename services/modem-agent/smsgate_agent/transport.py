@@ -33,8 +33,9 @@ class Transport(Protocol):
         """The next bytes from the modem; raises TransportError when the port is gone."""
         ...
 
-    async def write(self, data: bytes) -> None:
-        """Queue `data` to the modem; raises TransportError when the port is gone."""
+    async def write(self, data: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
+        """Hand `data` to the modem; raises TransportError when the port is gone, and
+        TimeoutError when the modem does not take it within `timeout` seconds."""
         ...
 
     async def close(self) -> None:
@@ -65,12 +66,13 @@ class StreamTransport:
             raise TransportError(f"{self._name}: end of stream")
         return data
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
         if self._closed or self._writer.is_closing():
             raise TransportError(f"{self._name}: closed")
         try:
             self._writer.write(data)
-            await self._writer.drain()
+            async with asyncio.timeout(timeout):
+                await self._writer.drain()
         except (OSError, serial.SerialException) as exc:
             raise TransportError(f"{self._name}: {exc}") from exc
 
@@ -159,11 +161,12 @@ class DeviceTransport:
             self._waiter = self._loop.create_future()
             await self._waiter
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
         if self._closed or self._error is not None:
             raise TransportError(f"{self._name}: closed")
         async with self._write_lock:
             view = memoryview(data)
+            deadline = None if timeout is None else self._loop.time() + timeout
             while view:
                 try:
                     written = os.write(self._fd, view)
@@ -173,7 +176,9 @@ class DeviceTransport:
                     raise TransportError(f"{self._name}: {exc}") from exc
                 view = view[written:]
                 if view:
-                    await self._writable()
+                    # The device is full (a modem holding off with flow control): wait.
+                    async with asyncio.timeout_at(deadline):
+                        await self._writable()
 
     async def _writable(self) -> None:
         if self._closed:
@@ -295,10 +300,10 @@ class ThreadTransport:
             raise TransportError(f"{self._name}: {item}") from item
         return item
 
-    async def write(self, data: bytes) -> None:
+    async def write(self, data: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109
         if self._stop.is_set():
             raise TransportError(f"{self._name}: closed")
-        async with self._write_lock:
+        async with self._write_lock, asyncio.timeout(timeout):
             try:
                 await asyncio.to_thread(self._port.write, data)
             except Exception as exc:
