@@ -4,7 +4,8 @@ N send-result events wait in SMS_EVENTS; the callback service (a process of its 
 `start = "all"`, the gateway-style GET, concurrency 8) delivers them to a keep-alive
 receiver (`bench/receiver.py`, also a process of its own). The reference is a bare
 httpx loop (the library the callback service uses; 8 concurrent requests, one shared
-keep-alive client) sending N requests of the same shape to the same receiver.
+keep-alive client) sending N times the request the service sends for such an event (same
+query, same headers, byte for byte the same size) to the same receiver.
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import os
+import statistics
 import time
 
 import httpx
@@ -21,6 +24,7 @@ from nats.aio.client import Client
 from smsgate import bus, contracts, subjects
 from smsgate.config import NatsConfig
 from smsgate.embedded import EmbeddedNats
+from smsgate_callback.delivery import Target, build_request
 
 from bench.bench_latency import start_callback
 from bench.common import (
@@ -28,6 +32,7 @@ from bench.common import (
     ROOT,
     Proc,
     command_line,
+    cpu_seconds,
     free_port,
     note_load,
     spawn,
@@ -41,26 +46,30 @@ from bench.common import (
 CONCURRENCY = 8
 
 
+def send_result(index: int, now: dt.datetime) -> contracts.SendResult:
+    message_id = os.urandom(16).hex()
+    return contracts.SendResult(
+        event_id=f"{message_id}:result",
+        port=f"lte-{index % 32 + 1}",
+        port_number=index % 32 + 1,
+        imsi="001010000000001",
+        time=now,
+        id=message_id,
+        caller_id=None,
+        to="+15550200001",
+        status=contracts.SendStatus.SENT,
+        reason=None,
+        parts=[contracts.PartResult(sequence=1, reference=index % 256, error=None)],
+        user="bench",
+    )
+
+
 async def publish_results(nc: Client, count: int) -> None:
     js = nc.jetstream()
     pending = []
     now = contracts.utcnow()
     for index in range(count):
-        message_id = os.urandom(16).hex()
-        event = contracts.SendResult(
-            event_id=f"{message_id}:result",
-            port=f"lte-{index % 32 + 1}",
-            port_number=index % 32 + 1,
-            imsi="001010000000001",
-            time=now,
-            id=message_id,
-            caller_id=None,
-            to="+15550200001",
-            status=contracts.SendStatus.SENT,
-            reason=None,
-            parts=[contracts.PartResult(sequence=1, reference=index % 256, error=None)],
-            user="bench",
-        )
+        event = send_result(index, now)
         pending.append(
             await js.publish_async(
                 subjects.event("result", event.port),
@@ -79,15 +88,19 @@ async def received(client: httpx.AsyncClient, port: int) -> int:
     return int(response.text)
 
 
-async def bare_loop(port: int, count: int) -> float:
-    """Requests/s of a bare httpx loop with the callback's concurrency."""
-    url = (
-        f"http://127.0.0.1:{port}/sms?type=SMS-Status-Result&id=0123456789abcdef"
-        "&status=Sent&num=%2B15550200001&port=1&portname=lte-1&imsi=001010000000001"
-        "&time=2026-11-24+21%3A40%3A07"
-    )
+async def bare_loop(port: int, count: int) -> tuple[float, float]:
+    """Requests/s of a bare httpx loop with the callback's concurrency, and its CPU s/request."""
+    # The service's own request for one such event: the same bytes on the wire, so the
+    # receiver and the sockets do the same work for both.
+    target = Target(url=Target.parse_url(f"http://127.0.0.1:{port}/sms"))
+    sample = build_request(target, send_result(0, contracts.utcnow()), attempt=1, now=time.time())
+    url = str(sample.url)
+    headers = [(k, v) for k, v in sample.headers.raw if k.lower() != b"host"]
     limits = httpx.Limits(max_connections=CONCURRENCY, max_keepalive_connections=CONCURRENCY)
-    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=10, headers=headers) as client:
+        # Only what the service sends: no Accept-Encoding or Connection of httpx's own.
+        for name in ("Accept-Encoding", "Connection"):
+            del client.headers[name]
         await client.get(url)
         left = count
 
@@ -98,9 +111,10 @@ async def bare_loop(port: int, count: int) -> float:
                 response = await client.get(url)
                 response.raise_for_status()
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-        return count / (time.perf_counter() - started)
+        cpu = time.process_time() - cpu
+        return count / (time.perf_counter() - started), cpu / count
 
 
 async def amain(args: argparse.Namespace) -> None:
@@ -123,13 +137,20 @@ async def amain(args: argparse.Namespace) -> None:
             wait_port(receiver_port)
             nc = await bus.connect(NatsConfig(url=nats.url), name="bench-callback")
             await bus.provision(nc.jetstream(), NatsConfig(url=nats.url))
-            bare_rates = []
-            callback_rates = []
+            bare_rates: list[float] = []
+            callback_rates: list[float] = []
+            bare_cpu: list[float] = []
+            callback_cpu: list[float] = []
             async with httpx.AsyncClient(timeout=10) as control:
                 for round_ in range(args.rounds):
-                    bare = await bare_loop(receiver_port, args.events)
+                    bare, cpu = await bare_loop(receiver_port, args.events)
                     bare_rates.append(bare)
-                    print(f"round {round_ + 1} bare httpx loop: {bare:,.0f} req/s", flush=True)
+                    bare_cpu.append(cpu)
+                    print(
+                        f"round {round_ + 1} bare httpx loop: {bare:,.0f} req/s, "
+                        f"{cpu * 1e6:,.0f} µs CPU/request",
+                        flush=True,
+                    )
                     await nc.jetstream().purge_stream(subjects.EVENTS_STREAM)
                     await publish_results(nc, args.events)
                     before = await received(control, receiver_port)
@@ -143,6 +164,7 @@ async def amain(args: argparse.Namespace) -> None:
                     try:
                         first: float | None = None
                         first_count = 0
+                        first_cpu = 0.0
                         deadline = time.monotonic() + 300
                         while time.monotonic() < deadline:
                             proc.alive()
@@ -150,6 +172,7 @@ async def amain(args: argparse.Namespace) -> None:
                             now = time.perf_counter()
                             if first is None and now_count > 0:
                                 first, first_count = now, now_count
+                                first_cpu = cpu_seconds(proc.popen.pid)
                             if now_count >= args.events:
                                 break
                             await asyncio.sleep(0.05)
@@ -157,10 +180,18 @@ async def amain(args: argparse.Namespace) -> None:
                             raise TimeoutError("the callback service did not deliver every event")
                         assert first is not None
                         rate = (args.events - first_count) / (time.perf_counter() - first)
+                        cpu = (cpu_seconds(proc.popen.pid) - first_cpu) / (
+                            args.events - first_count
+                        )
                     finally:
                         proc.stop()
                     callback_rates.append(rate)
-                    print(f"round {round_ + 1} callback service: {rate:,.0f} events/s", flush=True)
+                    callback_cpu.append(cpu)
+                    print(
+                        f"round {round_ + 1} callback service: {rate:,.0f} events/s, "
+                        f"{cpu * 1e6:,.0f} µs CPU/event ({rate / bare:.2f}× the round's bare loop)",
+                        flush=True,
+                    )
         finally:
             for proc in reversed(procs):
                 proc.stop()
@@ -169,23 +200,34 @@ async def amain(args: argparse.Namespace) -> None:
                     await nc.close()
             nats.stop()
 
-    bare = sorted(bare_rates)[len(bare_rates) // 2]
-    callback = sorted(callback_rates)[len(callback_rates) // 2]
-    ratio = callback / bare
+    bare = statistics.median(bare_rates)
+    callback = statistics.median(callback_rates)
+    # Each round's service run is set against the bare loop just before it: the load from
+    # other jobs on this machine drifts over minutes, and a ratio of two medians would
+    # pair the service's round with a bare round from another minute.
+    rounds = [c / b for c, b in zip(callback_rates, bare_rates, strict=True)]
+    ratio = statistics.median(rounds)
+    cpu_bare = statistics.median(bare_cpu) * 1e6
+    cpu_callback = statistics.median(callback_cpu) * 1e6
     body = "\n".join(
         [
-            f"{args.events} send-result events per round, {args.rounds} rounds (median shown); "
-            f"callback service: gateway-style GET, concurrency {CONCURRENCY}, durable "
-            "consumer from the start of the stream, timed from its first delivery to its "
-            f"last. Bare: httpx.AsyncClient, {CONCURRENCY} concurrent GETs of the same shape.",
+            f"{args.events} send-result events per round, {args.rounds} rounds; callback "
+            f"service: gateway-style GET, concurrency {CONCURRENCY}, durable consumer from the "
+            "start of the stream, timed from its first delivery to its last. Bare: "
+            f"httpx.AsyncClient, {CONCURRENCY} concurrent GETs, each the request the service "
+            "sends for such an event (same query and headers). Rates are medians over the "
+            "rounds; *vs bare* is the median of each round's ratio (the service against the "
+            "bare loop run just before it). CPU is the sender's own process (the bench "
+            "process for the bare loop, the service process), median µs per event.",
             "",
             table(
-                ["sender", "per second", "vs bare", "target"],
+                ["sender", "per second", "CPU µs/event", "vs bare", "target"],
                 [
-                    ["bare httpx loop", f"{bare:,.0f}", "1.00×", ""],
+                    ["bare httpx loop", f"{bare:,.0f}", f"{cpu_bare:,.0f}", "1.00×", ""],
                     [
                         "**smsgate callback service**",
                         f"{callback:,.0f}",
+                        f"{cpu_callback:,.0f}",
                         f"{ratio:.2f}×",
                         f"≥ 0.7× bare {verdict(ratio >= 0.7)}",
                     ],
@@ -193,7 +235,9 @@ async def amain(args: argparse.Namespace) -> None:
             ),
             "",
             f"Rounds: bare {', '.join(f'{r:,.0f}' for r in bare_rates)}; callback "
-            f"{', '.join(f'{r:,.0f}' for r in callback_rates)}.",
+            f"{', '.join(f'{r:,.0f}' for r in callback_rates)}; ratios "
+            f"{', '.join(f'{r:.2f}' for r in rounds)} (ratio of the medians "
+            f"{callback / bare:.2f}×; of the CPU per event {cpu_bare / cpu_callback:.2f}×).",
             f"Load average at the start: {load_before}.",
         ]
     )
