@@ -22,7 +22,12 @@ def _mask_url(match: re.Match[str]) -> str:
 
 
 def redact(text: str) -> str:
-    return _URL_SECRET.sub(_mask_url, _SECRET.sub(r"\1***", text))
+    # Most lines hold neither `=` nor `@`: skip the regular expressions for them.
+    if "=" in text:
+        text = _SECRET.sub(r"\1***", text)
+    if "@" in text:
+        text = _URL_SECRET.sub(_mask_url, text)
+    return text
 
 
 class TextFormatter(logging.Formatter):

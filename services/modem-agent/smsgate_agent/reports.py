@@ -11,6 +11,7 @@ Message references are per modem: keep one book per modem.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -69,9 +70,12 @@ class _Message:
     decided: bool = False
 
 
+_NOT_DIGITS = re.compile(r"[^0-9]+")
+
+
 def number_digits(number: str) -> str:
     """The significant digits of a number: no `+`, no international or trunk prefix."""
-    digits = "".join(ch for ch in number if ch.isdigit())
+    digits = _NOT_DIGITS.sub("", number)
     if number.strip().startswith("00"):
         digits = digits[2:]
     return digits.lstrip("0")
@@ -83,12 +87,15 @@ def same_number(a: str, b: str, *, min_digits: int = 7) -> bool:
     One form may carry a country code the other lacks, so the shorter must end the longer;
     numbers shorter than `min_digits` (short codes) must match exactly.
     """
-    da, db = number_digits(a), number_digits(b)
+    return _same_digits(a, number_digits(a), b, number_digits(b), min_digits)
+
+
+def _same_digits(a: str, da: str, b: str, db: str, min_digits: int = 7) -> bool:
     if not da or not db:
         return a.strip().lower() == b.strip().lower()  # alphanumeric
     if da == db:
         return True
-    short, long = sorted((da, db), key=len)
+    short, long = (da, db) if len(da) <= len(db) else (db, da)
     return len(short) >= min_digits and long.endswith(short)
 
 
@@ -164,13 +171,15 @@ class ReportBook:
         return undecided
 
     def _find(self, report: StatusReport, now: dt.datetime) -> _Part | None:
+        recipient = report.recipient
+        digits = number_digits(recipient)
         candidates = [
             part
             for part in self._by_reference.get(report.message_reference & 0xFF, ())
             if part.state is ReportState.PENDING
             and part.message.sent_at - CLOCK_TRUST <= now
             and now - part.message.sent_at <= self._window
-            and same_number(part.message.to, report.recipient)
+            and _same_digits(part.message.to, part.message.digits, recipient, digits)
         ]
         if not candidates:
             return None
