@@ -9,7 +9,7 @@ import time
 from collections import Counter
 
 import pytest
-from smsgate import contracts
+from smsgate import contracts, subjects
 from starlette.responses import PlainTextResponse, Response
 
 from tests.conftest import Bus
@@ -58,6 +58,25 @@ async def test_a_restart_mid_run_redelivers_only_unacknowledged_events(nats_bus:
     assert not again & acked  # an acknowledged event is never delivered again
     assert again <= released  # only events held (unacknowledged) at the stop come back
     assert not {r.event_id for r in second.acted("delivered")} & acked
+
+
+async def test_acks_leave_while_the_service_runs_not_only_at_its_stop(nats_bus: Bus) -> None:
+    async with Receiver() as receiver:
+        config = callback_config(nats_bus.config, url=receiver.url, concurrency=3)
+        ids = await publish(nats_bus.js, [result(f"lte-{i % 5 + 1}") for i in range(50)])
+        async with running(config) as service:
+            await until(lambda: set(receiver.ok_ids()) == set(ids), "every event delivered")
+
+            async def settled() -> bool:
+                info = await nats_bus.js.consumer_info(subjects.EVENTS_STREAM, "callback-gateway")
+                return bool(info.num_ack_pending == 0 and info.num_pending == 0)
+
+            async with asyncio.timeout(5):
+                # The server's count, read over the bus: polling is the only way to see it.
+                while not await settled():  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
+            assert len(service.acted("delivered")) == len(ids)
+    assert sorted(hit.event_id for hit in receiver.hits) == sorted(ids)  # each exactly once
 
 
 async def test_ordered_webhook_keeps_port_order_while_other_ports_flow(nats_bus: Bus) -> None:

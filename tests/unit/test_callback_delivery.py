@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+from collections.abc import AsyncIterator
 
 import httpx
 import pytest
@@ -68,15 +69,50 @@ def test_signature_covers_what_is_sent(fmt: str) -> None:
     assert signing.verify("k", timestamp, content, signature, now=1700000000)
 
 
+def test_a_template_builds_what_build_request_builds() -> None:
+    for fmt in ("gateway", "form", "json"):
+        spec = target("https://r.test/in?key=1", format=fmt, secret="k", headers={"A": "b"})
+        template = delivery.RequestTemplate(spec)
+        one = template.build(EVENT, attempt=2, now=1700000000)
+        other = delivery.build_request(spec, EVENT, attempt=2, now=1700000000)
+        assert (one.method, one.url, one.content) == (other.method, other.url, other.content)
+        assert one.headers.multi_items() == other.headers.multi_items()
+
+
+def test_the_headers_a_gateway_get_carries() -> None:
+    request = delivery.build_request(target(), EVENT, attempt=1, now=0)
+    assert [name for name, _ in request.headers.multi_items()] == [
+        "host",
+        "accept",
+        "user-agent",
+        "x-smsgate-event-id",
+        "x-smsgate-event-type",
+        "x-smsgate-attempt",
+        "x-smsgate-timestamp",
+    ]
+    # No Accept-Encoding: a failing answer's start is read as it is, never decompressed.
+    assert request.extensions["timeout"] == httpx.Timeout(10.0).as_dict()
+
+
 def test_custom_headers_do_not_override_ours() -> None:
     request = delivery.build_request(
-        target(headers={"Authorization": "Bearer t", signing.EVENT_ID_HEADER: "forged"}),
+        target(
+            format="json",
+            headers={
+                "Authorization": "Bearer t",
+                signing.EVENT_ID_HEADER.lower(): "forged",
+                "content-type": "text/plain",
+                "User-Agent": "mine/2",
+            },
+        ),
         EVENT,
         attempt=1,
         now=0,
     )
     assert request.headers["authorization"] == "Bearer t"
-    assert request.headers[signing.EVENT_ID_HEADER] == "ev-1"
+    assert request.headers.get_list(signing.EVENT_ID_HEADER) == ["ev-1"]
+    assert request.headers.get_list("content-type") == ["application/json"]
+    assert request.headers.get_list("user-agent") == ["mine/2"]
 
 
 @pytest.mark.parametrize("url", ["ftp://r.test/x", "r.test/x", "http:///nohost"])
@@ -112,9 +148,8 @@ def test_error_text_keeps_the_start_of_the_body_and_retry_after() -> None:
 
 
 async def _attempt(handler: httpx.MockTransport, time_limit: float = 1.0) -> delivery.Outcome:
-    async with httpx.AsyncClient(transport=handler) as client:
-        request = delivery.build_request(target(), EVENT, attempt=1, now=0)
-        return await delivery.attempt(client, request, time_limit)
+    request = delivery.build_request(target(), EVENT, attempt=1, now=0)
+    return await delivery.attempt(handler, request, time_limit)
 
 
 async def test_attempt_delivered_and_failed_responses() -> None:
@@ -161,3 +196,17 @@ async def test_the_whole_exchange_is_bounded() -> None:
     outcome = await _attempt(httpx.MockTransport(stall), time_limit=0.05)
     assert (outcome.verdict, outcome.label) == (Verdict.RETRY, "timeout")
     assert outcome.error == "no response within 0.05s"
+
+
+async def test_only_the_start_of_a_long_answer_is_read() -> None:
+    sent: list[int] = []
+
+    async def endless() -> AsyncIterator[bytes]:
+        while True:
+            sent.append(4096)
+            yield b"x" * 4096
+
+    outcome = await _attempt(httpx.MockTransport(lambda r: httpx.Response(500, content=endless())))
+    assert (outcome.verdict, outcome.label) == (Verdict.RETRY, "5xx")
+    assert outcome.error == "HTTP 500 Internal Server Error: " + "x" * delivery.REASON_CAP
+    assert sum(sent) <= delivery.BODY_CAP + 4096

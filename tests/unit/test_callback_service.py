@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 import smsgate_callback
 from smsgate import subjects
 from smsgate.config import CallbackConfig, ConfigError, parse
 from smsgate_callback.service import webhook_specs
+from smsgate_callback.webhook import _env_proxy
 
 
 def specs(**callback: Any) -> list[Any]:
@@ -149,3 +151,20 @@ def test_a_toml_callback_section_decodes() -> None:
     assert gateway.target.style.status_text["delivered"] == "DELIVRD"
     assert crm.target.headers == {"Authorization": "Bearer x"}
     assert crm.start == "all"
+
+
+def test_calls_go_through_the_proxy_the_environment_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    url = httpx.URL("http://crm.example.com/hooks")
+    assert _env_proxy(url) is None
+    monkeypatch.setenv("HTTP_PROXY", "proxy.local:3128")
+    assert _env_proxy(url) == "http://proxy.local:3128"
+    assert _env_proxy(httpx.URL("https://crm.example.com/")) is None
+    monkeypatch.setenv("ALL_PROXY", "http://all.local:8080")
+    assert _env_proxy(httpx.URL("https://crm.example.com/")) == "http://all.local:8080"
+    monkeypatch.setenv("NO_PROXY", "example.com")
+    assert _env_proxy(url) is None

@@ -66,49 +66,97 @@ class Target:
         return parsed
 
 
+class RequestTemplate:
+    """What every request of one target shares, worked out once: the URL before the
+    fields, the fixed headers and the timeouts. `build` adds one event's fields."""
+
+    __slots__ = ("_extensions", "_headers", "_url", "method", "target")
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.method = "GET" if target.format == "gateway" else "POST"
+        url = target.url
+        self._url: httpx.URL | str = url
+        if target.format == "gateway":
+            # The fields are appended to the URL's own query, as a string: one parse per
+            # request (in httpx.Request) instead of a parse and a copy.
+            own = url.query.decode("ascii")
+            base = str(url.copy_with(query=None, fragment=None))
+            self._url = f"{base}?{own}&" if own else f"{base}?"
+        ours = {name.lower() for name in (*_OWN_HEADERS, "content-type")}
+        custom = [(k, v) for k, v in target.headers.items() if k.lower() not in ours]
+        # What httpx.AsyncClient sent by default, less Accept-Encoding: we read at most
+        # the start of a failing answer, and never want to decompress it.
+        headers = [("Accept", "*/*"), ("User-Agent", USER_AGENT)]
+        names = {k.lower() for k, _ in custom}
+        headers = [(k, v) for k, v in headers if k.lower() not in names] + custom
+        if self.method == "POST":
+            kind = "application/json" if target.format == "json" else _FORM_TYPE
+            headers.append(("Content-Type", kind))
+        self._headers = [(k.encode("ascii"), v.encode("ascii")) for k, v in headers]
+        # httpx's per-phase limits; `attempt` bounds the whole exchange besides.
+        self._extensions = {"timeout": httpx.Timeout(target.timeout).as_dict()}
+
+    def build(self, event: contracts.Event, *, attempt: int, now: float) -> httpx.Request:
+        """The HTTP request for one attempt at `event`, signed when the target has a secret."""
+        target = self.target
+        timestamp = str(int(now))
+        headers = [
+            *self._headers,
+            (_EVENT_ID, event.event_id.encode("ascii")),
+            (_EVENT_TYPE, _EVENT_TYPES[type(event)]),
+            (_ATTEMPT, str(attempt).encode("ascii")),
+            (_TIMESTAMP, timestamp.encode("ascii")),
+        ]
+        url, content = self._url, b""
+        if target.format == "json":
+            content = render.json_body(event)
+        else:
+            query = render.encode_fields(render.gateway_fields(event, target.style))
+            if target.format == "form":
+                content = query.encode("ascii")
+            else:
+                url = f"{url}{query}"
+        request = httpx.Request(
+            self.method,
+            url,
+            headers=headers,
+            content=content or None,
+            extensions=self._extensions,
+        )
+        if target.secret:
+            # Sign what goes on the wire: httpx's own rendering of the query, not our string.
+            signed = signing.signed_content(self.method, request.url.query, content)
+            request.headers[signing.SIGNATURE_HEADER] = signing.sign(
+                target.secret, timestamp, signed
+            )
+        return request
+
+
+_FORM_TYPE = "application/x-www-form-urlencoded"
+_OWN_HEADERS = (
+    signing.EVENT_ID_HEADER,
+    signing.EVENT_TYPE_HEADER,
+    signing.ATTEMPT_HEADER,
+    signing.TIMESTAMP_HEADER,
+    signing.SIGNATURE_HEADER,
+)
+_EVENT_ID, _EVENT_TYPE, _ATTEMPT, _TIMESTAMP = (name.encode("ascii") for name in _OWN_HEADERS[:4])
+
+
 def build_request(
     target: Target, event: contracts.Event, *, attempt: int, now: float
 ) -> httpx.Request:
-    """The HTTP request for one attempt at `event`, signed when the target has a secret."""
-    url, method, content = target.url, "GET", b""
-    headers = {
-        "User-Agent": USER_AGENT,
-        **target.headers,
-        signing.EVENT_ID_HEADER: event.event_id,
-        signing.EVENT_TYPE_HEADER: _event_type(event),
-        signing.ATTEMPT_HEADER: str(attempt),
-        signing.TIMESTAMP_HEADER: str(int(now)),
-    }
-    if target.format == "json":
-        method, content = "POST", render.json_body(event)
-        headers["Content-Type"] = "application/json"
-    else:
-        query = render.encode_fields(render.gateway_fields(event, target.style))
-        if target.format == "form":
-            method, content = "POST", query.encode("ascii")
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        else:
-            joined = f"{url.query.decode('ascii')}&{query}" if url.query else query
-            url = url.copy_with(query=joined.encode("ascii"))
-    request = httpx.Request(method, url, headers=headers, content=content or None)
-    if target.secret:
-        # Sign what goes on the wire: httpx's own rendering of the query, not our string.
-        signed = signing.signed_content(method, request.url.query, content)
-        timestamp = headers[signing.TIMESTAMP_HEADER]
-        request.headers[signing.SIGNATURE_HEADER] = signing.sign(target.secret, timestamp, signed)
-    return request
+    """The HTTP request for one attempt at `event` (a webhook keeps its RequestTemplate)."""
+    return RequestTemplate(target).build(event, attempt=attempt, now=now)
 
 
-_EVENT_TYPES: Mapping[type[contracts.Event], str] = {
-    contracts.SendResult: "result",
-    contracts.DeliveryReport: "report",
-    contracts.InboundSms: "inbound",
-    contracts.PortEvent: "port",
+_EVENT_TYPES: Mapping[type[contracts.Event], bytes] = {
+    contracts.SendResult: b"result",
+    contracts.DeliveryReport: b"report",
+    contracts.InboundSms: b"inbound",
+    contracts.PortEvent: b"port",
 }
-
-
-def _event_type(event: contracts.Event) -> str:
-    return _EVENT_TYPES[type(event)]
 
 
 def classify_response(
@@ -135,26 +183,36 @@ def classify_error(exc: BaseException, timeout: float) -> Outcome:
     return Outcome(Verdict.RETRY, label, f"{type(exc).__name__}: {exc}".rstrip(": "))
 
 
-async def _read_capped(response: httpx.Response) -> bytes:
+async def _read_capped(stream: httpx.AsyncByteStream) -> bytes:
+    # Straight from the transport's stream: no content decoding (we ask for none), and a
+    # small answer is one chunk.
     chunks: list[bytes] = []
     size = 0
-    async for chunk in response.aiter_bytes():
+    async for chunk in stream:
         chunks.append(chunk)
         size += len(chunk)
         if size >= BODY_CAP:
             break
-    return b"".join(chunks)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
-async def attempt(client: httpx.AsyncClient, request: httpx.Request, time_limit: float) -> Outcome:
-    """Send one request and classify the result; never raises for network trouble."""
+async def attempt(
+    transport: httpx.AsyncBaseTransport, request: httpx.Request, time_limit: float
+) -> Outcome:
+    """Send one request and classify the result; never raises for network trouble.
+
+    The request goes to the transport itself: a callback follows no redirects, keeps no
+    cookies and needs no auth flow, so the client's layers would be work for nothing.
+    """
     started = time.perf_counter()
     try:
         # httpx's timeout bounds each phase; this bounds the whole exchange (slow drips too).
         async with asyncio.timeout(time_limit):
-            response = await client.send(request, stream=True)
+            response = await transport.handle_async_request(request)
             try:
-                body = await _read_capped(response)
+                stream = response.stream
+                assert isinstance(stream, httpx.AsyncByteStream)
+                body = await _read_capped(stream)
             finally:
                 await response.aclose()
     except (TimeoutError, httpx.HTTPError) as exc:

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import ssl
 import time
+import urllib.request
 from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ FETCH_BATCH = 100
 FETCH_TIMEOUT = 0.5  # seconds; also how long a stop may wait for the fetch loop
 MAX_ACK_PENDING = 10_000  # events fetched or waiting on a nak delay, per webhook
 ORDERED_WINDOW = 1_000  # events an ordered webhook holds in its port lanes
+UNORDERED_DEPTH = 4  # an unordered webhook holds up to this many events per call in flight
+ACK_DELAY = 0.01  # seconds acks wait to leave together: one socket write for many events
 
 Action = Literal["delivered", "retry", "dead", "released"]
 
@@ -101,6 +104,27 @@ def _ssl_context(spec: WebhookSpec) -> ssl.SSLContext | bool:
     return ssl.create_default_context(cafile=spec.ca_file)
 
 
+def _env_proxy(url: httpx.URL) -> str | None:
+    """The proxy the environment names for `url` (HTTP_PROXY, HTTPS_PROXY, ALL_PROXY, less
+    NO_PROXY), as httpx.AsyncClient would pick it; None to connect directly."""
+    proxies = urllib.request.getproxies_environment()
+    proxy = proxies.get(url.scheme) or proxies.get("all")
+    if not proxy or urllib.request.proxy_bypass(url.host):
+        return None
+    return proxy if "://" in proxy else f"http://{proxy}"
+
+
+def http_transport(spec: WebhookSpec) -> httpx.AsyncBaseTransport:
+    """A keep-alive connection pool to the webhook's URL, `concurrency` connections wide."""
+    return httpx.AsyncHTTPTransport(
+        verify=_ssl_context(spec),
+        limits=httpx.Limits(
+            max_connections=spec.concurrency, max_keepalive_connections=spec.concurrency
+        ),
+        proxy=_env_proxy(spec.target.url),
+    )
+
+
 class WebhookWorker:
     """Pull events for one webhook and deliver each at least once, or dead-letter it."""
 
@@ -125,8 +149,13 @@ class WebhookWorker:
         self._room = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._lanes: dict[str, deque[Msg]] = {}
-        self._slots = asyncio.Semaphore(spec.concurrency)
-        self._client: httpx.AsyncClient | None = None
+        self._slots = asyncio.Semaphore(spec.concurrency)  # calls in flight, ordered lanes
+        self._waiting: deque[Msg] = deque()  # unordered: fetched, no caller yet
+        self._callers = 0  # unordered: tasks taking events from _waiting
+        self._acks: deque[Msg] = deque()  # delivered, ack not yet written
+        self._acks_waiting = asyncio.Event()
+        self._template = delivery.RequestTemplate(spec.target)
+        self._http: httpx.AsyncBaseTransport | None = None
 
     # --- consumer ------------------------------------------------------------------------
 
@@ -161,7 +190,18 @@ class WebhookWorker:
 
     @property
     def _window(self) -> int:
-        return ORDERED_WINDOW if self.spec.ordered else self.spec.concurrency
+        return ORDERED_WINDOW if self.spec.ordered else UNORDERED_DEPTH * self.spec.concurrency
+
+    def _room_to_fetch(self) -> int:
+        """How many events to ask for now; 0 until enough have finished.
+
+        An unordered webhook refills once half its window is free, so one fetch round trip
+        serves many events while the calls in flight keep going on the rest.
+        """
+        room = self._window - len(self._held)
+        if not self.spec.ordered and self._held and room < self._window // 2:
+            return 0
+        return max(room, 0)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set; then hand every unfinished event back to the server."""
@@ -169,23 +209,16 @@ class WebhookWorker:
         sub = await self._js.pull_subscribe_bind(
             durable=self.spec.consumer, stream=subjects.EVENTS_STREAM
         )
-        self._client = httpx.AsyncClient(
-            transport=self._transport,
-            verify=_ssl_context(self.spec),
-            timeout=self.spec.target.timeout,
-            follow_redirects=False,
-            limits=httpx.Limits(
-                max_connections=self.spec.concurrency,
-                max_keepalive_connections=self.spec.concurrency,
-            ),
-        )
+        self._http = self._transport or http_transport(self.spec)
         heartbeat = asyncio.create_task(self._heartbeat(stop))
+        stopping = asyncio.create_task(self._wake_on(stop))
+        acker = asyncio.create_task(self._acker())
         try:
             while not stop.is_set():
-                room = self._window - len(self._held)
+                room = self._room_to_fetch()
                 if room <= 0:
                     self._room.clear()
-                    await _first(self._room.wait(), stop.wait())
+                    await self._room.wait()
                     continue
                 try:
                     batch = await sub.fetch(min(room, FETCH_BATCH), timeout=FETCH_TIMEOUT)
@@ -199,15 +232,24 @@ class WebhookWorker:
                     self._take(msg)
         finally:
             heartbeat.cancel()
+            stopping.cancel()
+            acker.cancel()
             await self._shutdown()
             with contextlib.suppress(NatsError):
                 await sub.unsubscribe()
+
+    async def _wake_on(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._room.set()
 
     def _take(self, msg: Msg) -> None:
         self._held[msg.metadata.sequence.stream] = msg
         self._metrics.in_flight.inc(self.spec.name)
         if not self.spec.ordered:
-            self._spawn(self._deliver_unordered(msg))
+            self._waiting.append(msg)
+            if self._callers < self.spec.concurrency:
+                self._callers += 1
+                self._spawn(self._call_unordered())
             return
         port = _port_of(msg.subject)
         lane = self._lanes.get(port)
@@ -226,6 +268,7 @@ class WebhookWorker:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._send_acks()
         for msg in list(self._held.values()):
             # Unfinished: let the server hand it out again at once, here or to a peer.
             with contextlib.suppress(NatsError):
@@ -233,10 +276,29 @@ class WebhookWorker:
             self._release(msg)
             self._record(msg, _event_id(msg), msg.metadata.num_delivered, "released")
         self._lanes.clear()
+        self._waiting.clear()
         with contextlib.suppress(NatsError, asyncio.TimeoutError):
             await self._nc.flush(timeout=2)
-        if self._client is not None:
-            await self._client.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+
+    async def _acker(self) -> None:
+        # Acks are fire-and-forget publishes; sent one by one, each is a socket write (and
+        # a wake-up of nats-server). Held for ACK_DELAY they leave in one write.
+        while True:
+            await self._acks_waiting.wait()
+            await asyncio.sleep(ACK_DELAY)
+            await self._send_acks()
+
+    async def _send_acks(self) -> None:
+        self._acks_waiting.clear()
+        while self._acks:
+            msg = self._acks.popleft()
+            try:
+                await msg.ack()
+            except NatsError as exc:
+                # Delivered but not acked: the server offers it again after ack_wait.
+                log.warning("webhook %s: ack of %s failed: %s", self.spec.name, msg.subject, exc)
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         # Ordered lanes hold events across back-off pauses; keep the server from taking them.
@@ -248,9 +310,15 @@ class WebhookWorker:
 
     # --- one event -----------------------------------------------------------------------
 
-    async def _deliver_unordered(self, msg: Msg) -> None:
-        async with self._slots:
-            await self._guarded(msg, self._deliver_once(msg))
+    async def _call_unordered(self) -> None:
+        # One of at most `concurrency` callers; each goes on to the next waiting event
+        # rather than ending, so an event costs no task of its own.
+        try:
+            while self._waiting:
+                msg = self._waiting.popleft()
+                await self._guarded(msg, self._deliver_once(msg))
+        finally:
+            self._callers -= 1
 
     async def _deliver_once(self, msg: Msg) -> None:
         event = await self._decode(msg)
@@ -298,11 +366,10 @@ class WebhookWorker:
             return None
 
     async def _attempt(self, event: contracts.Event, attempt: int) -> Outcome:
-        assert self._client is not None
-        target = self.spec.target
+        assert self._http is not None
         try:
-            request = delivery.build_request(target, event, attempt=attempt, now=self._clock())
-            outcome = await delivery.attempt(self._client, request, target.timeout)
+            request = self._template.build(event, attempt=attempt, now=self._clock())
+            outcome = await delivery.attempt(self._http, request, self.spec.target.timeout)
         except Exception as exc:  # a bug must not lose the event: retry it and say why
             log.exception("webhook %s: attempt failed unexpectedly", self.spec.name)
             outcome = Outcome(Verdict.RETRY, "error", f"{type(exc).__name__}: {exc}")
@@ -321,7 +388,8 @@ class WebhookWorker:
     ) -> float | None:
         """Ack, nak or dead-letter after an attempt; the pause when the caller retries itself."""
         if outcome.verdict is Verdict.DELIVERED:
-            await msg.ack()
+            self._acks.append(msg)
+            self._acks_waiting.set()
             self._release(msg)
             self._metrics.deliveries.inc(self.spec.name, "delivered")
             self._record(msg, event.event_id, attempt, "delivered", outcome)
@@ -380,7 +448,8 @@ class WebhookWorker:
     def _release(self, msg: Msg) -> None:
         if self._held.pop(msg.metadata.sequence.stream, None) is not None:
             self._metrics.in_flight.dec(self.spec.name)
-            self._room.set()
+            if not self._room.is_set() and self._room_to_fetch() > 0:
+                self._room.set()
 
     def _record(
         self,
