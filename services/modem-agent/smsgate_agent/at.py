@@ -201,24 +201,36 @@ class Stray:
 Event = Final | Prompt | Urc | Settled | Stray
 
 
+_FINAL_WORDS = {
+    **{
+        status.value: status
+        for status in (
+            Status.OK,
+            Status.ERROR,
+            Status.NO_CARRIER,
+            Status.BUSY,
+            Status.NO_ANSWER,
+            Status.NO_DIALTONE,
+        )
+    },
+    "TOO MANY PARAMETERS": Status.NOT_SUPPORTED,
+}
+
+
 def parse_final(text: str) -> Reply | None:
     """The reply status if `text` is a final result code, else None."""
     upper = text.upper()
-    if upper == "OK":
-        return Reply(Status.OK, final=text)
-    if upper == "ERROR":
-        return Reply(Status.ERROR, final=text)
+    status = _FINAL_WORDS.get(upper)
+    if status is not None:
+        return Reply(status, final=text)
     if upper.startswith("+CMS ERROR"):
         arg = text.partition(":")[2]
         return Reply(Status.CMS_ERROR, code=cms_code(arg), final=text)
     if upper.startswith("+CME ERROR"):
         arg = text.partition(":")[2]
         return Reply(Status.CME_ERROR, code=cme_code(arg), final=text)
-    if upper.startswith("COMMAND NOT SUPPORT") or upper == "TOO MANY PARAMETERS":
+    if upper.startswith("COMMAND NOT SUPPORT"):
         return Reply(Status.NOT_SUPPORTED, final=text)
-    for status in (Status.NO_CARRIER, Status.BUSY, Status.NO_ANSWER, Status.NO_DIALTONE):
-        if upper == status.value:
-            return Reply(status, final=text)
     return None
 
 
@@ -308,45 +320,43 @@ class AtParser:
 
     def feed(self, data: bytes) -> list[Event]:
         """Take bytes as they came from the modem; return the events they complete."""
-        self._buf += data
-        events: list[Event] = []
         buf = self._buf
-        while buf:
-            skip = 0
-            while skip < len(buf) and buf[skip] in b"\r\n":
-                skip += 1
-            if skip:
-                del buf[:skip]
+        buf += data
+        events: list[Event] = []
+        pos, size = 0, len(buf)
+        while pos < size:
+            byte = buf[pos]
+            if byte == 0x0D or byte == 0x0A:  # line ends: skipped as empty lines
+                pos += 1
                 continue
             pending = self._pending
             if (
-                pending is not None
+                byte == 0x3E  # ">"
+                and pending is not None
                 and pending.command.prompt
                 and not pending.prompted
-                and buf[0] == 0x3E  # ">"
-                and (len(buf) == 1 or buf[1] in b" \r\n")
+                and (pos + 1 == size or buf[pos + 1] in b" \r\n")
             ):
                 # `> `, `>` or `>\r\n`: the space or line end that may follow is skipped
                 # as an empty line, whenever it arrives.
-                del buf[:1]
+                pos += 1
                 pending.prompted = True
                 events.append(Prompt())
                 continue
-            end = len(buf)
-            for terminator in (b"\r", b"\n"):
-                at = buf.find(terminator)
-                if 0 <= at < end:
-                    end = at
-            if end == len(buf):
-                if len(buf) > MAX_LINE:
-                    events.append(Stray(_clean(bytes(buf[:80]))))
-                    del buf[:]
+            end = buf.find(b"\r", pos)
+            newline = buf.find(b"\n", pos, end if end >= 0 else size)
+            if newline >= 0:
+                end = newline
+            if end < 0:
+                if size - pos > MAX_LINE:
+                    events.append(Stray(_clean(bytes(buf[pos : pos + 80]))))
+                    pos = size
                 break
-            raw = bytes(buf[:end])
-            del buf[: end + 1]
-            text = _clean(raw)
+            text = _clean(bytes(buf[pos:end]))
+            pos = end + 1
             if text:
                 self._line(text, events)
+        del buf[:pos]
         return events
 
     def _line(self, text: str, events: list[Event]) -> None:
