@@ -52,8 +52,11 @@ class AckPublisher:
         self._sub: Subscription | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._counter = 0
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
+        # Kept: on CPython 3.11 each get_running_loop() is a getpid() system call.
+        self._loop = asyncio.get_running_loop()
         self._prefix = self._nc.new_inbox()
         self._sub = await self._nc.subscribe(f"{self._prefix}.*", cb=self._on_ack)
         self._sweeper = asyncio.create_task(self._sweep())
@@ -97,7 +100,8 @@ class AckPublisher:
         """Send one message; the future resolves to its Ack, or raises APIError/TimeoutError."""
         self._counter += 1
         token = str(self._counter)
-        future: asyncio.Future[Ack] = asyncio.get_running_loop().create_future()
+        loop = self._loop or asyncio.get_running_loop()
+        future: asyncio.Future[Ack] = loop.create_future()
         self._pending[token] = (time.monotonic(), future)
         try:
             await self._nc.publish(

@@ -134,6 +134,42 @@ async def test_send_pdu() -> None:
         assert [u.name for u in urcs] == ["+ZDONR"]
 
 
+async def test_pdu_waits_for_the_gate_at_the_prompt() -> None:
+    async with channel() as (at, line, _):
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        pending = asyncio.create_task(
+            at.send_pdu(19, "0011AB", prompt_timeout=1, timeout=2, gate=gate)
+        )
+        await line.heard(b"AT+CMGS=19\r")
+        line.say(b"\r\n> ")
+        await asyncio.sleep(0.02)
+        assert b"0011AB" not in line.written  # the marker is not durable yet
+        gate.set_result(None)
+        await line.heard(b"0011AB\x1a")
+        line.say(b"\r\n+CMGS: 5\r\n\r\nOK\r\n")
+        assert (await pending).first("+CMGS") == "5"
+
+
+async def test_a_failed_gate_cancels_the_prompt_and_sends_nothing() -> None:
+    async with channel() as (at, line, _):
+        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        pending = asyncio.create_task(
+            at.send_pdu(19, "0011AB", prompt_timeout=1, timeout=2, gate=gate)
+        )
+        await line.heard(b"AT+CMGS=19\r")
+        line.say(b"\r\n> ")
+        gate.set_exception(ConnectionError("no ack from JetStream"))
+        with pytest.raises(ConnectionError, match="no ack"):
+            await pending
+        assert line.written.endswith(b"\x1b")
+        assert b"0011AB" not in line.written
+        line.say(b"\r\nOK\r\n")  # what the ESC got: must not answer the next command
+        follow = asyncio.create_task(at.command("AT+CSQ", timeout=2))
+        await line.heard(b"AT+CSQ\r")
+        line.say(b"\r\n+CSQ: 9,99\r\n\r\nOK\r\n")
+        assert (await follow).first("+CSQ") == "9,99"
+
+
 async def test_refused_before_prompt() -> None:
     async with channel() as (at, line, _):
         pending = asyncio.create_task(at.send_pdu(19, "0011AB", prompt_timeout=1, timeout=2))

@@ -21,7 +21,7 @@ import logging
 import re
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Final as _Const
@@ -687,9 +687,12 @@ class AtChannel:
         *,
         prompt_timeout: float,
         timeout: float,  # noqa: ASYNC109 - +CMGS may take minutes; the caller says how long
+        gate: Awaitable[object] | None = None,
     ) -> Reply:
         """`AT+CMGS=<length>`, the PDU and Ctrl-Z; the reply holds `+CMGS: <mr>`.
 
+        `gate` is awaited at the prompt, before the PDU is written; if it fails, the
+        prompt is cancelled with ESC and its exception propagates (nothing was sent).
         Raises NoPrompt (nothing was sent), SendTimeout or SendInterrupted (outcome unknown),
         AtClosed (the port was gone before the PDU was written).
         """
@@ -715,6 +718,13 @@ class AtChannel:
                     await self._escape()
                     done = True
                     raise NoPrompt(f"{self._name}: no prompt for {command.text}") from None
+                if gate is not None:
+                    try:
+                        await gate
+                    except BaseException:
+                        await self._escape()
+                        done = True
+                        raise
                 deadline = self._loop.time() + timeout
                 try:
                     await self._write(pdu.encode() + CTRL_Z, deadline, after_pdu=True)

@@ -51,7 +51,9 @@ log = logging.getLogger("smsgate.modem")
 InboundHandler = Callable[[Deliver], Awaitable[None]]
 ReportHandler = Callable[[StatusReport], Awaitable[None]]
 StateHandler = Callable[["ModemInfo"], None]
-PartHook = Callable[[int], Awaitable[None]]
+# Called before each part's AT+CMGS; what it returns is awaited before the PDU is written
+# (at the prompt), so a bus round trip overlaps the modem's.
+PartHook = Callable[[int], Awaitable[Awaitable[object] | None]]
 Opener = Callable[[str, int], Awaitable[Transport]]
 
 # Storages in order of preference: the SIM first (what every modem has), then combined.
@@ -914,7 +916,9 @@ class Modem:
         status_report: bool,
         on_part: PartHook | None = None,
     ) -> SendOutcome:
-        """Send one message; `on_part(seq)` is awaited just before each part is written.
+        """Send one message; `on_part(seq)` is awaited before each part's AT+CMGS, and what
+        it returns (if anything) at the prompt, before the PDU is written: a failure there
+        cancels the part (ESC) and propagates.
 
         A part retried after a definite refusal (+CMS ERROR) gets `on_part` again.
         """
@@ -971,11 +975,14 @@ class Modem:
             channel = self._channel
             if channel is None or channel.closed or self._info.status is not ModemStatus.UP:
                 return None, SendOutcome(False, [], "port down", temporary=True)
-            if on_part is not None:
-                await on_part(sequence)
+            gate = await on_part(sequence) if on_part is not None else None
             try:
                 reply = await channel.send_pdu(
-                    length, pdu, prompt_timeout=t.prompt_timeout, timeout=self._send_timeout
+                    length,
+                    pdu,
+                    prompt_timeout=t.prompt_timeout,
+                    timeout=self._send_timeout,
+                    gate=gate,
                 )
             except NoPrompt:
                 self._trouble.set()

@@ -8,7 +8,7 @@ import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import msgspec
@@ -17,6 +17,7 @@ from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 from smsgate import contracts
 from smsgate.config import AgentConfig, AgentPort
+from smsgate.contracts import MessageState, MessageStatus
 
 from smsgate_agent.modem import Modem, ModemInfo, SendOutcome
 from smsgate_agent.pdu import Deliver, StatusReport
@@ -316,9 +317,11 @@ class PortWorker:
                 return
             log.warning("%s: re-sending interrupted message %s", self.name, job.id)
 
-        async def mark(sequence: int) -> None:
+        async def mark(sequence: int) -> Awaitable[object] | None:
+            # The at-most-once marker: sent now, its ack awaited at the modem's prompt.
             if sequence == 1:
-                await self._set_state(job, contracts.MessageState.SENDING)
+                return await self.publisher.begin_status(self._status(job, MessageState.SENDING))
+            return None
 
         outcome: SendOutcome | None = None
         for attempt in range(self.agent.retries + 1):
@@ -348,7 +351,7 @@ class PortWorker:
             log.warning("%s: parked after repeated failures (%s)", self.name, outcome.error)
         if outcome.temporary and not _any_part_sent(outcome) and not pinned:
             # Nothing reached the network: another port may do better.
-            await self._set_state(job, contracts.MessageState.QUEUED)
+            await self.publisher.put_status(self._status(job, MessageState.QUEUED))
             await msg.nak(delay=1.0)
             return
         self.failed += 1
@@ -403,20 +406,17 @@ class PortWorker:
             extra={"message_id": job.id, "port": self.name, "event": "result"},
         )
 
-    async def _set_state(self, job: contracts.SendJob, state: contracts.MessageState) -> None:
-        now = contracts.utcnow()
-        await self.publisher.put_status(
-            contracts.MessageStatus(
-                id=job.id,
-                to=job.to,
-                state=state,
-                port=self.name,
-                agent=self.publisher.agent,
-                caller_id=job.caller_id,
-                user=job.user,
-                created=job.created,
-                updated=now,
-            )
+    def _status(self, job: contracts.SendJob, state: contracts.MessageState) -> MessageStatus:
+        return MessageStatus(
+            id=job.id,
+            to=job.to,
+            state=state,
+            port=self.name,
+            agent=self.publisher.agent,
+            caller_id=job.caller_id,
+            user=job.user,
+            created=job.created,
+            updated=contracts.utcnow(),
         )
 
     # --- receiving ----------------------------------------------------------------------

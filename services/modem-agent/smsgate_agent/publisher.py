@@ -139,7 +139,11 @@ class Publisher:
             return None
 
     async def put_status(self, status: contracts.MessageStatus) -> None:
-        await self._durable(
+        await (await self.begin_status(status))
+
+    async def begin_status(self, status: contracts.MessageStatus) -> Awaitable[object]:
+        """Write the message's status now; the returned awaitable is its JetStream ack."""
+        return await self._begin(
             _MESSAGES_PREFIX + subjects.message_key(status.id), contracts.encode(status), {}
         )
 
