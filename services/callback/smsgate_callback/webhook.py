@@ -114,15 +114,19 @@ def _env_proxy(url: httpx.URL) -> str | None:
     return proxy if "://" in proxy else f"http://{proxy}"
 
 
-def http_transport(spec: WebhookSpec) -> httpx.AsyncBaseTransport:
-    """A keep-alive connection pool to the webhook's URL, `concurrency` connections wide."""
-    return httpx.AsyncHTTPTransport(
-        verify=_ssl_context(spec),
-        limits=httpx.Limits(
-            max_connections=spec.concurrency, max_keepalive_connections=spec.concurrency
-        ),
-        proxy=_env_proxy(spec.target.url),
-    )
+def http_transports(spec: WebhookSpec) -> list[httpx.AsyncBaseTransport]:
+    """`concurrency` keep-alive connections to the webhook's URL, each a pool of its own.
+
+    httpcore checks every connection of a pool (has it expired?) twice per request: one
+    pool of N connections costs 2N checks a request, N pools of one cost 2.
+    """
+    verify = _ssl_context(spec)
+    proxy = _env_proxy(spec.target.url)
+    one = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    return [
+        httpx.AsyncHTTPTransport(verify=verify, limits=one, proxy=proxy)
+        for _ in range(spec.concurrency)
+    ]
 
 
 class WebhookWorker:
@@ -155,7 +159,7 @@ class WebhookWorker:
         self._acks: deque[Msg] = deque()  # delivered, ack not yet written
         self._acks_waiting = asyncio.Event()
         self._template = delivery.RequestTemplate(spec.target)
-        self._http: httpx.AsyncBaseTransport | None = None
+        self._free: list[httpx.AsyncBaseTransport] = []  # one per call that may be in flight
 
     # --- consumer ------------------------------------------------------------------------
 
@@ -209,7 +213,11 @@ class WebhookWorker:
         sub = await self._js.pull_subscribe_bind(
             durable=self.spec.consumer, stream=subjects.EVENTS_STREAM
         )
-        self._http = self._transport or http_transport(self.spec)
+        if self._transport is not None:
+            self._free = [self._transport] * self.spec.concurrency
+        else:
+            self._free = http_transports(self.spec)
+        transports = list({id(t): t for t in self._free}.values())
         heartbeat = asyncio.create_task(self._heartbeat(stop))
         stopping = asyncio.create_task(self._wake_on(stop))
         acker = asyncio.create_task(self._acker())
@@ -237,6 +245,8 @@ class WebhookWorker:
             await self._shutdown()
             with contextlib.suppress(NatsError):
                 await sub.unsubscribe()
+            for transport in transports:
+                await transport.aclose()
 
     async def _wake_on(self, stop: asyncio.Event) -> None:
         await stop.wait()
@@ -279,8 +289,6 @@ class WebhookWorker:
         self._waiting.clear()
         with contextlib.suppress(NatsError, asyncio.TimeoutError):
             await self._nc.flush(timeout=2)
-        if self._http is not None:
-            await self._http.aclose()
 
     async def _acker(self) -> None:
         # Acks are fire-and-forget publishes; sent one by one, each is a socket write (and
@@ -311,20 +319,22 @@ class WebhookWorker:
     # --- one event -----------------------------------------------------------------------
 
     async def _call_unordered(self) -> None:
-        # One of at most `concurrency` callers; each goes on to the next waiting event
-        # rather than ending, so an event costs no task of its own.
+        # One of at most `concurrency` callers, each with its own connection; each goes on
+        # to the next waiting event rather than ending, so an event costs no task of its own.
+        transport = self._free.pop()
         try:
             while self._waiting:
                 msg = self._waiting.popleft()
-                await self._guarded(msg, self._deliver_once(msg))
+                await self._guarded(msg, self._deliver_once(msg, transport))
         finally:
+            self._free.append(transport)
             self._callers -= 1
 
-    async def _deliver_once(self, msg: Msg) -> None:
+    async def _deliver_once(self, msg: Msg, transport: httpx.AsyncBaseTransport) -> None:
         event = await self._decode(msg)
         if event is not None:
             attempt = msg.metadata.num_delivered
-            outcome = await self._attempt(event, attempt)
+            outcome = await self._attempt(transport, event, attempt)
             await self._settle(msg, event, attempt, outcome, in_process=False)
 
     async def _run_lane(self, port: str) -> None:
@@ -341,7 +351,11 @@ class WebhookWorker:
         attempt = msg.metadata.num_delivered
         while True:
             async with self._slots:
-                outcome = await self._attempt(event, attempt)
+                transport = self._free.pop()
+                try:
+                    outcome = await self._attempt(transport, event, attempt)
+                finally:
+                    self._free.append(transport)
             delay = await self._settle(msg, event, attempt, outcome, in_process=True)
             if delay is None:
                 return
@@ -365,11 +379,12 @@ class WebhookWorker:
             await self._dead(msg, "", msg.metadata.num_delivered, "undecodable", f"{exc}")
             return None
 
-    async def _attempt(self, event: contracts.Event, attempt: int) -> Outcome:
-        assert self._http is not None
+    async def _attempt(
+        self, transport: httpx.AsyncBaseTransport, event: contracts.Event, attempt: int
+    ) -> Outcome:
         try:
             request = self._template.build(event, attempt=attempt, now=self._clock())
-            outcome = await delivery.attempt(self._http, request, self.spec.target.timeout)
+            outcome = await delivery.attempt(transport, request, self.spec.target.timeout)
         except Exception as exc:  # a bug must not lose the event: retry it and say why
             log.exception("webhook %s: attempt failed unexpectedly", self.spec.name)
             outcome = Outcome(Verdict.RETRY, "error", f"{type(exc).__name__}: {exc}")
