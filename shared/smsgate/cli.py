@@ -65,7 +65,7 @@ def _serve_api(config: Config, state_dir: str) -> None:
 async def _run_agent(config: Config, stop: asyncio.Event) -> None:
     from smsgate_agent.agent import run_agent
 
-    await run_agent(config, stop)
+    await run_agent(config, stop, settle_heap=True)
 
 
 async def _run_callback(config: Config, stop: asyncio.Event) -> None:

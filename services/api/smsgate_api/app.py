@@ -9,7 +9,6 @@ redacted, so no password, number or text reaches a log line.
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import multiprocessing
 import os
@@ -22,6 +21,7 @@ import msgspec
 import uvicorn
 import uvloop
 from nats.aio.client import Client
+from smsgate import heap
 from smsgate.config import Config, ConfigError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -40,7 +40,6 @@ log = logging.getLogger("smsgate.api")
 # Parameters whose values may appear in the access log; every other value is masked.
 _LOGGED_PARAMS = frozenset({"port", "report", "timeout", "id", "dr", "type", "since"})
 _GATEWAY_METHODS = frozenset({"GET", "POST"})
-_GC_YOUNG_THRESHOLD = 5_000
 
 
 class _Health(msgspec.Struct):
@@ -219,15 +218,7 @@ def _bind(host: str, port: int) -> socket.socket:
 async def _serve(config: Config, *, parent: int | None = None) -> None:
     app = create_app(config)
     uv = server_config(config, app)
-    # Everything made so far (modules, config, the app) lives as long as the process: keep
-    # it out of the collector's full passes, which otherwise stall every request in
-    # flight for 10-25 ms several times a second under load (p99 of /sendsms).
-    gc.collect()
-    gc.freeze()
-    # A request's objects die with it (reference counts free them), but at the default
-    # threshold of 700 the 64 requests in flight alone start a young-generation pass
-    # every few dozen requests, to find nothing: let more pile up before one looks.
-    gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+    heap.settle()  # modules, config and the app live as long as the process
     server = uvicorn.Server(uv)
     watchdog = None
     if parent is not None:

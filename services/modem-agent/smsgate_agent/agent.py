@@ -19,7 +19,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError
-from smsgate import bus, contracts, subjects
+from smsgate import bus, contracts, heap, subjects
 from smsgate.acks import AckPublisher
 from smsgate.config import AgentPort, Config
 
@@ -37,11 +37,14 @@ STATE_FLUSH = 0.5  # seconds: how stale a port's busy/ready in the KV may be
 
 
 class Agent:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, settle_heap: bool = False) -> None:
+        """`settle_heap`: the process is this agent's alone (`smsgate agent`): tune its
+        garbage collector once the ports are up (see smsgate.heap)."""
         if not config.agent.name:
             raise ValueError("agent.name is required")
         self.config = config
         self.name = config.agent.name
+        self.settle_heap = settle_heap
         self.stopping = asyncio.Event()
         self.workers: list[PortWorker] = []
         self.nc: Client | None = None
@@ -89,6 +92,8 @@ class Agent:
             senders.append(asyncio.create_task(worker.run(self.stopping)))
         spawn(self._any_loop(any_sub))
         spawn(self._heartbeat_loop())
+        if self.settle_heap:
+            heap.settle()  # the ports' workers, modems and subscriptions live as long as we do
         log.info("agent %s serving %d ports", self.name, len(self.workers))
 
         await stop.wait()
@@ -312,5 +317,5 @@ def _pending_after(msgs: list[Msg]) -> int:
         return 0
 
 
-async def run_agent(config: Config, stop: asyncio.Event) -> None:
-    await Agent(config).run(stop)
+async def run_agent(config: Config, stop: asyncio.Event, *, settle_heap: bool = False) -> None:
+    await Agent(config, settle_heap=settle_heap).run(stop)
