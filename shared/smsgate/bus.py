@@ -137,14 +137,17 @@ class Buckets:
     ports: KeyValue
     messages: KeyValue
     inbound_parts: KeyValue
+    sending: KeyValue
 
 
 def bucket_configs(config: NatsConfig) -> dict[str, KeyValueConfig]:
-    """The KV buckets: port states, message states, and inbound parts awaiting siblings."""
+    """The KV buckets: port states, message states, inbound parts awaiting siblings, and
+    the agents' send claims (kept as long as a message's status)."""
     ttls = {
         subjects.PORTS_BUCKET: None,  # a port's state stays until it is replaced
         subjects.MESSAGES_BUCKET: config.messages_ttl,
         subjects.INBOUND_PARTS_BUCKET: config.events_max_age,
+        subjects.SENDING_BUCKET: config.messages_ttl,
     }
     return {
         name: KeyValueConfig(
@@ -163,4 +166,5 @@ async def provision(js: JetStreamContext, config: NatsConfig) -> Buckets:
         ports=buckets[subjects.PORTS_BUCKET],
         messages=buckets[subjects.MESSAGES_BUCKET],
         inbound_parts=buckets[subjects.INBOUND_PARTS_BUCKET],
+        sending=buckets[subjects.SENDING_BUCKET],
     )

@@ -33,6 +33,9 @@ PORTS_BUCKET = "sms_ports"
 MESSAGES_BUCKET = "sms_messages"
 # Parts of concatenated inbound SMS awaiting their siblings (agent-internal, crash-safe).
 INBOUND_PARTS_BUCKET = "sms_inbound_parts"
+# The agents' at-most-once claims: a key is created (never overwritten) before a
+# message's first part goes to a modem (agent-internal).
+SENDING_BUCKET = "sms_sending"
 _KV_KEY = re.compile(r"^[-_=a-zA-Z0-9]+$")
 
 

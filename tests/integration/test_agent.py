@@ -360,3 +360,40 @@ async def test_inbound_parts_survive_an_agent_restart(nats_bus: Bus) -> None:
     assert (inbound.parts, inbound.complete, inbound.port) == (3, True, "lte-1")
     with pytest.raises(NoKeysError):
         await nats_bus.buckets.inbound_parts.keys()  # nothing left behind
+
+
+async def test_a_job_claimed_before_is_settled_by_its_status_not_sent_again(
+    nats_bus: Bus,
+) -> None:
+    """Two jobs whose claims exist (an agent handed them to a modem, then its ack was lost
+    or it died): the one whose status is final is only acked; the other fails
+    `interrupted`. A claim that was released (nothing reached a network) is taken over."""
+    kv = await nats_bus.js.key_value(subjects.SENDING_BUCKET)
+    messages = await nats_bus.js.key_value(subjects.MESSAGES_BUCKET)
+    done, dead, released = job(OUTSIDE, "done"), job(OUTSIDE, "dead"), job(OUTSIDE, "again")
+    for claimed in (done, dead, released):
+        await kv.create(subjects.message_key(claimed.id), b"old-agent")
+    await kv.delete(subjects.message_key(released.id))
+    sent = contracts.MessageStatus(
+        id=done.id,
+        to=done.to,
+        state=contracts.MessageState.SENT,
+        created=done.created,
+        updated=done.created,
+    )
+    await messages.put(subjects.message_key(done.id), contracts.encode(sent))
+    sim = await start_sim(ports=1)
+    tap = EventTap()
+    await tap.start(nats_bus.nc)
+    try:
+        async with agent_running(agent_config(nats_bus.config, "a", sim.devices)):
+            await publish_jobs(nats_bus.nc, [done, dead, released])
+            await until(lambda: tap.finished([dead.id, released.id]), "two results", 30)
+    finally:
+        await sim.stop()
+    assert [p.text for p in sim.sent()] == ["again"]  # neither claimed job went out again
+    assert done.id not in tap.results  # its result was published before
+    assert [r.reason for r in tap.results[dead.id]] == ["interrupted"]
+    assert [r.status for r in tap.results[released.id]] == [contracts.SendStatus.SENT]
+    stream = await nats_bus.js.stream_info(subjects.SEND_STREAM)
+    assert stream.state.messages == 0  # every job acked, the finished one included

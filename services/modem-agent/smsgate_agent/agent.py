@@ -1,7 +1,7 @@
 """The modem agent: this host's ports joined to the farm over NATS.
 
 Each idle, healthy port takes work: first its own pinned subject, then `sms.send.any`,
-fetched in batches sized to the idle ports, so a busy port never holds a job.
+pulled for exactly the ports that are idle (work.py), so a busy port never holds a job.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError
 from smsgate import bus, contracts, heap, subjects
 from smsgate.acks import AckPublisher
 from smsgate.config import AgentPort, Config
@@ -26,6 +26,7 @@ from smsgate.config import AgentPort, Config
 from smsgate_agent import discovery
 from smsgate_agent.port import IdlePorts, PortWorker, inbound_part_keys
 from smsgate_agent.publisher import Publisher
+from smsgate_agent.work import SharedWork
 
 log = logging.getLogger("smsgate.agent")
 
@@ -71,11 +72,9 @@ class Agent:
         def spawn(coro: Coroutine[Any, Any, None]) -> None:
             background.append(asyncio.create_task(coro))
 
-        any_sub = await js.pull_subscribe(
-            subjects.SEND_ANY,
-            durable=subjects.SEND_ANY_CONSUMER,
-            stream=subjects.SEND_STREAM,
-            config=self._consumer_config(),
+        await self._ensure_consumer(js, subjects.SEND_ANY_CONSUMER, subjects.SEND_ANY)
+        shared = SharedWork(
+            nc, subjects.SEND_STREAM, subjects.SEND_ANY_CONSUMER, self._idle, self.stopping
         )
         part_keys = await inbound_part_keys(publisher.buckets.inbound_parts)
         for worker in self.workers:
@@ -90,7 +89,7 @@ class Agent:
             spawn(self._pinned_loop(worker, pinned))
             await self._serve_control(nc, worker)
             senders.append(asyncio.create_task(worker.run(self.stopping)))
-        spawn(self._any_loop(any_sub))
+        spawn(shared.run())
         spawn(self._heartbeat_loop())
         if self.settle_heap:
             heap.settle()  # the ports' workers, modems and subscriptions live as long as we do
@@ -161,40 +160,14 @@ class Agent:
 
     # --- work distribution --------------------------------------------------------------
 
-    async def _any_loop(self, sub: JetStreamContext.PullSubscription) -> None:
-        """Fetch shared work for exactly as many ports as are idle.
-
-        nats-py's `fetch(n)` with n > 1 holds a pull open until n jobs came or it expires,
-        so on a quiet farm one job would wait out the timeout in the agent. So a batch
-        asks for no more than the server said were waiting behind the last job (its
-        `num_pending`), which it hands over at once; with none waiting, one job at a time.
-        """
-        pending = 0
-        idle = self._idle
-        while not self.stopping.is_set():
-            if not idle.ports:
-                idle.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(1.0):
-                        await idle.wake.wait()
-                continue
-            batch = max(1, min(len(idle.ports), pending))
-            try:
-                msgs = await sub.fetch(batch, timeout=1.0)
-            except TimeoutError:
-                pending = 0
-                continue
-            except Exception as exc:
-                log.warning("fetch from %s failed: %s", subjects.SEND_ANY, exc)
-                await asyncio.sleep(1.0)
-                continue
-            pending = _pending_after(msgs)
-            for msg in msgs:
-                taker = None if self.stopping.is_set() else idle.take()
-                if taker is None:
-                    await msg.nak()
-                    continue
-                taker.offer(msg, pinned=False)
+    async def _ensure_consumer(self, js: JetStreamContext, durable: str, subject: str) -> None:
+        try:
+            await js.consumer_info(subjects.SEND_STREAM, durable)
+        except NotFoundError:
+            config = self._consumer_config()
+            config.durable_name = durable
+            config.filter_subject = subject
+            await js.add_consumer(subjects.SEND_STREAM, config)
 
     async def _pinned_loop(
         self, worker: PortWorker, sub: JetStreamContext.PullSubscription
@@ -305,16 +278,6 @@ class Agent:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(STATE_FLUSH, beat)):
                     await self.stopping.wait()
-
-
-def _pending_after(msgs: list[Msg]) -> int:
-    """How many jobs the server said were still waiting after the last one fetched."""
-    if not msgs:
-        return 0
-    try:
-        return int(msgs[-1].metadata.num_pending)
-    except Exception:  # not a JetStream delivery (cannot happen) or unparsable metadata
-        return 0
 
 
 async def run_agent(config: Config, stop: asyncio.Event, *, settle_heap: bool = False) -> None:

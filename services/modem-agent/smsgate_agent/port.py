@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import msgspec
 from nats.aio.msg import Msg
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import APIError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 from smsgate import contracts
 from smsgate.config import AgentConfig, AgentPort
@@ -22,7 +22,7 @@ from smsgate.contracts import MessageState, MessageStatus
 from smsgate_agent.modem import Modem, ModemInfo, SendOutcome
 from smsgate_agent.pdu import Deliver, StatusReport
 from smsgate_agent.policy import PortPolicy, effective
-from smsgate_agent.publisher import Publisher
+from smsgate_agent.publisher import WRONG_LAST_SEQUENCE, Publisher
 from smsgate_agent.reassembly import InboundPart, Joined, Reassembler
 from smsgate_agent.reports import MessageDelivery, ReportBook
 
@@ -123,6 +123,7 @@ class PortWorker:
         self._last_status: contracts.PortStatus | None = None
         self._last_imsi: str | None = None
         self.state_dirty = False  # a routine change (busy/ready) not yet in the KV
+        self._background: set[asyncio.Task[None]] = set()
 
     # --- availability -------------------------------------------------------------------
 
@@ -305,23 +306,52 @@ class PortWorker:
             await self.publish_state()
 
     async def _send(self, msg: Msg, job: contracts.SendJob, *, pinned: bool) -> None:
-        # Only a job handed out before can have been sent before: a first delivery skips
-        # the look at its at-most-once marker (one KV read per message saved).
-        previous = await self.publisher.status(job.id) if _redelivered(msg) else None
+        """Send under an at-most-once claim: the job's key in `sms_sending`, created (never
+        overwritten) before the first part goes out. A claim that exists already means
+        the message was handed to a modem before (an agent died mid-send, or its ack was
+        lost): it is settled by its status, never sent a second time by surprise."""
+        try:
+            await self._send_claimed(msg, job, pinned=pinned, claim=True)
+        except APIError as exc:
+            if exc.err_code not in WRONG_LAST_SEQUENCE:
+                raise
+            if await self.publisher.reclaim(job.id):  # only a released claim was there
+                await self._send_claimed(msg, job, pinned=pinned, claim=False, holding=True)
+            else:
+                await self._claimed_before(msg, job, pinned=pinned)
+
+    async def _claimed_before(self, msg: Msg, job: contracts.SendJob, *, pinned: bool) -> None:
+        previous = await self.publisher.status(job.id)
         if previous is not None and previous.state in FINAL:
             await msg.ack()  # done before; the ack was lost
             return
-        if previous is not None and previous.state == contracts.MessageState.SENDING:
-            if not self.agent.resend_interrupted:
-                await self._finish(msg, job, contracts.SendStatus.FAILED, "interrupted", [])
-                return
-            log.warning("%s: re-sending interrupted message %s", self.name, job.id)
+        if not self.agent.resend_interrupted:
+            await self._finish(msg, job, contracts.SendStatus.FAILED, "interrupted", [])
+            return
+        log.warning("%s: re-sending interrupted message %s", self.name, job.id)
+        await self._send_claimed(msg, job, pinned=pinned, claim=False)
+
+    async def _send_claimed(
+        self,
+        msg: Msg,
+        job: contracts.SendJob,
+        *,
+        pinned: bool,
+        claim: bool,
+        holding: bool = False,
+    ) -> None:
+        """`claim`: create the claim at the first part; `holding`: it is ours already."""
+        claim_ack: Awaitable[object] | None = None
 
         async def mark(sequence: int) -> Awaitable[object] | None:
-            # The at-most-once marker: sent now, its ack awaited at the modem's prompt.
-            if sequence == 1:
-                return await self.publisher.begin_status(self._status(job, MessageState.SENDING))
-            return None
+            # The claim is sent before the first AT+CMGS; its ack is awaited at the prompt.
+            nonlocal claim_ack
+            if sequence != 1 or claim_ack is not None or not claim:
+                return None
+            claim_ack = await self.publisher.claim(job.id)
+            if isinstance(claim_ack, asyncio.Future):
+                claim_ack.add_done_callback(lambda done: self._sending(done, job))
+            return claim_ack
 
         outcome: SendOutcome | None = None
         for attempt in range(self.agent.retries + 1):
@@ -333,6 +363,8 @@ class PortWorker:
             if attempt < self.agent.retries:
                 await asyncio.sleep(min(2.0**attempt, 30.0))
         assert outcome is not None
+        if claim_ack is not None:
+            await claim_ack  # a part refused before the prompt: the claim still decides
         now = self.clock()
         if outcome.ok:
             self.policy.record_sent(now, len(outcome.parts))
@@ -350,12 +382,24 @@ class PortWorker:
         if self.policy.record_failed(now):
             log.warning("%s: parked after repeated failures (%s)", self.name, outcome.error)
         if outcome.temporary and not _any_part_sent(outcome) and not pinned:
-            # Nothing reached the network: another port may do better.
+            # Nothing reached the network: another port may do better, under a new claim.
+            if claim_ack is not None or holding:
+                await self.publisher.release(job.id)
             await self.publisher.put_status(self._status(job, MessageState.QUEUED))
             await msg.nak(delay=1.0)
             return
         self.failed += 1
         await self._finish(msg, job, contracts.SendStatus.FAILED, outcome.error, outcome.parts)
+
+    def _sending(self, claim: asyncio.Future[object], job: contracts.SendJob) -> None:
+        """Once the claim holds, show the message `sending` (no one waits for that write)."""
+        if claim.cancelled() or claim.exception() is not None:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self.publisher.status_nowait(self._status(job, MessageState.SENDING))
+        )
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def fail_unavailable(self, msg: Msg, job: contracts.SendJob) -> None:
         await self._finish(msg, job, contracts.SendStatus.FAILED, "port unavailable", [])
@@ -559,14 +603,6 @@ def _any_part_sent(outcome: SendOutcome) -> bool:
 def _part_key(port: str, part: InboundPart) -> str:
     sender = part.sender.encode().hex()
     return f"{port}.{sender}.{part.reference}.{part.total}.{part.sequence}"
-
-
-def _redelivered(msg: Msg) -> bool:
-    """Whether JetStream handed this job out before (unknown counts as yes)."""
-    try:
-        return int(msg.metadata.num_delivered) > 1
-    except Exception:  # not a JetStream delivery, or metadata it cannot parse
-        return True
 
 
 class _KeepAlive:

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.errors import KeyDeletedError, KeyNotFoundError
+from nats.js.api import Header
+from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
 from smsgate import contracts, subjects
 from smsgate.acks import AckPublisher
 from smsgate.bus import Buckets
@@ -29,6 +30,9 @@ _KINDS: dict[type, str] = {
 }
 _PORTS_PREFIX = f"$KV.{subjects.PORTS_BUCKET}."
 _MESSAGES_PREFIX = f"$KV.{subjects.MESSAGES_BUCKET}."
+_SENDING_PREFIX = f"$KV.{subjects.SENDING_BUCKET}."
+_CREATE = {Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: "0"}  # the key must not exist
+WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream: the key exists already
 
 
 @dataclass
@@ -138,12 +142,37 @@ class Publisher:
             log.warning("unreadable status for %s", message_id)
             return None
 
-    async def put_status(self, status: contracts.MessageStatus) -> None:
-        await (await self.begin_status(status))
-
-    async def begin_status(self, status: contracts.MessageStatus) -> Awaitable[object]:
-        """Write the message's status now; the returned awaitable is its JetStream ack."""
+    async def claim(self, message_id: str) -> Awaitable[object]:
+        """Create the message's send claim now; the awaitable is its ack, which fails with
+        `APIError` (err_code in WRONG_LAST_SEQUENCE) when the message was claimed before."""
         return await self._begin(
+            _SENDING_PREFIX + subjects.message_key(message_id), self.agent.encode(), dict(_CREATE)
+        )
+
+    async def reclaim(self, message_id: str) -> bool:
+        """After a refused claim: take the key over if it holds only a released claim
+        (nats-py's create() does that for a deleted key); False when a claim stands."""
+        try:
+            await self.buckets.sending.create(subjects.message_key(message_id), self.agent.encode())
+        except KeyWrongLastSequenceError:
+            return False
+        return True
+
+    async def release(self, message_id: str) -> None:
+        """Drop a claim whose message reached no network (it goes back to the queue)."""
+        await self.buckets.sending.delete(subjects.message_key(message_id))
+
+    async def status_nowait(self, status: contracts.MessageStatus) -> None:
+        """Write a status that nothing depends on (`sending`) without waiting for its ack."""
+        try:
+            await self.nc.publish(
+                _MESSAGES_PREFIX + subjects.message_key(status.id), contracts.encode(status)
+            )
+        except Exception as exc:  # NATS away: the result's status follows anyway
+            log.debug("status of %s not written: %s", status.id, exc)
+
+    async def put_status(self, status: contracts.MessageStatus) -> None:
+        await self._durable(
             _MESSAGES_PREFIX + subjects.message_key(status.id), contracts.encode(status), {}
         )
 
