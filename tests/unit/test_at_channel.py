@@ -75,6 +75,14 @@ async def channel() -> AsyncIterator[tuple[AtChannel, Line, list[Urc]]]:
         await at.close()
 
 
+async def _escape_answer_is_not_the_next_reply(at: AtChannel, line: Line) -> None:
+    line.say(b"\r\nOK\r\n")  # what the ESC got: must not answer the next command
+    pending = asyncio.create_task(at.command("AT+CSQ", timeout=2))
+    await line.heard(b"AT+CSQ\r")
+    line.say(b"\r\n+CSQ: 9,99\r\n\r\nOK\r\n")
+    assert (await pending).first("+CSQ") == "9,99"
+
+
 async def test_command_with_urc_in_the_middle() -> None:
     async with channel() as (at, line, urcs):
         pending = asyncio.create_task(at.command("AT+CSQ", timeout=2))
@@ -163,11 +171,7 @@ async def test_a_failed_gate_cancels_the_prompt_and_sends_nothing() -> None:
             await pending
         assert line.written.endswith(b"\x1b")
         assert b"0011AB" not in line.written
-        line.say(b"\r\nOK\r\n")  # what the ESC got: must not answer the next command
-        follow = asyncio.create_task(at.command("AT+CSQ", timeout=2))
-        await line.heard(b"AT+CSQ\r")
-        line.say(b"\r\n+CSQ: 9,99\r\n\r\nOK\r\n")
-        assert (await follow).first("+CSQ") == "9,99"
+        await _escape_answer_is_not_the_next_reply(at, line)
 
 
 async def test_refused_before_prompt() -> None:
@@ -187,11 +191,7 @@ async def test_no_prompt_sends_escape_and_nothing_else() -> None:
             await at.send_pdu(19, "0011AB", prompt_timeout=0.05, timeout=2)
         assert line.written.endswith(b"\x1b")
         assert b"0011AB" not in line.written
-        line.say(b"\r\nOK\r\n")  # what the ESC got: must not answer the next command
-        pending = asyncio.create_task(at.command("AT+CSQ", timeout=2))
-        await line.heard(b"AT+CSQ\r")
-        line.say(b"\r\n+CSQ: 9,99\r\n\r\nOK\r\n")
-        assert (await pending).first("+CSQ") == "9,99"
+        await _escape_answer_is_not_the_next_reply(at, line)
 
 
 async def test_no_answer_after_pdu_is_a_send_timeout() -> None:
