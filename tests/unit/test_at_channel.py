@@ -12,6 +12,7 @@ from smsgate_agent.at import (
     AtClosed,
     AtTimeout,
     NoPrompt,
+    Reply,
     SendInterrupted,
     SendTimeout,
     Status,
@@ -142,14 +143,20 @@ async def test_send_pdu() -> None:
         assert [u.name for u in urcs] == ["+ZDONR"]
 
 
+async def _at_the_prompt(
+    at: AtChannel, line: Line
+) -> tuple[asyncio.Future[None], asyncio.Task[Reply]]:
+    """A send_pdu with a gate, stopped at the modem's prompt."""
+    gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    pending = asyncio.create_task(at.send_pdu(19, "0011AB", prompt_timeout=1, timeout=2, gate=gate))
+    await line.heard(b"AT+CMGS=19\r")
+    line.say(b"\r\n> ")
+    return gate, pending
+
+
 async def test_pdu_waits_for_the_gate_at_the_prompt() -> None:
     async with channel() as (at, line, _):
-        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        pending = asyncio.create_task(
-            at.send_pdu(19, "0011AB", prompt_timeout=1, timeout=2, gate=gate)
-        )
-        await line.heard(b"AT+CMGS=19\r")
-        line.say(b"\r\n> ")
+        gate, pending = await _at_the_prompt(at, line)
         await asyncio.sleep(0.02)
         assert b"0011AB" not in line.written  # the marker is not durable yet
         gate.set_result(None)
@@ -160,12 +167,7 @@ async def test_pdu_waits_for_the_gate_at_the_prompt() -> None:
 
 async def test_a_failed_gate_cancels_the_prompt_and_sends_nothing() -> None:
     async with channel() as (at, line, _):
-        gate: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        pending = asyncio.create_task(
-            at.send_pdu(19, "0011AB", prompt_timeout=1, timeout=2, gate=gate)
-        )
-        await line.heard(b"AT+CMGS=19\r")
-        line.say(b"\r\n> ")
+        gate, pending = await _at_the_prompt(at, line)
         gate.set_exception(ConnectionError("no ack from JetStream"))
         with pytest.raises(ConnectionError, match="no ack"):
             await pending
