@@ -19,7 +19,7 @@ from smsgate import contracts
 from smsgate.config import AgentConfig, AgentPort
 from smsgate.contracts import MessageState, MessageStatus
 
-from smsgate_agent.modem import Modem, ModemInfo, SendOutcome
+from smsgate_agent.modem import Modem, ModemInfo, PartHook, SendOutcome
 from smsgate_agent.pdu import Deliver, StatusReport
 from smsgate_agent.policy import PortPolicy, effective
 from smsgate_agent.publisher import WRONG_LAST_SEQUENCE, Publisher
@@ -342,29 +342,33 @@ class PortWorker:
     ) -> None:
         """`claim`: create the claim at the first part; `holding`: it is ours already."""
         claim_ack: Awaitable[object] | None = None
+        token = f"{self.publisher.agent}/{self.name}/{contracts.new_id()}"
 
         async def mark(sequence: int) -> Awaitable[object] | None:
             # The claim is sent before the first AT+CMGS; its ack is awaited at the prompt.
             nonlocal claim_ack
             if sequence != 1 or claim_ack is not None or not claim:
                 return None
-            claim_ack = await self.publisher.claim(job.id)
+            claim_ack = await self.publisher.claim(job.id, token)
             if isinstance(claim_ack, asyncio.Future):
                 claim_ack.add_done_callback(lambda done: self._sending(done, job))
             return claim_ack
 
-        outcome: SendOutcome | None = None
-        for attempt in range(self.agent.retries + 1):
-            outcome = await self.modem.send(
-                job.to, job.text, status_report=job.status_report, on_part=mark
-            )
-            if outcome.ok or not outcome.temporary or _any_part_sent(outcome):
-                break
-            if attempt < self.agent.retries:
-                await asyncio.sleep(min(2.0**attempt, 30.0))
-        assert outcome is not None
-        if claim_ack is not None:
-            await claim_ack  # a part refused before the prompt: the claim still decides
+        try:
+            outcome = await self._attempts(job, mark)
+            if claim_ack is not None:
+                await claim_ack  # a part refused before the prompt: the claim still decides
+        except Exception as exc:
+            if not _unconfirmed(claim_ack, exc):
+                raise
+            # The claim's ack never came (NATS went away): the prompt was cancelled and
+            # nothing was sent, so the claim must not make a redelivery `interrupted`.
+            log.warning("%s: claim of %s unconfirmed (%s); nothing sent", self.name, job.id, exc)
+            await self._retry_until_done(lambda: self.publisher.unclaim(job.id, token), job)
+            with contextlib.suppress(Exception):
+                await msg.nak()
+            return
+
         now = self.clock()
         if outcome.ok:
             self.policy.record_sent(now, len(outcome.parts))
@@ -390,6 +394,34 @@ class PortWorker:
             return
         self.failed += 1
         await self._finish(msg, job, contracts.SendStatus.FAILED, outcome.error, outcome.parts)
+
+    async def _attempts(self, job: contracts.SendJob, mark: PartHook) -> SendOutcome:
+        """The modem's send, tried again on the same port while nothing reached a network."""
+        outcome: SendOutcome | None = None
+        for attempt in range(self.agent.retries + 1):
+            outcome = await self.modem.send(
+                job.to, job.text, status_report=job.status_report, on_part=mark
+            )
+            if outcome.ok or not outcome.temporary or _any_part_sent(outcome):
+                break
+            if attempt < self.agent.retries:
+                await asyncio.sleep(min(2.0**attempt, 30.0))
+        assert outcome is not None
+        return outcome
+
+    async def _retry_until_done(
+        self, step: Callable[[], Awaitable[None]], job: contracts.SendJob
+    ) -> None:
+        """Keep at a bus write that must happen, however long NATS is away."""
+        delay = 0.5
+        while True:
+            try:
+                await step()
+                return
+            except Exception as exc:
+                log.warning("%s: %s not published yet (%s); retrying", self.name, job.id, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RESULT_RETRY_MAX)
 
     def _sending(self, claim: asyncio.Future[object], job: contracts.SendJob) -> None:
         """Once the claim holds, show the message `sending` (no one waits for that write)."""
@@ -428,17 +460,10 @@ class PortWorker:
         )
         # The outcome is known and only here: keep at it until NATS takes it, however long
         # NATS is away. Giving up would turn a sent message into an `interrupted` one.
-        delay = 0.5
-        while True:
-            try:
-                await self.publisher.result(result, created=job.created, reply_to=job.reply_to)
-                break
-            except Exception as exc:
-                log.warning(
-                    "%s: result of %s not published yet (%s); retrying", self.name, job.id, exc
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RESULT_RETRY_MAX)
+        await self._retry_until_done(
+            lambda: self.publisher.result(result, created=job.created, reply_to=job.reply_to),
+            job,
+        )
         await msg.ack()
         log.info(
             "%s message %s to %s: %s%s",
@@ -594,6 +619,15 @@ async def inbound_part_keys(kv: KeyValue) -> list[str]:
         return list(await kv.keys())
     except NoKeysError:
         return []
+
+
+def _unconfirmed(claim: Awaitable[object] | None, exc: BaseException) -> bool:
+    """Whether `exc` is the claim's own failure other than "claimed before"."""
+    if not isinstance(claim, asyncio.Future) or not claim.done() or claim.cancelled():
+        return False
+    if claim.exception() is not exc:
+        return False
+    return not (isinstance(exc, APIError) and exc.err_code in WRONG_LAST_SEQUENCE)
 
 
 def _any_part_sent(outcome: SendOutcome) -> bool:

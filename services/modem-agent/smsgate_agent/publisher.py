@@ -6,6 +6,7 @@ crash publishes the same event id and JetStream's duplicate window drops the cop
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Awaitable
@@ -142,12 +143,24 @@ class Publisher:
             log.warning("unreadable status for %s", message_id)
             return None
 
-    async def claim(self, message_id: str) -> Awaitable[object]:
-        """Create the message's send claim now; the awaitable is its ack, which fails with
-        `APIError` (err_code in WRONG_LAST_SEQUENCE) when the message was claimed before."""
+    async def claim(self, message_id: str, token: str) -> Awaitable[object]:
+        """Create the message's send claim (holding `token`) now; the awaitable is its ack,
+        which fails with `APIError` (err_code in WRONG_LAST_SEQUENCE) when the message was
+        claimed before."""
         return await self._begin(
-            _SENDING_PREFIX + subjects.message_key(message_id), self.agent.encode(), dict(_CREATE)
+            _SENDING_PREFIX + subjects.message_key(message_id), token.encode(), dict(_CREATE)
         )
+
+    async def unclaim(self, message_id: str, token: str) -> None:
+        """Drop the claim if it is still the one holding `token` (whose ack was lost)."""
+        key = subjects.message_key(message_id)
+        try:
+            entry = await self.buckets.sending.get(key)
+        except KeyNotFoundError:
+            return  # it was never stored
+        if entry.value == token.encode():
+            with contextlib.suppress(KeyWrongLastSequenceError):
+                await self.buckets.sending.delete(key, last=entry.revision)
 
     async def reclaim(self, message_id: str) -> bool:
         """After a refused claim: take the key over if it holds only a released claim
