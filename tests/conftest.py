@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.errors import ServerError
 from smsgate import bus
 from smsgate.config import NatsConfig
 from smsgate.embedded import EmbeddedNats
@@ -38,6 +40,19 @@ class Bus:
     config: NatsConfig
 
 
+async def _provision_anew(js: JetStreamContext, config: NatsConfig) -> bus.Buckets:
+    # nats-server removes a deleted stream's store in the background: a stream of the same
+    # name created at once can fail with "error creating store for stream" (10049).
+    for _ in range(20):
+        try:
+            return await bus.provision(js, config)
+        except ServerError as exc:
+            if exc.err_code != 10049:
+                raise
+            await asyncio.sleep(0.1)
+    return await bus.provision(js, config)
+
+
 @pytest.fixture
 async def nats_bus(nats_config: NatsConfig) -> AsyncIterator[Bus]:
     """A connection and a fresh set of streams and buckets (old ones deleted first)."""
@@ -45,6 +60,6 @@ async def nats_bus(nats_config: NatsConfig) -> AsyncIterator[Bus]:
     js = nc.jetstream()
     for name in await js.streams_info():
         await js.delete_stream(name.config.name or "")
-    buckets = await bus.provision(js, nats_config)
+    buckets = await _provision_anew(js, nats_config)
     yield Bus(nc=nc, js=js, buckets=buckets, config=nats_config)
     await nc.close()
