@@ -310,13 +310,14 @@ class PortWorker:
         overwritten) before the first part goes out. A claim that exists already means
         the message was handed to a modem before (an agent died mid-send, or its ack was
         lost): it is settled by its status, never sent a second time by surprise."""
+        token = f"{self.publisher.agent}/{self.name}/{contracts.new_id()}"  # this handling's
         try:
-            await self._send_claimed(msg, job, pinned=pinned, claim=True)
+            await self._send_claimed(msg, job, token, pinned=pinned, claim=True)
         except APIError as exc:
             if exc.err_code not in WRONG_LAST_SEQUENCE:
                 raise
-            if await self.publisher.reclaim(job.id):  # only a released claim was there
-                await self._send_claimed(msg, job, pinned=pinned, claim=False, holding=True)
+            if await self.publisher.reclaim(job.id, token):  # only a released claim was there
+                await self._send_claimed(msg, job, token, pinned=pinned, claim=False, holding=True)
             else:
                 await self._claimed_before(msg, job, pinned=pinned)
 
@@ -329,20 +330,21 @@ class PortWorker:
             await self._finish(msg, job, contracts.SendStatus.FAILED, "interrupted", [])
             return
         log.warning("%s: re-sending interrupted message %s", self.name, job.id)
-        await self._send_claimed(msg, job, pinned=pinned, claim=False)
+        await self._send_claimed(msg, job, "", pinned=pinned, claim=False)
 
     async def _send_claimed(
         self,
         msg: Msg,
         job: contracts.SendJob,
+        token: str,
         *,
         pinned: bool,
         claim: bool,
         holding: bool = False,
     ) -> None:
-        """`claim`: create the claim at the first part; `holding`: it is ours already."""
+        """`claim`: create the claim (holding `token`) at the first part; `holding`: the
+        claim with `token` is ours already."""
         claim_ack: Awaitable[object] | None = None
-        token = f"{self.publisher.agent}/{self.name}/{contracts.new_id()}"
 
         async def mark(sequence: int) -> Awaitable[object] | None:
             # The claim is sent before the first AT+CMGS; its ack is awaited at the prompt.
@@ -388,7 +390,7 @@ class PortWorker:
         if outcome.temporary and not _any_part_sent(outcome) and not pinned:
             # Nothing reached the network: another port may do better, under a new claim.
             if claim_ack is not None or holding:
-                await self.publisher.release(job.id)
+                await self.publisher.unclaim(job.id, token)
             await self.publisher.put_status(self._status(job, MessageState.QUEUED))
             await msg.nak(delay=1.0)
             return

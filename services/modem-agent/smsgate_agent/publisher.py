@@ -152,7 +152,8 @@ class Publisher:
         )
 
     async def unclaim(self, message_id: str, token: str) -> None:
-        """Drop the claim if it is still the one holding `token` (whose ack was lost)."""
+        """Drop the claim if it is still the one holding `token`: its message reached no
+        network (or its ack was lost at the prompt), so the job may be sent again."""
         key = subjects.message_key(message_id)
         try:
             entry = await self.buckets.sending.get(key)
@@ -162,18 +163,14 @@ class Publisher:
             with contextlib.suppress(KeyWrongLastSequenceError):
                 await self.buckets.sending.delete(key, last=entry.revision)
 
-    async def reclaim(self, message_id: str) -> bool:
+    async def reclaim(self, message_id: str, token: str) -> bool:
         """After a refused claim: take the key over if it holds only a released claim
         (nats-py's create() does that for a deleted key); False when a claim stands."""
         try:
-            await self.buckets.sending.create(subjects.message_key(message_id), self.agent.encode())
+            await self.buckets.sending.create(subjects.message_key(message_id), token.encode())
         except KeyWrongLastSequenceError:
             return False
         return True
-
-    async def release(self, message_id: str) -> None:
-        """Drop a claim whose message reached no network (it goes back to the queue)."""
-        await self.buckets.sending.delete(subjects.message_key(message_id))
 
     async def status_nowait(self, status: contracts.MessageStatus) -> None:
         """Write a status that nothing depends on (`sending`) without waiting for its ack."""
