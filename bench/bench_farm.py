@@ -100,7 +100,7 @@ def start_agents(
         name = f"bench-{index + 1}"
         path = write_agent_config(directory, nats_url, name, mine, **agent)
         procs.append(
-            spawn(name, [PYTHON, "-m", "smsgate.cli", "agent", "-c", str(path)], directory)
+            spawn(name, [PYTHON, "-m", "smsgate_cli", "agent", "-c", str(path)], directory)
         )
     return procs
 

@@ -9,7 +9,9 @@ import json
 from pathlib import Path
 
 import pytest
-from smsgate import cli, client, contracts
+from smsgate import contracts
+from smsgate_cli import client
+from smsgate_cli import main as cli
 from smsgate_sim.simulator import Simulator
 
 from tests.e2e.conftest import PASSWORD, USER

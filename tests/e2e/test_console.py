@@ -12,7 +12,7 @@ import pytest
 from playwright.async_api import Browser, Page, expect
 from smsgate.config import NatsConfig
 from smsgate.embedded import EmbeddedNats
-from smsgate_agent.pdu import count_segments
+from smsgate.pdu import count_segments
 
 from tests.e2e.console_helpers import (
     PASSWORD,

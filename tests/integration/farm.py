@@ -68,7 +68,7 @@ class AgentProcess:
         path.write_bytes(msgspec.toml.encode(_without_none(msgspec.to_builtins(self.config))))
         with (self.workdir / f"{self.config.agent.name}.log").open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "smsgate.cli", "agent", "--config", str(path)],
+                [sys.executable, "-m", "smsgate_cli", "agent", "--config", str(path)],
                 stdout=log,
                 stderr=log,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -324,7 +324,7 @@ async def test_ussd_balance_through_the_agent(nats_bus: Bus) -> None:
 
 async def test_inbound_parts_survive_an_agent_restart(nats_bus: Bus) -> None:
     """Parts already taken off the SIM are kept in KV: a new agent finishes the message."""
-    from smsgate_agent.pdu import Concat, Deliver, decode, encode_deliver, split_for_deliver
+    from smsgate.pdu import Concat, Deliver, decode, encode_deliver, split_for_deliver
     from smsgate_agent.port import PortWorker
     from smsgate_agent.publisher import Publisher
 

@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 from smsgate.config import AgentPort, SimConfig
 from smsgate.contracts import DeliveryState
+from smsgate.pdu import Deliver, StatusReport
 from smsgate_agent.modem import Modem, ModemInfo, ModemStatus, ModemTimings, SendOutcome
-from smsgate_agent.pdu import Deliver, StatusReport
 from smsgate_agent.reports import ReportBook
 from smsgate_sim.simulator import Simulator
 from smsgate_sim.stats import SentPart

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 from smsgate.config import SimConfig
-from smsgate_agent.pdu import Deliver, decode
+from smsgate.pdu import Deliver, decode
 from smsgate_sim import Simulator
 
 from .test_sim_support import Line, eventually, quiet

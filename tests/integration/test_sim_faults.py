@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from smsgate.config import SimConfig
-from smsgate_agent.pdu import encode_submit
+from smsgate.pdu import encode_submit
 from smsgate_sim import Simulator
 from smsgate_sim.faults import NOISE_URCS
 

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from smsgate.config import SimConfig
-from smsgate_agent.pdu import encode_submit
+from smsgate.pdu import encode_submit
 from smsgate_sim import Simulator
 
 from .test_sim_support import Line, quiet

@@ -7,7 +7,7 @@ import re
 import time
 
 from smsgate.config import SimConfig
-from smsgate_agent.pdu import SubmitPart, encode_submit
+from smsgate.pdu import SubmitPart, encode_submit
 from smsgate_sim import Simulator
 
 from .test_sim_support import Line, eventually, quiet

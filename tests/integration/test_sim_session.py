@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from smsgate.config import SimConfig
-from smsgate_agent.pdu import Deliver, StatusReport, decode, encode_submit
+from smsgate.pdu import Deliver, StatusReport, decode, encode_submit
 from smsgate_sim import CARRIER_BALANCE_REPLY, Simulator
 
 from .test_sim_support import Line, quiet

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import serial_asyncio
-from smsgate_agent.pdu import SubmitPart, encode_submit
+from smsgate.pdu import SubmitPart, encode_submit
 
 # Long enough for any simulated step; a test waits on this only when something is broken.
 PATIENCE = 10.0

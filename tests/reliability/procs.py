@@ -1,4 +1,4 @@
-"""The services as real processes: `python -m smsgate.cli <service> --config FILE`.
+"""The services as real processes: `python -m smsgate_cli <service> --config FILE`.
 
 Each process gets its config written as TOML (as an operator writes it) and its own log
 file. `Processes` starts them and makes sure none outlives the test: SIGTERM first, so a
@@ -65,7 +65,7 @@ class Service:
                 [
                     sys.executable,
                     "-m",
-                    "smsgate.cli",
+                    "smsgate_cli",
                     self.kind,
                     "--config",
                     str(self.config_path),

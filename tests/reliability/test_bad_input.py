@@ -404,7 +404,7 @@ BAD_CONFIGS: list[tuple[str, str | None, str]] = [
 async def start_with(path: Path, service: str) -> tuple[int, str]:
     """Run `smsgate <service> --config path` to its end (bounded); (exit code, stderr)."""
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "smsgate.cli", service, "--config", str(path)),
+        *(sys.executable, "-m", "smsgate_cli", service, "--config", str(path)),
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-from smsgate import cli
 from smsgate.config import load
+from smsgate_cli import main as cli
 
 ROOT = Path(__file__).resolve().parents[2]
 

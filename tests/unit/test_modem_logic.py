@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import pytest
 from smsgate.config import AgentPort
+from smsgate.pdu import Deliver, StatusReport, encode_deliver, encode_status_report
 from smsgate_agent.at import Line, Reply, Status
 from smsgate_agent.modem import (
     Modem,
@@ -28,7 +29,6 @@ from smsgate_agent.modem import (
     parse_storages,
     registration_name,
 )
-from smsgate_agent.pdu import Deliver, StatusReport, encode_deliver, encode_status_report
 from smsgate_agent.transport import TransportError
 
 FAST = ModemTimings(

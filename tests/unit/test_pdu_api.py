@@ -4,7 +4,7 @@ import dataclasses
 import inspect
 from collections.abc import Callable
 
-import smsgate_agent.pdu as pdu
+import smsgate.pdu as pdu
 
 
 def test_exported_names() -> None:

@@ -3,7 +3,7 @@
 import datetime
 
 import pytest
-from smsgate_agent.pdu import (
+from smsgate.pdu import (
     Alphabet,
     Concat,
     Deliver,
@@ -16,7 +16,7 @@ from smsgate_agent.pdu import (
     gsm7_encodable,
     tpdu_length,
 )
-from smsgate_agent.pdu.dcs import DataCoding, parse_dcs
+from smsgate.pdu.dcs import DataCoding, parse_dcs
 
 UTC = datetime.UTC
 NOW = datetime.datetime(2024, 5, 1, 12, 30, 15, tzinfo=UTC)

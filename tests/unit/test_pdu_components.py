@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from smsgate_agent.pdu import gsm7
-from smsgate_agent.pdu.address import encode_address, encode_smsc, read_address, read_smsc
-from smsgate_agent.pdu.octets import Reader
-from smsgate_agent.pdu.timestamp import decode_timestamp, encode_timestamp
-from smsgate_agent.pdu.udh import Concat, decode_udh, encode_udh
-from smsgate_agent.pdu.validity import decode_relative, encode_relative
+from smsgate.pdu import gsm7
+from smsgate.pdu.address import encode_address, encode_smsc, read_address, read_smsc
+from smsgate.pdu.octets import Reader
+from smsgate.pdu.timestamp import decode_timestamp, encode_timestamp
+from smsgate.pdu.udh import Concat, decode_udh, encode_udh
+from smsgate.pdu.validity import decode_relative, encode_relative
 
 TESTDATA = Path(__file__).resolve().parents[3] / "shared" / "testdata"
 COMPONENTS: list[dict[str, Any]] = json.loads(

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from smsgate_agent.pdu import (
+from smsgate.pdu import (
     Alphabet,
     Concat,
     PduError,

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from smsgate_agent.pdu import (
+from smsgate.pdu import (
     Concat,
     PduError,
     decode,

@@ -5,7 +5,7 @@ import datetime
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from smsgate_agent.pdu import (
+from smsgate.pdu import (
     Alphabet,
     Concat,
     Deliver,
@@ -19,7 +19,7 @@ from smsgate_agent.pdu import (
     encode_submit,
     split_for_deliver,
 )
-from smsgate_agent.pdu.validity import decode_relative, encode_relative
+from smsgate.pdu.validity import decode_relative, encode_relative
 
 GSM_BASIC = (
     "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?"

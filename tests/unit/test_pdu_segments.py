@@ -1,7 +1,7 @@
 """Segment counting and splitting at the part boundaries, agreeing with encode_submit."""
 
 import pytest
-from smsgate_agent.pdu import (
+from smsgate.pdu import (
     Alphabet,
     PduError,
     Segmentation,

@@ -3,7 +3,7 @@
 import datetime
 
 import pytest
-from smsgate_agent.pdu import (
+from smsgate.pdu import (
     DeliveryState,
     StatusReport,
     decode,

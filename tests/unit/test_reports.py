@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from smsgate.contracts import DeliveryState, PartResult
-from smsgate_agent.pdu import DeliveryState as ReportState
-from smsgate_agent.pdu import StatusReport
+from smsgate.pdu import DeliveryState as ReportState
+from smsgate.pdu import StatusReport
 from smsgate_agent.reports import ORPHAN_TTL, ReportBook, number_digits, same_number
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)

@@ -8,7 +8,7 @@ import random
 
 import pytest
 from smsgate.config import SimConfig
-from smsgate_agent.pdu import Alphabet, Deliver, decode, encode_submit
+from smsgate.pdu import Alphabet, Deliver, decode, encode_submit
 from smsgate_sim.modem import Modem
 from smsgate_sim.network import Network
 from smsgate_sim.profiles import Profile, profile

@@ -12,7 +12,7 @@ from enum import StrEnum
 from urllib.parse import unquote_to_bytes
 
 import msgspec
-from smsgate_agent.pdu import count_segments
+from smsgate.pdu import count_segments
 
 from smsgate_api.errors import bad_parameter
 

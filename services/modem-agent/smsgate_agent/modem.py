@@ -25,6 +25,7 @@ from typing import Literal
 
 from smsgate.config import AgentPort
 from smsgate.contracts import PartResult
+from smsgate.pdu import Deliver, PduError, StatusReport, Submit, decode, encode_submit
 
 from smsgate_agent.at import (
     AtChannel,
@@ -42,7 +43,6 @@ from smsgate_agent.at import (
     unquote,
 )
 from smsgate_agent.cms import CME_BUSY, Verdict, classify_cms, describe_cme, describe_cms
-from smsgate_agent.pdu import Deliver, PduError, StatusReport, Submit, decode, encode_submit
 from smsgate_agent.reports import number_digits
 from smsgate_agent.transport import Transport, TransportError, open_transport
 

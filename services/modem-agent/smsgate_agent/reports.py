@@ -17,9 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from smsgate.contracts import DeliveryState, PartResult
-
-from smsgate_agent.pdu import DeliveryState as ReportState
-from smsgate_agent.pdu import StatusReport
+from smsgate.pdu import DeliveryState as ReportState
+from smsgate.pdu import StatusReport
 
 VALIDITY_EXPIRED = 0x46  # TP-ST: the SMSC gave up when the validity period ran out
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import msgspec
 import uvicorn
-from smsgate_agent.pdu import Alphabet, PduError
+from smsgate.pdu import Alphabet, PduError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response

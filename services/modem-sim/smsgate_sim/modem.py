@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from smsgate.config import SimConfig
-from smsgate_agent.pdu import Submit
+from smsgate.pdu import Submit
 
 from . import general, sms
 from .atcommand import Command, CommandError, Reply, parse_command, unsupported

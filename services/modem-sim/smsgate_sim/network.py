@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 from smsgate.config import SimConfig
-from smsgate_agent.pdu import (
+from smsgate.pdu import (
     Alphabet,
     Concat,
     PduError,

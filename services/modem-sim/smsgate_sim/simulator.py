@@ -16,8 +16,8 @@ from types import TracebackType
 
 import msgspec
 from smsgate.config import ConfigError, SimConfig
+from smsgate.pdu import Alphabet
 from smsgate.subjects import check_port_name
-from smsgate_agent.pdu import Alphabet
 
 from .faults import FaultUpdate
 from .modem import Modem, SimCard

@@ -6,7 +6,7 @@ import datetime
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from smsgate_agent.pdu import (
+from smsgate.pdu import (
     Alphabet,
     Deliver,
     StatusReport,

@@ -16,7 +16,6 @@ from typing import Any
 
 import httpx
 import msgspec
-
 from smsgate import contracts
 
 DEFAULT_API = "http://127.0.0.1:8080"

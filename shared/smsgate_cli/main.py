@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 import msgspec
-
 from smsgate import logs
 from smsgate.config import Config, ConfigError, load
 
@@ -168,7 +167,7 @@ def _print_json(value: object) -> None:
 
 
 async def _client_command(args: argparse.Namespace) -> int:
-    from smsgate import client
+    from smsgate_cli import client
 
     where = client.target(args.api, args.user)
     async with client.Client(where) as api:
@@ -217,7 +216,7 @@ async def _client_command(args: argparse.Namespace) -> int:
 
 
 async def _sim_inject(args: argparse.Namespace) -> int:
-    from smsgate import client
+    from smsgate_cli import client
 
     answer = await client.sim_inject(
         client.sim_control(args.control),
@@ -234,7 +233,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.setup(getattr(args, "log_level", "warning"), getattr(args, "log_format", "text"))
     if args.command in CLIENT_COMMANDS or getattr(args, "sim_command", None) == "inject":
-        from smsgate.client import ClientError
+        from smsgate_cli.client import ClientError
 
         try:
             if args.command == "sim":
@@ -256,7 +255,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command in SERVICES:
             _serve(_until_signalled(SERVICES[args.command][0], config))
         elif args.command == "dev":
-            from smsgate.dev import DevOptions, run_dev
+            from smsgate_cli.dev import DevOptions, run_dev
 
             options = DevOptions(
                 listen=args.listen,

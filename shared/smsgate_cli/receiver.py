@@ -11,13 +11,12 @@ import contextlib
 from collections.abc import Callable
 
 import uvicorn
+from smsgate.config import CallbackParams
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp
-
-from smsgate.config import CallbackParams
 
 FIELDS = (
     ("Type", "type"),

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
-
 from smsgate.config import (
     AgentConfig,
     AgentPort,
@@ -27,7 +26,8 @@ from smsgate.config import (
     SendPolicy,
 )
 from smsgate.embedded import EmbeddedNats
-from smsgate.receiver import ConsoleReceiver, serve
+
+from smsgate_cli.receiver import ConsoleReceiver, serve
 
 log = logging.getLogger("smsgate.dev")
 
