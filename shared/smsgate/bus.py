@@ -52,7 +52,12 @@ async def connect(config: NatsConfig, *, name: str | None = None) -> Client:
         log.info("nats reconnected to %s", client.connected_url)
 
     client = Client()
-    options: dict[str, object] = {}
+    # Pings find a dead connection (a cut cable) in seconds: nats-py types the interval
+    # as int, but sleeps for any number.
+    options: dict[str, object] = {
+        "ping_interval": config.ping_interval,
+        "max_outstanding_pings": config.max_outstanding_pings,
+    }
     if config.user:
         options["user"] = config.user
         options["password"] = config.password or ""
@@ -100,7 +105,7 @@ def stream_configs(config: NatsConfig) -> list[StreamConfig]:
             storage=StorageType.FILE,
             num_replicas=config.replicas,
             max_age=config.events_max_age,
-            duplicate_window=120.0,
+            duplicate_window=config.events_duplicate_window,
         ),
         StreamConfig(
             name=subjects.DEAD_STREAM,
