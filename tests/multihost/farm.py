@@ -127,7 +127,8 @@ class Farm:
             "retries": 0,
             "state_dir": str(state),
         }
-        config = agent_config(self.nats, host, devices, **{**timings, **settings})
+        config = agent_config(self.nats, host, devices)
+        config.agent = msgspec.structs.replace(config.agent, **{**timings, **settings})
         return self.procs.start("agent", host, config, launcher=self.host(host).launcher)
 
     async def start_api(self, host: str, **settings: object) -> Service:
