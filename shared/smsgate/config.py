@@ -153,7 +153,7 @@ class AgentConfig(_Section):
     lease: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     # …and while it is stale for less than this (the holder may be cut off and still
     # report); only then is the send decided `interrupted` by someone else.
-    holder_timeout: Seconds = 600.0
+    holder_timeout: Seconds = 900.0
     # where the agent keeps what it could not publish yet (results, reports, inbound SMS)
     state_dir: str = ".smsgate"
 

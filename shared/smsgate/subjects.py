@@ -36,7 +36,15 @@ INBOUND_PARTS_BUCKET = "sms_inbound_parts"
 # The agents' at-most-once claims: a key is created (never overwritten) before a
 # message's first part goes to a modem (agent-internal).
 SENDING_BUCKET = "sms_sending"
+# Each agent's lease, renewed every heartbeat while it hears the server (agent-internal).
+AGENTS_BUCKET = "sms_agents"
 _KV_KEY = re.compile(r"^[-_=a-zA-Z0-9]+$")
+
+
+def result_key(message_id: str) -> str:
+    """The `sms_sending` key of a message's decided send result, beside its claim: created,
+    never overwritten, so the first decision is the only one (agent-internal)."""
+    return f"{message_key(message_id)}.result"
 
 
 def check_port_name(name: str) -> str:

@@ -47,6 +47,7 @@ USER, PASSWORD = "loaduser", "load-pw-7d20"
 ACK_WAIT = 3.0  # default 30 s
 HEARTBEAT = 0.5  # default 5 s
 LEASE = 2.0  # default 15 s: a holder not heard from for this long may be gone
+HOLDER_TIMEOUT = 45.0  # default 900 s: then a silent holder is taken for lost
 PING_INTERVAL = 1.0  # default 2 s: NATS client pings, 3 unanswered = a dead connection
 DUPLICATE_WINDOW = 6.0  # default 120 s: SMS_EVENTS de-duplication
 
@@ -124,6 +125,7 @@ class Farm:
             "heartbeat": HEARTBEAT,
             "ack_wait": ACK_WAIT,
             "lease": LEASE,
+            "holder_timeout": HOLDER_TIMEOUT,
             "retries": 0,
             "state_dir": str(state),
         }

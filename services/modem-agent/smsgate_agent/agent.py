@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -24,8 +25,11 @@ from smsgate.acks import AckPublisher
 from smsgate.config import AgentPort, Config
 
 from smsgate_agent import discovery
-from smsgate_agent.port import IdlePorts, PortWorker, inbound_part_keys
+from smsgate_agent.backlog import Backlog
+from smsgate_agent.liveness import Lease
+from smsgate_agent.port import IdlePorts, PortWorker, inbound_part_keys, spool_path
 from smsgate_agent.publisher import Publisher
+from smsgate_agent.spool import Spool
 from smsgate_agent.work import SharedWork
 
 log = logging.getLogger("smsgate.agent")
@@ -51,6 +55,9 @@ class Agent:
         self.nc: Client | None = None
         self._idle = IdlePorts()
         self._handling: set[str] = set()  # ids of the jobs the ports hold now
+        # When the server last answered: no job is taken before it has (after a partition
+        # the way back to this host may lag the way out, or be dead without a word).
+        self._heard_at = -float("inf")
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then drain: finish in-flight sends and exit."""
@@ -60,9 +67,19 @@ class Agent:
         acks = AckPublisher(nc)
         await acks.start()
         publisher = Publisher(nc=nc, js=js, buckets=buckets, agent=self.name, acks=acks)
+        self.backlog = backlog = Backlog(publisher, Spool(spool_path(self.config.agent)))
+        # What an earlier run could not publish goes out before this run claims anything
+        # or renews its lease (see liveness.py).
+        await self._drain_backlog(stop)
+        await self._renew(publisher)
         for port in await self._ports():
             worker = PortWorker(
-                self.config.agent, port, publisher, idle_ports=self._idle, handling=self._handling
+                self.config.agent,
+                port,
+                publisher,
+                backlog=backlog,
+                idle_ports=self._idle,
+                handling=self._handling,
             )
             if await self._claim(worker, publisher):
                 self.workers.append(worker)
@@ -74,7 +91,12 @@ class Agent:
 
         await self._ensure_consumer(js, subjects.SEND_ANY_CONSUMER, subjects.SEND_ANY)
         shared = SharedWork(
-            nc, subjects.SEND_STREAM, subjects.SEND_ANY_CONSUMER, self._idle, self.stopping
+            nc,
+            subjects.SEND_STREAM,
+            subjects.SEND_ANY_CONSUMER,
+            self._idle,
+            self.stopping,
+            hearing=self.hearing,
         )
         part_keys = await inbound_part_keys(publisher.buckets.inbound_parts)
         for worker in self.workers:
@@ -90,7 +112,7 @@ class Agent:
             await self._serve_control(nc, worker)
             senders.append(asyncio.create_task(worker.run(self.stopping)))
         spawn(shared.run())
-        spawn(self._heartbeat_loop())
+        spawn(self._heartbeat_loop(publisher))
         if self.settle_heap:
             heap.settle()  # the ports' workers, modems and subscriptions live as long as we do
         log.info("agent %s serving %d ports", self.name, len(self.workers))
@@ -117,6 +139,7 @@ class Agent:
             await nc.flush(timeout=2)
         await acks.stop()
         await nc.close()
+        backlog.spool.close()
 
     async def _ports(self) -> list[AgentPort]:
         """Configured ports, with identity-bound ones resolved to the device that answered."""
@@ -174,6 +197,11 @@ class Agent:
     ) -> None:
         """Pull the port's own jobs while it is idle; fail them if it stays unavailable."""
         while not self.stopping.is_set():
+            if not self.hearing():
+                with contextlib.suppress(TimeoutError):  # no jobs before the server answers
+                    async with asyncio.timeout(min(1.0, self.config.agent.heartbeat)):
+                        await self.stopping.wait()
+                continue
             if not worker.idle.is_set():
                 if worker.status() in (
                     contracts.PortStatus.DOWN,
@@ -257,14 +285,51 @@ class Agent:
         await nc.subscribe(subjects.port_control(worker.name), cb=on_control)
         await nc.subscribe(subjects.ussd(worker.name), cb=on_ussd)
 
-    async def _heartbeat_loop(self) -> None:
-        """Every port's state each heartbeat; in between, the busy/ready flips as they come."""
+    def hearing(self) -> bool:
+        """Whether the server answered within the last three heartbeats."""
+        return time.monotonic() - self._heard_at < 3 * self.config.agent.heartbeat
+
+    async def _renew(self, publisher: Publisher) -> None:
+        """Ask the server for an answer; once heard, renew the lease and publish what
+        waits in the spool. A server not heard renews nothing: the lease runs out."""
+        assert self.nc is not None
+        try:
+            await self.nc.flush(timeout=max(1, int(self.config.agent.heartbeat)))
+        except Exception as exc:
+            log.debug("server not heard: %s", exc)
+            return
+        self._heard_at = time.monotonic()
+        lease = Lease(
+            agent=self.name,
+            boot=publisher.boot,
+            renewed=time.time(),
+            lease=self.config.agent.lease,
+        )
+        with contextlib.suppress(Exception):
+            await publisher.renew(lease)
+        if len(self.backlog):
+            await self.backlog.replay()
+
+    async def _drain_backlog(self, stop: asyncio.Event) -> None:
+        """Publish what an earlier run kept in the spool, however long the bus refuses."""
+        while len(self.backlog) and not stop.is_set():
+            if await self.backlog.replay():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await stop.wait()
+
+    async def _heartbeat_loop(self, publisher: Publisher) -> None:
+        """Every port's state each heartbeat; in between, the busy/ready flips as they come.
+
+        Each beat also asks the server for an answer: the lease, the spool and taking
+        work all wait on it."""
         beat = self.config.agent.heartbeat
         next_beat = 0.0
         loop = asyncio.get_running_loop()
         while not self.stopping.is_set():
             if loop.time() >= next_beat:
                 next_beat = loop.time() + beat
+                await self._renew(publisher)
                 for worker in self.workers:
                     await worker.publish_state(force=True)
                     try:

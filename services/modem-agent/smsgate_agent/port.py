@@ -10,21 +10,25 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import msgspec
 from nats.aio.msg import Msg
-from nats.js.errors import APIError, KeyNotFoundError, NoKeysError
+from nats.js.errors import APIError, KeyDeletedError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 from smsgate import contracts
 from smsgate.config import AgentConfig, AgentPort
 from smsgate.contracts import MessageState, MessageStatus
 from smsgate.pdu import Deliver, StatusReport
 
+from smsgate_agent.backlog import Backlog
+from smsgate_agent.liveness import Claim, Verdict, judge
 from smsgate_agent.modem import Modem, ModemInfo, PartHook, SendOutcome
 from smsgate_agent.policy import PortPolicy, effective
 from smsgate_agent.publisher import WRONG_LAST_SEQUENCE, Publisher
 from smsgate_agent.reassembly import InboundPart, Joined, Reassembler
 from smsgate_agent.reports import MessageDelivery, ReportBook
+from smsgate_agent.spool import Spool
 
 log = logging.getLogger("smsgate.agent")
 
@@ -87,6 +91,7 @@ class PortWorker:
         port: AgentPort,
         publisher: Publisher,
         *,
+        backlog: Backlog | None = None,
         idle_ports: IdlePorts | None = None,
         handling: set[str] | None = None,
         clock: Callable[[], float] = time.time,
@@ -96,6 +101,7 @@ class PortWorker:
         self.name = port.name
         self.number = port.gateway_number  # the gateway API's port number
         self.publisher = publisher
+        self.backlog = backlog or Backlog(publisher, Spool(spool_path(agent)))
         self.clock = clock
         self.policy = PortPolicy(effective(agent.policy, port.policy))
         self.modem = Modem(
@@ -310,48 +316,85 @@ class PortWorker:
         overwritten) before the first part goes out. A claim that exists already means
         the message was handed to a modem before (an agent died mid-send, or its ack was
         lost): it is settled by its status, never sent a second time by surprise."""
-        token = f"{self.publisher.agent}/{self.name}/{contracts.new_id()}"  # this handling's
+        claim = Claim(  # this handling's
+            agent=self.publisher.agent,
+            boot=self.publisher.boot,
+            port=self.name,
+            token=contracts.new_id(),
+            time=self.clock(),
+        )
         try:
-            await self._send_claimed(msg, job, token, pinned=pinned, claim=True)
+            await self._send_claimed(msg, job, claim, pinned=pinned, claim=True)
         except APIError as exc:
             if exc.err_code not in WRONG_LAST_SEQUENCE:
                 raise
-            if await self.publisher.reclaim(job.id, token):  # only a released claim was there
-                await self._send_claimed(msg, job, token, pinned=pinned, claim=False, holding=True)
+            if await self.publisher.reclaim(job.id, claim):  # only a released claim was there
+                await self._send_claimed(msg, job, claim, pinned=pinned, claim=False, holding=True)
             else:
                 await self._claimed_before(msg, job, pinned=pinned)
 
     async def _claimed_before(self, msg: Msg, job: contracts.SendJob, *, pinned: bool) -> None:
-        previous = await self.publisher.status(job.id)
-        if previous is not None and previous.state in FINAL:
+        """The message was claimed before: its result is decided, or its holder decides
+        it, or (the holder gone) it is `interrupted` (see liveness.py)."""
+        decided = await self.publisher.decided(job.id)
+        if decided is not None:
+            await self.publisher.announced(decided, created=job.created)
             await msg.ack()  # done before; the ack was lost
             return
+        if await self.backlog.settle_pending(job.id, msg) is not None:
+            return  # this agent's result was waiting for the bus
+        previous = await self.publisher.status(job.id)
+        if previous is not None and previous.state in FINAL:
+            await msg.ack()  # done before (by an agent without result records)
+            return
+        try:
+            claim = await self.publisher.holder(job.id)
+        except (KeyNotFoundError, KeyDeletedError):
+            await msg.nak()  # its holder dropped it meanwhile: claim it anew
+            return
+        lease = await self.publisher.lease(claim.agent) if claim is not None else None
+        judgement = judge(
+            claim,
+            lease,
+            agent=self.publisher.agent,
+            boot=self.publisher.boot,
+            now=self.clock(),
+            holder_timeout=self.agent.holder_timeout,
+        )
+        if judgement.verdict is Verdict.HOLDER_DECIDES:
+            assert claim is not None
+            if judgement.holder_silent_since is not None:
+                await self.publisher.holder_silent(job.id, claim, judgement.holder_silent_since)
+            log.info("%s: %s left to its holder: %s", self.name, job.id, judgement.why)
+            await msg.nak(delay=self.agent.ack_wait)
+            return
+        log.warning("%s: %s interrupted: %s", self.name, job.id, judgement.why)
         if not self.agent.resend_interrupted:
             await self._finish(msg, job, contracts.SendStatus.FAILED, "interrupted", [])
             return
         log.warning("%s: re-sending interrupted message %s", self.name, job.id)
-        await self._send_claimed(msg, job, "", pinned=pinned, claim=False)
+        await self._send_claimed(msg, job, None, pinned=pinned, claim=False)
 
     async def _send_claimed(
         self,
         msg: Msg,
         job: contracts.SendJob,
-        token: str,
+        mine: Claim | None,
         *,
         pinned: bool,
         claim: bool,
         holding: bool = False,
     ) -> None:
-        """`claim`: create the claim (holding `token`) at the first part; `holding`: the
-        claim with `token` is ours already."""
+        """`claim`: create the claim `mine` at the first part; `holding`: `mine` stands
+        already. `mine` None: re-sending an interrupted message under its old claim."""
         claim_ack: Awaitable[object] | None = None
 
         async def mark(sequence: int) -> Awaitable[object] | None:
             # The claim is sent before the first AT+CMGS; its ack is awaited at the prompt.
             nonlocal claim_ack
-            if sequence != 1 or claim_ack is not None or not claim:
+            if sequence != 1 or claim_ack is not None or not claim or mine is None:
                 return None
-            claim_ack = await self.publisher.claim(job.id, token)
+            claim_ack = await self.publisher.claim(job.id, mine)
             if isinstance(claim_ack, asyncio.Future):
                 claim_ack.add_done_callback(lambda done: self._sending(done, job))
             return claim_ack
@@ -366,6 +409,8 @@ class PortWorker:
             # The claim's ack never came (NATS went away): the prompt was cancelled and
             # nothing was sent, so the claim must not make a redelivery `interrupted`.
             log.warning("%s: claim of %s unconfirmed (%s); nothing sent", self.name, job.id, exc)
+            assert mine is not None
+            token = mine.token
             await self._retry_until_done(lambda: self.publisher.unclaim(job.id, token), job)
             with contextlib.suppress(Exception):
                 await msg.nak()
@@ -376,8 +421,8 @@ class PortWorker:
             self.policy.record_sent(now, len(outcome.parts))
             self.sent += 1
             self.last_error = None
-            await self._finish(msg, job, contracts.SendStatus.SENT, None, outcome.parts)
-            if job.status_report:
+            settled = await self._finish(msg, job, contracts.SendStatus.SENT, None, outcome.parts)
+            if job.status_report and settled:
                 self.awaiting_report[job.id] = _Sent(job, outcome.parts)
                 # A report can beat the last +CMGS; the book then decides right here.
                 early = self.reports.expect(job.id, job.to, outcome.parts, now)
@@ -389,8 +434,8 @@ class PortWorker:
             log.warning("%s: parked after repeated failures (%s)", self.name, outcome.error)
         if outcome.temporary and not _any_part_sent(outcome) and not pinned:
             # Nothing reached the network: another port may do better, under a new claim.
-            if claim_ack is not None or holding:
-                await self.publisher.unclaim(job.id, token)
+            if mine is not None and (claim_ack is not None or holding):
+                await self.publisher.unclaim(job.id, mine.token)
             await self.publisher.put_status(self._status(job, MessageState.QUEUED))
             await msg.nak(delay=1.0)
             return
@@ -445,7 +490,8 @@ class PortWorker:
         status: contracts.SendStatus,
         reason: str | None,
         parts: list[contracts.PartResult],
-    ) -> None:
+    ) -> bool:
+        """Settle the job's result; False when another result was decided before it."""
         result = contracts.SendResult(
             event_id=f"{job.id}:result",
             port=self.name,
@@ -460,13 +506,22 @@ class PortWorker:
             parts=parts,
             user=job.user,
         )
-        # The outcome is known and only here: keep at it until NATS takes it, however long
-        # NATS is away. Giving up would turn a sent message into an `interrupted` one.
-        await self._retry_until_done(
-            lambda: self.publisher.result(result, created=job.created, reply_to=job.reply_to),
-            job,
+        # The outcome is known and only here: kept on this host's disk until the bus takes
+        # it, however long the bus is away. Losing it would turn a sent message into an
+        # `interrupted` one.
+        winner = await self.backlog.result(
+            result, created=job.created, reply_to=job.reply_to, msg=msg
         )
-        await msg.ack()
+        if winner is not None and winner != result:
+            log.error(
+                "%s message %s: %s came after %s %s was decided; not published",
+                self.name,
+                job.id,
+                status.value,
+                winner.status.value,
+                winner.reason or "",
+            )
+            return False
         log.info(
             "%s message %s to %s: %s%s",
             self.name,
@@ -476,6 +531,7 @@ class PortWorker:
             f" ({reason})" if reason else "",
             extra={"message_id": job.id, "port": self.name, "event": "result"},
         )
+        return True
 
     def _status(self, job: contracts.SendJob, state: contracts.MessageState) -> MessageStatus:
         return MessageStatus(
@@ -542,7 +598,7 @@ class PortWorker:
             f"{self.name}|{first.sender}|{first.smsc_time.isoformat()}|{first.reference}|"
             f"{joined.text}".encode()
         ).hexdigest()[:20]
-        await self.publisher.event(
+        await self.backlog.event(
             contracts.InboundSms(
                 event_id=f"{digest}:inbound",
                 port=self.name,
@@ -608,11 +664,7 @@ class PortWorker:
             created=job.created,
             updated=now,
         )
-        event_failed, status_failed = await self.publisher.event_and_status(report, status)
-        if event_failed is not None:
-            raise event_failed
-        if status_failed is not None:
-            log.warning("%s: status of %s not updated: %s", self.name, job.id, status_failed)
+        await self.backlog.report(report, status)
 
 
 async def inbound_part_keys(kv: KeyValue) -> list[str]:
@@ -621,6 +673,11 @@ async def inbound_part_keys(kv: KeyValue) -> list[str]:
         return list(await kv.keys())
     except NoKeysError:
         return []
+
+
+def spool_path(agent: AgentConfig) -> Path:
+    """Where an agent keeps what it owes the bus (see spool.py)."""
+    return Path(agent.state_dir) / f"spool-{agent.name or 'agent'}.sqlite"
 
 
 def _unconfirmed(claim: Awaitable[object] | None, exc: BaseException) -> bool:

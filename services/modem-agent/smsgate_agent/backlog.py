@@ -1,0 +1,165 @@
+"""What the agent owes the bus: results, reports and inbound SMS it could not publish yet.
+
+A send result goes to the spool first (the modem has acted; the result must survive the
+process), then is settled on the bus (publisher.settle: decided once, then published).
+When the bus cannot take it, the port carries on and the result waits in the spool,
+with its job held unacknowledged; `replay` settles it when the bus is back, and so does
+the agent's next run after a restart. Reports and inbound SMS are spooled only when they
+could not be published. Nothing is dropped: an entry leaves the spool once the bus has it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+
+import msgspec
+from nats.aio.msg import Msg
+from smsgate import contracts
+
+from smsgate_agent.publisher import Publisher
+from smsgate_agent.spool import Entry, Spool
+
+log = logging.getLogger("smsgate.agent")
+
+
+class SpooledResult(msgspec.Struct, frozen=True):
+    result: contracts.SendResult
+    created: dt.datetime
+    reply_to: str | None = None
+
+
+class SpooledReport(msgspec.Struct, frozen=True):
+    report: contracts.DeliveryReport
+    status: contracts.MessageStatus
+
+
+def _result_entry(message_id: str) -> str:
+    """The spool key of a message's result: its event id (see port.py)."""
+    return f"{message_id}:result"
+
+
+class Backlog:
+    def __init__(self, publisher: Publisher, spool: Spool) -> None:
+        self.publisher = publisher
+        self.spool = spool
+        self.held: dict[str, Msg] = {}  # jobs whose result waits here, acked once settled
+
+    def __len__(self) -> int:
+        return len(self.spool)
+
+    async def result(
+        self,
+        result: contracts.SendResult,
+        *,
+        created: dt.datetime,
+        reply_to: str | None,
+        msg: Msg | None,
+    ) -> contracts.SendResult | None:
+        """Keep `result`, settle it, ack its job. The result that was decided (another
+        one when this one came too late), or None: it waits here for the bus."""
+        self.spool.put(
+            result.event_id, "result", msgspec.json.encode(SpooledResult(result, created, reply_to))
+        )
+        try:
+            winner = await self.publisher.settle(result, created=created, reply_to=reply_to)
+        except Exception as exc:
+            if msg is not None:
+                self.held[result.event_id] = msg
+            log.warning("result of %s kept in the spool until the bus takes it: %s", result.id, exc)
+            return None
+        self.spool.remove(result.event_id)
+        if msg is not None:
+            await msg.ack()
+        return winner
+
+    def pending(self, message_id: str) -> SpooledResult | None:
+        """A result of `message_id` waiting here, if any."""
+        entry = self.spool.get(_result_entry(message_id))
+        if entry is None:
+            return None
+        return msgspec.json.decode(entry.body, type=SpooledResult)
+
+    async def settle_pending(self, message_id: str, msg: Msg | None) -> contracts.SendResult | None:
+        """Settle a result waiting here now (its job came back); None if none waits."""
+        spooled = self.pending(message_id)
+        if spooled is None:
+            return None
+        return await self.result(
+            spooled.result, created=spooled.created, reply_to=spooled.reply_to, msg=msg
+        )
+
+    async def event(self, event: contracts.Event) -> None:
+        """Publish an event (an inbound SMS), or keep it here when the bus cannot take it."""
+        try:
+            await self.publisher.event(event)
+        except Exception as exc:
+            self.spool.put(event.event_id, _kind(event), contracts.encode(event))
+            log.warning("%s kept in the spool until the bus takes it: %s", event.event_id, exc)
+
+    async def report(
+        self, report: contracts.DeliveryReport, status: contracts.MessageStatus
+    ) -> None:
+        """Publish a delivery report with the status it moves on, or keep both here."""
+        event_failed, status_failed = await self.publisher.event_and_status(report, status)
+        if event_failed is None and status_failed is None:
+            return
+        self.spool.put(
+            report.event_id, "report", msgspec.json.encode(SpooledReport(report, status))
+        )
+        log.warning(
+            "report of %s kept in the spool until the bus takes it: %s",
+            report.id,
+            event_failed or status_failed,
+        )
+
+    async def replay(self) -> int:
+        """Publish what waits here, oldest first, until the bus refuses; what still waits."""
+        for entry in self.spool.entries():
+            try:
+                await self._publish(entry)
+            except Exception as exc:
+                log.info("spool: %d entries wait for the bus (%s)", len(self.spool), exc)
+                break
+        return len(self.spool)
+
+    async def _publish(self, entry: Entry) -> None:
+        if entry.kind == "result":
+            spooled = msgspec.json.decode(entry.body, type=SpooledResult)
+            msg = self.held.pop(entry.key, None)
+            try:
+                winner = await self.publisher.settle(
+                    spooled.result, created=spooled.created, reply_to=spooled.reply_to
+                )
+            except Exception:
+                if msg is not None:
+                    self.held[entry.key] = msg
+                raise
+            if winner != spooled.result:
+                log.error(
+                    "message %s: %s (from the spool) came after %s %s was decided; not published",
+                    spooled.result.id,
+                    spooled.result.status.value,
+                    winner.status.value,
+                    winner.reason or "",
+                )
+            if msg is not None:
+                with contextlib.suppress(Exception):
+                    await msg.ack()
+        elif entry.kind == "report":
+            spooled_report = msgspec.json.decode(entry.body, type=SpooledReport)
+            failed = await self.publisher.event_and_status(
+                spooled_report.report, spooled_report.status
+            )
+            for failure in failed:
+                if failure is not None:
+                    raise failure
+        else:
+            await self.publisher.event(contracts.decode_event(entry.body))
+        self.spool.remove(entry.key)
+        log.info("spool: %s published", entry.key)
+
+
+def _kind(event: contracts.Event) -> str:
+    return "inbound" if isinstance(event, contracts.InboundSms) else "event"
