@@ -21,7 +21,7 @@ import msgspec
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.js.errors import APIError, ServiceUnavailableError
-from smsgate import bus, subjects
+from smsgate import bus, contracts, subjects
 from smsgate.config import ApiConfig, ApiUser, Config, NatsConfig
 from smsgate.embedded import EmbeddedNats, cluster_node_config
 from smsgate_callback.render import RESULT_TYPE
@@ -31,11 +31,16 @@ from tests.integration.callback_fixtures import Receiver, callback_config
 from tests.integration.farm import agent_config, start_sim, until
 from tests.multihost.lan import Host, Lan
 from tests.reliability.ledger import (
+    OUTSIDE,
+    Deliveries,
     Load,
     Tally,
+    deliveries,
     stored_statuses,
     stream_events,
+    stream_results,
     tally,
+    until_async,
     until_results,
 )
 from tests.reliability.procs import Processes, Service, wait_ready
@@ -186,6 +191,55 @@ class Farm:
         )
         print(books.summary(scenario))
         return books
+
+    async def inject_inbound(self, ports: Sequence[str], each: int, tag: str) -> list[str]:
+        """`each` SMS from outside to every one of `ports`; their texts."""
+        texts: list[str] = []
+        for port in ports:
+            for i in range(each):
+                texts.append(f"{tag} to {port} #{i}")
+                await self.sim.inject(texts[-1], sender=OUTSIDE, to_port=port)
+        return texts
+
+    async def inbound_books(self, texts: Sequence[str], limit: float = 60.0) -> Deliveries:
+        """Wait (bounded) until every text is in the stream as an inbound SMS; the books."""
+        assert self.client is not None
+        js = self.client.jetstream()
+        got: list[str] = []
+
+        async def arrived() -> bool:
+            nonlocal got
+            got = [
+                e.text
+                for _, e in await stream_events(js, "inbound")
+                if isinstance(e, contracts.InboundSms)
+            ]
+            return set(texts) <= set(got)
+
+        with contextlib.suppress(AssertionError):
+            await until_async(arrived, "every inbound SMS", limit)
+        return deliveries("inbound", texts, got)
+
+    async def report_books(self, load: Load, limit: float = 60.0) -> Deliveries:
+        """Wait (bounded) for one delivery report per message sent; the books."""
+        assert self.client is not None
+        js = self.client.jetstream()
+        results = await stream_results(js)
+        sent = [i for i, r in results.items() if r[0].status is contracts.SendStatus.SENT]
+        got: list[str] = []
+
+        async def arrived() -> bool:
+            nonlocal got
+            got = [
+                e.id
+                for _, e in await stream_events(js, "report")
+                if isinstance(e, contracts.DeliveryReport)
+            ]
+            return set(sent) <= set(got)
+
+        with contextlib.suppress(AssertionError):
+            await until_async(arrived, "every delivery report", limit)
+        return deliveries("reports", sent, got)
 
     async def stop(self) -> None:
         await self.procs.stop_all()

@@ -19,13 +19,24 @@ HOST_A = ["lte-1", "lte-2", "lte-3", "lte-4"]
 HOST_B = ["lte-5", "lte-6", "lte-7", "lte-8"]
 
 
-async def cut_agent_host(hosts: Farm, scenario: str, cut_for: float, count: int) -> None:
+LONG_CUT = 30.0  # "10 minutes": 10 x ack_wait, 5 x the events' duplicate window
+
+
+async def cut_agent_host(
+    hosts: Farm, scenario: str, cut_for: float, count: int, *, inbound: int = 0
+) -> None:
+    """Load through the API; cut host a with a send in flight; heal; the books.
+
+    `inbound`: SMS sent to each host's modems while host a is cut (delivery reports are
+    asked for too): each must reach the stream once, after the heal.
+    """
     await hosts.start_nats(["core"])
     hosts.start_agent("a", HOST_A)
     hosts.start_agent("b", HOST_B)
     api = await hosts.start_api("core")
     await hosts.start_callback("core")
     load = Load.of(api.url, USER, PASSWORD, scenario.replace(" ", "")[:6], count)
+    load.delivery_report = bool(inbound)
     running = asyncio.create_task(load.run())
     sim = hosts.sim
     await until(
@@ -35,6 +46,7 @@ async def cut_agent_host(hosts: Farm, scenario: str, cut_for: float, count: int)
     )
     hosts.lan.cut("a")
     sending = in_flight(sim, HOST_A)
+    texts = await hosts.inject_inbound(HOST_A + HOST_B, inbound, scenario)
     await asyncio.sleep(cut_for)
     hosts.lan.heal("a")
     await asyncio.wait_for(running, 120)
@@ -44,6 +56,9 @@ async def cut_agent_host(hosts: Farm, scenario: str, cut_for: float, count: int)
     assert books.accepted == count
     assert not books.wrong, books.wrong
     assert not books.failed, books.failed
+    if inbound:
+        (await hosts.inbound_books(texts)).check(scenario)
+        (await hosts.report_books(load)).check(scenario)
 
 
 async def test_agent_host_cut_shorter_than_ack_wait(hosts: Farm) -> None:
@@ -52,3 +67,7 @@ async def test_agent_host_cut_shorter_than_ack_wait(hosts: Farm) -> None:
 
 async def test_agent_host_cut_twice_ack_wait(hosts: Farm) -> None:
     await cut_agent_host(hosts, "cut twice ack_wait", 2 * ACK_WAIT, 300)
+
+
+async def test_agent_host_cut_for_long_with_inbound_and_reports(hosts: Farm) -> None:
+    await cut_agent_host(hosts, "cut long", LONG_CUT, 300, inbound=5)

@@ -350,3 +350,36 @@ async def until_async(check: Callable[[], Awaitable[bool]], what: str, limit: fl
         if loop.time() >= deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+@dataclass
+class Deliveries:
+    """Inbound SMS or delivery reports: each one expected exactly once in the stream."""
+
+    kind: str
+    expected: int
+    lost: list[str]
+    duplicated: list[str]
+
+    def summary(self, scenario: str) -> str:
+        return (
+            f"[{scenario}] {self.kind}: expected={self.expected} lost={len(self.lost)} "
+            f"duplicated={len(self.duplicated)}"
+        )
+
+    def check(self, scenario: str) -> None:
+        print(self.summary(scenario))
+        assert not self.lost, f"{self.kind} lost: {self.lost[:20]}"
+        assert not self.duplicated, f"{self.kind} more than once: {self.duplicated[:20]}"
+
+
+def deliveries(kind: str, expected: Iterable[str], delivered: Iterable[str]) -> Deliveries:
+    """`expected`: what should arrive once each (texts, message ids); `delivered`: what did."""
+    wanted = set(expected)
+    seen = Counter(delivered)
+    return Deliveries(
+        kind=kind,
+        expected=len(wanted),
+        lost=sorted(wanted - seen.keys()),
+        duplicated=sorted(k for k, n in seen.items() if n > 1),
+    )

@@ -58,6 +58,7 @@ class Agent:
         # When the server last answered: no job is taken before it has (after a partition
         # the way back to this host may lag the way out, or be dead without a word).
         self._heard_at = -float("inf")
+        self._deaf = False  # the last lease renewal failed
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then drain: finish in-flight sends and exit."""
@@ -290,25 +291,30 @@ class Agent:
         return time.monotonic() - self._heard_at < 3 * self.config.agent.heartbeat
 
     async def _renew(self, publisher: Publisher) -> None:
-        """Ask the server for an answer; once heard, renew the lease and publish what
-        waits in the spool. A server not heard renews nothing: the lease runs out."""
-        assert self.nc is not None
-        try:
-            await self.nc.flush(timeout=max(1, int(self.config.agent.heartbeat)))
-        except Exception as exc:
-            log.debug("server not heard: %s", exc)
-            return
-        self._heard_at = time.monotonic()
+        """Renew the lease, an acknowledged write: once the server has answered it (the way
+        there and the way back both work), take jobs and publish what waits in the spool.
+        A server not heard renews nothing: the lease runs out. Bounded, never hangs."""
+        beat = self.config.agent.heartbeat
         lease = Lease(
-            agent=self.name,
-            boot=publisher.boot,
-            renewed=time.time(),
-            lease=self.config.agent.lease,
+            agent=self.name, boot=publisher.boot, renewed=time.time(), lease=self.config.agent.lease
         )
-        with contextlib.suppress(Exception):
-            await publisher.renew(lease)
+        try:
+            async with asyncio.timeout(max(1.0, 2 * beat)):
+                await publisher.renew(lease)
+        except Exception as exc:
+            if not self._deaf:
+                reason = str(exc) or type(exc).__name__
+                log.warning("server not heard (%s): no new jobs until it answers", reason)
+            self._deaf = True
+            return
+        if self._deaf:
+            log.info("server heard again: %d entries in the spool", len(self.backlog))
+        self._deaf = False
+        self._heard_at = time.monotonic()
         if len(self.backlog):
-            await self.backlog.replay()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(5.0, 4 * beat)):
+                    await self.backlog.replay()
 
     async def _drain_backlog(self, stop: asyncio.Event) -> None:
         """Publish what an earlier run kept in the spool, however long the bus refuses."""
@@ -331,11 +337,14 @@ class Agent:
                 next_beat = loop.time() + beat
                 await self._renew(publisher)
                 for worker in self.workers:
-                    await worker.publish_state(force=True)
                     try:
-                        await worker.expire_parts()
+                        async with asyncio.timeout(max(1.0, beat)):
+                            await worker.publish_state(force=True)
+                            await worker.expire_parts()
                     except Exception as exc:
-                        log.warning("%s: expiring inbound parts failed: %s", worker.name, exc)
+                        log.warning(
+                            "%s: heartbeat: %s", worker.name, str(exc) or type(exc).__name__
+                        )
             else:
                 for worker in self.workers:
                     if worker.state_dirty:

@@ -101,7 +101,9 @@ class PortWorker:
         self.name = port.name
         self.number = port.gateway_number  # the gateway API's port number
         self.publisher = publisher
-        self.backlog = backlog or Backlog(publisher, Spool(spool_path(agent)))
+        self.backlog = (
+            backlog if backlog is not None else Backlog(publisher, Spool(spool_path(agent)))
+        )
         self.clock = clock
         self.policy = PortPolicy(effective(agent.policy, port.policy))
         self.modem = Modem(

@@ -259,9 +259,9 @@ class Publisher:
             return None
 
     async def renew(self, lease: Lease) -> None:
-        """Write this agent's lease (not acked: the next beat writes it again)."""
-        await self.nc.publish(
-            _AGENTS_PREFIX + subjects.message_key(lease.agent), msgspec.json.encode(lease)
+        """Write this agent's lease, and wait for the server's ack: proof that it hears."""
+        await self._durable(
+            _AGENTS_PREFIX + subjects.message_key(lease.agent), msgspec.json.encode(lease), {}
         )
 
     async def holder_silent(self, message_id: str, claim: Claim, since: float) -> None:
