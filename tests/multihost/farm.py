@@ -138,9 +138,11 @@ class Farm:
         config.agent = msgspec.structs.replace(config.agent, **{**timings, **settings})
         return self.procs.start("agent", host, config, launcher=self.host(host).launcher)
 
-    async def start_api(self, host: str, **settings: object) -> Service:
+    async def start_api(self, host: str, *, front: bool = False, **settings: object) -> Service:
+        """`smsgate api` on `host`; `front`: clients reach it by a cable of its own."""
+        address = self.lan.add_front(self.host(host).name) if front else self.host(host).address
         api = ApiConfig(
-            listen=f"{self.host(host).address}:{_service_port()}",
+            listen=f"{address}:{_service_port()}",
             users=[ApiUser(name=USER, password=PASSWORD)],
             publish_timeout=2.0,
         )

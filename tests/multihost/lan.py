@@ -22,6 +22,7 @@ import random
 import shutil
 import signal
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 PREFIX = "smh"
@@ -54,14 +55,15 @@ def unavailable() -> str | None:
     return None
 
 
-def _free_subnet() -> ipaddress.IPv4Network:
+def _free_subnet(avoid: Sequence[ipaddress.IPv4Network] = ()) -> ipaddress.IPv4Network:
     """A 10.x.y.0/24 that no address or route of this machine overlaps."""
-    taken = [
+    taken: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = [
         ipaddress.ip_network(word, strict=False)
         for line in (_ip("-4", "-o", "addr") + _ip("-4", "route")).splitlines()
         for word in line.split()
         if "/" in word and word[0].isdigit()
     ]
+    taken.extend(avoid)
     for _ in range(100):
         net = ipaddress.IPv4Network(f"10.{random.randrange(64, 250)}.{random.randrange(256)}.0/24")
         if not any(net.overlaps(t) for t in taken):
@@ -93,6 +95,8 @@ class Lan:
     subnet: ipaddress.IPv4Network = field(default_factory=_free_subnet)
     hosts: dict[str, Host] = field(default_factory=dict)
     cut_hosts: set[str] = field(default_factory=set)
+    front: ipaddress.IPv4Network | None = None  # the /24 the front links take /30s from
+    fronts: dict[str, str] = field(default_factory=dict)  # host -> its front address
 
     @property
     def tag(self) -> str:
@@ -134,6 +138,24 @@ class Lan:
         _ip(*inside, "link", "set", "lo", "up")
         return host
 
+    def add_front(self, name: str) -> str:
+        """A second cable from the host straight to the test process (a front network,
+        as an API behind a load balancer has): the LAN cable can be cut while clients
+        still reach the host. The host's address on it."""
+        host = self.hosts[name]
+        if self.front is None:
+            self.front = _free_subnet(avoid=[self.subnet])
+        base = self.front.network_address + 4 * (len(self.fronts) + 1)
+        outside, inside = f"{host.cable[:-1]}f", f"{host.cable[:-1]}g"
+        _ip("link", "add", outside, "type", "veth", "peer", "name", inside)
+        _ip("link", "set", inside, "netns", host.netns)
+        _ip("addr", "add", f"{base + 1}/30", "dev", outside)
+        _ip("link", "set", outside, "up")
+        _ip("-n", host.netns, "addr", "add", f"{base + 2}/30", "dev", inside)
+        _ip("-n", host.netns, "link", "set", inside, "up")
+        self.fronts[name] = str(base + 2)
+        return self.fronts[name]
+
     def cut(self, name: str) -> None:
         """Pull the host's cable: its packets vanish, nothing tells either side."""
         _ip("link", "set", self.hosts[name].cable, "down")
@@ -147,6 +169,8 @@ class Lan:
         """Kill what runs on the hosts, delete their namespaces, cables and the bridge."""
         for host in self.hosts.values():
             _ip("link", "del", host.cable, check=False)  # both ends go
+            if host.name in self.fronts:
+                _ip("link", "del", f"{host.cable[:-1]}f", check=False)
             _remove_namespace(host.netns)
         _ip("link", "del", self.bridge, check=False)
         self.hosts.clear()

@@ -57,6 +57,7 @@ class Load:
     retry_for: float = 90.0  # seconds a message is retried before the client gives up
     delivery_report: bool = False
     accepted: int = 0
+    unavailable_without_retry_after: int = 0  # 503 answers that did not say when to retry
 
     @classmethod
     def of(cls, url: str, username: str, password: str, tag: str, count: int) -> Load:
@@ -97,6 +98,8 @@ class Load:
                 message.answers.append(0)
             else:
                 message.answers.append(response.status_code)
+                if response.status_code == 503 and "retry-after" not in response.headers:
+                    self.unavailable_without_retry_after += 1
                 if response.status_code == 200:
                     result = response.json()["report"]["0"]["result"]
                     message.accepted = result in ("sending", "sent")
