@@ -55,6 +55,7 @@ class Load:
     messages: list[Message]
     concurrency: int = 32
     retry_for: float = 90.0  # seconds a message is retried before the client gives up
+    pause: float = 0.0  # seconds each client waits after a message: a steady pace
     delivery_report: bool = False
     accepted: int = 0
     unavailable_without_retry_after: int = 0  # 503 answers that did not say when to retry
@@ -73,6 +74,8 @@ class Load:
             async def worker() -> None:
                 while not queue.empty():
                     await self._send(client, queue.get_nowait())
+                    if self.pause:
+                        await asyncio.sleep(self.pause)
 
             await asyncio.gather(*(worker() for _ in range(self.concurrency)))
 

@@ -67,7 +67,14 @@ class Agent:
         buckets = await bus.provision(js, self.config.nats)
         acks = AckPublisher(nc)
         await acks.start()
-        publisher = Publisher(nc=nc, js=js, buckets=buckets, agent=self.name, acks=acks)
+        publisher = Publisher(
+            nc=nc,
+            js=js,
+            buckets=buckets,
+            agent=self.name,
+            acks=acks,
+            duplicate_window=self.config.nats.events_duplicate_window,
+        )
         self.backlog = backlog = Backlog(publisher, Spool(spool_path(self.config.agent)))
         # What an earlier run could not publish goes out before this run claims anything
         # or renews its lease (see liveness.py).

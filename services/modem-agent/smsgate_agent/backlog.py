@@ -59,11 +59,18 @@ class Backlog:
     ) -> contracts.SendResult | None:
         """Keep `result`, settle it, ack its job. The result that was decided (another
         one when this one came too late), or None: it waits here for the bus."""
-        self.spool.put(
-            result.event_id, "result", msgspec.json.encode(SpooledResult(result, created, reply_to))
-        )
+        earlier = self.spool.get(result.event_id)
+        tried_since = _utc(earlier.stored) if earlier is not None else None
+        if earlier is None:
+            self.spool.put(
+                result.event_id,
+                "result",
+                msgspec.json.encode(SpooledResult(result, created, reply_to)),
+            )
         try:
-            winner = await self.publisher.settle(result, created=created, reply_to=reply_to)
+            winner = await self.publisher.settle(
+                result, created=created, reply_to=reply_to, tried_since=tried_since
+            )
         except Exception as exc:
             if msg is not None:
                 self.held[result.event_id] = msg
@@ -130,7 +137,10 @@ class Backlog:
             msg = self.held.pop(entry.key, None)
             try:
                 winner = await self.publisher.settle(
-                    spooled.result, created=spooled.created, reply_to=spooled.reply_to
+                    spooled.result,
+                    created=spooled.created,
+                    reply_to=spooled.reply_to,
+                    tried_since=_utc(entry.stored),
                 )
             except Exception:
                 if msg is not None:
@@ -149,16 +159,25 @@ class Backlog:
                     await msg.ack()
         elif entry.kind == "report":
             spooled_report = msgspec.json.decode(entry.body, type=SpooledReport)
-            failed = await self.publisher.event_and_status(
-                spooled_report.report, spooled_report.status
-            )
-            for failure in failed:
-                if failure is not None:
-                    raise failure
+            if await self.publisher.in_stream(spooled_report.report, _utc(entry.stored)):
+                await self.publisher.put_status(spooled_report.status)
+            else:
+                failed = await self.publisher.event_and_status(
+                    spooled_report.report, spooled_report.status
+                )
+                for failure in failed:
+                    if failure is not None:
+                        raise failure
         else:
-            await self.publisher.event(contracts.decode_event(entry.body))
+            event = contracts.decode_event(entry.body)
+            if not await self.publisher.in_stream(event, _utc(entry.stored)):
+                await self.publisher.event(event)
         self.spool.remove(entry.key)
         log.info("spool: %s published", entry.key)
+
+
+def _utc(seconds: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
 def _kind(event: contracts.Event) -> str:

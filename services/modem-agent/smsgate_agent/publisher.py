@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import Header
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, Header
 from nats.js.errors import (
     APIError,
     KeyDeletedError,
@@ -63,6 +63,7 @@ class Publisher:
     agent: str
     acks: AckPublisher | None = None
     boot: str = field(default_factory=contracts.new_id)  # this run of the agent
+    duplicate_window: float = 120.0  # SMS_EVENTS drops a repeated event id for this long
 
     async def event(self, event: contracts.Event) -> None:
         """Publish durably (waits for the JetStream ack)."""
@@ -117,14 +118,23 @@ class Publisher:
         )
 
     async def settle(
-        self, result: contracts.SendResult, *, created: dt.datetime, reply_to: str | None
+        self,
+        result: contracts.SendResult,
+        *,
+        created: dt.datetime,
+        reply_to: str | None,
+        tried_since: dt.datetime | None = None,
     ) -> contracts.SendResult:
         """Make `result` the message's one result, then publish it: event, message status,
         and the waiting API request if any. When another result was decided first (the
-        send's holder was taken for lost), publish nothing and return that one."""
+        send's holder was taken for lost), publish nothing and return that one.
+
+        `tried_since`: when it was first tried; an attempt whose ack was lost may have
+        published the event, and past the stream's duplicate window only looking tells."""
         winner = await self.decide(result)
         if winner == result:
-            await self.announce(result, created=created, reply_to=reply_to)
+            event = tried_since is None or not await self.in_stream(result, tried_since)
+            await self.announce(result, created=created, reply_to=reply_to, event=event)
         return winner
 
     async def decide(self, result: contracts.SendResult) -> contracts.SendResult:
@@ -152,9 +162,15 @@ class Publisher:
         return contracts.decode(entry.value, contracts.SendResult)
 
     async def announce(
-        self, result: contracts.SendResult, *, created: dt.datetime, reply_to: str | None
+        self,
+        result: contracts.SendResult,
+        *,
+        created: dt.datetime,
+        reply_to: str | None,
+        event: bool = True,
     ) -> None:
-        """Publish a decided result: the event, the message status, the waiting request."""
+        """Publish a decided result: the event (unless `event` is False: it is in the
+        stream already), the message status, the waiting request."""
         state = (
             contracts.MessageState.SENT
             if result.status == contracts.SendStatus.SENT
@@ -173,11 +189,14 @@ class Publisher:
             created=created,
             updated=contracts.utcnow(),
         )
-        # Both durable, neither depends on the other: one round trip, not two.
-        event_failed, status_failed = await self.event_and_status(result, status)
-        failure = event_failed or status_failed
-        if failure is not None:
-            raise failure
+        if event:
+            # Both durable, neither depends on the other: one round trip, not two.
+            event_failed, status_failed = await self.event_and_status(result, status)
+            failure = event_failed or status_failed
+            if failure is not None:
+                raise failure
+        else:
+            await self.put_status(status)
         if reply_to:
             await self.nc.publish(reply_to, contracts.encode(result))
 
@@ -189,7 +208,36 @@ class Publisher:
             contracts.MessageState.QUEUED,
             contracts.MessageState.SENDING,
         ):
-            await self.announce(result, created=created, reply_to=None)
+            event = not await self.in_stream(result, result.time)
+            await self.announce(result, created=created, reply_to=None, event=event)
+
+    async def in_stream(self, event: contracts.Event, since: dt.datetime) -> bool:
+        """Whether SMS_EVENTS holds `event`: its subject's events since `since` (less a
+        minute of clock skew) are looked through by their Nats-Msg-Id. Only inside the
+        duplicate window does the stream answer this by itself."""
+        window = self.duplicate_window
+        if contracts.utcnow() - since < dt.timedelta(seconds=window / 2):
+            return False  # publishing again is safe: the stream drops the copy
+        sub = await self.js.pull_subscribe(
+            subjects.event(_KINDS[type(event)], event.port),
+            stream=subjects.EVENTS_STREAM,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.NONE,
+                deliver_policy=DeliverPolicy.BY_START_TIME,
+                opt_start_time=since - dt.timedelta(minutes=1),
+                headers_only=True,
+                inactive_threshold=30.0,
+            ),
+        )
+        try:
+            while (await sub.consumer_info()).num_pending:
+                for msg in await sub.fetch(256, timeout=2.0):
+                    if (msg.headers or {}).get("Nats-Msg-Id") == event.event_id:
+                        return True
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     async def status(self, message_id: str) -> contracts.MessageStatus | None:
         """The message's stored status; None when there is none. Raises when NATS cannot say.
