@@ -10,6 +10,7 @@ stored status and the callbacks agree, and nothing is called `interrupted`.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from tests.integration.farm import until
 from tests.multihost.farm import ACK_WAIT, PASSWORD, USER, Farm, in_flight
@@ -71,3 +72,65 @@ async def test_agent_host_cut_twice_ack_wait(hosts: Farm) -> None:
 
 async def test_agent_host_cut_for_long_with_inbound_and_reports(hosts: Farm) -> None:
     await cut_agent_host(hosts, "cut long", LONG_CUT, 300, inbound=5)
+
+
+async def test_agent_restarted_during_a_cut(hosts: Farm) -> None:
+    """The agent is stopped while cut off (its results only in its spool), and its next
+    run publishes them: the spool outlives the process."""
+    await hosts.start_nats(["core"])
+    agent_a = hosts.start_agent("a", HOST_A)
+    hosts.start_agent("b", HOST_B)
+    api = await hosts.start_api("core")
+    await hosts.start_callback("core")
+    load = Load.of(api.url, USER, PASSWORD, "restart", 300)
+    running = asyncio.create_task(load.run())
+    sim = hosts.sim
+    await until(lambda: len(sim.sent()) >= 60 and bool(in_flight(sim, HOST_A)), "host a busy", 60)
+    hosts.lan.cut("a")
+    await until(lambda: not in_flight(sim, HOST_A), "host a's sends finished", 30)
+    exit_code = await agent_a.terminate()
+    hosts.lan.heal("a")
+    agent_a.start()
+    await asyncio.wait_for(running, 120)
+    books = await hosts.books(load, "restart during cut")
+    spooled = agent_a.log().count("kept in the spool")
+    replayed = agent_a.log().count(":result published")
+    print(f"[restart during cut] exit {exit_code}; results spooled {spooled}, replayed {replayed}")
+    books.check("restart during cut")
+    assert exit_code == 0
+    assert replayed >= 1  # the next run published what the stopped one kept
+    assert books.accepted == 300
+    assert not books.wrong, books.wrong
+    assert not books.failed, books.failed
+
+
+async def test_agent_host_never_comes_back(hosts: Farm) -> None:
+    """Host a is cut for good with sends in flight: host b takes over its work, and once
+    a's lease has run out and `holder_timeout` passed, b decides a's claimed sends
+    `interrupted` (their outcome is unknown to anyone still reachable)."""
+    await hosts.start_nats(["core"])
+    agent_a = hosts.start_agent("a", HOST_A)
+    hosts.start_agent("b", HOST_B, holder_timeout=5.0)
+    api = await hosts.start_api("core")
+    await hosts.start_callback("core")
+    load = Load.of(api.url, USER, PASSWORD, "gone", 300)
+    running = asyncio.create_task(load.run())
+    sim = hosts.sim
+    await until(lambda: len(sim.sent()) >= 60 and bool(in_flight(sim, HOST_A)), "host a busy", 60)
+    hosts.lan.cut("a")
+    cut_at = time.time()
+    await asyncio.wait_for(running, 120)
+    books = await hosts.books(load, "host never comes back")
+    agent_a.kill()
+    books.check("host never comes back")
+    assert books.accepted == 300
+    assert set(books.failed) <= {"interrupted"}
+    # At most the sends host a held at the cut (one per port); those that reached a
+    # network reached it through host a's modems, after the cut.
+    assert books.failed["interrupted"] <= len(HOST_A)
+    late = {p.text for p in sim.sent() if p.port in HOST_A and p.time >= cut_at}
+    print(
+        f"[host never comes back] interrupted {books.failed['interrupted']}; "
+        f"sent by host a's modems after the cut: {len(late)}; wrong {len(books.wrong)}"
+    )
+    assert set(books.wrong) <= late
