@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
+import struct
 from dataclasses import dataclass
 
 from nats.aio.client import Client
@@ -38,8 +40,29 @@ def _tls_context(config: NatsConfig) -> ssl.SSLContext | None:
     return context
 
 
-async def connect(config: NatsConfig, *, name: str | None = None) -> Client:
-    """Connect with whatever credentials the config carries; reconnect forever."""
+def _reset_on_close(client: Client) -> None:
+    """Have the connection's socket dropped with its unsent bytes when it is closed (a
+    reset, SO_LINGER 0). A connection found dead behind a cut cable is closed; without
+    this the kernel keeps sending its old publishes, and they reach the server after the
+    heal, later than the publisher's own retry and past any duplicate window."""
+    writer = getattr(getattr(client, "_transport", None), "_io_writer", None)
+    sock = writer.get_extra_info("socket") if writer is not None else None
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError as exc:
+        log.debug("SO_LINGER not set: %s", exc)
+
+
+async def connect(
+    config: NatsConfig, *, name: str | None = None, buffer_while_away: bool = True
+) -> Client:
+    """Connect with whatever credentials the config carries; reconnect forever.
+
+    `buffer_while_away` False: a publish while the connection is down fails at once,
+    instead of waiting in nats-py's buffer to be sent blindly after the reconnect (the
+    agent retries its own publishes, and looks first whether they landed)."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
@@ -49,6 +72,7 @@ async def connect(config: NatsConfig, *, name: str | None = None) -> Client:
             log.warning("nats disconnected")
 
     async def on_reconnect() -> None:
+        _reset_on_close(client)
         log.info("nats reconnected to %s", client.connected_url)
 
     client = Client()
@@ -58,6 +82,8 @@ async def connect(config: NatsConfig, *, name: str | None = None) -> Client:
         "ping_interval": config.ping_interval,
         "max_outstanding_pings": config.max_outstanding_pings,
     }
+    if not buffer_while_away:
+        options["pending_size"] = 0
     if config.user:
         options["user"] = config.user
         options["password"] = config.password or ""
@@ -79,6 +105,7 @@ async def connect(config: NatsConfig, *, name: str | None = None) -> Client:
         reconnected_cb=on_reconnect,
         **options,  # type: ignore[arg-type]
     )
+    _reset_on_close(client)
     return client
 
 

@@ -62,7 +62,9 @@ class Agent:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then drain: finish in-flight sends and exit."""
-        self.nc = nc = await bus.connect(self.config.nats, name=f"smsgate-agent-{self.name}")
+        self.nc = nc = await bus.connect(
+            self.config.nats, name=f"smsgate-agent-{self.name}", buffer_while_away=False
+        )
         js = nc.jetstream()
         buckets = await bus.provision(js, self.config.nats)
         acks = AckPublisher(nc)

@@ -4,8 +4,9 @@ A send result goes to the spool first (the modem has acted; the result must surv
 process), then is settled on the bus (publisher.settle: decided once, then published).
 When the bus cannot take it, the port carries on and the result waits in the spool,
 with its job held unacknowledged; `replay` settles it when the bus is back, and so does
-the agent's next run after a restart. Reports and inbound SMS are spooled only when they
-could not be published. Nothing is dropped: an entry leaves the spool once the bus has it.
+the agent's next run after a restart. Reports, inbound SMS and the dropping of a claim
+whose message reached no network are spooled only when they could not be published.
+Nothing is dropped: an entry leaves the spool once the bus has it.
 """
 
 from __future__ import annotations
@@ -97,6 +98,15 @@ class Backlog:
             spooled.result, created=spooled.created, reply_to=spooled.reply_to, msg=msg
         )
 
+    async def unclaim(self, message_id: str, token: str) -> None:
+        """Drop a claim whose message reached no network, now or (kept here) once the bus
+        is back: left standing, it would make the message `interrupted`."""
+        try:
+            await self.publisher.unclaim(message_id, token)
+        except Exception as exc:
+            self.spool.put(f"{message_id}:unclaim", "unclaim", token.encode())
+            log.warning("claim of %s to be dropped once the bus takes it: %s", message_id, exc)
+
     async def event(self, event: contracts.Event) -> None:
         """Publish an event (an inbound SMS), or keep it here when the bus cannot take it."""
         try:
@@ -109,7 +119,10 @@ class Backlog:
         self, report: contracts.DeliveryReport, status: contracts.MessageStatus
     ) -> None:
         """Publish a delivery report with the status it moves on, or keep both here."""
-        event_failed, status_failed = await self.publisher.event_and_status(report, status)
+        try:
+            event_failed, status_failed = await self.publisher.event_and_status(report, status)
+        except Exception as exc:  # not even sent: the connection is down
+            event_failed = status_failed = exc
         if event_failed is None and status_failed is None:
             return
         self.spool.put(
@@ -157,6 +170,8 @@ class Backlog:
             if msg is not None:
                 with contextlib.suppress(Exception):
                     await msg.ack()
+        elif entry.kind == "unclaim":
+            await self.publisher.unclaim(entry.key.removesuffix(":unclaim"), entry.body.decode())
         elif entry.kind == "report":
             spooled_report = msgspec.json.decode(entry.body, type=SpooledReport)
             if await self.publisher.in_stream(spooled_report.report, _utc(entry.stored)):

@@ -38,7 +38,6 @@ FINAL = {
     contracts.MessageState.DELIVERED,
     contracts.MessageState.UNDELIVERED,
 }
-RESULT_RETRY_MAX = 5.0  # seconds between attempts to publish a result while NATS is away
 DELIVERY_STATE = {
     "delivered": contracts.DeliveryState.DELIVERED,
     "failed": contracts.DeliveryState.FAILED,
@@ -412,8 +411,7 @@ class PortWorker:
             # nothing was sent, so the claim must not make a redelivery `interrupted`.
             log.warning("%s: claim of %s unconfirmed (%s); nothing sent", self.name, job.id, exc)
             assert mine is not None
-            token = mine.token
-            await self._retry_until_done(lambda: self.publisher.unclaim(job.id, token), job)
+            await self.backlog.unclaim(job.id, mine.token)
             with contextlib.suppress(Exception):
                 await msg.nak()
             return
@@ -457,20 +455,6 @@ class PortWorker:
                 await asyncio.sleep(min(2.0**attempt, 30.0))
         assert outcome is not None
         return outcome
-
-    async def _retry_until_done(
-        self, step: Callable[[], Awaitable[None]], job: contracts.SendJob
-    ) -> None:
-        """Keep at a bus write that must happen, however long NATS is away."""
-        delay = 0.5
-        while True:
-            try:
-                await step()
-                return
-            except Exception as exc:
-                log.warning("%s: %s not published yet (%s); retrying", self.name, job.id, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RESULT_RETRY_MAX)
 
     def _sending(self, claim: asyncio.Future[object], job: contracts.SendJob) -> None:
         """Once the claim holds, show the message `sending` (no one waits for that write)."""
