@@ -46,6 +46,7 @@ class Backlog:
         self.publisher = publisher
         self.spool = spool
         self.held: dict[str, Msg] = {}  # jobs whose result waits here, acked once settled
+        self.settling: set[str] = set()  # entries a port is settling now: not replayed
 
     def __len__(self) -> int:
         return len(self.spool)
@@ -68,6 +69,7 @@ class Backlog:
                 "result",
                 msgspec.json.encode(SpooledResult(result, created, reply_to)),
             )
+        self.settling.add(result.event_id)
         try:
             winner = await self.publisher.settle(
                 result, created=created, reply_to=reply_to, tried_since=tried_since
@@ -77,6 +79,8 @@ class Backlog:
                 self.held[result.event_id] = msg
             log.warning("result of %s kept in the spool until the bus takes it: %s", result.id, exc)
             return None
+        finally:
+            self.settling.discard(result.event_id)
         self.spool.remove(result.event_id)
         if msg is not None:
             await msg.ack()
@@ -137,12 +141,14 @@ class Backlog:
     async def replay(self) -> int:
         """Publish what waits here, oldest first, until the bus refuses; what still waits."""
         for entry in self.spool.entries():
+            if entry.key in self.settling:
+                continue  # its port is at it
             try:
                 await self._publish(entry)
             except Exception as exc:
                 log.info("spool: %d entries wait for the bus (%s)", len(self.spool), exc)
                 break
-        return len(self.spool)
+        return len(self.spool) - len(self.settling)
 
     async def _publish(self, entry: Entry) -> None:
         if entry.kind == "result":
