@@ -7,7 +7,14 @@ import typing
 
 import pytest
 from smsgate.config import ConfigError, SimConfig
-from smsgate_sim.atcommand import Command, CommandError, Op, int_arg, parse_command, split_args
+from smsgate_sim.atcommand import (
+    CommandError,
+    Op,
+    ParsedCommand,
+    int_arg,
+    parse_command,
+    split_args,
+)
 from smsgate_sim.faults import Faults, FaultUpdate, garbage
 from smsgate_sim.network import digits, pick
 from smsgate_sim.profiles import PROFILES, profile
@@ -18,22 +25,22 @@ from smsgate_sim.storage import Memory, Stat, tpdu_length
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("AT", Command("", Op.EXEC)),
-        ("at+csq", Command("+CSQ", Op.EXEC)),
-        ("AT+CPIN?", Command("+CPIN", Op.READ)),
-        ("AT+CNMI=?", Command("+CNMI", Op.TEST)),
-        ('AT+CPMS="SM","SM"', Command("+CPMS", Op.SET, '"SM","SM"')),
-        ("AT^ICCID?", Command("^ICCID", Op.READ)),
-        ("ATE0", Command("E", Op.SET, "0")),
-        ("ATE", Command("E", Op.EXEC)),
-        ("ATZ", Command("Z", Op.EXEC)),
-        ("AT&F", Command("&F", Op.EXEC)),
-        ("ATS0=0", Command("S", Op.SET, "0=0")),
-        ("\x1a\x1b\nAT+CMGF=0", Command("+CMGF", Op.SET, "0")),  # junk before AT is skipped
-        ("  at+cmgl=4  ", Command("+CMGL", Op.SET, "4")),
+        ("AT", ParsedCommand("", Op.EXEC)),
+        ("at+csq", ParsedCommand("+CSQ", Op.EXEC)),
+        ("AT+CPIN?", ParsedCommand("+CPIN", Op.READ)),
+        ("AT+CNMI=?", ParsedCommand("+CNMI", Op.TEST)),
+        ('AT+CPMS="SM","SM"', ParsedCommand("+CPMS", Op.SET, '"SM","SM"')),
+        ("AT^ICCID?", ParsedCommand("^ICCID", Op.READ)),
+        ("ATE0", ParsedCommand("E", Op.SET, "0")),
+        ("ATE", ParsedCommand("E", Op.EXEC)),
+        ("ATZ", ParsedCommand("Z", Op.EXEC)),
+        ("AT&F", ParsedCommand("&F", Op.EXEC)),
+        ("ATS0=0", ParsedCommand("S", Op.SET, "0=0")),
+        ("\x1a\x1b\nAT+CMGF=0", ParsedCommand("+CMGF", Op.SET, "0")),  # junk before AT is skipped
+        ("  at+cmgl=4  ", ParsedCommand("+CMGL", Op.SET, "4")),
     ],
 )
-def test_parse_command(line: str, expected: Command) -> None:
+def test_parse_command(line: str, expected: ParsedCommand) -> None:
     assert parse_command(line) == expected
 
 

@@ -37,7 +37,7 @@ from starlette.routing import BaseRoute, Route
 from smsgate_api import params, settings
 from smsgate_api.auth import User, unauthorized
 from smsgate_api.errors import ApiError, bad_parameter
-from smsgate_api.routing import PortTable
+from smsgate_api.port_choice import PortTable
 from smsgate_api.runtime import ApiRuntime
 from smsgate_api.session import (
     clear_cookie,

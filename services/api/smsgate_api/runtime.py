@@ -19,9 +19,9 @@ from smsgate.config import Config
 from smsgate_api.auth import Authenticator
 from smsgate_api.errors import unavailable
 from smsgate_api.metrics import Metrics
+from smsgate_api.port_choice import PortTable
 from smsgate_api.queue import JobQueue
 from smsgate_api.results import ResultInbox
-from smsgate_api.routing import PortTable
 
 log = logging.getLogger("smsgate.api")
 

@@ -128,7 +128,7 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True)
-class Command:
+class PendingCommand:
     """What the parser needs to know about the command in flight."""
 
     text: str  # as written, without CR; recognises the echo
@@ -144,7 +144,7 @@ class Command:
         prefixes: frozenset[str] | set[str] | None = None,
         prompt: bool | None = None,
         complete_on: str | None = None,
-    ) -> Command:
+    ) -> PendingCommand:
         """A command whose expected prefixes are read from its text (`AT+CSQ` -> `+CSQ`)."""
         expected = _prefixes_of(text) if prefixes is None else frozenset(map(str.upper, prefixes))
         if prompt is None:
@@ -282,7 +282,7 @@ def _clean(raw: bytes) -> str:
 class _Pending:
     """The command in flight and what has been said for it so far."""
 
-    command: Command
+    command: PendingCommand
     lines: list[Line] = field(default_factory=list)
     prompted: bool = False
     settled: bool = False
@@ -302,7 +302,7 @@ class AtParser:
     def busy(self) -> bool:
         return self._pending is not None
 
-    def begin(self, command: Command) -> None:
+    def begin(self, command: PendingCommand) -> None:
         """A command is about to be written; replies now belong to it."""
         self._pending = _Pending(command)
         self._pdu_reply = None
@@ -621,7 +621,7 @@ class AtChannel:
             self._raise_if_closed(after_pdu=after_pdu)
         return self._events.popleft()
 
-    def _begin(self, command: Command) -> None:
+    def _begin(self, command: PendingCommand) -> None:
         self._events.clear()
         self._parser.begin(command)
 
@@ -638,11 +638,11 @@ class AtChannel:
         complete_on: str | None = None,
     ) -> Reply:
         """Send one command and wait for its reply. Raises AtTimeout or AtClosed."""
-        command = Command.of(text, prefixes=prefixes, prompt=False, complete_on=complete_on)
+        command = PendingCommand.of(text, prefixes=prefixes, prompt=False, complete_on=complete_on)
         async with self._lock:
             return await self._run(command, timeout)
 
-    async def _run(self, command: Command, timeout: float) -> Reply:  # noqa: ASYNC109
+    async def _run(self, command: PendingCommand, timeout: float) -> Reply:  # noqa: ASYNC109
         self._raise_if_closed()
         if self._dirty:
             await self._resync()
@@ -696,7 +696,7 @@ class AtChannel:
         Raises NoPrompt (nothing was sent), SendTimeout or SendInterrupted (outcome unknown),
         AtClosed (the port was gone before the PDU was written).
         """
-        command = Command.of(f"AT+CMGS={length}", prompt=True)
+        command = PendingCommand.of(f"AT+CMGS={length}", prompt=True)
         async with self._lock:
             self._raise_if_closed()
             if self._dirty:

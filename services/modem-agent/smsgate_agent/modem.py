@@ -42,7 +42,7 @@ from smsgate_agent.at import (
     split_fields,
     unquote,
 )
-from smsgate_agent.cms import CME_BUSY, Verdict, classify_cms, describe_cme, describe_cms
+from smsgate_agent.cms import CME_BUSY, SendErrorKind, classify_cms, describe_cme, describe_cms
 from smsgate_agent.reports import number_digits
 from smsgate_agent.transport import Transport, TransportError, open_transport
 
@@ -1003,14 +1003,16 @@ class Modem:
                 return PartResult(sequence=sequence, reference=reference), None
             error = _error_text(reply)
             code = reply.code if reply.status is Status.CMS_ERROR else None
-            verdict = classify_cms(code) if reply.status is Status.CMS_ERROR else Verdict.AMBIGUOUS
-            if verdict is Verdict.PERMANENT:
+            verdict = (
+                classify_cms(code) if reply.status is Status.CMS_ERROR else SendErrorKind.AMBIGUOUS
+            )
+            if verdict is SendErrorKind.PERMANENT:
                 return PartResult(sequence=sequence, error=error), SendOutcome(
                     False, [], error, temporary=False, code=code
                 )
-            if verdict is Verdict.TEMPORARY and temporary_tries < t.send_retries:
+            if verdict is SendErrorKind.TEMPORARY and temporary_tries < t.send_retries:
                 temporary_tries += 1
-            elif verdict is Verdict.AMBIGUOUS and ambiguous_tries < t.ambiguous_retries:
+            elif verdict is SendErrorKind.AMBIGUOUS and ambiguous_tries < t.ambiguous_retries:
                 ambiguous_tries += 1
             else:
                 return PartResult(sequence=sequence, error=error), SendOutcome(

@@ -16,13 +16,14 @@ from nats.aio.msg import Msg
 from nats.js.errors import APIError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 from smsgate import contracts
+from smsgate.bus import WRONG_LAST_SEQUENCE
 from smsgate.config import AgentConfig, AgentPort
 from smsgate.contracts import MessageState, MessageStatus
 from smsgate.pdu import Deliver, StatusReport
 
 from smsgate_agent.modem import Modem, ModemInfo, PartHook, SendOutcome
 from smsgate_agent.policy import PortPolicy, effective
-from smsgate_agent.publisher import WRONG_LAST_SEQUENCE, Publisher
+from smsgate_agent.publisher import Publisher
 from smsgate_agent.reassembly import InboundPart, Joined, Reassembler
 from smsgate_agent.reports import MessageDelivery, ReportBook
 

@@ -9,7 +9,7 @@ from smsgate import contracts, subjects
 from smsgate.contracts import PortState, PortStatus
 from smsgate_api.auth import User
 from smsgate_api.errors import ApiError
-from smsgate_api.routing import PortTable, listing
+from smsgate_api.port_choice import PortTable, listing
 
 EVERYONE = User(name="all")
 LIMITED = User(name="lim", ports=("lte-1", "lte-2"))
