@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from smsgate_agent.at import (
+from smsgate_agent.at_parser import (
     MAX_LINE,
     AtParser,
     Event,

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 from smsgate.config import AgentPort
 from smsgate.pdu import Deliver, StatusReport, encode_deliver, encode_status_report
-from smsgate_agent.at import Line, Reply, Status
+from smsgate_agent.at_parser import Line, Reply, Status
 from smsgate_agent.modem import (
     Modem,
     ModemInfo,

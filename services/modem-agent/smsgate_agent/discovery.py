@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import msgspec
 from smsgate.config import AgentPort
 
-from smsgate_agent.at import AtChannel, AtError, Urc
+from smsgate_agent.at_channel import AtChannel, AtError
+from smsgate_agent.at_parser import Urc
 from smsgate_agent.modem import ICCID_COMMANDS, normalise_iccid
 from smsgate_agent.transport import TransportError, open_transport
 

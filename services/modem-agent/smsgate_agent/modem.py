@@ -27,21 +27,17 @@ from smsgate.config import AgentPort
 from smsgate.contracts import PartResult
 from smsgate.pdu import Deliver, PduError, StatusReport, Submit, decode, encode_submit
 
-from smsgate_agent.at import (
+from smsgate_agent.at_channel import (
     AtChannel,
     AtClosed,
     AtError,
     AtTimeout,
     CommandError,
     NoPrompt,
-    Reply,
     SendInterrupted,
     SendTimeout,
-    Status,
-    Urc,
-    split_fields,
-    unquote,
 )
+from smsgate_agent.at_parser import Reply, Status, Urc, split_fields, unquote
 from smsgate_agent.cms import CME_BUSY, SendErrorKind, classify_cms, describe_cme, describe_cms
 from smsgate_agent.reports import number_digits
 from smsgate_agent.transport import Transport, TransportError, open_transport
