@@ -16,16 +16,19 @@ from nats.aio.msg import Msg
 from nats.js.errors import APIError, KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
 from smsgate import contracts
+from smsgate.backoff import Backoff, doubled
 from smsgate.bus import WRONG_LAST_SEQUENCE
 from smsgate.config import AgentConfig, AgentPort
 from smsgate.contracts import MessageState, MessageStatus
 from smsgate.pdu import Deliver, StatusReport
 
-from smsgate_agent.modem import Modem, ModemInfo, PartHook, SendOutcome
+from smsgate_agent.link import ModemInfo
+from smsgate_agent.modem import Modem
 from smsgate_agent.policy import PortPolicy, effective
 from smsgate_agent.publisher import Publisher
 from smsgate_agent.reassembly import InboundPart, Joined, Reassembler
 from smsgate_agent.reports import MessageDelivery, ReportBook
+from smsgate_agent.sending import PartHook, SendOutcome
 
 log = logging.getLogger("smsgate.agent")
 
@@ -408,7 +411,7 @@ class PortWorker:
             if outcome.ok or not outcome.temporary or _any_part_sent(outcome):
                 break
             if attempt < self.agent.retries:
-                await asyncio.sleep(min(2.0**attempt, 30.0))
+                await asyncio.sleep(doubled(1.0, attempt, 30.0))
         assert outcome is not None
         return outcome
 
@@ -416,15 +419,14 @@ class PortWorker:
         self, step: Callable[[], Awaitable[None]], job: contracts.SendJob
     ) -> None:
         """Keep at a bus write that must happen, however long NATS is away."""
-        delay = 0.5
+        backoff = Backoff(0.5, RESULT_RETRY_MAX)
         while True:
             try:
                 await step()
                 return
             except Exception as exc:
                 log.warning("%s: %s not published yet (%s); retrying", self.name, job.id, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RESULT_RETRY_MAX)
+                await backoff.sleep()
 
     def _sending(self, claim: asyncio.Future[object], job: contracts.SendJob) -> None:
         """Once the claim holds, show the message `sending` (no one waits for that write)."""
