@@ -24,9 +24,10 @@ from smsgate.acks import AckPublisher
 from smsgate.config import AgentPort, Config
 
 from smsgate_agent import discovery
-from smsgate_agent.port import IdlePorts, PortWorker, inbound_part_keys
+from smsgate_agent.port import PortWorker
 from smsgate_agent.publisher import Publisher
-from smsgate_agent.shared_jobs import SharedWork
+from smsgate_agent.receiving import inbound_part_keys
+from smsgate_agent.shared_jobs import IdlePorts, SharedWork
 
 log = logging.getLogger("smsgate.agent")
 

@@ -15,10 +15,15 @@ from dataclasses import dataclass
 import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import (
+    APIError,
+    KeyDeletedError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+)
 from smsgate import contracts, subjects
 from smsgate.acks import AckPublisher
-from smsgate.bus import CREATE_ONLY, Buckets
+from smsgate.bus import CREATE_ONLY, WRONG_LAST_SEQUENCE, Buckets
 
 log = logging.getLogger("smsgate.agent")
 
@@ -148,6 +153,11 @@ class Publisher:
             token.encode(),
             dict(CREATE_ONLY),
         )
+
+    @staticmethod
+    def is_taken(exc: BaseException) -> bool:
+        """Whether `exc` is a claim refused because the message was claimed before."""
+        return isinstance(exc, APIError) and exc.err_code in WRONG_LAST_SEQUENCE
 
     async def unclaim(self, message_id: str, token: str) -> None:
         """Drop the claim if it is still the one holding `token`: its message reached no
