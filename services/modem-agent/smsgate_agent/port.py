@@ -20,7 +20,6 @@ from smsgate import contracts
 from smsgate.backoff import doubled
 from smsgate.config import AgentConfig, AgentPort
 from smsgate.contracts import MessageState, MessageStatus
-from smsgate.pdu import Deliver, StatusReport
 
 from smsgate_agent.delivery_reports import DeliveryReports
 from smsgate_agent.link import ModemInfo
@@ -85,8 +84,8 @@ class PortWorker:
             port,
             command_timeout=agent.command_timeout,
             send_timeout=agent.send_timeout,
-            on_inbound=self._on_inbound,
-            on_report=self._on_report,
+            on_inbound=self.receiving.on_inbound,  # returns once the SMS is durable
+            on_report=self.delivery_reports.on_report,
             on_state=self._on_modem_state,
         )
         self.send_path = SendPath(
@@ -390,12 +389,5 @@ class PortWorker:
     async def restore_parts(self, keys: list[str] | None = None) -> None:
         await self.receiving.restore_parts(keys)
 
-    async def _on_inbound(self, deliver: Deliver) -> None:
-        """Called by the modem; returns only once the SMS is durable on the bus."""
-        await self.receiving.on_inbound(deliver)
-
     async def expire_parts(self) -> None:
         await self.receiving.expire_parts()
-
-    async def _on_report(self, report: StatusReport) -> None:
-        await self.delivery_reports.on_report(report)
