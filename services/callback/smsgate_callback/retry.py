@@ -10,6 +10,8 @@ import datetime as dt
 import email.utils
 from dataclasses import dataclass
 
+from smsgate.backoff import doubled
+
 
 @dataclass(frozen=True, slots=True)
 class BackoffPolicy:
@@ -23,9 +25,7 @@ class BackoffPolicy:
         """The pause after failed attempt number `attempt` (1-based), before Retry-After."""
         if attempt < 1:
             raise ValueError("attempts count from 1")
-        # Cap the exponent first: 2**attempt overflows a float long before a day of retries.
-        exponent = min(attempt - 1, 64)
-        return min(self.initial * 2.0**exponent, self.maximum)
+        return doubled(self.initial, attempt - 1, self.maximum)
 
     def next_retry(
         self, attempt: int, age: float, retry_after: float | None = None
