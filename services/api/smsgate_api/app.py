@@ -174,7 +174,7 @@ def install_access_log_redaction() -> None:
 def parse_listen(listen: str) -> tuple[str, int]:
     """`host:port` or `[v6]:port` into (host, port)."""
     host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not (port.isascii() and port.isdigit()):
         raise ConfigError(f"api.listen: must be host:port, not {listen!r}")
     return host.strip("[]"), int(port)
 
