@@ -38,6 +38,11 @@ INBOUND_PARTS_BUCKET = "sms_inbound_parts"
 SENDING_BUCKET = "sms_sending"
 # Each agent's lease, renewed every heartbeat while it hears the server (agent-internal).
 AGENTS_BUCKET = "sms_agents"
+# A KV put is a publish to `$KV.<bucket>.<key>`: these prefixes, plus a key, are its subject.
+PORTS_KV_PREFIX = f"$KV.{PORTS_BUCKET}."
+MESSAGES_KV_PREFIX = f"$KV.{MESSAGES_BUCKET}."
+SENDING_KV_PREFIX = f"$KV.{SENDING_BUCKET}."
+AGENTS_KV_PREFIX = f"$KV.{AGENTS_BUCKET}."
 _KV_KEY = re.compile(r"^[-_=a-zA-Z0-9]+$")
 
 

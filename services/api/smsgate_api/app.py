@@ -21,7 +21,7 @@ import msgspec
 import uvicorn
 import uvloop
 from nats.aio.client import Client
-from smsgate import heap
+from smsgate import gc_tuning
 from smsgate.config import Config, ConfigError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -174,7 +174,7 @@ def install_access_log_redaction() -> None:
 def parse_listen(listen: str) -> tuple[str, int]:
     """`host:port` or `[v6]:port` into (host, port)."""
     host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not (port.isascii() and port.isdigit()):
         raise ConfigError(f"api.listen: must be host:port, not {listen!r}")
     return host.strip("[]"), int(port)
 
@@ -218,7 +218,7 @@ def _bind(host: str, port: int) -> socket.socket:
 async def _serve(config: Config, *, parent: int | None = None) -> None:
     app = create_app(config)
     uv = server_config(config, app)
-    heap.settle()  # modules, config and the app live as long as the process
+    gc_tuning.settle()  # modules, config and the app live as long as the process
     server = uvicorn.Server(uv)
     watchdog = None
     if parent is not None:

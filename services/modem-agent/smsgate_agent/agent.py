@@ -20,17 +20,18 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NotFoundError
-from smsgate import bus, contracts, heap, subjects
+from smsgate import bus, contracts, gc_tuning, subjects
 from smsgate.acks import AckPublisher
 from smsgate.config import AgentPort, Config
 
 from smsgate_agent import discovery
 from smsgate_agent.backlog import Backlog
 from smsgate_agent.liveness import Lease
-from smsgate_agent.port import IdlePorts, PortWorker, inbound_part_keys, spool_path
+from smsgate_agent.port import PortWorker, spool_path
 from smsgate_agent.publisher import Publisher
+from smsgate_agent.receiving import inbound_part_keys
+from smsgate_agent.shared_jobs import IdlePorts, SharedWork
 from smsgate_agent.spool import Spool
-from smsgate_agent.work import SharedWork
 
 log = logging.getLogger("smsgate.agent")
 
@@ -44,7 +45,7 @@ STATE_FLUSH = 0.5  # seconds: how stale a port's busy/ready in the KV may be
 class Agent:
     def __init__(self, config: Config, *, settle_heap: bool = False) -> None:
         """`settle_heap`: the process is this agent's alone (`smsgate agent`): tune its
-        garbage collector once the ports are up (see smsgate.heap)."""
+        garbage collector once the ports are up (see smsgate.gc_tuning)."""
         if not config.agent.name:
             raise ValueError("agent.name is required")
         self.config = config
@@ -124,7 +125,7 @@ class Agent:
         spawn(shared.run())
         spawn(self._heartbeat_loop(publisher))
         if self.settle_heap:
-            heap.settle()  # the ports' workers, modems and subscriptions live as long as we do
+            gc_tuning.settle()  # the ports' workers, modems and subscriptions live as long as we do
         log.info("agent %s serving %d ports", self.name, len(self.workers))
 
         await stop.wait()
@@ -339,8 +340,8 @@ class Agent:
     async def _heartbeat_loop(self, publisher: Publisher) -> None:
         """Every port's state each heartbeat; in between, the busy/ready flips as they come.
 
-        Each beat also asks the server for an answer: the lease, the spool and taking
-        work all wait on it."""
+        Each beat also renews the lease, an answer from the server that the spool and
+        taking work wait on."""
         beat = self.config.agent.heartbeat
         next_beat = 0.0
         loop = asyncio.get_running_loop()

@@ -16,10 +16,10 @@ import datetime as dt
 import logging
 
 import msgspec
-from nats.aio.msg import Msg
 from smsgate import contracts
 
 from smsgate_agent.publisher import Publisher
+from smsgate_agent.send_path import JobHandle
 from smsgate_agent.spool import Entry, Spool
 
 log = logging.getLogger("smsgate.agent")
@@ -45,7 +45,7 @@ class Backlog:
     def __init__(self, publisher: Publisher, spool: Spool) -> None:
         self.publisher = publisher
         self.spool = spool
-        self.held: dict[str, Msg] = {}  # jobs whose result waits here, acked once settled
+        self.held: dict[str, JobHandle] = {}  # jobs whose result waits here, acked once settled
         self.settling: set[str] = set()  # entries a port is settling now: not replayed
 
     def __len__(self) -> int:
@@ -57,7 +57,7 @@ class Backlog:
         *,
         created: dt.datetime,
         reply_to: str | None,
-        msg: Msg | None,
+        handle: JobHandle | None,
     ) -> contracts.SendResult | None:
         """Keep `result`, settle it, ack its job. The result that was decided (another
         one when this one came too late), or None: it waits here for the bus."""
@@ -75,15 +75,15 @@ class Backlog:
                 result, created=created, reply_to=reply_to, tried_since=tried_since
             )
         except Exception as exc:
-            if msg is not None:
-                self.held[result.event_id] = msg
+            if handle is not None:
+                self.held[result.event_id] = handle
             log.warning("result of %s kept in the spool until the bus takes it: %s", result.id, exc)
             return None
         finally:
             self.settling.discard(result.event_id)
         self.spool.remove(result.event_id)
-        if msg is not None:
-            await msg.ack()
+        if handle is not None:
+            await handle.ack()
         return winner
 
     def pending(self, message_id: str) -> SpooledResult | None:
@@ -93,13 +93,15 @@ class Backlog:
             return None
         return msgspec.json.decode(entry.body, type=SpooledResult)
 
-    async def settle_pending(self, message_id: str, msg: Msg | None) -> contracts.SendResult | None:
+    async def settle_pending(
+        self, message_id: str, handle: JobHandle | None
+    ) -> contracts.SendResult | None:
         """Settle a result waiting here now (its job came back); None if none waits."""
         spooled = self.pending(message_id)
         if spooled is None:
             return None
         return await self.result(
-            spooled.result, created=spooled.created, reply_to=spooled.reply_to, msg=msg
+            spooled.result, created=spooled.created, reply_to=spooled.reply_to, handle=handle
         )
 
     async def unclaim(self, message_id: str, token: str) -> None:
@@ -153,7 +155,7 @@ class Backlog:
     async def _publish(self, entry: Entry) -> None:
         if entry.kind == "result":
             spooled = msgspec.json.decode(entry.body, type=SpooledResult)
-            msg = self.held.pop(entry.key, None)
+            handle = self.held.pop(entry.key, None)
             try:
                 winner = await self.publisher.settle(
                     spooled.result,
@@ -162,8 +164,8 @@ class Backlog:
                     tried_since=_utc(entry.stored),
                 )
             except Exception:
-                if msg is not None:
-                    self.held[entry.key] = msg
+                if handle is not None:
+                    self.held[entry.key] = handle
                 raise
             if winner != spooled.result:
                 log.error(
@@ -173,9 +175,9 @@ class Backlog:
                     winner.status.value,
                     winner.reason or "",
                 )
-            if msg is not None:
+            if handle is not None:
                 with contextlib.suppress(Exception):
-                    await msg.ack()
+                    await handle.ack()
         elif entry.kind == "unclaim":
             await self.publisher.unclaim(entry.key.removesuffix(":unclaim"), entry.body.decode())
         elif entry.kind == "report":

@@ -24,7 +24,7 @@ from nats.js.errors import (
 )
 from smsgate import contracts, subjects
 from smsgate.acks import AckPublisher
-from smsgate.bus import Buckets
+from smsgate.bus import CREATE_ONLY, WRONG_LAST_SEQUENCE, Buckets
 
 from smsgate_agent.liveness import Claim, Lease
 
@@ -36,12 +36,6 @@ _KINDS: dict[type, str] = {
     contracts.InboundSms: "inbound",
     contracts.PortEvent: "port",
 }
-_PORTS_PREFIX = f"$KV.{subjects.PORTS_BUCKET}."
-_MESSAGES_PREFIX = f"$KV.{subjects.MESSAGES_BUCKET}."
-_SENDING_PREFIX = f"$KV.{subjects.SENDING_BUCKET}."
-_AGENTS_PREFIX = f"$KV.{subjects.AGENTS_BUCKET}."
-_CREATE = {Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: "0"}  # the key must not exist
-WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream: the key exists already
 
 
 _encode_claim = msgspec.json.Encoder().encode
@@ -70,7 +64,7 @@ class Publisher:
         await self._durable(
             subjects.event(_KINDS[type(event)], event.port),
             contracts.encode(event),
-            {"Nats-Msg-Id": event.event_id},
+            {Header.MSG_ID.value: event.event_id},
         )
 
     async def _durable(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
@@ -93,10 +87,12 @@ class Publisher:
             await self._begin(
                 subjects.event(_KINDS[type(event)], event.port),
                 contracts.encode(event),
-                {"Nats-Msg-Id": event.event_id},
+                {Header.MSG_ID.value: event.event_id},
             ),
             await self._begin(
-                _MESSAGES_PREFIX + subjects.message_key(status.id), contracts.encode(status), {}
+                subjects.MESSAGES_KV_PREFIX + subjects.message_key(status.id),
+                contracts.encode(status),
+                {},
             ),
         ]
         outcomes: list[Exception | None] = []
@@ -114,7 +110,7 @@ class Publisher:
         await self.nc.publish(
             subjects.event(_KINDS[type(event)], event.port),
             contracts.encode(event),
-            headers={"Nats-Msg-Id": event.event_id},
+            headers={Header.MSG_ID.value: event.event_id},
         )
 
     async def settle(
@@ -141,7 +137,9 @@ class Publisher:
         """Create the message's result record; the result that holds it (the first)."""
         key = subjects.result_key(result.id)
         try:
-            await self._durable(_SENDING_PREFIX + key, contracts.encode(result), dict(_CREATE))
+            await self._durable(
+                subjects.SENDING_KV_PREFIX + key, contracts.encode(result), dict(CREATE_ONLY)
+            )
         except APIError as exc:
             if exc.err_code not in WRONG_LAST_SEQUENCE:
                 raise
@@ -260,8 +258,15 @@ class Publisher:
         """Create the message's send claim now; the awaitable is its ack, which fails with
         `APIError` (err_code in WRONG_LAST_SEQUENCE) when the message was claimed before."""
         return await self._begin(
-            _SENDING_PREFIX + subjects.message_key(message_id), _encode_claim(claim), dict(_CREATE)
+            subjects.SENDING_KV_PREFIX + subjects.message_key(message_id),
+            _encode_claim(claim),
+            dict(CREATE_ONLY),
         )
+
+    @staticmethod
+    def is_taken(exc: BaseException) -> bool:
+        """Whether `exc` is a claim refused because the message was claimed before."""
+        return isinstance(exc, APIError) and exc.err_code in WRONG_LAST_SEQUENCE
 
     async def unclaim(self, message_id: str, token: str) -> None:
         """Drop the claim if it is still the one holding `token`: its message reached no
@@ -309,7 +314,9 @@ class Publisher:
     async def renew(self, lease: Lease) -> None:
         """Write this agent's lease, and wait for the server's ack: proof that it hears."""
         await self._durable(
-            _AGENTS_PREFIX + subjects.message_key(lease.agent), msgspec.json.encode(lease), {}
+            subjects.AGENTS_KV_PREFIX + subjects.message_key(lease.agent),
+            msgspec.json.encode(lease),
+            {},
         )
 
     async def holder_silent(self, message_id: str, claim: Claim, since: float) -> None:
@@ -336,20 +343,23 @@ class Publisher:
         """Write a status that nothing depends on (`sending`) without waiting for its ack."""
         try:
             await self.nc.publish(
-                _MESSAGES_PREFIX + subjects.message_key(status.id), contracts.encode(status)
+                subjects.MESSAGES_KV_PREFIX + subjects.message_key(status.id),
+                contracts.encode(status),
             )
         except Exception as exc:  # NATS away: the result's status follows anyway
             log.debug("status of %s not written: %s", status.id, exc)
 
     async def put_status(self, status: contracts.MessageStatus) -> None:
         await self._durable(
-            _MESSAGES_PREFIX + subjects.message_key(status.id), contracts.encode(status), {}
+            subjects.MESSAGES_KV_PREFIX + subjects.message_key(status.id),
+            contracts.encode(status),
+            {},
         )
 
     async def port_state(self, state: contracts.PortState) -> None:
         """Write the port's live state without waiting for the ack: every beat rewrites it,
         and a port's send loop must not wait on the bus twice per message for it."""
-        await self.nc.publish(_PORTS_PREFIX + state.port, contracts.encode(state))
+        await self.nc.publish(subjects.PORTS_KV_PREFIX + state.port, contracts.encode(state))
 
     async def dead_letter(self, subject: str, reason: str, data: bytes) -> None:
         letter = contracts.DeadLetter(

@@ -1,0 +1,445 @@
+"""The send path's decisions: how one handling of a job ends, with no NATS in sight.
+
+A job is sent under an at-most-once claim: its key in `sms_sending`, created (never
+overwritten) before the first part goes to a modem. Every way a handling can end is
+decided here, through two small protocols: the job as the work queue handed it out
+(`JobHandle`: ack, nak, in progress, term) and the claims (`ClaimStore`: create, take over
+a released one, drop, read the message's status). `PortWorker` gives a NATS message and
+the `Publisher`; the unit tests give fakes of both.
+
+The rules, each in one function:
+
+- `claim_found`: what a job whose claim stands (it was handed to a modem before) becomes.
+  This is the only place that rule lives; a rule that needs more than the message's
+  status (who holds the claim, since when) reads it through `ClaimStore` and takes it
+  here as an argument.
+- `after_send`: what a send's outcome makes of the job (sent, back to the queue, failed).
+- `claim_unconfirmed`: whether a failure is the claim's own write failing (NATS away),
+  so the job goes back with nothing sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from enum import StrEnum
+from typing import Protocol
+
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
+from smsgate import contracts
+from smsgate.contracts import (
+    MessageState,
+    MessageStatus,
+    PartResult,
+    SendJob,
+    SendResult,
+    SendStatus,
+)
+
+from smsgate_agent.liveness import Claim, Judgement, Lease, Verdict, judge
+from smsgate_agent.sending import PartHook, SendOutcome
+
+log = logging.getLogger("smsgate.agent")
+
+# The states a message ends in: a job found claimed in one of them is done.
+FINAL = frozenset(
+    {MessageState.SENT, MessageState.FAILED, MessageState.DELIVERED, MessageState.UNDELIVERED}
+)
+REQUEUE_DELAY = 1.0  # seconds before a job given back for another port is handed out
+
+
+class JobHandle(Protocol):
+    """A job as the work queue handed it out (a JetStream message fits)."""
+
+    async def ack(self) -> None: ...
+
+    async def nak(self, delay: float | None = None) -> None: ...
+
+    async def in_progress(self) -> None: ...
+
+    async def term(self) -> None: ...
+
+
+class ClaimStore(Protocol):
+    """The at-most-once claims of messages handed to a modem, and their statuses."""
+
+    async def claim(self, message_id: str, claim: Claim) -> Awaitable[object]:
+        """Create the claim now; the awaitable is its acknowledgement, which fails with an
+        error `is_taken` recognises when the message was claimed before."""
+        ...
+
+    async def reclaim(self, message_id: str, claim: Claim) -> bool:
+        """Take the key over if it holds only a released claim; False when a claim stands."""
+        ...
+
+    async def unclaim(self, message_id: str, token: str) -> None:
+        """Drop the claim if it still holds `token`."""
+        ...
+
+    async def status(self, message_id: str) -> MessageStatus | None: ...
+
+    def is_taken(self, exc: BaseException) -> bool:
+        """Whether `exc` says the claim existed already."""
+        ...
+
+    async def decided(self, message_id: str) -> SendResult | None:
+        """The message's decided result (its create-only record), if any."""
+        ...
+
+    async def announced(self, result: SendResult, *, created: dt.datetime) -> None:
+        """Publish a decided result once more unless its status shows it published."""
+        ...
+
+    async def holder(self, message_id: str) -> Claim | None:
+        """The standing claim (None: unreadable); KeyNotFoundError when it is gone."""
+        ...
+
+    async def lease(self, agent: str) -> Lease | None:
+        """The agent's last lease, if any."""
+        ...
+
+    async def holder_silent(self, message_id: str, claim: Claim, since: float) -> None:
+        """The interim status: still `sending`, its holder not heard from since `since`."""
+        ...
+
+
+class SendPort(Protocol):
+    """What the send path needs of its port: the modem, the bookkeeping, the result."""
+
+    async def attempt(self, job: SendJob, mark: PartHook) -> SendOutcome:
+        """Send through the modem, `mark` called before each part."""
+        ...
+
+    def record(self, job: SendJob, outcome: SendOutcome, after: AfterSend) -> None:
+        """Count the outcome (policy, counters) before the job is settled."""
+        ...
+
+    async def finish(
+        self,
+        handle: JobHandle,
+        job: SendJob,
+        status: SendStatus,
+        reason: str | None,
+        parts: list[PartResult],
+    ) -> bool:
+        """Settle the job's one result (kept on disk while NATS is away), ack the job;
+        False when another result was decided before it."""
+        ...
+
+    async def settle_pending(self, job: SendJob, handle: JobHandle) -> bool:
+        """Settle this agent's own result of the job waiting for the bus; whether one did."""
+        ...
+
+    async def drop_claim(self, job: SendJob, token: str) -> None:
+        """Drop a claim whose message reached no network, now or once the bus is back."""
+        ...
+
+    async def after_sent(self, job: SendJob, outcome: SendOutcome) -> None:
+        """After a sent result: wait for the delivery report if one was asked."""
+        ...
+
+    async def requeued(self, job: SendJob) -> None:
+        """Show the message queued again (it goes back for another port)."""
+        ...
+
+    def sending(self, job: SendJob) -> None:
+        """The claim holds: show the message `sending` (no one waits for that)."""
+        ...
+
+
+class ClaimFound(StrEnum):
+    """What a job becomes whose claim stands: it was handed to a modem before."""
+
+    ACK = "ack"  # settled before; only its ack was lost
+    HOLDER_DECIDES = "holder decides"  # its holder may be alive: give the job back to it
+    FAIL_INTERRUPTED = "fail interrupted"  # a send may have happened: fail it `interrupted`
+    RESEND = "resend"  # the operator asked for interrupted messages to be sent again
+
+
+class AfterSend(StrEnum):
+    """What a send's outcome makes of the job."""
+
+    SENT = "sent"
+    REQUEUE = "requeue"  # nothing reached a network: back to the queue for another port
+    FAIL = "fail"
+
+
+class Ending(StrEnum):
+    """How one handling of a job ended."""
+
+    SENT = "sent"  # result `sent` published, job acked
+    FAILED = "failed"  # result `failed` published, job acked
+    INTERRUPTED = "interrupted"  # claimed before and not settled: failed `interrupted`
+    ALREADY_SETTLED = "already settled"  # claimed and settled before: acked, nothing sent
+    REQUEUED = "requeued"  # nothing reached a network: claim dropped, job back to the queue
+    GIVEN_BACK = "given back"  # the claim's write never confirmed: claim dropped, nak'ed
+    HELD_HERE = "held here"  # another port of this agent holds the job: nak'ed for later
+    LEFT_TO_HOLDER = "left to its holder"  # another agent holds the claim and may report
+    LEFT = "left for redelivery"  # NATS failed before the outcome was settled
+
+
+def claim_found(
+    previous: MessageStatus | None,
+    judgement: Judgement | None = None,
+    *,
+    resend_interrupted: bool,
+) -> ClaimFound:
+    """The rule for a job whose claim stands (a modem had it before: an agent died
+    mid-send, or a result's ack was lost, or its holder is cut off): settled by its
+    status, left to a holder that may be alive (`judgement`, see liveness.py), never sent
+    a second time by surprise."""
+    if previous is not None and previous.state in FINAL:
+        return ClaimFound.ACK
+    if judgement is not None and judgement.verdict is Verdict.HOLDER_DECIDES:
+        return ClaimFound.HOLDER_DECIDES
+    if resend_interrupted:
+        return ClaimFound.RESEND
+    return ClaimFound.FAIL_INTERRUPTED
+
+
+def after_send(outcome: SendOutcome, *, pinned: bool) -> AfterSend:
+    """A temporary failure with no part sent goes back for another port, unless the job
+    is pinned to this one; any other failure is the job's result."""
+    if outcome.ok:
+        return AfterSend.SENT
+    if outcome.temporary and not any_part_sent(outcome) and not pinned:
+        return AfterSend.REQUEUE
+    return AfterSend.FAIL
+
+
+def any_part_sent(outcome: SendOutcome) -> bool:
+    return any(part.error is None for part in outcome.parts)
+
+
+def claim_unconfirmed(
+    claim: Awaitable[object] | None,
+    exc: BaseException,
+    *,
+    is_taken: Callable[[BaseException], bool],
+) -> bool:
+    """Whether `exc` is the claim's own failure, other than "claimed before": its write was
+    not confirmed (NATS went away), the prompt was cancelled and nothing was sent."""
+    if not isinstance(claim, asyncio.Future) or not claim.done() or claim.cancelled():
+        return False
+    if claim.exception() is not exc:
+        return False
+    return not is_taken(exc)
+
+
+class SendPath:
+    """One port's handling of jobs: admit, claim, send, settle; each ends once."""
+
+    def __init__(
+        self,
+        port: SendPort,
+        claims: ClaimStore,
+        *,
+        name: str,
+        agent: str,
+        boot: str,
+        resend_interrupted: bool,
+        held_delay: float,
+        holder_timeout: float = 900.0,
+        handling: set[str] | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`name`: the port's; `agent` and `boot`: its agent and that agent's run (every
+        claim names them); `held_delay`: how long a job held by another port, or another
+        agent, waits before it is handed out again; `holder_timeout`: how long a claim's
+        silent holder may still report (liveness.py); `handling`: the ids of the jobs
+        this agent's ports hold now (one set shared by its ports)."""
+        self.port = port
+        self.claims = claims
+        self.name = name
+        self.agent = agent
+        self.boot = boot
+        self.resend_interrupted = resend_interrupted
+        self.held_delay = held_delay
+        self.holder_timeout = holder_timeout
+        self.handling = handling if handling is not None else set()
+        self.clock = clock
+
+    async def admit(self, handle: JobHandle, job: SendJob) -> bool:
+        """Take the job, unless another port of this agent holds it: handed out again
+        (NATS was away for longer than ack_wait), that port settles it. Calling it
+        `interrupted` here would override the result it holds."""
+        if job.id in self.handling:
+            with contextlib.suppress(Exception):
+                await handle.nak(delay=self.held_delay)
+            return False
+        self.handling.add(job.id)
+        return True
+
+    def release(self, job: SendJob) -> None:
+        self.handling.discard(job.id)
+
+    async def send(self, handle: JobHandle, job: SendJob, *, pinned: bool) -> Ending:
+        """Send an admitted job and make sure it ends in exactly one result (or goes back)."""
+        try:
+            return await self._send(handle, job, pinned=pinned)
+        except Exception as exc:
+            # NATS failed before the outcome was settled (status unreadable, the claim not
+            # written): the job comes back after ack_wait and the claim decides its fate.
+            log.warning("%s: message %s left for redelivery: %s", self.name, job.id, exc)
+            return Ending.LEFT
+
+    async def _send(self, handle: JobHandle, job: SendJob, *, pinned: bool) -> Ending:
+        mine = Claim(  # this handling's
+            agent=self.agent,
+            boot=self.boot,
+            port=self.name,
+            token=contracts.new_id(),
+            time=self.clock(),
+        )
+        try:
+            return await self._send_claimed(handle, job, mine, pinned=pinned, claim=True)
+        except Exception as exc:
+            if not self.claims.is_taken(exc):
+                raise
+        if await self.claims.reclaim(job.id, mine):  # only a released claim was there
+            return await self._send_claimed(
+                handle, job, mine, pinned=pinned, claim=False, holding=True
+            )
+        return await self._claimed_before(handle, job, pinned=pinned)
+
+    async def _claimed_before(self, handle: JobHandle, job: SendJob, *, pinned: bool) -> Ending:
+        """The message was claimed before: its result is decided, or its holder decides
+        it, or (the holder gone) it is `interrupted` (see liveness.py)."""
+        decided = await self.claims.decided(job.id)
+        if decided is not None:
+            await self.claims.announced(decided, created=job.created)
+            await handle.ack()  # decided before; the ack was lost
+            return Ending.ALREADY_SETTLED
+        if await self.port.settle_pending(job, handle):
+            return Ending.ALREADY_SETTLED  # this agent's result was waiting for the bus
+        previous = await self.claims.status(job.id)
+        judgement: Judgement | None = None
+        if previous is None or previous.state not in FINAL:
+            try:
+                holder = await self.claims.holder(job.id)
+            except (KeyNotFoundError, KeyDeletedError):
+                await handle.nak()  # its holder dropped it meanwhile: claim it anew
+                return Ending.REQUEUED
+            lease = await self.claims.lease(holder.agent) if holder is not None else None
+            judgement = judge(
+                holder,
+                lease,
+                agent=self.agent,
+                boot=self.boot,
+                now=self.clock(),
+                holder_timeout=self.holder_timeout,
+            )
+            since = judgement.holder_silent_since
+            if judgement.verdict is Verdict.HOLDER_DECIDES and holder and since is not None:
+                await self.claims.holder_silent(job.id, holder, since)
+        found = claim_found(previous, judgement, resend_interrupted=self.resend_interrupted)
+        if found is ClaimFound.ACK:
+            await handle.ack()
+            return Ending.ALREADY_SETTLED
+        if found is ClaimFound.HOLDER_DECIDES:
+            assert judgement is not None
+            log.info("%s: %s left to its holder: %s", self.name, job.id, judgement.why)
+            await handle.nak(delay=self.held_delay)
+            return Ending.LEFT_TO_HOLDER
+        if judgement is not None:
+            log.warning("%s: %s interrupted: %s", self.name, job.id, judgement.why)
+        if found is ClaimFound.FAIL_INTERRUPTED:
+            await self.port.finish(handle, job, SendStatus.FAILED, "interrupted", [])
+            return Ending.INTERRUPTED
+        log.warning("%s: re-sending interrupted message %s", self.name, job.id)
+        return await self._send_claimed(handle, job, None, pinned=pinned, claim=False)
+
+    async def _send_claimed(
+        self,
+        handle: JobHandle,
+        job: SendJob,
+        mine: Claim | None,
+        *,
+        pinned: bool,
+        claim: bool,
+        holding: bool = False,
+    ) -> Ending:
+        """`claim`: create the claim `mine` at the first part; `holding`: `mine` stands
+        already. `mine` None: re-sending an interrupted message under its old claim."""
+        claim_ack: Awaitable[object] | None = None
+
+        async def mark(sequence: int) -> Awaitable[object] | None:
+            # The claim is sent before the first AT+CMGS; its ack is awaited at the prompt.
+            nonlocal claim_ack
+            if sequence != 1 or claim_ack is not None or not claim or mine is None:
+                return None
+            claim_ack = await self.claims.claim(job.id, mine)
+            if isinstance(claim_ack, asyncio.Future):
+                claim_ack.add_done_callback(lambda done: self._claimed(done, job))
+            return claim_ack
+
+        try:
+            outcome = await self.port.attempt(job, mark)
+            if claim_ack is not None:
+                await claim_ack  # a part refused before the prompt: the claim still decides
+        except Exception as exc:
+            if not claim_unconfirmed(claim_ack, exc, is_taken=self.claims.is_taken):
+                raise
+            log.warning("%s: claim of %s unconfirmed (%s); nothing sent", self.name, job.id, exc)
+            assert mine is not None
+            await self.port.drop_claim(job, mine.token)
+            with contextlib.suppress(Exception):
+                await handle.nak()
+            return Ending.GIVEN_BACK
+
+        after = after_send(outcome, pinned=pinned)
+        self.port.record(job, outcome, after)
+        if after is AfterSend.SENT:
+            if await self.port.finish(handle, job, SendStatus.SENT, None, outcome.parts):
+                await self.port.after_sent(job, outcome)
+            return Ending.SENT
+        if after is AfterSend.REQUEUE:
+            # Nothing reached the network: another port may do better, under a new claim.
+            if mine is not None and (claim_ack is not None or holding):
+                await self.claims.unclaim(job.id, mine.token)
+            await self.port.requeued(job)
+            await handle.nak(delay=REQUEUE_DELAY)
+            return Ending.REQUEUED
+        await self.port.finish(handle, job, SendStatus.FAILED, outcome.error, outcome.parts)
+        return Ending.FAILED
+
+    def _claimed(self, claim: asyncio.Future[object], job: SendJob) -> None:
+        """Once the claim holds, show the message `sending`."""
+        if claim.cancelled() or claim.exception() is not None:
+            return
+        self.port.sending(job)
+
+
+class KeepAlive:
+    """Tells the work queue the job is still being worked on while a slow modem sends it.
+
+    A timer, not a task: most jobs finish long before the first tick.
+    """
+
+    def __init__(self, handle: JobHandle, every: float) -> None:
+        self._handle = handle
+        self._every = every
+        self._loop = asyncio.get_running_loop()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._timer: asyncio.TimerHandle | None = self._loop.call_later(every, self._tick)
+
+    def _tick(self) -> None:
+        task = self._loop.create_task(self._progress())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        self._timer = self._loop.call_later(self._every, self._tick)
+
+    async def _progress(self) -> None:
+        with contextlib.suppress(Exception):
+            await self._handle.in_progress()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        for task in self._tasks:
+            task.cancel()
