@@ -259,7 +259,8 @@ class HistoryConfig(_Section):
     # `sqlite:///path/history.db` (relative) or `sqlite:////abs/path`, or `postgresql://…`
     url: str = "sqlite:///.smsgate/history.db"
     enabled: bool = True  # the API journals accepted messages and serves /api/v1/messages
-    retention_days: Annotated[float, msgspec.Meta(ge=0)] = 90.0  # 0 keeps everything
+    # messages older than this many days are pruned; 0 keeps everything
+    retention_days: Annotated[float, msgspec.Meta(ge=0)] = 90.0
     prune_interval: Annotated[float, msgspec.Meta(gt=0)] = 3600.0  # seconds between prunes
     batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500  # events per transaction
     pool: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4  # API connections to the store

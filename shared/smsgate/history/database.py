@@ -14,7 +14,7 @@ import concurrent.futures
 import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -212,7 +212,7 @@ class Database:
 
     async def rows(
         self, statement: str, params: Params = (), *, batch: int = 1000
-    ) -> AsyncIterator[list[Row]]:
+    ) -> AsyncGenerator[list[Row], None]:
         """The rows of one query in batches, read as they are consumed (flat memory).
 
         PostgreSQL reads through a server-side cursor; SQLite's cursor steps lazily.

@@ -15,6 +15,7 @@ from __future__ import annotations
 from smsgate.history.database import Session
 
 SCHEMA_VERSION = 1
+_SCHEMA_LOCK = 0x736D73676174  # "smsgat": the advisory lock key of schema changes
 
 MESSAGES = "smsgate_messages"
 EVENTS = "smsgate_message_events"
@@ -82,6 +83,10 @@ INDEXES = (
 
 def create(session: Session) -> None:
     """Create whatever is missing; safe to run from every process at every start."""
+    if session.dialect.name == "postgresql":
+        # Concurrent CREATE ... IF NOT EXISTS can still collide in PostgreSQL's catalog
+        # (API replicas and the store starting together): one at a time.
+        session.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
     session.script(TABLES)
     session.script(INDEXES)
     found = session.one(f"SELECT value FROM {META} WHERE key = 'schema'")

@@ -7,7 +7,7 @@ import binascii
 import datetime as dt
 import fnmatch
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 import msgspec
@@ -219,7 +219,7 @@ async def page(
 
 async def export(
     db: Database, filters: Filters, viewer: Viewer, *, batch: int = 1000
-) -> AsyncIterator[list[HistoryMessage]]:
+) -> AsyncGenerator[list[HistoryMessage], None]:
     """Every matching message, newest first, in batches read as they are consumed."""
     statement, params = _select(filters, viewer, db.dialect.name, None)
     statement += " ORDER BY created DESC, id DESC"
