@@ -58,7 +58,7 @@ class Envelope(msgspec.Struct, kw_only=True):
     user: str | None = None
     caller_id: str | None = None
     status: str | None = None
-    state: str | None = None
+    state: Any = None  # a report's state (a string); a port event's is its port state
     reason: str | None = None
     status_code: int | None = None
     status_report: bool | None = None
@@ -163,7 +163,7 @@ def apply(session: Session, event: Envelope) -> bool:
         step = "result"
     elif kind == "report":
         detail = _detail({"reason": event.reason, "status_code": event.status_code})
-        step = event.state or "report"
+        step = _report_state(event)
     elif kind == "inbound":
         detail = _detail({"parts": event.parts, "complete": event.complete})
         step = "received"
@@ -180,6 +180,10 @@ def apply(session: Session, event: Envelope) -> bool:
     else:
         _outbound(session, event, at)
     return True
+
+
+def _report_state(event: Envelope) -> str:
+    return event.state if isinstance(event.state, str) and event.state else "unknown"
 
 
 def _inbound(session: Session, event: Envelope, at: int) -> None:
@@ -215,7 +219,7 @@ def _outbound(session: Session, event: Envelope, at: int) -> None:
         state = event.status or "failed"
         reason = event.reason
     elif kind == "report":
-        report = event.state or "unknown"
+        report = _report_state(event)
         state = REPORT_STATES.get(report, report)
         report_reason = event.reason or None
         report_code = event.status_code

@@ -34,6 +34,7 @@ log = logging.getLogger("smsgate.history")
 FETCH_TIMEOUT = 1.0
 ACK_WAIT = 120.0
 RETRY_MAX = 10.0
+_PORT_EVENTS = subjects.event_filter("port").rstrip("*")
 
 
 def consumer_config() -> ConsumerConfig:
@@ -135,6 +136,9 @@ class HistoryStore:
         events: list[ingest.Envelope] = []
         readable: list[Msg] = []
         for msg in msgs:
+            if msg.subject.startswith(_PORT_EVENTS):
+                await msg.ack()  # port changes are not message history
+                continue
             try:
                 events.append(ingest.decode(msg.data))
                 readable.append(msg)

@@ -1,0 +1,57 @@
+"""The history store as a service on a real nats-server: port changes pass by, an event it
+cannot read goes to the dead letters (never lost, never blocking the rest)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from smsgate import contracts, subjects
+from smsgate.config import Config, HistoryConfig
+from smsgate.contracts import PortEvent, PortState, PortStatus
+from smsgate.history import search
+from smsgate.history.search import Filters, Viewer
+from smsgate_history.service import HistoryStore
+
+from tests.conftest import Bus
+from tests.integration.test_history_store import T0, queued
+
+
+@contextlib.asynccontextmanager
+async def running(bus: Bus, url: str) -> AsyncIterator[HistoryStore]:
+    store = HistoryStore(Config(nats=bus.config, history=HistoryConfig(url=url)))
+    stop = asyncio.Event()
+    task = asyncio.create_task(store.run(bus.nc, stop))
+    try:
+        yield store
+    finally:
+        stop.set()
+        await task
+        await store.close()
+
+
+async def test_port_changes_pass_and_unreadable_events_are_dead_lettered(
+    nats_bus: Bus, history_url: str
+) -> None:
+    state = PortState(port="lte-1", agent="a", device="/dev/x", status=PortStatus.READY, updated=T0)
+    port_event = PortEvent(event_id="p1", port="lte-1", time=T0, change="up", state=state)
+    await nats_bus.js.publish(subjects.event("port", "lte-1"), contracts.encode(port_event))
+    await nats_bus.js.publish(subjects.event("result", "lte-1"), b'{"not": "an event"}')
+    record = queued("m1", "+1555", "after the bad one")
+    await nats_bus.js.publish(subjects.queued(None), contracts.encode(record))
+    dead = await nats_bus.js.subscribe(subjects.DEAD_HISTORY, stream=subjects.DEAD_STREAM)
+    async with running(nats_bus, history_url) as store:
+        letter = contracts.decode((await dead.next_msg(timeout=30)).data, contracts.DeadLetter)
+        assert letter.subject == "sms.event.result.lte-1"
+        assert "unreadable event" in letter.reason
+        assert letter.data == '{"not": "an event"}'
+        for _ in range(400):
+            if store.applied:
+                break
+            await asyncio.sleep(0.05)
+        page = await search.page(store.db, Filters(), Viewer(name="x", admin=True))
+    assert [(m.id, m.text) for m in page.messages] == [("m1", "after the bad one")]
+    info = await nats_bus.js.consumer_info(subjects.EVENTS_STREAM, subjects.HISTORY_CONSUMER)
+    assert info.num_ack_pending == 0
+    assert info.num_pending == 0
