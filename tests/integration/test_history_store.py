@@ -369,3 +369,19 @@ async def test_pruning_removes_old_messages_with_their_timelines(db: Database) -
     )
     assert leftovers == [(0,)]
     assert retention.cutoff(T0, 0) is None  # 0 days: keep everything
+
+
+async def test_a_batch_with_repeats_and_any_order_folds_like_one_at_a_time(db: Database) -> None:
+    events = [e for mid in ("b1", "b2", "b3") for e in life(mid, to=f"+1555{mid}")]
+    events += events[:4]  # a redelivered stretch inside the same batch
+    random.Random(5).shuffle(events)
+    decoded = [ingest.decode(contracts.encode(e)) for e in events]
+    assert await db.run(lambda s: ingest.apply_batch(s, decoded)) == 12
+    assert await db.run(lambda s: ingest.apply_batch(s, decoded)) == 0
+    for mid in ("b1", "b2", "b3"):
+        found = await search.lookup(db, mid, ADMIN)
+        assert found is not None
+        assert (found[0].state, found[0].text, found[0].parts) == ("delivered", "hello", 2)
+        assert [s.step for s in found[1]] == ["queued", "sending", "sent", "sent", "delivered"]
+    parts = await db.run(lambda s: s.all(f"SELECT COUNT(*) FROM {schema.PARTS}"))
+    assert parts == [(6,)]

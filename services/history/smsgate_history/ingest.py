@@ -19,11 +19,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 from smsgate.history import schema
-from smsgate.history.database import Session
+from smsgate.history.database import Row, Session
 from smsgate.history.records import micros, number_key
 
 log = logging.getLogger("smsgate.history")
@@ -129,9 +130,16 @@ _INSERT_IN = (
     "(?, 'in', ?, ?, ?, ?, ?, '', ?, ?, ?, 'received', 3, ?, ?, ?, ?) "
     "ON CONFLICT (id) DO NOTHING"
 )
-_INSERT_EVENT = (
+# New events come back: the ones seen before (by id) are left out of the fold.
+_INSERT_EVENTS = (
     f"INSERT INTO {schema.EVENTS} (event_id, message_id, at, step, port, detail) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING"
+    "VALUES {values} ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+)
+_EVENTS_PER_INSERT = 1000  # 6000 parameters: well inside SQLite's limit
+_INSERT_EVENTS_ARRAYS = (
+    f"INSERT INTO {schema.EVENTS} (event_id, message_id, at, step, port, detail) "
+    "SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[]) "
+    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
 )
 _UPSERT_PART = (
     f"INSERT INTO {schema.PARTS} (message_id, sequence, reference, error, at) "
@@ -147,10 +155,58 @@ def _detail(values: dict[str, Any]) -> str | None:
 
 def apply(session: Session, event: Envelope) -> bool:
     """Fold one event into the tables; False when it was seen before or is not kept."""
+    return apply_batch(session, [event]) == 1
+
+
+def apply_batch(session: Session, events: Sequence[Envelope]) -> int:
+    """Fold a batch of events in (one statement per table and kind, not per event); the
+    number folded in now, leaving out those seen before and those not kept."""
+    rows: dict[str, tuple[Envelope, Row]] = {}
+    for event in events:
+        row = _event_row(event)
+        if row is not None and event.event_id not in rows:
+            rows[event.event_id] = (event, row)
+    items = list(rows.values())
+    fresh = _record_events(session, [row for _, row in items])
+    upserts: dict[str, list[Row]] = {}
+    parts: list[Row] = []
+    for event, row in items:
+        if event.event_id not in fresh:
+            continue
+        statement, params = _message_upsert(event, row[2], session.dialect.greatest)
+        upserts.setdefault(statement, []).append(params)
+        if event.type == "result" and isinstance(event.parts, list):
+            parts.extend((event.id, p.sequence, p.reference, p.error, row[2]) for p in event.parts)
+    for statement, params_list in upserts.items():
+        session.many(statement, params_list)
+    if parts:
+        session.many(_UPSERT_PART, parts)
+    return len(fresh)
+
+
+def _record_events(session: Session, rows: list[Row]) -> set[str]:
+    """Insert the events' rows; the ids of those that were not there before."""
+    fresh: set[str] = set()
+    if session.dialect.name == "postgresql":
+        # One statement with six array parameters: psycopg need not parse a statement
+        # of thousands of placeholders, nor PostgreSQL plan one.
+        columns = [list(column) for column in zip(*rows, strict=True)] if rows else []
+        if columns:
+            fresh.update(r[0] for r in session.all(_INSERT_EVENTS_ARRAYS, columns))
+        return fresh
+    for start in range(0, len(rows), _EVENTS_PER_INSERT):
+        chunk = rows[start : start + _EVENTS_PER_INSERT]
+        values = ", ".join("(?, ?, ?, ?, ?, ?)" for _ in chunk)
+        statement = _INSERT_EVENTS.format(values=values)
+        fresh.update(r[0] for r in session.all(statement, [v for row in chunk for v in row]))
+    return fresh
+
+
+def _event_row(event: Envelope) -> Row | None:
+    """The event's row in the events table; None for what the history does not keep."""
     kind = event.type
     if kind not in RANKS or not event.id:
-        return False  # port changes, and reports that name no message
-    at = micros(event.time)
+        return None  # port changes, and reports that name no message
     if kind == "result":
         parts = event.parts if isinstance(event.parts, list) else []
         detail = _detail(
@@ -170,45 +226,39 @@ def apply(session: Session, event: Envelope) -> bool:
     else:
         detail = _detail({"agent": event.agent}) if kind == "sending" else None
         step = kind
-    recorded = session.execute(
-        _INSERT_EVENT, (event.event_id, event.id, at, step, event.port, detail)
-    )
-    if recorded != 1:
-        return False
-    if kind == "inbound":
-        _inbound(session, event, at)
-    else:
-        _outbound(session, event, at)
-    return True
+    return (event.event_id, event.id, micros(event.time), step, event.port, detail)
+
+
+def _message_upsert(event: Envelope, at: int, greatest: str) -> tuple[str, Row]:
+    if event.type == "inbound":
+        return _INSERT_IN, _inbound(event, at)
+    return _INSERT_OUT + _on_conflict(event.type, greatest), _outbound(event, at)
 
 
 def _report_state(event: Envelope) -> str:
     return event.state if isinstance(event.state, str) and event.state else "unknown"
 
 
-def _inbound(session: Session, event: Envelope, at: int) -> None:
+def _inbound(event: Envelope, at: int) -> Row:
     sender = event.sender or ""
-    session.execute(
-        _INSERT_IN,
-        (
-            event.id,
-            at,
-            at,
-            sender,
-            number_key(sender),
-            event.text,
-            event.port,
-            event.port_number,
-            event.imsi,
-            event.parts if isinstance(event.parts, int) else None,
-            None if event.smsc_time is None else micros(event.smsc_time),
-            event.smsc,
-            None if event.complete is None else int(event.complete),
-        ),
+    return (
+        event.id,
+        at,
+        at,
+        sender,
+        number_key(sender),
+        event.text,
+        event.port,
+        event.port_number,
+        event.imsi,
+        event.parts if isinstance(event.parts, int) else None,
+        None if event.smsc_time is None else micros(event.smsc_time),
+        event.smsc,
+        None if event.complete is None else int(event.complete),
     )
 
 
-def _outbound(session: Session, event: Envelope, at: int) -> None:
+def _outbound(event: Envelope, at: int) -> Row:
     kind = event.type
     number = event.to or ""
     state = kind
@@ -225,32 +275,27 @@ def _outbound(session: Session, event: Envelope, at: int) -> None:
         report_code = event.status_code
         report_time = at
         smsc_time = None if event.smsc_time is None else micros(event.smsc_time)
-    session.execute(
-        _INSERT_OUT + _on_conflict(kind, session.dialect.greatest),
-        (
-            event.id,
-            at,
-            at,
-            number,
-            number_key(number),
-            event.text,
-            event.user or "",
-            event.caller_id,
-            event.port,
-            event.port_number,
-            event.imsi,
-            event.agent if kind == "sending" else None,
-            state,
-            RANKS[kind],
-            reason,
-            None if event.status_report is None else int(event.status_report),
-            len(parts) if kind == "result" else None,
-            report,
-            report_reason,
-            report_code,
-            report_time,
-            smsc_time,
-        ),
+    return (
+        event.id,
+        at,
+        at,
+        number,
+        number_key(number),
+        event.text,
+        event.user or "",
+        event.caller_id,
+        event.port,
+        event.port_number,
+        event.imsi,
+        event.agent if kind == "sending" else None,
+        state,
+        RANKS[kind],
+        reason,
+        None if event.status_report is None else int(event.status_report),
+        len(parts) if kind == "result" else None,
+        report,
+        report_reason,
+        report_code,
+        report_time,
+        smsc_time,
     )
-    for part in parts:
-        session.execute(_UPSERT_PART, (event.id, part.sequence, part.reference, part.error, at))

@@ -148,7 +148,7 @@ class HistoryStore:
         delay = 0.5
         while True:
             try:
-                await self.db.run(lambda s: [ingest.apply(s, e) for e in events])
+                await self.db.run(lambda s: ingest.apply_batch(s, events))
                 break
             except StoreError as exc:
                 if stop.is_set():

@@ -88,6 +88,14 @@ class Session:
         finally:
             cursor.close()
 
+    def many(self, statement: str, rows: Sequence[Params]) -> None:
+        """One statement for many rows (psycopg pipelines them: one round trip, not n)."""
+        cursor = self.raw.cursor()
+        try:
+            cursor.executemany(self.dialect.sql(statement), [tuple(r) for r in rows])
+        finally:
+            cursor.close()
+
     def script(self, statements: Sequence[str]) -> None:
         for statement in statements:
             self.execute(statement)
