@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 from collections.abc import AsyncIterator
 
 from smsgate import contracts, subjects
@@ -55,3 +56,38 @@ async def test_port_changes_pass_and_unreadable_events_are_dead_lettered(
     info = await nats_bus.js.consumer_info(subjects.EVENTS_STREAM, subjects.HISTORY_CONSUMER)
     assert info.num_ack_pending == 0
     assert info.num_pending == 0
+
+
+async def test_the_store_prunes_what_is_older_than_its_retention(
+    nats_bus: Bus, history_url: str
+) -> None:
+    old = contracts.utcnow() - dt.timedelta(days=10)
+    for record in (
+        queued("old", "+1555", "ten days ago", at=old),
+        queued("new", "+1555", "now", at=contracts.utcnow()),
+    ):
+        await nats_bus.js.publish(subjects.queued(None), contracts.encode(record))
+    config = Config(
+        nats=nats_bus.config,
+        history=HistoryConfig(url=history_url, retention_days=7, prune_interval=0.1),
+    )
+    store = HistoryStore(config)
+    stop = asyncio.Event()
+    task = asyncio.create_task(store.run(nats_bus.nc, stop))
+    try:
+        for _ in range(400):
+            if store.applied == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert store.applied == 2
+        # Pruned at start (before they came), then every prune_interval.
+        for _ in range(400):
+            page = await search.page(store.db, Filters(), Viewer(name="x", admin=True))
+            if [m.id for m in page.messages] == ["new"]:
+                break
+            await asyncio.sleep(0.05)
+        assert [m.id for m in page.messages] == ["new"]
+    finally:
+        stop.set()
+        await task
+        await store.close()

@@ -32,7 +32,7 @@ from smsgate_history import ingest, retention
 log = logging.getLogger("smsgate.history")
 
 FETCH_TIMEOUT = 1.0
-ACK_WAIT = 120.0
+ACK_WAIT = 30.0  # a store that died mid-batch: redelivered this soon
 RETRY_MAX = 10.0
 _PORT_EVENTS = subjects.event_filter("port").rstrip("*")
 
@@ -89,17 +89,42 @@ class HistoryStore:
         await ensure_consumer(js, fresh=rebuild)
         sub = await js.pull_subscribe_bind(subjects.HISTORY_CONSUMER, stream=subjects.EVENTS_STREAM)
         log.info("history store: %s, from SMS_EVENTS", redacted(self.history.url))
+        # The next batch is fetched while this one is folded: NATS and the database work
+        # at the same time.
+        fetching = asyncio.create_task(self._fetch(sub))
+        stopping = asyncio.create_task(stop.wait())
         try:
             while not stop.is_set():
                 await self._prune_when_due()
-                try:
-                    msgs = await sub.fetch(self.history.batch, timeout=FETCH_TIMEOUT)
-                except (NatsTimeoutError, TimeoutError):
-                    continue
-                await self._fold(msgs, nc, stop)
+                await asyncio.wait([fetching, stopping], return_when=asyncio.FIRST_COMPLETED)
+                if stop.is_set():
+                    break
+                msgs = fetching.result()
+                fetching = asyncio.create_task(self._fetch(sub))
+                if msgs:
+                    await self._fold(msgs, nc, stop)
         finally:
+            stopping.cancel()
+            await self._give_back(fetching)
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
+
+    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
+        try:
+            return await sub.fetch(self.history.batch, timeout=FETCH_TIMEOUT)
+        except (NatsTimeoutError, TimeoutError):
+            return []
+
+    async def _give_back(self, fetching: asyncio.Task[list[Msg]]) -> None:
+        """A batch fetched ahead goes back at once (not after ack_wait) when the store stops."""
+        try:
+            msgs = await asyncio.wait_for(asyncio.shield(fetching), FETCH_TIMEOUT * 2)
+        except Exception:
+            fetching.cancel()
+            return
+        for msg in msgs:
+            with contextlib.suppress(Exception):
+                await msg.nak()
 
     async def _until_ready(self, stop: asyncio.Event, *, rebuild: bool) -> None:
         delay = 0.5
