@@ -60,6 +60,7 @@ from smsgate_api.auth import hash_password
 from smsgate_history import ingest
 from smsgate_history.service import HistoryStore
 
+from bench.bench_api import SERVE_API
 from bench.common import (
     PYTHON,
     command_line,
@@ -82,12 +83,6 @@ PORTS = 64
 DAYS = 30
 NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 TARGET_EVENTS_PER_S = 20_000
-SERVE_API = (
-    "import sys, uvloop\n"
-    "from smsgate.config import load\n"
-    "from smsgate_api.app import run_api\n"
-    "uvloop.run(run_api(load(sys.argv[1])))\n"
-)
 
 
 def events(count: int, seed: int = 7) -> Iterator[bytes]:
