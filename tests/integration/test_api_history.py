@@ -301,3 +301,25 @@ async def test_with_the_history_off_nothing_is_journaled(nats_bus: Bus, tmp_path
         assert (
             await api.client.get(f"/api/v1/messages/{sent['id']}", headers=BEARER)
         ).status_code == 200
+
+
+async def test_a_message_only_the_history_knows_is_still_found(
+    setup: tuple[Api, AgentStandIn, Config],
+) -> None:
+    # An inbound SMS has no status in `sms_messages`; neither has a sent message whose
+    # status expired there: the history answers alone.
+    api, _agent, config = setup
+    async with history_store(config, api.bus):
+        await inbound(api.bus, "in-1", "+15559999", "only in the history")
+        await until(lambda: _count(api, "?direction=in", 1), "the inbound message")
+    response = await api.client.get("/api/v1/messages/in-1", headers=ADMIN)
+    assert response.status_code == 200
+    found = decode_json(response.content)
+    assert (found["direction"], found["sender"], found["to"], found["state"], found["text"]) == (
+        "in",
+        "+15559999",
+        "lte-1",
+        "received",
+        "only in the history",
+    )
+    assert [s["step"] for s in found["timeline"]] == ["received"]
