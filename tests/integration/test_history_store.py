@@ -232,23 +232,42 @@ async def test_failures_and_report_states_are_kept_as_given(db: Database) -> Non
     ]
 
 
-async def test_a_report_state_this_version_does_not_know_lands_as_a_string(db: Database) -> None:
+async def test_report_fields_and_states_this_version_does_not_know_land_as_given(
+    db: Database,
+) -> None:
+    # A report as the delivery-report ledger publishes it: an `unmatched` state, the TP-MR
+    # and part, and the SIM by ICCID; plus a field no version has yet.
     event = msgspec.json.encode(
         {
             "type": "report",
-            "event_id": "n1:report",
+            "event_id": "r1:report",
             "port": "lte-1",
             "time": T0.isoformat(),
-            "id": "n1",
+            "id": "r0123456789abcdef0123",
             "to": "+1555",
             "state": "unmatched",
+            "reference": 77,
+            "part": 2,
+            "part_count": 3,
+            "iccid": "8949000000000000001",
+            "report_port": "lte-2",
+            "sent_time": T0.isoformat(),
             "future_field": [1, 2],
         }
     )
     assert await db.run(lambda s: ingest.apply(s, ingest.decode(event)))
-    found = await search.lookup(db, "n1", ADMIN)
+    found = await search.lookup(db, "r0123456789abcdef0123", ADMIN)
     assert found is not None
-    assert (found[0].state, found[0].report) == ("unmatched", "unmatched")
+    row, timeline = found
+    assert (row.state, row.report, row.sim, row.user) == (
+        "unmatched",
+        "unmatched",
+        "8949000000000000001",
+        "",
+    )
+    assert [(t.step, t.part, t.reference) for t in timeline] == [("unmatched", 2, 77)]
+    # Nobody's message: only an admin sees it.
+    assert await search.lookup(db, "r0123456789abcdef0123", Viewer(name="alice")) is None
 
 
 async def test_inbound_messages_are_kept_and_listed_as_in(db: Database) -> None:

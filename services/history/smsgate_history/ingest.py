@@ -52,6 +52,7 @@ class Envelope(msgspec.Struct, kw_only=True):
     port: str | None = None
     port_number: int | None = None
     imsi: str | None = None
+    iccid: str | None = None  # the SIM where it has no IMSI
     agent: str | None = None
     to: str | None = None
     sender: str | None = None
@@ -67,6 +68,8 @@ class Envelope(msgspec.Struct, kw_only=True):
     smsc: str | None = None
     parts: list[Part] | int | None = None
     complete: bool | None = None
+    reference: int | None = None  # a report's TP-MR
+    part: int | None = None  # the part that decided a report
 
 
 _decoder = msgspec.json.Decoder(Envelope)
@@ -218,7 +221,14 @@ def _event_row(event: Envelope) -> Row | None:
         )
         step = "result"
     elif kind == "report":
-        detail = _detail({"reason": event.reason, "status_code": event.status_code})
+        detail = _detail(
+            {
+                "reason": event.reason,
+                "status_code": event.status_code,
+                "reference": event.reference,
+                "part": event.part,
+            }
+        )
         step = _report_state(event)
     elif kind == "inbound":
         detail = _detail({"parts": event.parts, "complete": event.complete})
@@ -250,7 +260,7 @@ def _inbound(event: Envelope, at: int) -> Row:
         event.text,
         event.port,
         event.port_number,
-        event.imsi,
+        event.imsi or event.iccid,
         event.parts if isinstance(event.parts, int) else None,
         None if event.smsc_time is None else micros(event.smsc_time),
         event.smsc,
@@ -286,7 +296,7 @@ def _outbound(event: Envelope, at: int) -> Row:
         event.caller_id,
         event.port,
         event.port_number,
-        event.imsi,
+        event.imsi or event.iccid,
         event.agent if kind == "sending" else None,
         state,
         RANKS[kind],

@@ -271,6 +271,8 @@ def timeline_steps(rows: Sequence[Row]) -> list[TimelineStep]:
                 time=when,
                 step=step,
                 port=port,
+                part=data.get("part"),
+                reference=data.get("reference"),
                 reason=data.get("reason") or None,
                 status_code=data.get("status_code"),
             )
