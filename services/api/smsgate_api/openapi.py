@@ -177,7 +177,7 @@ def _history_parameters(*, inbound: bool) -> list[dict[str, Any]]:
             "state",
             text,
             "Comma-separated: queued, sending, sent, failed, delivered, undelivered, expired, "
-            "received",
+            "received, unmatched",
         ),
         _query("since", text, "Created at or after: ISO 8601 or Unix seconds"),
         _query("until", text, "Created before: ISO 8601 or Unix seconds"),
