@@ -17,7 +17,6 @@ so new event kinds and report states land as strings.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -73,6 +72,7 @@ class Envelope(msgspec.Struct, kw_only=True):
 
 
 _decoder = msgspec.json.Decoder(Envelope)
+_json = msgspec.json.Encoder().encode
 
 
 def decode(data: bytes) -> Envelope:
@@ -153,7 +153,7 @@ _UPSERT_PART = (
 
 def _detail(values: dict[str, Any]) -> str | None:
     kept = {k: v for k, v in values.items() if v is not None}
-    return json.dumps(kept, separators=(",", ":")) if kept else None
+    return _json(kept).decode() if kept else None
 
 
 def apply(session: Session, event: Envelope) -> bool:
@@ -216,7 +216,7 @@ def _event_row(event: Envelope) -> Row | None:
             {
                 "status": event.status,
                 "reason": event.reason,
-                "parts": [msgspec.structs.asdict(p) for p in parts] or None,
+                "parts": parts or None,
             }
         )
         step = "result"

@@ -17,7 +17,8 @@ def micros(when: dt.datetime) -> int:
     """A time as stored: microseconds since the epoch (a naive time is taken as UTC)."""
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.UTC)
-    return (when - _EPOCH) // dt.timedelta(microseconds=1)
+    span = when - _EPOCH  # exact integer arithmetic: no float on the way
+    return (span.days * 86400 + span.seconds) * 1_000_000 + span.microseconds
 
 
 def from_micros(value: int) -> dt.datetime:
