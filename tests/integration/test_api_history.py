@@ -221,6 +221,22 @@ async def test_csv_and_json_lines_exports_carry_every_match(
         assert sorted(d["id"] for d in decoded) == sorted(sent)
 
 
+async def test_times_are_taken_in_every_usual_form(setup: tuple[Api, AgentStandIn, Config]) -> None:
+    api, _agent, config = setup
+    async with history_store(config, api.bus):
+        await send(api, ["+15550001"], "now")
+        await settled(api, 1)
+    for since, count in [
+        ("2000-01-01", 1),
+        ("2000-01-01 12:00:00", 1),
+        ("2000-01-01T12:00:00Z", 1),
+        ("2000-01-01T12:00:00 02:00", 1),  # the `+` of the offset, decoded as a space
+        ("946684800", 1),
+        ("2999-01-01T00:00:00%2B02:00", 0),
+    ]:
+        assert len(await listing(api, f"?since={since}")) == count, since
+
+
 async def test_bad_filters_are_refused_by_name(setup: tuple[Api, AgentStandIn, Config]) -> None:
     api, _agent, _config = setup
     for query, word in [

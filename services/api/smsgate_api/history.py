@@ -20,6 +20,7 @@ import csv
 import datetime as dt
 import io
 import logging
+import re
 import weakref
 from collections.abc import AsyncIterator
 from typing import Literal
@@ -45,6 +46,7 @@ log = logging.getLogger("smsgate.api.history")
 EXPORT_BATCH = 1000
 EXPORT_FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
 _RANKS = {"queued": 0, "sending": 1, "sent": 2, "failed": 2}
+_OFFSET_AS_SPACE = re.compile(r" (\d\d:?\d\d)$")
 _DELIVERY = {"delivered": "delivered", "undelivered": "failed", "expired": "expired"}
 
 
@@ -116,7 +118,9 @@ def _time(name: str, value: str | None) -> dt.datetime | None:
         when = dt.datetime.fromtimestamp(float(raw), dt.UTC)
     except ValueError:
         try:
-            when = dt.datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
+            # A `+` left unencoded in a query arrives as a space: `…:00 02:00` is `…:00+02:00`.
+            iso = _OFFSET_AS_SPACE.sub(r"+\1", raw.replace("Z", "+00:00"))
+            when = dt.datetime.fromisoformat(iso)
         except ValueError:
             raise bad_parameter(
                 f"{name} must be an ISO 8601 time (2026-12-01T12:00:00Z) or Unix seconds, "
