@@ -6,11 +6,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import shutil
+import tempfile
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from smsgate import contracts, subjects
 from smsgate.config import Config, HistoryConfig
 from smsgate.contracts import PortEvent, PortState, PortStatus
+from smsgate.embedded import EmbeddedPostgres
 from smsgate.history import search
 from smsgate.history.search import Filters, Viewer
 from smsgate_history.service import HistoryStore
@@ -91,3 +95,39 @@ async def test_the_store_prunes_what_is_older_than_its_retention(
         stop.set()
         await task
         await store.close()
+
+
+async def test_postgresql_going_away_loses_nothing(nats_bus: Bus) -> None:
+    # A server of its own: this one is stopped and started again mid-test.
+    data = Path(tempfile.mkdtemp(prefix="smsgate-pg-outage-"))
+    server = EmbeddedPostgres(data_dir=data)
+    await asyncio.to_thread(server.start)
+    try:
+        async with running(nats_bus, server.url) as store:
+            for i in range(20):
+                record = queued(f"a{i}", "+1555", "before")
+                await nats_bus.js.publish(subjects.queued(None), contracts.encode(record))
+            await until_applied(store, 20)
+            await asyncio.to_thread(server.stop)
+            for i in range(30):
+                record = queued(f"b{i}", "+1555", "while the database is away")
+                await nats_bus.js.publish(subjects.queued(None), contracts.encode(record))
+            await asyncio.sleep(1.5)  # the store meets the outage and keeps the batch
+            assert store.applied == 20
+            await asyncio.to_thread(server.start)
+            await until_applied(store, 50)
+            page = await search.page(store.db, Filters(), Viewer(name="x", admin=True), limit=100)
+        assert len(page.messages) == 50
+        info = await nats_bus.js.consumer_info(subjects.EVENTS_STREAM, subjects.HISTORY_CONSUMER)
+        assert info.num_ack_pending == 0
+    finally:
+        await asyncio.to_thread(server.stop)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+async def until_applied(store: HistoryStore, count: int) -> None:
+    for _ in range(1200):
+        if store.applied >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{store.applied} events folded, not {count}")
