@@ -404,3 +404,16 @@ async def test_a_batch_with_repeats_and_any_order_folds_like_one_at_a_time(db: D
         assert [s.step for s in found[1]] == ["queued", "sending", "sent", "sent", "delivered"]
     parts = await db.run(lambda s: s.all(f"SELECT COUNT(*) FROM {schema.PARTS}"))
     assert parts == [(6,)]
+
+
+async def test_a_prune_can_be_taken_a_few_transactions_at_a_time(db: Database) -> None:
+    old = T0 - dt.timedelta(days=40)
+    events = [queued(f"o{i:04}", "+1", "x", at=old) for i in range(retention.BATCH + 500)]
+    decoded = [ingest.decode(contracts.encode(e)) for e in events]
+    await db.run(lambda s: ingest.apply_batch(s, decoded))
+    before = retention.cutoff(T0, 30)
+    assert before is not None
+    assert await retention.prune(db, before, batches=1) == retention.BATCH
+    assert len((await search.page(db, Filters(), ADMIN, limit=1000)).messages) == 500
+    assert await retention.prune(db, before) == 500
+    assert await retention.prune(db, before) == 0

@@ -39,12 +39,16 @@ def _prune_batch(session: Session, before: int) -> int:
     )
 
 
-async def prune(db: Database, before: dt.datetime) -> int:
-    """Delete every message created before `before`; the number of rows removed."""
+async def prune(db: Database, before: dt.datetime, *, batches: int | None = None) -> int:
+    """Delete messages created before `before`, at most `batches` transactions of them
+    (None: all); the number of rows removed (0: nothing was left)."""
     limit = micros(before)
     removed = 0
-    while True:
+    done = 0
+    while batches is None or done < batches:
         count = await db.run(lambda s: _prune_batch(s, limit))
         if count <= 0:
-            return removed
+            break
         removed += count
+        done += 1
+    return removed

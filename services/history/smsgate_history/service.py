@@ -34,6 +34,7 @@ log = logging.getLogger("smsgate.history")
 FETCH_TIMEOUT = 1.0
 ACK_WAIT = 30.0  # a store that died mid-batch: redelivered this soon
 RETRY_MAX = 10.0
+PRUNE_BATCHES = 25  # transactions of retention.BATCH rows per turn, between event batches
 _PORT_EVENTS = subjects.event_filter("port").rstrip("*")
 
 
@@ -76,6 +77,7 @@ class HistoryStore:
         self.db = db or Database(config.history.url, name="history-store")
         self.applied = 0  # events folded in since start
         self._last_prune = 0.0
+        self._pruned_once = False
 
     async def prepare(self, *, rebuild: bool = False) -> None:
         await self.db.run(schema.create)
@@ -141,14 +143,15 @@ class HistoryStore:
 
     async def _prune_when_due(self) -> None:
         now = time.monotonic()
-        if self._last_prune and now - self._last_prune < self.history.prune_interval:
+        if self._pruned_once and now - self._last_prune < self.history.prune_interval:
             return
+        self._pruned_once = True
         self._last_prune = now
         before = retention.cutoff(contracts.utcnow(), self.history.retention_days)
         if before is None:
             return
         try:
-            removed = await retention.prune(self.db, before)
+            removed = await retention.prune(self.db, before, batches=PRUNE_BATCHES)
         except StoreError as exc:
             log.warning(
                 "history prune failed (%s); next try in %ss", exc, self.history.prune_interval
@@ -156,6 +159,9 @@ class HistoryStore:
             return
         if removed:
             log.info("history: pruned %d rows older than %s", removed, before.isoformat())
+            # More may be left (a first prune of a big store): go on between batches of
+            # events, so folding never waits for a whole prune.
+            self._pruned_once = False
 
     async def _fold(self, msgs: Sequence[Msg], nc: Client, stop: asyncio.Event) -> None:
         events: list[ingest.Envelope] = []
