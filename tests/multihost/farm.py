@@ -13,15 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
 from nats.aio.client import Client
-from nats.errors import Error as NatsError
-from nats.js.errors import APIError, ServiceUnavailableError
-from smsgate import bus, contracts, subjects
+from smsgate import contracts, subjects
 from smsgate.config import ApiConfig, ApiUser, Config, NatsConfig
 from smsgate.embedded import EmbeddedNats, cluster_node_config
 from smsgate_callback.render import RESULT_TYPE
@@ -36,6 +34,7 @@ from tests.reliability.ledger import (
     Load,
     Tally,
     deliveries,
+    provisioned,
     stored_statuses,
     stream_events,
     stream_results,
@@ -116,7 +115,7 @@ class Farm:
             ping_interval=PING_INTERVAL,
             events_duplicate_window=DUPLICATE_WINDOW,
         )
-        self.client = await provisioned(self.nats)
+        self.client = await provisioned(self.nats, "multihost", 60.0)
         return self.nats
 
     # --- services ---------------------------------------------------------------------
@@ -205,43 +204,34 @@ class Farm:
 
     async def inbound_books(self, texts: Sequence[str], limit: float = 60.0) -> Deliveries:
         """Wait (bounded) until every text is in the stream as an inbound SMS; the books."""
-        assert self.client is not None
-        js = self.client.jetstream()
-        got: list[str] = []
-
-        async def arrived() -> bool:
-            nonlocal got
-            got = [
-                e.text
-                for _, e in await stream_events(js, "inbound")
-                if isinstance(e, contracts.InboundSms)
-            ]
-            return set(texts) <= set(got)
-
-        with contextlib.suppress(AssertionError):
-            await until_async(arrived, "every inbound SMS", limit)
-        return deliveries("inbound", texts, got)
+        return await self._delivered("inbound", texts, lambda e: getattr(e, "text", ""), limit)
 
     async def report_books(self, load: Load, limit: float = 60.0) -> Deliveries:
         """Wait (bounded) for one delivery report per message sent; the books."""
         assert self.client is not None
-        js = self.client.jetstream()
-        results = await stream_results(js)
+        results = await stream_results(self.client.jetstream())
         sent = [i for i, r in results.items() if r[0].status is contracts.SendStatus.SENT]
+        return await self._delivered("report", sent, lambda e: getattr(e, "id", ""), limit)
+
+    async def _delivered(
+        self,
+        kind: str,
+        expected: Sequence[str],
+        key: Callable[[contracts.Event], str],
+        limit: float,
+    ) -> Deliveries:
+        assert self.client is not None
+        js = self.client.jetstream()
         got: list[str] = []
 
         async def arrived() -> bool:
             nonlocal got
-            got = [
-                e.id
-                for _, e in await stream_events(js, "report")
-                if isinstance(e, contracts.DeliveryReport)
-            ]
-            return set(sent) <= set(got)
+            got = [key(event) for _, event in await stream_events(js, kind)]
+            return set(expected) <= set(got)
 
         with contextlib.suppress(AssertionError):
-            await until_async(arrived, "every delivery report", limit)
-        return deliveries("reports", sent, got)
+            await until_async(arrived, f"every {kind} event", limit)
+        return deliveries(kind, expected, got)
 
     async def stop(self) -> None:
         await self.procs.stop_all()
@@ -267,18 +257,6 @@ def result_callbacks(receiver: Receiver) -> dict[str, set[str]]:
 def in_flight(sim: Simulator, ports: Iterable[str]) -> set[str]:
     """The ports whose modem holds a PDU whose `+CMGS` it has not given yet."""
     return {p for p in ports if sim.modem(p).stats.pdus_received > sim.modem(p).stats.parts_sent}
-
-
-async def provisioned(config: NatsConfig, limit: float = 60.0) -> Client:
-    """The test's connection, once the nodes agree on leaders and the streams exist."""
-    nc = await bus.connect(config, name="multihost")
-    async with asyncio.timeout(limit):
-        while True:
-            try:
-                await bus.provision(nc.jetstream(), config)
-                return nc
-            except (NatsError, APIError, ServiceUnavailableError, TimeoutError):
-                await asyncio.sleep(0.5)
 
 
 @contextlib.asynccontextmanager

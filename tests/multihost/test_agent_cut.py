@@ -15,12 +15,35 @@ import time
 from tests.integration.farm import until
 from tests.multihost.farm import ACK_WAIT, PASSWORD, USER, Farm, in_flight
 from tests.reliability.ledger import Load
+from tests.reliability.procs import Service
 
 HOST_A = ["lte-1", "lte-2", "lte-3", "lte-4"]
 HOST_B = ["lte-5", "lte-6", "lte-7", "lte-8"]
 
 
 LONG_CUT = 30.0  # "10 minutes": 10 x ack_wait, 5 x the events' duplicate window
+
+
+async def under_load(
+    hosts: Farm, tag: str, count: int, *, reports: bool = False, **host_b: object
+) -> tuple[Service, asyncio.Task[None], Load]:
+    """NATS, api and callback on `core`, agents on `a` and `b` (`host_b`: b's settings);
+    the load running, and a send under way on host a. Host a's agent, the load, its task."""
+    await hosts.start_nats(["core"])
+    agent_a = hosts.start_agent("a", HOST_A)
+    hosts.start_agent("b", HOST_B, **host_b)
+    api = await hosts.start_api("core")
+    await hosts.start_callback("core")
+    load = Load.of(api.url, USER, PASSWORD, tag, count)
+    load.delivery_report = reports
+    running = asyncio.create_task(load.run())
+    sim = hosts.sim
+    await until(
+        lambda: len(sim.sent()) >= count // 5 and bool(in_flight(sim, HOST_A)),
+        "a send on host a",
+        60,
+    )
+    return agent_a, running, load
 
 
 async def cut_agent_host(
@@ -31,20 +54,9 @@ async def cut_agent_host(
     `inbound`: SMS sent to each host's modems while host a is cut (delivery reports are
     asked for too): each must reach the stream once, after the heal.
     """
-    await hosts.start_nats(["core"])
-    hosts.start_agent("a", HOST_A)
-    hosts.start_agent("b", HOST_B)
-    api = await hosts.start_api("core")
-    await hosts.start_callback("core")
-    load = Load.of(api.url, USER, PASSWORD, scenario.replace(" ", "")[:6], count)
-    load.delivery_report = bool(inbound)
-    running = asyncio.create_task(load.run())
+    tag = scenario.replace(" ", "")[:6]
+    _, running, load = await under_load(hosts, tag, count, reports=bool(inbound))
     sim = hosts.sim
-    await until(
-        lambda: len(sim.sent()) >= count // 5 and bool(in_flight(sim, HOST_A)),
-        "a send on host a",
-        60,
-    )
     hosts.lan.cut("a")
     sending = in_flight(sim, HOST_A)
     texts = await hosts.inject_inbound(HOST_A + HOST_B, inbound, scenario)
@@ -77,15 +89,8 @@ async def test_agent_host_cut_for_long_with_inbound_and_reports(hosts: Farm) -> 
 async def test_agent_restarted_during_a_cut(hosts: Farm) -> None:
     """The agent is stopped while cut off (its results only in its spool), and its next
     run publishes them: the spool outlives the process."""
-    await hosts.start_nats(["core"])
-    agent_a = hosts.start_agent("a", HOST_A)
-    hosts.start_agent("b", HOST_B)
-    api = await hosts.start_api("core")
-    await hosts.start_callback("core")
-    load = Load.of(api.url, USER, PASSWORD, "restart", 300)
-    running = asyncio.create_task(load.run())
+    agent_a, running, load = await under_load(hosts, "restart", 300)
     sim = hosts.sim
-    await until(lambda: len(sim.sent()) >= 60 and bool(in_flight(sim, HOST_A)), "host a busy", 60)
     hosts.lan.cut("a")
     await until(lambda: not in_flight(sim, HOST_A), "host a's sends finished", 30)
     exit_code = await agent_a.terminate()
@@ -108,15 +113,8 @@ async def test_agent_host_never_comes_back(hosts: Farm) -> None:
     """Host a is cut for good with sends in flight: host b takes over its work, and once
     a's lease has run out and `holder_timeout` passed, b decides a's claimed sends
     `interrupted` (their outcome is unknown to anyone still reachable)."""
-    await hosts.start_nats(["core"])
-    agent_a = hosts.start_agent("a", HOST_A)
-    hosts.start_agent("b", HOST_B, holder_timeout=5.0)
-    api = await hosts.start_api("core")
-    await hosts.start_callback("core")
-    load = Load.of(api.url, USER, PASSWORD, "gone", 300)
-    running = asyncio.create_task(load.run())
+    agent_a, running, load = await under_load(hosts, "gone", 300, holder_timeout=5.0)
     sim = hosts.sim
-    await until(lambda: len(sim.sent()) >= 60 and bool(in_flight(sim, HOST_A)), "host a busy", 60)
     hosts.lan.cut("a")
     cut_at = time.time()
     await asyncio.wait_for(running, 120)

@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 
 import httpx
 import msgspec
+from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyDeletedError, KeyNotFoundError
+from nats.js.errors import APIError, KeyDeletedError, KeyNotFoundError, ServiceUnavailableError
 from nats.js.kv import KeyValue
-from smsgate import contracts, subjects
+from smsgate import bus, contracts, subjects
+from smsgate.config import NatsConfig
 from smsgate_sim.stats import SentPart
 
 OUTSIDE = "+4915112345678"
@@ -337,6 +339,19 @@ async def stored_statuses(kv: KeyValue, ids: Iterable[str]) -> dict[str, contrac
 
 def port_state(value: bytes | None) -> contracts.PortState:
     return msgspec.json.decode(value or b"", type=contracts.PortState)
+
+
+async def provisioned(config: NatsConfig, name: str, limit: float = 30.0) -> Client:
+    """A connection once the servers have elected their JetStream leaders and the streams
+    and buckets exist (a cluster takes a moment to)."""
+    nc = await bus.connect(config, name=name)
+    async with asyncio.timeout(limit):
+        while True:
+            try:
+                await bus.provision(nc.jetstream(), config)
+                return nc
+            except (NatsError, APIError, ServiceUnavailableError, TimeoutError):
+                await asyncio.sleep(0.5)
 
 
 async def until_async(check: Callable[[], Awaitable[bool]], what: str, limit: float) -> None:
