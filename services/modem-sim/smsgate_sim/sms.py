@@ -14,6 +14,8 @@ from smsgate.pdu import (
     decode,
     encode_submit,
 )
+from smsgate.pdu.address import encode_address
+from smsgate.pdu.gsm7 import unpack
 
 from . import codes, general
 from .atcommand import (
@@ -37,6 +39,8 @@ if TYPE_CHECKING:
 HANDLERS = Commands()
 _MAX_TPDU = 176  # 164 octets of SMS-SUBMIT plus slack; beyond that no modem prompts
 _READABLE = ("SM", "ME", "SR")
+_UDHI = 0x40  # TP-UDHI in the first octet
+_SRR = 0x20  # TP-SRR (SMS-SUBMIT) / TP-SRI (SMS-DELIVER)
 _WRITABLE = ("SM", "ME")
 PromptKind = Literal["send", "write"]
 
@@ -64,9 +68,17 @@ def cmgf(m: Modem, cmd: Command) -> Reply:
     if cmd.op is Op.READ:
         return Reply([f"+CMGF: {int(m.text_mode)}"])
     if cmd.op is Op.TEST:
-        return Reply(["+CMGF: (0,1)"])
-    m.text_mode = int_arg(split_args(cmd.args), 0, 0, 1, default=0) == 1
+        return Reply(["+CMGF: (0,1)" if m.profile.pdu_mode else "+CMGF: (1)"])
+    text_mode = int_arg(split_args(cmd.args), 0, 0, 1, default=0) == 1
+    if not text_mode and not m.profile.pdu_mode:
+        raise syntax_error()  # text-only firmwares refuse PDU mode with a plain ERROR
+    m.text_mode = text_mode
     return OK
+
+
+@HANDLERS.handles("+CSDH")
+def csdh(m: Modem, cmd: Command) -> Reply:
+    return int_setting(m, cmd, "+CSDH", "csdh", 1)
 
 
 @HANDLERS.handles("+CSMS")
@@ -127,9 +139,17 @@ def cnmi(m: Modem, cmd: Command) -> Reply:
     if cmd.op is not Op.SET or len(args) > 5:
         raise syntax_error()
     highs = (3, 3, 2, 2, 1)
-    values = [int_arg(args, i, 0, highs[i], default=0) for i in range(5)]
+    # An omitted value keeps its setting (Cinterion relies on it for <bfr>).
+    values = [int_arg(args, i, 0, highs[i], default=m.cnmi[i]) for i in range(5)]
     if values[2] == 1:
         raise syntax_error()  # bm=1 (cell broadcast storage) is not offered
+    profile = m.profile
+    if (
+        values[1] not in profile.cnmi_mt
+        or values[3] not in profile.cnmi_ds
+        or values[4] not in profile.cnmi_bfr
+    ):
+        raise cms(codes.CMS_NOT_SUPPORTED)
     m.cnmi = values
     if values[0] != 0:
         m.flush_buffered_urcs(discard=values[4] == 1)
@@ -182,7 +202,7 @@ def cmgs(m: Modem, cmd: Command) -> Reply | None:
         Stat(int_arg(args, 1, 0, 3, default=2)) if kind == "write" and not m.text_mode else Stat(2)
     )
     if m.text_mode:
-        number = args[0]
+        number = _number_in(m, args[0] or "")
         if not number:
             raise cms(codes.CMS_INVALID_TEXT)
         m.start_prompt(Prompt(kind, number=number, stat=stat))
@@ -232,13 +252,20 @@ def _submit(pdu: str, length: int | None) -> Submit | None:
 
 
 def _text_submit(m: Modem, number: str, payload: bytes) -> str:
-    """Text mode: the text as one SMS-SUBMIT PDU, with TP-SRR from AT+CSMP's first octet."""
+    """Text mode: the text as one SMS-SUBMIT PDU, with TP-SRR from AT+CSMP's first octet.
+
+    With TP-UDHI set in AT+CSMP the TE gives the user data, header included, as hex octets
+    (27.005 §3.1 <data>): that is how text mode sends one part of a concatenated message.
+    """
+    first, validity, protocol, coding = m.csmp
     try:
+        if first & _UDHI:
+            return _submit_from_user_data(number, first, validity, protocol, coding, payload)
         if m.cscs == "UCS2":
             text = bytes.fromhex(payload.decode("ascii").strip()).decode("utf-16-be")
         else:
             text = payload.decode("utf-8", errors="replace").strip("\r\n")
-        parts = encode_submit(number, text, status_report=bool(m.csmp[0] & 0x20))
+        parts = encode_submit(number, text, status_report=bool(first & _SRR))
     except (ValueError, UnicodeError):
         m.stats.pdus_malformed += 1
         raise cms(codes.CMS_INVALID_TEXT) from None
@@ -246,6 +273,21 @@ def _text_submit(m: Modem, number: str, payload: bytes) -> str:
         m.stats.pdus_malformed += 1
         raise cms(codes.CMS_INVALID_TEXT)  # text mode sends one PDU; longer text does not fit
     return parts[0].pdu
+
+
+def _submit_from_user_data(
+    number: str, first: int, validity: int, protocol: int, coding: int, payload: bytes
+) -> str:
+    data = bytes.fromhex(payload.decode("ascii").strip())
+    length = len(data)
+    if coding & 0x0C == 0:
+        # GSM 7-bit: the septet count is not in the hex; seven spare bits would read as '@'.
+        length = len(data) * 8 // 7
+        if len(data) * 8 % 7 == 0 and length and unpack(data, length)[-1] == 0:
+            length -= 1
+    vp = bytes([validity]) if first & 0x18 == 0x10 else b""
+    tpdu = bytes([first & 0xFF, 0]) + encode_address(number) + bytes([protocol, coding]) + vp
+    return "00" + (tpdu + bytes([length]) + data).hex().upper()
 
 
 def send(m: Modem, submit: Submit, *, pdu_time: float | None = None) -> None:
@@ -347,10 +389,16 @@ def _render(m: Modem, stored: Stored, *, prefix: str) -> list[str]:
     if isinstance(message, StatusReport):
         return [f"{prefix}{stat},{_report_fields(message)}"]
     if isinstance(message, Deliver):
-        header = f'{stat},"{message.sender}",,"{scts(message.timestamp)}"'
-        return [prefix + header, _text_out(m, message.text, message.alphabet, message.data)]
+        data, length = _text_data(m, message, stored.pdu)
+        sender = quoted(_number_out(m, message.sender))
+        header = f"{stat},{sender},,{quoted(scts(message.timestamp))}"
+        if m.csdh and prefix.startswith("+CMGR"):
+            header += "," + _details(message, stored.pdu, length)
+        elif m.csdh:
+            header += f",{_toa(message.sender)},{length}"
+        return [prefix + header, data]
     return [
-        f'{prefix}{stat},"{message.number}",,',
+        f"{prefix}{stat},{quoted(_number_out(m, message.number))},,",
         _text_out(m, message.text, message.alphabet, message.data),
     ]
 
@@ -362,8 +410,11 @@ def indicate_direct(m: Modem, pdu: str) -> None:
         return
     message = decode(pdu)
     assert isinstance(message, Deliver)
-    text = _text_out(m, message.text, message.alphabet, message.data)
-    m.urc(f'+CMT: "{message.sender}",,"{scts(message.timestamp)}"', text, sms_indication=True)
+    data, length = _text_data(m, message, pdu)
+    header = f"+CMT: {quoted(_number_out(m, message.sender))},,{quoted(scts(message.timestamp))}"
+    if m.csdh:
+        header += "," + _details(message, pdu, length)
+    m.urc(header, data, sms_indication=True)
 
 
 def indicate_report(m: Modem, pdu: str) -> None:
@@ -374,6 +425,57 @@ def indicate_report(m: Modem, pdu: str) -> None:
     report = decode(pdu)
     assert isinstance(report, StatusReport)
     m.urc(f"+CDS: {_report_fields(report)}", sms_indication=True)
+
+
+def _deliver_fields(pdu: str) -> tuple[int, int, int, int, bytes]:
+    """TP-FO, TP-PID, TP-DCS, TP-UDL and TP-UD of an SMS-DELIVER (hex with SMSC field)."""
+    raw = bytes.fromhex(pdu)
+    i = 1 + raw[0]
+    first = raw[i]
+    i += 2 + (raw[i + 1] + 1) // 2 + 1  # first octet, address length and type, digits
+    protocol, coding = raw[i], raw[i + 1]
+    i += 2 + 7  # PID, DCS, SCTS
+    return first, protocol, coding, raw[i], raw[i + 1 :]
+
+
+def _text_data(m: Modem, message: Deliver, pdu: str) -> tuple[str, int]:
+    """The <data> line of a text-mode message and its <length>.
+
+    With TP-UDHI set the user data, header included, goes out as hex octets and <length>
+    is TP-UDL (27.005 §3.1), which is what lets a TE put concatenated parts together.
+    """
+    first, _, _, length, user_data = _deliver_fields(pdu)
+    if first & _UDHI:
+        return user_data.hex().upper(), length
+    text = _text_out(m, message.text, message.alphabet, message.data)
+    return text, length
+
+
+def _details(message: Deliver, pdu: str, length: int) -> str:
+    """The AT+CSDH=1 tail: <tooa>,<fo>,<pid>,<dcs>,<sca>,<tosca>,<length>."""
+    first, protocol, coding, _, _ = _deliver_fields(pdu)
+    smsc = message.smsc or ""
+    return (
+        f"{_toa(message.sender)},{first},{protocol},{coding},{quoted(smsc)},{_toa(smsc)},{length}"
+    )
+
+
+def _toa(number: str) -> int:
+    return 145 if number.startswith("+") else 129
+
+
+def _number_in(m: Modem, raw: str) -> str:
+    """A number as the TE wrote it: UCS-2 hex while AT+CSCS="UCS2" (27.005 <da>)."""
+    if m.cscs == "UCS2" and raw and len(raw) % 4 == 0:
+        try:
+            return bytes.fromhex(raw).decode("utf-16-be")
+        except ValueError:
+            return raw
+    return raw
+
+
+def _number_out(m: Modem, number: str) -> str:
+    return number.encode("utf-16-be").hex().upper() if m.cscs == "UCS2" else number
 
 
 def _report_fields(report: StatusReport) -> str:
