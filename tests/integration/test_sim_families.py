@@ -200,13 +200,18 @@ async def test_cinterion(line: Line) -> None:
 
 
 @pytest.mark.parametrize("line", ["neoway"], indirect=True)
-async def test_neoway_startup_lines(line: Line) -> None:
+async def test_neoway(sim: Simulator, line: Line) -> None:
     await reboot(line, b"MODEM:STARTUP", b"+PBREADY")
+    await sim.inject("in MT", sender=SENDER, to_port=PORT["neoway"])
+    urc = await line.urc(b"+CMTI:")
+    assert urc.startswith(b'+CMTI: "MT",')
+    assert (await line.at('AT+CPMS="MT"')).startswith(b"\r\n+CPMS:")
+    assert b"+CMGR: 0," in await line.at(f"AT+CMGR={urc.rsplit(b',', 1)[1].decode()}")
 
 
 @pytest.mark.parametrize("line", ["option"], indirect=True)
 async def test_option_underscore_urcs(sim: Simulator, line: Line) -> None:
-    await line.urc(b"_OS")
+    await line.urc(b"_O")
     await sim.inject("zero", sender=SENDER, to_port=PORT["option"])
     assert await line.urc(b"+CMTI:") == b'+CMTI: "SM",0'
 

@@ -85,6 +85,7 @@ class Modem:
         self.memories = {
             memory: Memory(memory, size, profile.first_index) for memory in ("SM", "ME", "SR")
         }
+        self.memories["MT"] = self.memories["SM"]  # 27.005 "MT": the SIM and ME together
         self._loop = asyncio.get_running_loop()
         self._timers: set[asyncio.TimerHandle] = set()
         self._input = bytearray()
@@ -511,7 +512,8 @@ class Modem:
         index = memory.store(pdu, Stat.REC_UNREAD)
         self.stats.inbound_delivered += 1
         if self.cnmi[1] in (1, 3):
-            self.urc(f'+CMTI: "{memory.name}",{index}', sms_indication=True)
+            named = self.profile.indication_memory or memory.name
+            self.urc(f'+CMTI: "{named}",{index}', sms_indication=True)
         return True
 
     def take_report(self, pdu: str) -> bool:

@@ -48,6 +48,7 @@ class Profile:
     # Unsolicited lines printed now and then, also in the middle of a reply or at the prompt.
     chatter: tuple[str, ...] = ()
     chatter_every: float | None = None
+    indication_memory: str | None = None  # the <mem> +CMTI names (Neoway: "MT", SIM and ME)
     ussd: UssdStyle = "text"  # how +CUSD strings travel (Huawei: packed GSM 7-bit as hex)
     pdu_mode: bool = True  # False: AT+CMGF=0 is refused, the modem works in text mode only
 
@@ -205,14 +206,16 @@ PROFILES: dict[str, Profile] = {
         boot_urcs=("^SYSSTART",),
         cnmi_bfr=(1,),
     ),
-    # Neoway N720/M590: prints MODEM:STARTUP and +PBREADY, ICCID by AT$MYCCID or +CCID
-    # (Neoway M590 AT Command Sets V3.0; Neoway N58/N25 AT manuals).
+    # Neoway N720/M590/M660: prints MODEM:STARTUP and +PBREADY, ICCID by AT$MYCCID, and
+    # announces new SMS as +CMTI: "MT",<index> (Neoway M590 AT Command Sets V3.0; Neoway
+    # M660 AT Command Set, AT+CNMI <mt>=1).
     "neoway": Profile(
         "neoway",
         "Neoway",
         "N720",
         source="Neoway M590 AT Command Sets V3.0; Neoway N58 AT Commands Manual",
         iccid=_iccid(("$MYCCID", '$MYCCID: "{}"')),
+        indication_memory="MT",
         boot_urcs=("MODEM:STARTUP",),
         ready_urcs=("+PBREADY",),
         sms_busy=0.5,
@@ -227,7 +230,7 @@ PROFILES: dict[str, Profile] = {
         iccid=_iccid(("$MYCCID", '$MYCCID: "{}"')),
         first_index=0,
     ),
-    # Option GlobeTrotter: _OSIGQ/_OSSYS URCs whose "_" prefix no standard parser expects,
+    # Option GlobeTrotter: _OSSYSI/_OCTI URCs whose "_" prefix no standard parser expects,
     # storage counted from 0 (ModemManager plugins/option; gammu gsmphones.c GlobeTrotter
     # F_SMS_LOCATION_0).
     "option": Profile(
@@ -236,7 +239,7 @@ PROFILES: dict[str, Profile] = {
         "GlobeTrotter HSDPA Modem",
         source="ModemManager plugins/option; gammu gsmphones.c",
         first_index=0,
-        chatter=("_OSIGQ: 14,0", "_OSSYS: 2"),
+        chatter=("_OSSYSI: 2", "_OCTI: 1", "_OUWCTI: 4"),
         chatter_every=1.5,
     ),
     # AI-Thinker A6/A7 (and other cheap modules): text mode only, AT+CMGF=0 refused

@@ -38,10 +38,10 @@ if TYPE_CHECKING:
 
 HANDLERS = Commands()
 _MAX_TPDU = 176  # 164 octets of SMS-SUBMIT plus slack; beyond that no modem prompts
-_READABLE = ("SM", "ME", "SR")
+_READABLE = ("SM", "ME", "SR", "MT")
 _UDHI = 0x40  # TP-UDHI in the first octet
 _SRR = 0x20  # TP-SRR (SMS-SUBMIT) / TP-SRI (SMS-DELIVER)
-_WRITABLE = ("SM", "ME")
+_WRITABLE = ("SM", "ME", "MT")
 PromptKind = Literal["send", "write"]
 
 
@@ -164,7 +164,7 @@ def _usage(m: Modem, memory: Memory) -> tuple[int, int]:
 @HANDLERS.handles("+CPMS")
 def cpms(m: Modem, cmd: Command) -> Reply:
     if cmd.op is Op.TEST:
-        return Reply(['+CPMS: ("SM","ME","SR"),("SM","ME"),("SM","ME")'])
+        return Reply(['+CPMS: ("SM","ME","SR"),("SM","ME"),("SM","ME")'])  # "MT" taken, not listed
     require_sim(m)
     if cmd.op is Op.READ:
         fields = []
