@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from smsgate.config import SimConfig
 from smsgate.pdu import Submit, decode, encode_submit
+from smsgate.pdu.text_mode import pack_ussd, unpack_ussd
 from smsgate_sim import PROFILES, Simulator
-from smsgate_sim.general import ussd_pack, ussd_unpack
 
 from .test_sim_support import Line, quiet
 
@@ -132,11 +132,11 @@ async def test_simcom_sim7600(line: Line) -> None:
 @pytest.mark.parametrize("line", ["huawei"], indirect=True)
 async def test_huawei_ussd_is_packed(line: Line) -> None:
     assert await line.at('AT+CUSD=1,"*100#",15') == b"\r\n+CME ERROR: 3\r\n"
-    assert await line.at(f'AT+CUSD=1,"{ussd_pack("*100#")}",15') == b"\r\nOK\r\n"
+    assert await line.at(f'AT+CUSD=1,"{pack_ussd("*100#")}",15') == b"\r\nOK\r\n"
     answer = await line.urc(b"+CUSD:")
     match = re.fullmatch(rb'\+CUSD: 0,"([0-9A-F]+)",15', answer)
     assert match is not None
-    assert (ussd_unpack(match.group(1).decode()) or "").startswith("Your balance")
+    assert (unpack_ussd(match.group(1).decode()) or "").startswith("Your balance")
 
 
 @pytest.mark.parametrize("line", ["wavecom"], indirect=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from smsgate.pdu.gsm7 import decode_septets, encode_septets, pack, unpack
+from smsgate.pdu.text_mode import pack_ussd, unpack_ussd
 
 from . import codes
 from .atcommand import (
@@ -325,13 +325,13 @@ def cusd(m: Modem, cmd: Command) -> Reply:
     if style == "packed":
         # Huawei takes and gives USSD strings as packed GSM 7-bit in hex (gammu
         # F_ENCODED_USSD); a plain "*100#" is not hex and is refused.
-        request = ussd_unpack(request)
+        request = unpack_ussd(request)
         if request is None:
             raise cme(codes.CME_NOT_ALLOWED)
     answer = m.network.ussd_answer(request)
     m.stats.ussd += 1
     if style == "packed":
-        line = f'+CUSD: 0,"{ussd_pack(answer)}",15'
+        line = f'+CUSD: 0,"{pack_ussd(answer)}",15'
     elif style == "ucs2":
         line = f'+CUSD: 0,"{answer.encode("utf-16-be").hex().upper()}",72'
     else:
@@ -339,20 +339,3 @@ def cusd(m: Modem, cmd: Command) -> Reply:
     if n == 1:
         m.later(m.network.ussd_delay(), lambda: m.urc(line))
     return OK
-
-
-def ussd_pack(text: str) -> str:
-    """`text` (GSM 7-bit characters) as packed septets in hex, as Huawei sticks print USSD."""
-    return pack(encode_septets(text), cr_pad=True).hex().upper()
-
-
-def ussd_unpack(packed: str) -> str | None:
-    """Packed septets in hex back to text; None when `packed` is not such a string."""
-    try:
-        raw = bytes.fromhex(packed)
-    except ValueError:
-        return None
-    septets = unpack(raw, len(raw) * 8 // 7)
-    if len(raw) % 7 == 0 and septets and septets[-1] == 0x0D:
-        septets.pop()  # 23.038: a CR pads a last octet that would otherwise look like '@'
-    return decode_septets(septets)

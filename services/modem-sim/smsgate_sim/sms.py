@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -14,8 +13,7 @@ from smsgate.pdu import (
     decode,
     encode_submit,
 )
-from smsgate.pdu.address import encode_address
-from smsgate.pdu.gsm7 import unpack
+from smsgate.pdu.text_mode import UDHI, submit_from_user_data, text_time, user_data
 
 from . import codes, general
 from .atcommand import (
@@ -39,7 +37,6 @@ if TYPE_CHECKING:
 HANDLERS = Commands()
 _MAX_TPDU = 176  # 164 octets of SMS-SUBMIT plus slack; beyond that no modem prompts
 _READABLE = ("SM", "ME", "SR", "MT")
-_UDHI = 0x40  # TP-UDHI in the first octet
 _SRR = 0x20  # TP-SRR (SMS-SUBMIT) / TP-SRI (SMS-DELIVER)
 _WRITABLE = ("SM", "ME", "MT")
 PromptKind = Literal["send", "write"]
@@ -259,8 +256,11 @@ def _text_submit(m: Modem, number: str, payload: bytes) -> str:
     """
     first, validity, protocol, coding = m.csmp
     try:
-        if first & _UDHI:
-            return _submit_from_user_data(number, first, validity, protocol, coding, payload)
+        if first & UDHI:
+            data = bytes.fromhex(payload.decode("ascii").strip())
+            return submit_from_user_data(
+                number, first=first, validity=validity, protocol=protocol, coding=coding, data=data
+            )
         if m.cscs == "UCS2":
             text = bytes.fromhex(payload.decode("ascii").strip()).decode("utf-16-be")
         else:
@@ -273,21 +273,6 @@ def _text_submit(m: Modem, number: str, payload: bytes) -> str:
         m.stats.pdus_malformed += 1
         raise cms(codes.CMS_INVALID_TEXT)  # text mode sends one PDU; longer text does not fit
     return parts[0].pdu
-
-
-def _submit_from_user_data(
-    number: str, first: int, validity: int, protocol: int, coding: int, payload: bytes
-) -> str:
-    data = bytes.fromhex(payload.decode("ascii").strip())
-    length = len(data)
-    if coding & 0x0C == 0:
-        # GSM 7-bit: the septet count is not in the hex; seven spare bits would read as '@'.
-        length = len(data) * 8 // 7
-        if len(data) * 8 % 7 == 0 and length and unpack(data, length)[-1] == 0:
-            length -= 1
-    vp = bytes([validity]) if first & 0x18 == 0x10 else b""
-    tpdu = bytes([first & 0xFF, 0]) + encode_address(number) + bytes([protocol, coding]) + vp
-    return "00" + (tpdu + bytes([length]) + data).hex().upper()
 
 
 def send(m: Modem, submit: Submit, *, pdu_time: float | None = None) -> None:
@@ -391,7 +376,7 @@ def _render(m: Modem, stored: Stored, *, prefix: str) -> list[str]:
     if isinstance(message, Deliver):
         data, length = _text_data(m, message, stored.pdu)
         sender = quoted(_number_out(m, message.sender))
-        header = f"{stat},{sender},,{quoted(scts(message.timestamp))}"
+        header = f"{stat},{sender},,{quoted(text_time(message.timestamp))}"
         if m.csdh and prefix.startswith("+CMGR"):
             header += "," + _details(message, stored.pdu, length)
         elif m.csdh:
@@ -411,7 +396,9 @@ def indicate_direct(m: Modem, pdu: str) -> None:
     message = decode(pdu)
     assert isinstance(message, Deliver)
     data, length = _text_data(m, message, pdu)
-    header = f"+CMT: {quoted(_number_out(m, message.sender))},,{quoted(scts(message.timestamp))}"
+    header = (
+        f"+CMT: {quoted(_number_out(m, message.sender))},,{quoted(text_time(message.timestamp))}"
+    )
     if m.csdh:
         header += "," + _details(message, pdu, length)
     m.urc(header, data, sms_indication=True)
@@ -427,37 +414,24 @@ def indicate_report(m: Modem, pdu: str) -> None:
     m.urc(f"+CDS: {_report_fields(report)}", sms_indication=True)
 
 
-def _deliver_fields(pdu: str) -> tuple[int, int, int, int, bytes]:
-    """TP-FO, TP-PID, TP-DCS, TP-UDL and TP-UD of an SMS-DELIVER (hex with SMSC field)."""
-    raw = bytes.fromhex(pdu)
-    i = 1 + raw[0]
-    first = raw[i]
-    i += 2 + (raw[i + 1] + 1) // 2 + 1  # first octet, address length and type, digits
-    protocol, coding = raw[i], raw[i + 1]
-    i += 2 + 7  # PID, DCS, SCTS
-    return first, protocol, coding, raw[i], raw[i + 1 :]
-
-
 def _text_data(m: Modem, message: Deliver, pdu: str) -> tuple[str, int]:
     """The <data> line of a text-mode message and its <length>.
 
     With TP-UDHI set the user data, header included, goes out as hex octets and <length>
     is TP-UDL (27.005 §3.1), which is what lets a TE put concatenated parts together.
     """
-    first, _, _, length, user_data = _deliver_fields(pdu)
-    if first & _UDHI:
-        return user_data.hex().upper(), length
-    text = _text_out(m, message.text, message.alphabet, message.data)
-    return text, length
+    fields = user_data(pdu)
+    if fields.first & UDHI:
+        return fields.data.hex().upper(), fields.length
+    return _text_out(m, message.text, message.alphabet, message.data), fields.length
 
 
 def _details(message: Deliver, pdu: str, length: int) -> str:
     """The AT+CSDH=1 tail: <tooa>,<fo>,<pid>,<dcs>,<sca>,<tosca>,<length>."""
-    first, protocol, coding, _, _ = _deliver_fields(pdu)
+    fields = user_data(pdu)
     smsc = message.smsc or ""
-    return (
-        f"{_toa(message.sender)},{first},{protocol},{coding},{quoted(smsc)},{_toa(smsc)},{length}"
-    )
+    numbers = f"{_toa(message.sender)},{fields.first},{fields.protocol},{fields.coding}"
+    return f"{numbers},{quoted(smsc)},{_toa(smsc)},{length}"
 
 
 def _toa(number: str) -> int:
@@ -482,7 +456,7 @@ def _report_fields(report: StatusReport) -> str:
     toa = 145 if report.recipient.startswith("+") else 129
     return (
         f'6,{report.message_reference},"{report.recipient}",{toa},'
-        f'"{scts(report.timestamp)}","{scts(report.discharge_time)}",{report.status}'
+        f'"{text_time(report.timestamp)}","{text_time(report.discharge_time)}",{report.status}'
     )
 
 
@@ -493,11 +467,3 @@ def _text_out(m: Modem, text: str, alphabet: Alphabet, data: bytes) -> str:
     if alphabet is Alphabet.UCS2 or m.cscs == "UCS2":
         return text.encode("utf-16-be").hex().upper()
     return text
-
-
-def scts(moment: datetime.datetime) -> str:
-    """A time as text mode prints it: yy/MM/dd,hh:mm:ss±zz (quarter hours)."""
-    offset = moment.utcoffset() or datetime.timedelta()
-    quarters = int(offset.total_seconds() // 900)
-    sign = "-" if quarters < 0 else "+"
-    return f"{moment:%y/%m/%d,%H:%M:%S}{sign}{abs(quarters):02d}"
