@@ -93,6 +93,7 @@ async def identity(farm: CompatFarm, port: str) -> None:
     modem = farm.sim.modem(port)
     assert state is not None
     assert (state.imei, state.iccid, state.imsi) == (modem.imei, modem.sim.iccid, modem.sim.imsi)
+    assert state.sms_mode == ("pdu" if modem.profile.pdu_mode else "text")
 
 
 async def recovery_after_hang(farm: CompatFarm, port: str) -> None:

@@ -85,7 +85,6 @@ class VirtualModem:
         self.memories = {
             memory: Memory(memory, size, profile.first_index) for memory in ("SM", "ME", "SR")
         }
-        self.memories["MT"] = self.memories["SM"]  # 27.005 "MT": the SIM and ME together
         self._loop = asyncio.get_running_loop()
         self._timers: set[asyncio.TimerHandle] = set()
         self._input = bytearray()

@@ -177,7 +177,7 @@ def cpms(m: VirtualModem, cmd: ParsedCommand) -> Answer:
         name = (value or "").upper()
         if name not in (_READABLE if i == 0 else _WRITABLE):
             raise cms(codes.CMS_NOT_ALLOWED)
-        chosen[i] = name
+        chosen[i] = "SM" if name == "MT" else name  # 27.005 "MT": SIM and ME; here the SIM
     m.cpms = chosen
     counts = [f"{u},{t}" for u, t in (_usage(m, m.memories[n]) for n in chosen)]
     return Answer(["+CPMS: " + ",".join(counts)])
