@@ -15,13 +15,12 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import msgspec
 from smsgate.config import AgentPort
 
 from smsgate_agent.at_channel import AtChannel, AtError
 from smsgate_agent.at_parser import Urc
 from smsgate_agent.replies import normalise_iccid
-from smsgate_agent.startup import ICCID_COMMANDS
+from smsgate_agent.startup import ICCID_COMMANDS, describe
 from smsgate_agent.transport import Transport, TransportError, open_transport
 
 log = logging.getLogger("smsgate.agent")
@@ -44,10 +43,6 @@ def candidates(pattern: str) -> list[str]:
     if "://" in pattern or not glob.has_magic(pattern):
         return [pattern]
     return sorted(glob.glob(pattern))
-
-
-def describe(port: AgentPort) -> str:
-    return f"imei {port.imei}" if port.imei else f"iccid {port.iccid}"
 
 
 def _ignore(urc: Urc) -> None:
@@ -88,36 +83,6 @@ def matches(port: AgentPort, identity: Identity) -> bool:
     if port.imei is not None and port.imei != identity.imei:
         return False
     return port.iccid is None or port.iccid == identity.iccid
-
-
-async def resolve(ports: list[AgentPort], taken: set[str]) -> list[AgentPort]:
-    """The identity-bound ports with `device` set to where their modem answered.
-
-    Ports whose modem is not found are left out (and logged); `taken` devices are
-    never probed (path-bound ports own them).
-    """
-    wanted = [p for p in ports if bound_by_identity(p)]
-    if not wanted:
-        return []
-    devices = sorted({d for p in wanted for d in candidates(p.device)} - taken)
-    identities = await asyncio.gather(*(probe(d, wanted[0].baudrate) for d in devices))
-    found: list[AgentPort] = []
-    free = dict(zip(devices, identities, strict=True))
-    for port in wanted:
-        pool = [d for d in candidates(port.device) if d in free]
-        device = next((d for d in pool if (i := free[d]) is not None and matches(port, i)), None)
-        if device is None:
-            log.error(
-                "port %s: no modem with %s among %s",
-                port.name,
-                f"imei {port.imei}" if port.imei else f"iccid {port.iccid}",
-                port.device,
-            )
-            continue
-        del free[device]
-        log.info("port %s is %s (matched by identity)", port.name, device)
-        found.append(msgspec.structs.replace(port, device=device))
-    return found
 
 
 class DeviceClaims:
