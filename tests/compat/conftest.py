@@ -30,9 +30,9 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
         return
     if "tests/compat/" not in report.nodeid or "[" not in report.nodeid:
         return
-    name, _, param = report.nodeid.rpartition("::")[2].partition("[")
-    check = name.removeprefix("test_")
-    _results.setdefault(param.rstrip("]"), {})[check] = report.outcome
+    # test_compat[<check>-<profile>]: check names have no "-", profile names may.
+    check, _, profile = report.nodeid.rpartition("[")[2].rstrip("]").partition("-")
+    _results.setdefault(profile, {})[check] = report.outcome
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

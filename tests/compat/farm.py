@@ -12,11 +12,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 
 from nats.aio.client import Client
-from smsgate import bus, contracts, subjects
+from smsgate import contracts, subjects
 from smsgate.config import NatsConfig
 from smsgate_sim import PROFILES, Simulator
 
-from tests.integration.farm import EventTap, agent_config, agent_running, start_sim
+from tests.conftest import fresh_bus
+from tests.integration.farm import EventTap, agent_config, agent_running, start_sim, until
 
 PROFILE_NAMES = list(PROFILES)
 PORTS = {name: f"lte-{i}" for i, name in enumerate(PROFILE_NAMES, start=1)}
@@ -64,11 +65,7 @@ class CompatFarm:
 
 @contextlib.asynccontextmanager
 async def compat_farm(nats: NatsConfig) -> AsyncIterator[CompatFarm]:
-    nc = await bus.connect(nats, name="compat")
-    js = nc.jetstream()
-    for info in await js.streams_info():
-        await js.delete_stream(info.config.name or "")
-    await _provision(js, nats)
+    nc = (await fresh_bus(nats)).nc
     sim = await start_sim(
         ports=len(PORTS),
         profiles={port: name for name, port in PORTS.items()},
@@ -88,12 +85,6 @@ async def compat_farm(nats: NatsConfig) -> AsyncIterator[CompatFarm]:
         await nc.close()
 
 
-async def _provision(js: object, nats: NatsConfig) -> None:
-    from tests.conftest import _provision_anew
-
-    await _provision_anew(js, nats)  # type: ignore[arg-type]
-
-
 async def _wait_ready(farm: CompatFarm) -> None:
     """Give every port its chance to come up; note why the ones that did not are down."""
 
@@ -101,21 +92,12 @@ async def _wait_ready(farm: CompatFarm) -> None:
         return {e.port for e in farm.tap.ports if e.state.status is contracts.PortStatus.READY}
 
     with contextlib.suppress(AssertionError):
-        await wait_for(lambda: set(PORTS.values()) <= been_ready(), "every port ready", READY_WAIT)
+        await until(lambda: set(PORTS.values()) <= been_ready(), "every port ready", READY_WAIT)
     up = been_ready()
     for port in PORTS.values():
         if port not in up:
             state = farm.state(port)
             farm.ready[port] = (state.last_error if state else None) or "no port state"
-
-
-async def wait_for(condition: Callable[[], bool], what: str, limit: float = 20.0) -> None:
-    try:
-        async with asyncio.timeout(limit):
-            while not condition():  # noqa: ASYNC110 - polling plain state
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 async def ussd(farm: CompatFarm, port: str, code: str, timeout: float) -> contracts.ControlReply:  # noqa: ASYNC109
