@@ -82,6 +82,14 @@ def test_resolution_errors() -> None:
     assert ports.resolve(["2", "lte-1", "1"], LIMITED) == ["lte-2", "lte-1"]
 
 
+@pytest.mark.parametrize("token", ["²", "١", "3²"])
+def test_a_non_ascii_digit_is_an_unknown_port_not_a_crash(token: str) -> None:
+    # str.isdigit() is true for '²' and Arabic-Indic digits, and int() refuses some of them.
+    ports = table(("lte-1", state("lte-1")))
+    with pytest.raises(ApiError, match="unknown port"):
+        ports.resolve([token], EVERYONE)
+
+
 def test_deletes_and_bad_values() -> None:
     ports = table(("lte-1", state("lte-1")), ("lte-2", b"not json"))
     assert ports.names == ["lte-1"]

@@ -8,7 +8,7 @@ import typing
 import pytest
 from smsgate.config import ConfigError, SimConfig
 from smsgate_sim.atcommand import (
-    CommandError,
+    ErrorAnswer,
     Op,
     ParsedCommand,
     int_arg,
@@ -53,7 +53,7 @@ def test_split_args() -> None:
     assert split_args('1,"*100#",15') == ["1", "*100#", "15"]
     assert split_args('"a,b",,3') == ["a,b", None, "3"]
     assert split_args('""') == [""]
-    with pytest.raises(CommandError):
+    with pytest.raises(ErrorAnswer):
         split_args('"open')
 
 
@@ -63,7 +63,7 @@ def test_int_arg() -> None:
     assert int_arg(args, 1, 0, 3, default=1) == 1
     assert int_arg(args, 5, 0, 3, default=0) == 0
     for index in (1, 2):
-        with pytest.raises(CommandError):
+        with pytest.raises(ErrorAnswer):
             int_arg(args, index, 0, 3)
 
 

@@ -193,22 +193,22 @@ class Modem:
     async def _poller(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.link.timings.poll_interval):
+                async with asyncio.timeout(self.timings.poll_interval):
                     await self._poll_now.wait()
                 # A registration URC asks for an early poll, but a chatty modem must not
                 # turn its URCs into a stream of queries.
-                await asyncio.sleep(self.link.timings.urc_poll_gap)
+                await asyncio.sleep(self.timings.urc_poll_gap)
             self._poll_now.clear()
             try:
                 await self.startup.poll()
             except AtTimeout:
-                return  # _at flagged trouble; the ladder takes over
+                return  # link.at flagged trouble; the ladder takes over
             except AtClosed:
                 return
 
     async def _sweeper(self) -> None:
         while True:
-            await asyncio.sleep(self.link.timings.sweep_interval)
+            await asyncio.sleep(self.timings.sweep_interval)
             self.inbox.sweep()
 
     # --- unsolicited ----------------------------------------------------------------------

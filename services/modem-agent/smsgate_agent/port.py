@@ -20,7 +20,6 @@ from smsgate import contracts
 from smsgate.backoff import doubled
 from smsgate.config import AgentConfig, AgentPort
 from smsgate.contracts import MessageState, MessageStatus
-from smsgate.pdu import Deliver, StatusReport
 
 from smsgate_agent.delivery_reports import DeliveryReports
 from smsgate_agent.link import ModemInfo
@@ -90,8 +89,8 @@ class PortWorker:
             port,
             command_timeout=agent.command_timeout,
             send_timeout=agent.send_timeout,
-            on_inbound=self._on_inbound,
-            on_report=self._on_report,
+            on_inbound=self.receiving.on_inbound,  # returns once the SMS is durable
+            on_report=self.delivery_reports.on_report,
             on_state=self._on_modem_state,
             opener=opener,
         )
@@ -332,11 +331,26 @@ class PortWorker:
         await self.publisher.put_status(self._status(job, MessageState.QUEUED))
 
     def sending(self, job: contracts.SendJob) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self.publisher.status_nowait(self._status(job, MessageState.SENDING))
+        sending = contracts.MessageSending(
+            event_id=f"{job.id}:sending:{contracts.new_id()[:12]}",
+            port=self.name,
+            port_number=self.number,
+            imsi=self.modem.info.imsi,
+            time=contracts.utcnow(),
+            id=job.id,
+            to=job.to,
+            agent=self.publisher.agent,
+            user=job.user,
+            caller_id=job.caller_id,
         )
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        loop = asyncio.get_running_loop()
+        for step in (
+            self.publisher.status_nowait(self._status(job, MessageState.SENDING)),
+            self.publisher.journal_nowait(sending),  # the history's `sending` step
+        ):
+            task = loop.create_task(step)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def fail_unavailable(self, msg: Msg, job: contracts.SendJob) -> None:
         await self.finish(msg, job, contracts.SendStatus.FAILED, "port unavailable", [])
@@ -398,12 +412,5 @@ class PortWorker:
     async def restore_parts(self, keys: list[str] | None = None) -> None:
         await self.receiving.restore_parts(keys)
 
-    async def _on_inbound(self, deliver: Deliver) -> None:
-        """Called by the modem; returns only once the SMS is durable on the bus."""
-        await self.receiving.on_inbound(deliver)
-
     async def expire_parts(self) -> None:
         await self.receiving.expire_parts()
-
-    async def _on_report(self, report: StatusReport) -> None:
-        await self.delivery_reports.on_report(report)

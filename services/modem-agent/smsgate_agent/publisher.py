@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.api import Header
 from nats.js.errors import (
     APIError,
     KeyDeletedError,
@@ -48,7 +49,7 @@ class Publisher:
         await self._durable(
             subjects.event(_KINDS[type(event)], event.port),
             contracts.encode(event),
-            {"Nats-Msg-Id": event.event_id},
+            {Header.MSG_ID.value: event.event_id},
         )
 
     async def _durable(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
@@ -71,7 +72,7 @@ class Publisher:
             await self._begin(
                 subjects.event(_KINDS[type(event)], event.port),
                 contracts.encode(event),
-                {"Nats-Msg-Id": event.event_id},
+                {Header.MSG_ID.value: event.event_id},
             ),
             await self._begin(
                 subjects.MESSAGES_KV_PREFIX + subjects.message_key(status.id),
@@ -94,7 +95,7 @@ class Publisher:
         await self.nc.publish(
             subjects.event(_KINDS[type(event)], event.port),
             contracts.encode(event),
-            headers={"Nats-Msg-Id": event.event_id},
+            headers={Header.MSG_ID.value: event.event_id},
         )
 
     async def result(
@@ -189,6 +190,17 @@ class Publisher:
             )
         except Exception as exc:  # NATS away: the result's status follows anyway
             log.debug("status of %s not written: %s", status.id, exc)
+
+    async def journal_nowait(self, sending: contracts.MessageSending) -> None:
+        """Tell the history a port took the message, without waiting: nothing depends on it."""
+        try:
+            await self.nc.publish(
+                subjects.sending(sending.port),
+                contracts.encode(sending),
+                headers={"Nats-Msg-Id": sending.event_id},
+            )
+        except Exception as exc:  # NATS away: the history shows the result without it
+            log.debug("sending record of %s not published: %s", sending.id, exc)
 
     async def put_status(self, status: contracts.MessageStatus) -> None:
         await self._durable(

@@ -10,7 +10,9 @@ the `Publisher`; the unit tests give fakes of both.
 The rules, each in one function:
 
 - `claim_found`: what a job whose claim stands (it was handed to a modem before) becomes.
-  This is the only place that rule lives.
+  This is the only place that rule lives; a rule that needs more than the message's
+  status (who holds the claim, since when) reads it through `ClaimStore` and takes it
+  here as an argument.
 - `after_send`: what a send's outcome makes of the job (sent, back to the queue, failed).
 - `claim_unconfirmed`: whether a failure is the claim's own write failing (NATS away),
   so the job goes back with nothing sent.

@@ -55,7 +55,7 @@ class Commands(dict[str, Handler]):
         return register
 
 
-class CommandError(Exception):
+class ErrorAnswer(Exception):
     """A command fails: plain ERROR, the profile's "unsupported" code, or a +CME/+CMS code."""
 
     def __init__(self, kind: ErrorKind, code: int = 0) -> None:
@@ -64,20 +64,20 @@ class CommandError(Exception):
         self.code = code
 
 
-def syntax_error() -> CommandError:
-    return CommandError("error")
+def syntax_error() -> ErrorAnswer:
+    return ErrorAnswer("error")
 
 
-def unsupported() -> CommandError:
-    return CommandError("unsupported")
+def unsupported() -> ErrorAnswer:
+    return ErrorAnswer("unsupported")
 
 
-def cme(code: int) -> CommandError:
-    return CommandError("cme", code)
+def cme(code: int) -> ErrorAnswer:
+    return ErrorAnswer("cme", code)
 
 
-def cms(code: int) -> CommandError:
-    return CommandError("cms", code)
+def cms(code: int) -> ErrorAnswer:
+    return ErrorAnswer("cms", code)
 
 
 _EXTENDED_PREFIXES = "+^$%*#!_"  # "!" Sierra, "_" Option, "$" Neoway/Longsung

@@ -19,11 +19,11 @@ from smsgate.config import SimConfig
 from smsgate.pdu import Submit
 
 from . import basic_commands, sms
-from .atcommand import Answer, CommandError, ParsedCommand, parse_command, unsupported
+from .atcommand import Answer, ErrorAnswer, ParsedCommand, parse_command, unsupported
 from .codes import CME_ERRORS, CMS_ERRORS
 from .faults import Faults, FaultUpdate, garbage, noise_urc
 from .profiles import Profile
-from .sms import Prompt
+from .sms import PendingPrompt
 from .stats import ModemStats, SentPart
 from .storage import Memory, Stat
 
@@ -91,7 +91,7 @@ class VirtualModem:
         self._echoed = 0  # bytes at the head of _input already echoed
         self._held: list[bytes] = []  # URCs held while a command runs
         self._buffered: list[bytes] = []  # SMS URCs held while AT+CNMI mode is 0
-        self._prompt: Prompt | None = None
+        self._prompt: PendingPrompt | None = None
         self._busy = False
         self._executing = False  # a command handler is running right now
         self._on = False
@@ -357,14 +357,14 @@ class VirtualModem:
         self._executing = True
         try:
             reply = step(*args)
-        except CommandError as exc:
+        except ErrorAnswer as exc:
             reply = Answer(final=self.error_text(exc))
         finally:
             self._executing = False
         if reply is not None:
             self.reply(reply)
 
-    def error_text(self, error: CommandError) -> str:
+    def error_text(self, error: ErrorAnswer) -> str:
         """The final result code for an error, as AT+CMEE and the profile ask."""
         if error.kind == "unsupported":
             return self.profile.unsupported
@@ -435,7 +435,7 @@ class VirtualModem:
 
     # ----------------------------------------------------------------- long commands
 
-    def start_prompt(self, prompt: Prompt) -> None:
+    def start_prompt(self, prompt: PendingPrompt) -> None:
         if self._input:  # the PDU came in the same read as the command
             prompt.pdu_time = time.time()
         self._prompt = prompt

@@ -43,7 +43,7 @@ PromptKind = Literal["send", "write"]
 
 
 @dataclass(slots=True)
-class Prompt:
+class PendingPrompt:
     """A `> ` prompt waiting for a PDU (or text) and Ctrl-Z."""
 
     kind: PromptKind
@@ -202,7 +202,7 @@ def cmgs(m: VirtualModem, cmd: ParsedCommand) -> Answer | None:
         number = _number_in(m, args[0] or "")
         if not number:
             raise cms(codes.CMS_INVALID_TEXT)
-        m.start_prompt(Prompt(kind, number=number, stat=stat))
+        m.start_prompt(PendingPrompt(kind, number=number, stat=stat))
         return None
     try:
         length = int(args[0] or "")
@@ -210,11 +210,11 @@ def cmgs(m: VirtualModem, cmd: ParsedCommand) -> Answer | None:
         raise syntax_error() from None
     if not 1 <= length <= _MAX_TPDU:
         raise cms(codes.CMS_INVALID_PDU)
-    m.start_prompt(Prompt(kind, length=length, stat=stat))
+    m.start_prompt(PendingPrompt(kind, length=length, stat=stat))
     return None
 
 
-def finish_prompt(m: VirtualModem, prompt: Prompt, payload: bytes) -> Answer | None:
+def finish_prompt(m: VirtualModem, prompt: PendingPrompt, payload: bytes) -> Answer | None:
     """The PDU (or text) after the prompt arrived with Ctrl-Z: store it or send it."""
     m.stats.pdus_received += 1
     if prompt.number is not None:
