@@ -172,9 +172,9 @@ class VirtualModem:
         """Whether SMS commands answer busy now (the profile's busy period after power-on)."""
         return self._loop.time() < self._sms_ready_at
 
-    def busy_error(self) -> CommandError:
+    def busy_error(self) -> ErrorAnswer:
         kind, code = self.profile.busy_error
-        return CommandError(kind, code)
+        return ErrorAnswer(kind, code)
 
     def radio_on(self) -> None:
         """AT+CFUN=1 from another state: the SIM is read again and is busy meanwhile."""
