@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 import time
 from collections.abc import Coroutine
@@ -22,11 +23,12 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NotFoundError
 from smsgate import bus, contracts, gc_tuning, subjects
 from smsgate.acks import AckPublisher
-from smsgate.config import AgentPort, Config
+from smsgate.config import Config
 
 from smsgate_agent import discovery
 from smsgate_agent.backlog import Backlog
 from smsgate_agent.liveness import Lease
+from smsgate_agent.modem import open_device
 from smsgate_agent.port import PortWorker, spool_path
 from smsgate_agent.publisher import Publisher
 from smsgate_agent.receiving import inbound_part_keys
@@ -83,7 +85,14 @@ class Agent:
         # or renews its lease (see liveness.py).
         await self._drain_backlog(stop)
         await self._renew(publisher)
-        for port in await self._ports():
+        claims = discovery.DeviceClaims()
+        for port in self.config.agent.ports:
+            opener: discovery.IdentityOpener | None = None
+            if discovery.bound_by_identity(port):
+                # Found wherever its modem answers, at start and after every replug.
+                opener = discovery.IdentityOpener(port, claims, open_device=open_device)
+            else:
+                claims.hold(port.name, port.device)
             worker = PortWorker(
                 self.config.agent,
                 port,
@@ -91,6 +100,8 @@ class Agent:
                 backlog=backlog,
                 idle_ports=self._idle,
                 handling=self._handling,
+                opener=opener,
+                device=functools.partial(claims.device_of, port.name),
             )
             if await self._claim(worker, publisher):
                 self.workers.append(worker)
@@ -154,13 +165,6 @@ class Agent:
         # its dead transport; nothing is left to flush by then.
         with contextlib.suppress(RuntimeError):
             await nc.close()
-
-    async def _ports(self) -> list[AgentPort]:
-        """Configured ports, with identity-bound ones resolved to the device that answered."""
-        ports = self.config.agent.ports
-        by_path = [p for p in ports if not discovery.bound_by_identity(p)]
-        taken = {p.device for p in by_path}
-        return by_path + await discovery.resolve(ports, taken)
 
     def _consumer_config(self) -> ConsumerConfig:
         return ConsumerConfig(

@@ -39,6 +39,7 @@ from smsgate_agent.send_path import (
 from smsgate_agent.sending import PartHook, SendOutcome
 from smsgate_agent.shared_jobs import IdlePorts
 from smsgate_agent.spool import Spool
+from smsgate_agent.startup import Opener
 
 log = logging.getLogger("smsgate.agent")
 
@@ -60,8 +61,12 @@ class PortWorker:
         idle_ports: IdlePorts | None = None,
         handling: set[str] | None = None,
         clock: Callable[[], float] = time.time,
+        opener: Opener | None = None,
+        device: Callable[[], str | None] | None = None,
     ) -> None:
-        """`backlog`: what the agent owes the bus (shared by its ports; see backlog.py)."""
+        """`backlog`: what the agent owes the bus (shared by its ports; see backlog.py);
+        `opener` opens the modem's device (an identity-bound port's finds it first);
+        `device` says which device it holds now, for the port state."""
         self.agent = agent
         self.cfg = port
         self.name = port.name
@@ -96,7 +101,9 @@ class PortWorker:
             on_inbound=self.receiving.on_inbound,  # returns once the SMS is durable
             on_report=self.delivery_reports.on_report,
             on_state=self._on_modem_state,
+            opener=opener,
         )
+        self._device = device
         self.send_path = SendPath(
             self,
             publisher,
@@ -151,7 +158,7 @@ class PortWorker:
             port=self.name,
             port_number=self.number,
             agent=self.publisher.agent,
-            device=self.cfg.device,
+            device=(self._device() if self._device else None) or self.cfg.device,
             status=self.status(),
             imsi=info.imsi,
             iccid=info.iccid,
@@ -168,6 +175,7 @@ class PortWorker:
             last_error=blocked or info.last_error or self.last_error,
             updated=contracts.utcnow(),
             heartbeat_interval=self.agent.heartbeat,
+            sms_mode=info.sms_mode,
         )
 
     async def publish_state(self, *, force: bool = False) -> None:
