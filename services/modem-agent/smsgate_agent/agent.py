@@ -24,7 +24,8 @@ from smsgate.acks import AckPublisher
 from smsgate.config import AgentPort, Config
 
 from smsgate_agent import discovery
-from smsgate_agent.port import IdlePorts, PortWorker, inbound_part_keys
+from smsgate_agent.ledger import KvStore, Ledger
+from smsgate_agent.port import IdlePorts, PortWorker, inbound_part_keys, ledger_settings
 from smsgate_agent.publisher import Publisher
 from smsgate_agent.work import SharedWork
 
@@ -60,9 +61,15 @@ class Agent:
         acks = AckPublisher(nc)
         await acks.start()
         publisher = Publisher(nc=nc, js=js, buckets=buckets, agent=self.name, acks=acks)
+        ledger = Ledger(KvStore(buckets.reports), publisher, ledger_settings(self.config.agent))
         for port in await self._ports():
             worker = PortWorker(
-                self.config.agent, port, publisher, idle_ports=self._idle, handling=self._handling
+                self.config.agent,
+                port,
+                publisher,
+                idle_ports=self._idle,
+                handling=self._handling,
+                ledger=ledger,
             )
             if await self._claim(worker, publisher):
                 self.workers.append(worker)
@@ -91,6 +98,7 @@ class Agent:
             senders.append(asyncio.create_task(worker.run(self.stopping)))
         spawn(shared.run())
         spawn(self._heartbeat_loop())
+        spawn(self._sweep_loop(ledger))
         if self.settle_heap:
             heap.settle()  # the ports' workers, modems and subscriptions live as long as we do
         log.info("agent %s serving %d ports", self.name, len(self.workers))
@@ -277,6 +285,17 @@ class Agent:
                         await worker.flush_state()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(STATE_FLUSH, beat)):
+                    await self.stopping.wait()
+
+    async def _sweep_loop(self, ledger: Ledger) -> None:
+        """Reports that are due (`expired`) or waited in vain (`unmatched`), farm-wide."""
+        while not self.stopping.is_set():
+            try:
+                await ledger.sweep()
+            except Exception as exc:
+                log.warning("report sweep failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.agent.report_sweep):
                     await self.stopping.wait()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import hashlib
 import logging
 import time
@@ -20,11 +21,12 @@ from smsgate.config import AgentConfig, AgentPort
 from smsgate.contracts import MessageState, MessageStatus
 from smsgate.pdu import Deliver, StatusReport
 
+from smsgate_agent import reports
+from smsgate_agent.ledger import KvStore, Ledger, LedgerSettings
 from smsgate_agent.modem import Modem, ModemInfo, PartHook, SendOutcome
 from smsgate_agent.policy import PortPolicy, effective
 from smsgate_agent.publisher import WRONG_LAST_SEQUENCE, Publisher
 from smsgate_agent.reassembly import InboundPart, Joined, Reassembler
-from smsgate_agent.reports import MessageDelivery, ReportBook
 
 log = logging.getLogger("smsgate.agent")
 
@@ -35,11 +37,6 @@ FINAL = {
     contracts.MessageState.UNDELIVERED,
 }
 RESULT_RETRY_MAX = 5.0  # seconds between attempts to publish a result while NATS is away
-DELIVERY_STATE = {
-    "delivered": contracts.DeliveryState.DELIVERED,
-    "failed": contracts.DeliveryState.FAILED,
-    "expired": contracts.DeliveryState.EXPIRED,
-}
 
 
 # Busy and ready alternate with every message: not an event, and written to the KV by the
@@ -70,14 +67,6 @@ class IdlePorts:
         return None
 
 
-@dataclass
-class _Sent:
-    """What a delivery report needs to know about a sent message."""
-
-    job: contracts.SendJob
-    parts: list[contracts.PartResult]
-
-
 class PortWorker:
     """Takes jobs when idle and healthy, sends them, reports every outcome once."""
 
@@ -89,6 +78,7 @@ class PortWorker:
         *,
         idle_ports: IdlePorts | None = None,
         handling: set[str] | None = None,
+        ledger: Ledger | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.agent = agent
@@ -118,8 +108,10 @@ class PortWorker:
         self.sent = self.failed = self.received = 0
         self.last_error: str | None = None
         self.reassembler = Reassembler(timeout=agent.reassembly_timeout)
-        self.reports = ReportBook()
-        self.awaiting_report: dict[str, _Sent] = {}
+        # What every sent part awaits lives on the bus, shared by the agent's ports.
+        self.ledger = ledger or Ledger(
+            KvStore(publisher.buckets.reports), publisher, ledger_settings(agent)
+        )
         self._last_status: contracts.PortStatus | None = None
         self._last_imsi: str | None = None
         self.state_dirty = False  # a routine change (busy/ready) not yet in the KV
@@ -376,13 +368,10 @@ class PortWorker:
             self.policy.record_sent(now, len(outcome.parts))
             self.sent += 1
             self.last_error = None
-            await self._finish(msg, job, contracts.SendStatus.SENT, None, outcome.parts)
             if job.status_report:
-                self.awaiting_report[job.id] = _Sent(job, outcome.parts)
-                # A report can beat the last +CMGS; the book then decides right here.
-                early = self.reports.expect(job.id, job.to, outcome.parts, now)
-                if early is not None:
-                    await self._publish_report(early)
+                # On record before the result: a report found nothing, so nothing is lost.
+                await self._await_report(job, outcome.parts, now)
+            await self._finish(msg, job, contracts.SendStatus.SENT, None, outcome.parts)
             return
         self.last_error = outcome.error
         if self.policy.record_failed(now):
@@ -564,55 +553,36 @@ class PortWorker:
                 with contextlib.suppress(KeyNotFoundError):
                     await self.publisher.buckets.inbound_parts.delete(_part_key(self.name, part))
 
-    async def _on_report(self, report: StatusReport) -> None:
-        delivery = self.reports.match(report, self.clock())
-        if delivery is not None:
-            await self._publish_report(delivery)
+    # --- reports ------------------------------------------------------------------------
 
-    async def _publish_report(self, delivery: MessageDelivery) -> None:
-        sent = self.awaiting_report.pop(delivery.message_id, None)
-        if sent is None:
-            return
-        job = sent.job
-        state = DELIVERY_STATE.get(delivery.state, contracts.DeliveryState.FAILED)
-        now = contracts.utcnow()
-        report = contracts.DeliveryReport(
-            event_id=f"{job.id}:report",
-            port=self.name,
-            port_number=self.number,
-            imsi=self.modem.info.imsi,
-            time=now,
-            id=job.id,
-            caller_id=job.caller_id,
-            to=job.to,
-            state=state,
-            reason=delivery.reason,
-            status_code=delivery.status,
-            smsc_time=delivery.discharge_time,
-            user=job.user,
+    def sim(self) -> reports.Sim:
+        info = self.modem.info
+        return reports.Sim(
+            port=self.name, port_number=self.number, imsi=info.imsi, iccid=info.iccid
         )
-        # The status this agent wrote when the message was sent, moved on by the report:
-        # built here rather than read back from the KV, and sent beside the event.
-        status = contracts.MessageStatus(
-            id=job.id,
-            to=job.to,
-            state=contracts.MessageState.DELIVERED
-            if state == contracts.DeliveryState.DELIVERED
-            else contracts.MessageState.UNDELIVERED,
-            port=self.name,
-            agent=self.publisher.agent,
-            parts=sent.parts,
-            delivery=state,
-            caller_id=job.caller_id,
-            user=job.user,
-            created=job.created,
-            updated=now,
-        )
-        event_failed, status_failed = await self.publisher.event_and_status(report, status)
-        if event_failed is not None:
-            raise event_failed
-        if status_failed is not None:
-            log.warning("%s: status of %s not updated: %s", self.name, job.id, status_failed)
+
+    async def _await_report(
+        self, job: contracts.SendJob, parts: list[contracts.PartResult], now: float
+    ) -> None:
+        sent = dt.datetime.fromtimestamp(now, dt.UTC)
+        timeout = self.ledger.settings.timeout
+        record = reports.awaiting(job, parts, self.sim(), sent, timeout)
+        if record is not None:
+            await self._retry_until_done(lambda: self.ledger.record(record), job)
+            # A report that overtook the last +CMGS was parked: it matches now.
+            await self.ledger.retry_parked(record.sim)
+
+    async def _on_report(self, report: StatusReport) -> None:
+        """Called by the modem; returns once the report is matched or kept on the bus."""
+        await self.ledger.take(report, self.sim())
+
+
+def ledger_settings(agent: AgentConfig) -> LedgerSettings:
+    return LedgerSettings(
+        timeout=dt.timedelta(seconds=agent.report_timeout),
+        unmatched_after=dt.timedelta(seconds=agent.report_unmatched_after),
+        sweep=agent.report_sweep,
+    )
 
 
 async def inbound_part_keys(kv: KeyValue) -> list[str]:
