@@ -215,7 +215,8 @@ class CallbackConfig(_Section):
     time_zone: str = "local"
     result_time_format: str = "%Y-%m-%d %H:%M:%S"  # strftime of `time` in send results
     smsc_time_format: str = "%Y/%m/%d %H:%M:%S"  # inbound SCTS and report discharge time
-    # Overrides of the `status` texts; keys: sent, failed, delivered, undelivered, expired.
+    # Overrides of the `status` texts; keys: sent, failed, delivered, undelivered, expired,
+    # unmatched.
     status_text: dict[str, str] = msgspec.field(default_factory=dict)
     webhooks: list[Webhook] = msgspec.field(default_factory=list)
 
