@@ -36,7 +36,7 @@ from smsgate.embedded import EmbeddedNats
 from smsgate_sim.simulator import Simulator
 
 from bench.bench_farm import wait_ready, write_agent_config
-from bench.common import PYTHON, Proc, note_load, rss_bytes, spawn, table, workdir
+from bench.common import PYTHON, Proc, cpu_seconds, note_load, rss_bytes, spawn, table, workdir
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class Sample:
     results: int  # send results so far
     reports: int  # report events so far
     rss: int  # agent resident memory, bytes
+    cpu: float  # agent CPU seconds (user + system) so far
 
 
 @dataclass
@@ -103,8 +104,13 @@ async def sample_memory(
     start = time.monotonic()
     while not stop.is_set():
         agent.alive()
+        pid = agent.popen.pid
         sample = Sample(
-            time.monotonic() - start, counts.results, counts.reports, rss_bytes(agent.popen.pid)
+            time.monotonic() - start,
+            counts.results,
+            counts.reports,
+            rss_bytes(pid),
+            cpu_seconds(pid),
         )
         out.append(sample)
         print(
@@ -170,6 +176,7 @@ def summary(samples: list[Sample], warmup: float) -> str:
     per_message = slope([float(s.results) for s in kept], [s.rss / 1024 for s in kept])
     per_minute = slope([s.elapsed / 60 for s in kept], [s.rss / 1024 for s in kept])
     first, last = kept[0], kept[-1]
+    cpu = (last.cpu - first.cpu) / max(last.results - first.results, 1)
     rows = [
         [
             f"{last.elapsed - first.elapsed:.0f}",
@@ -178,9 +185,18 @@ def summary(samples: list[Sample], warmup: float) -> str:
             f"{first.rss / 2**20:.1f} → {last.rss / 2**20:.1f}",
             f"{per_message:.3f}",
             f"{per_minute:.1f}",
+            f"{cpu * 1e6:.0f}",
         ]
     ]
-    header = ["s after warm-up", "results", "reports", "RSS MiB", "KiB/message", "KiB/min"]
+    header = [
+        "s after warm-up",
+        "results",
+        "reports",
+        "RSS MiB",
+        "KiB/message",
+        "KiB/min",
+        "agent CPU µs/message",
+    ]
     return table(header, rows)
 
 

@@ -292,6 +292,21 @@ async def test_a_decision_whose_agent_died_before_publishing_is_published_when_d
     assert ledger_empty(store)
 
 
+async def test_a_decision_lost_in_a_crash_goes_out_when_the_report_is_read_again() -> None:
+    """The agent stored the decision, then died before publishing it and before the modem
+    deleted the report: the next agent reads the report again and publishes the decision."""
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    await send(agent(store, bus, clock), "m1", 1)
+    [key] = store.under("m.")
+    value, revision = store.values[key]
+    stored = msgspec.json.decode(value, type=reports.ReportRecord)
+    decided, event = reports.apply(stored, 1, report(1), SIM, clock())
+    await store.update(key, msgspec.json.encode(decided), revision)
+    await agent(store, bus, clock).take(report(1), SIM)
+    assert bus.events == [event]
+    assert ledger_empty(store)
+
+
 async def test_a_temporary_status_is_consumed_and_the_final_one_decides() -> None:
     store, bus, clock = MemoryStore(), Bus(), Clock()
     ledger = agent(store, bus, clock)

@@ -184,9 +184,15 @@ class Ledger:
                 # Left behind by a settled message (a crash between its steps).
                 await self._edit_slot(slot_key, _without(chosen))
                 entries = _without(chosen)(entries)
-                if part is not None:
-                    return True  # the same part's report again: it counted once
-                continue
+                if record is None or part is None:
+                    continue
+                # The same part's report again: read again after a crash, which may have
+                # come between the decision and its publishing.
+                if record.report is not None and not await self._published(record):
+                    await self._publish(record, record.report)
+                if record.settled and got is not None:
+                    await self._forget(chosen.record, record, got[1])
+                return True
             assert got is not None
             updated, event = reports.apply(record, chosen.sequence, report, reader, now)
             if updated is record:
