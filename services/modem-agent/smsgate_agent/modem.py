@@ -43,7 +43,7 @@ from smsgate_agent.at import (
     unquote,
 )
 from smsgate_agent.cms import CME_BUSY, Verdict, classify_cms, describe_cme, describe_cms
-from smsgate_agent.reports import number_digits
+from smsgate_agent.concat import ConcatReferences
 from smsgate_agent.transport import Transport, TransportError, open_transport
 
 log = logging.getLogger("smsgate.modem")
@@ -300,7 +300,7 @@ class Modem:
         self._cmms_supported = True
         self._iccid_command: str | None = None
         self._pin_rejected = False  # never try a wrong PIN twice: three lock the SIM
-        self._concat: dict[str, int] = {}  # next concatenation reference per destination
+        self._concat = ConcatReferences(self._rng)
         self._undecodable: dict[tuple[str, int], str] = {}  # kept on the SIM, not retried
         self._work: asyncio.Queue[tuple[str, str, int, Urc | None]] = asyncio.Queue()
         self._send_lock = asyncio.Lock()
@@ -900,14 +900,6 @@ class Modem:
 
     # --- sending --------------------------------------------------------------------------
 
-    def _concat_reference(self, to: str) -> int:
-        key = number_digits(to) or to
-        reference = self._concat.get(key)
-        if reference is None:
-            reference = self._rng.randrange(256)
-        self._concat[key] = (reference + 1) % 256
-        return reference
-
     async def send(
         self,
         to: str,
@@ -934,7 +926,7 @@ class Modem:
                     text,
                     smsc=self.port.smsc,
                     status_report=status_report,
-                    concat_reference=self._concat_reference(to),
+                    concat_reference=self._concat.take(to),
                 )
             except PduError as exc:
                 return SendOutcome(False, [], f"cannot encode: {exc}")
