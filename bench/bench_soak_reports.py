@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
 import uvloop
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -35,7 +36,7 @@ from smsgate.config import NatsConfig, SimConfig
 from smsgate.embedded import EmbeddedNats
 from smsgate_sim.simulator import Simulator
 
-from bench.bench_farm import wait_ready, write_agent_config
+from bench.bench_farm import wait_ready
 from bench.common import PYTHON, Proc, cpu_seconds, note_load, rss_bytes, spawn, table, workdir
 
 
@@ -59,6 +60,18 @@ class Counts:
             self.results += 1
         elif kind == "report":
             self.reports += 1
+
+
+def agent_config(directory: Path, nats_url: str, devices: dict[str, str]) -> Path:
+    """Only the keys that differ from the defaults, so an older agent reads it too."""
+    ports = [{"name": name, "device": device} for name, device in sorted(devices.items())]
+    config = {
+        "nats": {"url": nats_url},
+        "agent": {"name": "soak", "policy": {"min_interval": 0, "jitter": 0}, "ports": ports},
+    }
+    path = directory / "soak.toml"
+    path.write_bytes(msgspec.toml.encode(config))
+    return path
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
@@ -144,7 +157,7 @@ async def soak(args: argparse.Namespace, directory: Path) -> list[Sample]:
         config = NatsConfig(url=nats.url)
         nc = await bus.connect(config, name="bench-soak")
         await bus.provision(nc.jetstream(), config)
-        path = write_agent_config(directory, nats.url, "soak", sim.devices)
+        path = agent_config(directory, nats.url, sim.devices)
         argv = [args.agent_python, "-m", "smsgate_cli", "agent", "-c", str(path)]
         agent = spawn("soak", argv, directory)
         await wait_ready(nc, [agent], args.ports, 120)

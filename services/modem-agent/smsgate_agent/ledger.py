@@ -172,7 +172,7 @@ class Ledger:
 
     async def _match_once(self, report: StatusReport, reader: Sim, now: dt.datetime) -> bool:
         slot_key = _slot_key(reader.key, report.message_reference)
-        entries, _ = await self._read_slot(slot_key)
+        entries, slot_revision = await self._read_slot(slot_key)
         while True:
             chosen = reports.choose(entries, report, now, self.settings.timeout)
             if chosen is None:
@@ -201,9 +201,11 @@ class Ledger:
             if event is not None:
                 await self._publish(updated, event)
             if updated.settled:
-                await self._forget(chosen.record, updated, revision)
+                await self._forget(
+                    chosen.record, updated, revision, {slot_key: (entries, slot_revision)}
+                )
             else:
-                await self._edit_slot(slot_key, _without(chosen))
+                await self._edit_slot(slot_key, _without(chosen), (entries, slot_revision))
             log.info(
                 "%s: report for %s part %d/%d: %s",
                 reader.port,
@@ -321,16 +323,23 @@ class Ledger:
             await asyncio.sleep(delay)
             delay = min(delay * 2, PUBLISH_RETRY_MAX)
 
-    async def _forget(self, key: str, record: ReportRecord, revision: int) -> None:
-        """Drop a settled record and what points to it."""
+    async def _forget(
+        self,
+        key: str,
+        record: ReportRecord,
+        revision: int,
+        known: dict[str, tuple[list[SlotEntry], int | None]] | None = None,
+    ) -> None:
+        """Drop a settled record and what points to it (`known`: slots read already)."""
         try:
             await self._delete(key, revision)
         except Conflict:
             return  # a late part's report came meanwhile: the next sweep of it settles it
-        for part in record.parts:
+        for slot in dict.fromkeys(_slot_key(record.sim.key, p.reference) for p in record.parts):
             await self._edit_slot(
-                _slot_key(record.sim.key, part.reference),
+                slot,
                 lambda es: [e for e in es if e.record != key],
+                (known or {}).get(slot),
             )
 
     def _filing(self, entry: SlotEntry) -> Callable[[list[SlotEntry]], list[SlotEntry]]:
@@ -350,12 +359,17 @@ class Ledger:
         return _slots.decode(got[0]) if got[0] else [], got[1]
 
     async def _edit_slot(
-        self, key: str, change: Callable[[list[SlotEntry]], list[SlotEntry]]
+        self,
+        key: str,
+        change: Callable[[list[SlotEntry]], list[SlotEntry]],
+        known: tuple[list[SlotEntry], int | None] | None = None,
     ) -> None:
-        """Change a slot's list by compare-and-set (the sweep and a port may meet there).
-        An emptied slot keeps its key: the SIM's MR comes round to it again."""
+        """Change a slot's list by compare-and-set (the sweep and a port may meet there),
+        from `known` (a read of it) if given. An emptied slot keeps its key: the SIM's MR
+        comes round to it again."""
         while True:
-            entries, revision = await self._read_slot(key)
+            entries, revision = known if known is not None else await self._read_slot(key)
+            known = None
             changed = change(entries)
             if changed == entries:
                 return
