@@ -307,6 +307,18 @@ async def test_a_decision_lost_in_a_crash_goes_out_when_the_report_is_read_again
     assert ledger_empty(store)
 
 
+async def test_an_unreadable_record_does_not_stop_the_sweep() -> None:
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    await send(agent(store, bus, clock), "m1", 1)
+    await send(agent(store, bus, clock), "m2", 2)
+    [first, _] = sorted(store.under("m."))
+    await store.put(first, b"{not a record")
+    clock.advance(hours=74)
+    await agent(store, bus, clock).sweep()
+    assert list(bus.states().values()) == [DeliveryState.EXPIRED]
+    assert store.under("m.") == [first]  # kept for a person to look at
+
+
 async def test_a_temporary_status_is_consumed_and_the_final_one_decides() -> None:
     store, bus, clock = MemoryStore(), Bus(), Clock()
     ledger = agent(store, bus, clock)

@@ -21,9 +21,9 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgspec
 from nats.js.errors import (
@@ -228,11 +228,11 @@ class Ledger:
                 break
             keys = await self.store.keys(f"m.{label}.*")
             for key in keys:
-                await self._settle_due(key, now)
+                await _unless_unreadable(key, self._settle_due(key, now))
             if not keys and label <= (now - INDEX_GRACE).timestamp():
                 await self._delete(f"d.{label}")
         for key in await self.store.keys("w.*.*"):
-            await self._retry_waiting(key)
+            await _unless_unreadable(key, self._retry_waiting(key))
 
     async def _settle_due(self, key: str, now: dt.datetime) -> None:
         got = await self._get(key)
@@ -449,6 +449,14 @@ class KvStore:
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
         return keys
+
+
+async def _unless_unreadable(key: str, step: Coroutine[Any, Any, None]) -> None:
+    """One key that cannot be read (written by a newer version?) must not stop a sweep."""
+    try:
+        await step
+    except msgspec.MsgspecError as exc:
+        log.error("report ledger: %s unreadable, left as it is: %s", key, exc)
 
 
 def _without(entry: SlotEntry) -> Callable[[list[SlotEntry]], list[SlotEntry]]:
