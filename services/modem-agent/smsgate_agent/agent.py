@@ -61,7 +61,9 @@ class Agent:
         acks = AckPublisher(nc)
         await acks.start()
         publisher = Publisher(nc=nc, js=js, buckets=buckets, agent=self.name, acks=acks)
-        ledger = Ledger(KvStore(buckets.reports), publisher, ledger_settings(self.config.agent))
+        ledger = Ledger(
+            KvStore(buckets.reports, js, acks), publisher, ledger_settings(self.config.agent)
+        )
         for port in await self._ports():
             worker = PortWorker(
                 self.config.agent,

@@ -26,14 +26,17 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import msgspec
+from nats.js import JetStreamContext
+from nats.js.api import Header
 from nats.js.errors import (
     APIError,
     KeyDeletedError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
 )
-from nats.js.kv import KeyValue
+from nats.js.kv import KV_DEL, KV_OP, KeyValue
 from smsgate import contracts, subjects
+from smsgate.acks import AckPublisher
 from smsgate.pdu import DeliveryState as ReportState
 from smsgate.pdu import StatusReport
 
@@ -53,6 +56,7 @@ _slots = msgspec.json.Decoder(list[SlotEntry])
 _record = msgspec.json.Decoder(ReportRecord)
 _waiting = msgspec.json.Decoder(WaitingReport)
 _encode = msgspec.json.Encoder().encode
+_EXPECTED = Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value
 
 
 class Conflict(Exception):
@@ -400,10 +404,17 @@ class Ledger:
 
 
 class KvStore:
-    """A JetStream KV bucket as the ledger's Store."""
+    """A JetStream KV bucket as the ledger's Store. Writes go through the agent's shared
+    ack inbox when it has one: a few times cheaper than nats-py's KV calls, which matters
+    at several writes per message."""
 
-    def __init__(self, kv: KeyValue) -> None:
+    def __init__(
+        self, kv: KeyValue, js: JetStreamContext, acks: AckPublisher | None = None
+    ) -> None:
         self.kv = kv
+        self.js = js
+        self.acks = acks
+        self._prefix = f"$KV.{subjects.REPORTS_BUCKET}."
 
     async def get(self, key: str) -> tuple[bytes, int] | None:
         try:
@@ -415,23 +426,33 @@ class KvStore:
         return entry.value, entry.revision
 
     async def put(self, key: str, value: bytes) -> int:
-        return await self.kv.put(key, value)
+        return await self._write(key, value, {})
 
     async def create(self, key: str, value: bytes) -> int:
         try:
-            return await self.kv.create(key, value)
-        except KeyWrongLastSequenceError:
-            raise Conflict(key) from None
+            return await self._write(key, value, {_EXPECTED: "0"})
+        except Conflict:
+            # The key may be a tombstone, which nats-py's create() takes over.
+            try:
+                return await self.kv.create(key, value)
+            except KeyWrongLastSequenceError:
+                raise Conflict(key) from None
 
     async def update(self, key: str, value: bytes, revision: int) -> int:
-        try:
-            return await self.kv.update(key, value, last=revision)
-        except KeyWrongLastSequenceError:
-            raise Conflict(key) from None
+        return await self._write(key, value, {_EXPECTED: str(revision)})
 
     async def delete(self, key: str, revision: int | None = None) -> None:
+        headers = {KV_OP: KV_DEL}
+        if revision is not None:
+            headers[_EXPECTED] = str(revision)
+        await self._write(key, b"", headers)
+
+    async def _write(self, key: str, value: bytes, headers: dict[str, str]) -> int:
         try:
-            await self.kv.delete(key, last=revision)
+            if self.acks is None:
+                ack = await self.js.publish(self._prefix + key, value, headers=headers)
+                return ack.seq
+            return (await (await self.acks.publish(self._prefix + key, value, headers))).seq
         except APIError as exc:
             if exc.err_code not in WRONG_LAST_SEQUENCE:
                 raise

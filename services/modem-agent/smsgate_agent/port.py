@@ -110,7 +110,9 @@ class PortWorker:
         self.reassembler = Reassembler(timeout=agent.reassembly_timeout)
         # What every sent part awaits lives on the bus, shared by the agent's ports.
         self.ledger = ledger or Ledger(
-            KvStore(publisher.buckets.reports), publisher, ledger_settings(agent)
+            KvStore(publisher.buckets.reports, publisher.js, publisher.acks),
+            publisher,
+            ledger_settings(agent),
         )
         self._last_status: contracts.PortStatus | None = None
         self._last_imsi: str | None = None
