@@ -109,11 +109,10 @@ class PortWorker:
         self.last_error: str | None = None
         self.reassembler = Reassembler(timeout=agent.reassembly_timeout)
         # What every sent part awaits lives on the bus, shared by the agent's ports.
-        self.ledger = ledger or Ledger(
-            KvStore(publisher.buckets.reports, publisher.js, publisher.acks),
-            publisher,
-            ledger_settings(agent),
-        )
+        if ledger is None:
+            store = KvStore(publisher.buckets.reports, publisher.js, publisher.acks)
+            ledger = Ledger(store, publisher, ledger_settings(agent))
+        self.ledger = ledger
         self._last_status: contracts.PortStatus | None = None
         self._last_imsi: str | None = None
         self.state_dirty = False  # a routine change (busy/ready) not yet in the KV
