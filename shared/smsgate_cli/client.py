@@ -27,13 +27,13 @@ class ClientError(Exception):
 
 
 @dataclass(frozen=True)
-class Target:
+class ApiTarget:
     api: str
     user: str
     password: str
 
 
-def target(api: str | None, user: str | None, state_dir: Path = DEV_STATE) -> Target:
+def target(api: str | None, user: str | None, state_dir: Path = DEV_STATE) -> ApiTarget:
     """Resolve where to connect and as whom, from flags, environment or dev mode's files."""
     url = (api or os.environ.get("SMSGATE_API") or DEFAULT_API).rstrip("/")
     given = user or os.environ.get("SMSGATE_USER")
@@ -41,11 +41,11 @@ def target(api: str | None, user: str | None, state_dir: Path = DEV_STATE) -> Ta
         name, sep, password = given.partition(":")
         if not sep:
             raise ClientError("--user takes NAME:PASSWORD")
-        return Target(url, name, password)
+        return ApiTarget(url, name, password)
     saved = state_dir / "credentials.json"
     if saved.exists():
         creds = json.loads(saved.read_text())
-        return Target(url, creds["name"], creds["password"])
+        return ApiTarget(url, creds["name"], creds["password"])
     raise ClientError("no credentials: give --user NAME:PASSWORD or set SMSGATE_USER")
 
 
@@ -61,7 +61,7 @@ def _error(response: httpx.Response) -> ClientError:
 
 
 class Client:
-    def __init__(self, where: Target, *, timeout: float = 30.0) -> None:
+    def __init__(self, where: ApiTarget, *, timeout: float = 30.0) -> None:
         self.http = httpx.AsyncClient(
             base_url=where.api, auth=(where.user, where.password), timeout=timeout
         )
@@ -96,6 +96,25 @@ class Client:
     async def status(self, message_id: str) -> dict[str, Any]:
         answer: dict[str, Any] = await self._call("GET", f"/api/v1/messages/{message_id}")
         return answer
+
+    async def history(self, query: dict[str, str]) -> dict[str, Any]:
+        """One page of the message history (`messages`, `next`)."""
+        answer: dict[str, Any] = await self._call("GET", "/api/v1/messages", params=query)
+        return answer
+
+    async def export(self, query: dict[str, str]) -> AsyncIterator[bytes]:
+        """The history export (`format` in `query`: csv or jsonl), as it streams in."""
+        try:
+            async with self.http.stream(
+                "GET", "/api/v1/messages", params=query, timeout=None
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _error(response)
+                async for chunk in response.aiter_bytes():
+                    yield chunk
+        except httpx.HTTPError as exc:
+            raise ClientError(f"export from {self.http.base_url} broke: {exc}") from None
 
     async def ports(self) -> list[contracts.PortState]:
         answer = await self._call("GET", "/api/v1/ports")
@@ -220,3 +239,31 @@ def event_line(data: str) -> str:
         what = f"{event.change} ({event.state.status.value})"
     kind = type(event).__name__
     return f"{when} {kind:<14} {event.port:<12} {what}"
+
+
+HISTORY_COLUMNS = ("TIME", "DIR", "NUMBER", "STATE", "PORT", "USER", "ID", "TEXT")
+
+
+def history_table(messages: Iterable[dict[str, Any]], *, width: int = 40) -> str:
+    """History rows as a fixed-width table, newest first as the API gives them."""
+    rows = [HISTORY_COLUMNS]
+    for m in messages:
+        when = dt.datetime.fromisoformat(m["created"]).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        text = (m.get("text") or "").replace("\n", " ")
+        rows.append(
+            (
+                when,
+                m["direction"],
+                m["number"],
+                m["state"],
+                m.get("port") or "",
+                m.get("user") or "",
+                m["id"],
+                text if len(text) <= width else text[: width - 1] + "…",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HISTORY_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )

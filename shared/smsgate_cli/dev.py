@@ -1,7 +1,8 @@
 """`smsgate dev`: the whole farm on one machine, for a first five minutes that work.
 
 An embedded nats-server (data in `.smsgate/`), a simulator with virtual modems
-`lte-1`..`lte-8`, one agent, the API and the callback service, in one process.
+`lte-1`..`lte-8`, one agent, the API, the callback service and the history store
+(SQLite in `.smsgate/history.db` unless `[history] url` says otherwise), in one process.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from smsgate.config import (
     AgentPort,
     ApiUser,
     Config,
+    HistoryConfig,
     NatsConfig,
     SendPolicy,
 )
@@ -97,6 +99,13 @@ Press Ctrl-C to stop.
 """
 
 
+def dev_history(history: HistoryConfig, state: Path) -> HistoryConfig:
+    """The history in the state dir (SQLite, nothing to install) unless a url was given."""
+    if history.url != HistoryConfig().url:
+        return history
+    return msgspec.structs.replace(history, url=f"sqlite:///{(state / 'history.db').resolve()}")
+
+
 def prepare_state(options: DevOptions) -> tuple[Path, Credentials]:
     state = Path(options.state_dir)
     if options.fresh and state.exists():
@@ -110,6 +119,7 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
     from smsgate_api.app import create_app
     from smsgate_api.auth import hash_password
     from smsgate_callback.service import run_callback
+    from smsgate_history.service import run_history_store
     from smsgate_sim.network import CARRIER_BALANCE_REPLY
     from smsgate_sim.simulator import Simulator
 
@@ -143,11 +153,13 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
             policy=SendPolicy(min_interval=0.0, jitter=0.0),
         ),
         callback=msgspec.structs.replace(base.callback, url=callback_url),
+        history=dev_history(base.history, state),
     )
     services = [
         asyncio.create_task(run_agent(config, stop), name="agent"),
         asyncio.create_task(serve(create_app(config), options.listen, stop), name="api"),
         asyncio.create_task(run_callback(config, stop=stop), name="callback"),
+        asyncio.create_task(run_history_store(config, stop), name="history"),
     ]
     host, _, port = options.listen.rpartition(":")
     numbers = {name: sim.modem(name).sim.msisdn for name in sim.devices}

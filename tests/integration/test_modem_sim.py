@@ -15,9 +15,10 @@ from typing import Any
 
 import pytest
 from smsgate.config import AgentPort, SimConfig
-from smsgate.pdu import Deliver, StatusReport
-from smsgate.pdu import DeliveryState as ReportState
-from smsgate_agent.modem import Modem, ModemInfo, ModemStatus, ModemTimings, SendOutcome
+from smsgate.pdu import Deliver, ReportState, StatusReport
+from smsgate_agent.link import ModemInfo, ModemStatus, ModemTimings
+from smsgate_agent.modem import Modem
+from smsgate_agent.sending import SendOutcome
 from smsgate_sim.simulator import Simulator
 from smsgate_sim.stats import SentPart
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from smsgate_agent.modem import SendOutcome
+from smsgate_agent.sending import SendOutcome
 
 from tests.integration.test_modem_sim import (
     OUTSIDE,

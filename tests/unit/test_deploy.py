@@ -23,7 +23,7 @@ def test_compose_parses_and_runs_real_subcommands() -> None:
     compose = yaml.safe_load((ROOT / "compose.yaml").read_text())
     services = compose["services"]
     ours = {name: s for name, s in services.items() if s.get("image") == "smsgate"}
-    assert {"api", "callback", "modem-agent", "sim", "sim-agent"} <= set(ours)
+    assert {"api", "callback", "history", "modem-agent", "sim", "sim-agent"} <= set(ours)
     for name, service in ours.items():
         command = service["command"]
         assert command[0] in subcommands(), (name, command)

@@ -9,8 +9,7 @@ import msgspec
 import pytest
 from smsgate import contracts
 from smsgate.contracts import DeliveryState, PartResult
-from smsgate.pdu import DeliveryState as ReportState
-from smsgate.pdu import StatusReport
+from smsgate.pdu import ReportState, StatusReport
 from smsgate_agent import reports
 from smsgate_agent.reports import (
     ReportRecord,

@@ -21,7 +21,7 @@ import msgspec
 import uvicorn
 import uvloop
 from nats.aio.client import Client
-from smsgate import heap
+from smsgate import gc_tuning
 from smsgate.config import Config, ConfigError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -31,7 +31,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from smsgate_api import console, events, gateway, openapi, v1
+from smsgate_api import console, events, gateway, history, openapi, v1
 from smsgate_api.runtime import ApiRuntime
 from smsgate_api.web import json_response, runtime
 
@@ -104,12 +104,15 @@ def create_app(config: Config, *, nc: Client | None = None) -> ApiApp:
         try:
             yield
         finally:
+            await history.close(rt)
             await rt.stop()
 
     routes = [
         Route("/sendsms", gateway.sendsms, methods=["GET", "POST"]),
         Route("/api/v1/messages", v1.send_message, methods=["POST"]),
-        Route("/api/v1/messages/{id}", v1.get_message, methods=["GET"]),
+        Route("/api/v1/messages", history.list_messages, methods=["GET"]),
+        Route("/api/v1/messages/{id}", history.get_message, methods=["GET"]),
+        Route("/api/v1/inbox", history.inbox, methods=["GET"]),
         Route("/api/v1/ports", v1.list_ports, methods=["GET"]),
         Route("/api/v1/ports/{name}/{action}", v1.port_action, methods=["POST"]),
         Route("/api/v1/ussd", v1.ussd, methods=["POST"]),
@@ -174,7 +177,7 @@ def install_access_log_redaction() -> None:
 def parse_listen(listen: str) -> tuple[str, int]:
     """`host:port` or `[v6]:port` into (host, port)."""
     host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not (port.isascii() and port.isdigit()):
         raise ConfigError(f"api.listen: must be host:port, not {listen!r}")
     return host.strip("[]"), int(port)
 
@@ -218,7 +221,7 @@ def _bind(host: str, port: int) -> socket.socket:
 async def _serve(config: Config, *, parent: int | None = None) -> None:
     app = create_app(config)
     uv = server_config(config, app)
-    heap.settle()  # modules, config and the app live as long as the process
+    gc_tuning.settle()  # modules, config and the app live as long as the process
     server = uvicorn.Server(uv)
     watchdog = None
     if parent is not None:

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from smsgate_api import params, reports
+from smsgate_api import params, sendsms_reply
 from smsgate_api.auth import basic_credentials
 from smsgate_api.body import read_body
 from smsgate_api.errors import ApiError
@@ -31,7 +31,7 @@ ROUTE = "/sendsms"
 _FORM = b"application/x-www-form-urlencoded"
 _DEFAULTS = {f.value: f for f in ReportFormat}
 _CONTENT_TYPES = {
-    form: [(b"content-type", media.encode())] for form, media in reports.MEDIA_TYPES.items()
+    form: [(b"content-type", media.encode())] for form, media in sendsms_reply.MEDIA_TYPES.items()
 }
 _INTERNAL_ERROR = b"internal error"
 
@@ -96,8 +96,13 @@ async def answer(
             ),
         )
     except ApiError as error:
-        return error.status, form, reports.render_error(form, message, error.message), error.headers
-    return 200, form, reports.render(form, checked.message, outcomes), {}
+        return (
+            error.status,
+            form,
+            sendsms_reply.render_error(form, message, error.message),
+            error.headers,
+        )
+    return 200, form, sendsms_reply.render(form, checked.message, outcomes), {}
 
 
 async def serve(rt: ApiRuntime, scope: Scope, receive: Receive, send: Send) -> None:
@@ -130,6 +135,6 @@ async def sendsms(request: Request) -> Response:
     status = 500
     try:
         status, form, body, extra = await answer(rt, request.scope, request.receive)
-        return Response(body, status, extra, reports.MEDIA_TYPES[form])
+        return Response(body, status, extra, sendsms_reply.MEDIA_TYPES[form])
     finally:
         rt.metrics.request(ROUTE, status, time.perf_counter() - started)

@@ -14,14 +14,15 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from smsgate import bus, subjects
 from smsgate.acks import AckPublisher
+from smsgate.backoff import Backoff
 from smsgate.config import Config
 
 from smsgate_api.auth import Authenticator
 from smsgate_api.errors import unavailable
 from smsgate_api.metrics import Metrics
+from smsgate_api.port_choice import PortTable
 from smsgate_api.queue import JobQueue
 from smsgate_api.results import ResultInbox
-from smsgate_api.routing import PortTable
 
 log = logging.getLogger("smsgate.api")
 
@@ -74,7 +75,7 @@ class ApiRuntime:
                 await self.nc.close()
 
     async def _connect(self) -> None:
-        delay = 0.5
+        backoff = Backoff(0.5, _RETRY_MAX)
         while True:
             try:
                 nc = await bus.connect(self.config.nats, name=f"{self.config.nats.name}-api")
@@ -94,8 +95,7 @@ class ApiRuntime:
                     self.queue = None
                     with contextlib.suppress(Exception):
                         await nc.close()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _RETRY_MAX)
+            await backoff.sleep()
 
     async def _attach(self, nc: Client, *, provision: bool) -> None:
         js = nc.jetstream(timeout=self.config.api.publish_timeout)
@@ -110,7 +110,7 @@ class ApiRuntime:
         await self.publisher.start()
         self._tasks.append(asyncio.create_task(self.ports.follow(ports)))
         self.js = js
-        self.queue = JobQueue(nc, js, messages, self.publisher)
+        self.queue = JobQueue(nc, js, messages, self.publisher, journal=self.config.history.enabled)
 
     @property
     def connected(self) -> bool:

@@ -16,7 +16,6 @@ from smsgate import contracts, subjects
 from smsgate.contracts import (
     ControlReply,
     MessageState,
-    MessageStatus,
     PortCommand,
     PortState,
     UssdRequest,
@@ -28,7 +27,7 @@ from smsgate_api import params
 from smsgate_api.auth import User
 from smsgate_api.body import read_body
 from smsgate_api.errors import ApiError, bad_parameter, unavailable
-from smsgate_api.sending import Outcome, Submission, submit
+from smsgate_api.sending import RecipientOutcome, Submission, submit
 from smsgate_api.web import authenticated_user, instrument, json_error, json_response, runtime
 
 Number = Annotated[str, msgspec.Meta(pattern=params.NUMBER_PATTERN)]
@@ -88,7 +87,7 @@ def _decode(body: bytes, kind: type[T]) -> T:
         raise bad_parameter(f"request body is not valid JSON: {exc}") from None
 
 
-def _out(outcome: Outcome) -> MessageOut:
+def _out(outcome: RecipientOutcome) -> MessageOut:
     return MessageOut(
         id=outcome.id,
         to=outcome.to,
@@ -132,21 +131,6 @@ async def send_message(request: Request) -> Response:
     except ApiError as error:
         return json_error(error)
     return json_response(SendResponse(messages=[_out(o) for o in outcomes]), 202)
-
-
-@instrument("/api/v1/messages/{id}")
-async def get_message(request: Request) -> Response:
-    rt = runtime(request)
-    try:
-        user = await authenticated_user(request)
-        message_id = request.path_params["id"]
-        status: MessageStatus | None = await rt.require_queue().status(message_id)
-        if status is None or not (user.admin or status.user == user.name):
-            # Someone else's message is reported as unknown, not as forbidden.
-            raise ApiError(404, "not_found", f"no message with id {message_id!r}")
-    except ApiError as error:
-        return json_error(error)
-    return json_response(status)
 
 
 @instrument("/api/v1/ports")

@@ -37,11 +37,10 @@ from nats.js.errors import (
 from nats.js.kv import KV_DEL, KV_OP, KeyValue
 from smsgate import contracts, subjects
 from smsgate.acks import AckPublisher
-from smsgate.pdu import DeliveryState as ReportState
-from smsgate.pdu import StatusReport
+from smsgate.bus import CREATE_ONLY, WRONG_LAST_SEQUENCE
+from smsgate.pdu import ReportState, StatusReport
 
 from smsgate_agent import reports
-from smsgate_agent.publisher import WRONG_LAST_SEQUENCE
 from smsgate_agent.reports import ReportRecord, Sim, SlotEntry, WaitingReport
 
 log = logging.getLogger("smsgate.agent")
@@ -414,7 +413,7 @@ class KvStore:
         self.kv = kv
         self.js = js
         self.acks = acks
-        self._prefix = f"$KV.{subjects.REPORTS_BUCKET}."
+        self._prefix = subjects.REPORTS_KV_PREFIX
 
     async def get(self, key: str) -> tuple[bytes, int] | None:
         try:
@@ -430,7 +429,7 @@ class KvStore:
 
     async def create(self, key: str, value: bytes) -> int:
         try:
-            return await self._write(key, value, {_EXPECTED: "0"})
+            return await self._write(key, value, dict(CREATE_ONLY))
         except Conflict:
             # The key may be a tombstone, which nats-py's create() takes over.
             try:

@@ -21,8 +21,7 @@ import re
 import msgspec
 from smsgate import contracts
 from smsgate.contracts import DeliveryReport, DeliveryState, PartResult
-from smsgate.pdu import DeliveryState as ReportState
-from smsgate.pdu import StatusReport
+from smsgate.pdu import ReportState, StatusReport
 
 VALIDITY_EXPIRED = 0x46  # TP-ST: the SMSC gave up when the validity period ran out
 
