@@ -55,7 +55,7 @@ class Counts:
     reports: int = 0
 
     async def on_event(self, msg: Msg) -> None:
-        kind, _ = subjects.parse_event_subject(msg.subject)
+        kind = msg.subject.split(".")[2]  # sms.event.<kind>.<port>
         if kind == "result":
             self.results += 1
         elif kind == "report":
