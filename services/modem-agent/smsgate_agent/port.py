@@ -39,6 +39,7 @@ from smsgate_agent.send_path import (
 )
 from smsgate_agent.sending import PartHook, SendOutcome
 from smsgate_agent.shared_jobs import IdlePorts
+from smsgate_agent.startup import Opener
 
 log = logging.getLogger("smsgate.agent")
 
@@ -60,7 +61,11 @@ class PortWorker:
         handling: set[str] | None = None,
         ledger: Ledger | None = None,
         clock: Callable[[], float] = time.time,
+        opener: Opener | None = None,
+        device: Callable[[], str | None] | None = None,
     ) -> None:
+        """`opener` opens the modem's device (an identity-bound port's finds it first);
+        `device` says which device it holds now, for the port state."""
         self.agent = agent
         self.cfg = port
         self.name = port.name
@@ -87,7 +92,9 @@ class PortWorker:
             on_inbound=self.receiving.on_inbound,  # returns once the SMS is durable
             on_report=self.delivery_reports.on_report,
             on_state=self._on_modem_state,
+            opener=opener,
         )
+        self._device = device
         self.send_path = SendPath(
             self,
             publisher,
@@ -146,7 +153,7 @@ class PortWorker:
             port=self.name,
             port_number=self.number,
             agent=self.publisher.agent,
-            device=self.cfg.device,
+            device=(self._device() if self._device else None) or self.cfg.device,
             status=self.status(),
             imsi=info.imsi,
             iccid=info.iccid,
@@ -163,6 +170,7 @@ class PortWorker:
             last_error=blocked or info.last_error or self.last_error,
             updated=contracts.utcnow(),
             heartbeat_interval=self.agent.heartbeat,
+            sms_mode=info.sms_mode,
         )
 
     async def publish_state(self, *, force: bool = False) -> None:
