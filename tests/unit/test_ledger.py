@@ -9,11 +9,14 @@ import datetime as dt
 import random
 
 import msgspec
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from smsgate import contracts
+from smsgate.backoff import Backoff
 from smsgate.contracts import DeliveryState
-from smsgate_agent import reports
+from smsgate_agent import reports, send_path
+from smsgate_agent.delivery_reports import DeliveryReports
 from smsgate_agent.ledger import Conflict, Ledger, LedgerSettings
 from smsgate_agent.reports import Sim
 
@@ -317,6 +320,32 @@ async def test_an_unreadable_record_does_not_stop_the_sweep() -> None:
     await agent(store, bus, clock).sweep()
     assert list(bus.states().values()) == [DeliveryState.EXPIRED]
     assert store.under("m.") == [first]  # kept for a person to look at
+
+
+async def test_a_port_files_its_message_however_long_nats_refuses(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The result waits for the record: a record given up on would turn a sent message
+    into an `interrupted` one when its job comes back."""
+    monkeypatch.setattr(send_path, "Backoff", lambda first, longest: Backoff(0.0, 0.0))
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    refusals = 3
+    put = store.put
+
+    async def flaky_put(key: str, value: bytes) -> int:
+        nonlocal refusals
+        if refusals:
+            refusals -= 1
+            raise ConnectionError("nats away")
+        return await put(key, value)
+
+    monkeypatch.setattr(store, "put", flaky_put)
+    port = DeliveryReports(agent(store, bus, clock), lambda: SIM)
+    await port.expect(job("m1"), parts(5), T0.timestamp())
+    assert refusals == 0
+    assert len(store.under("m.")) == 1
+    await port.on_report(report(5))
+    assert bus.states() == {"m1": DeliveryState.DELIVERED}
 
 
 async def test_a_temporary_status_is_consumed_and_the_final_one_decides() -> None:

@@ -16,6 +16,7 @@ from smsgate.pdu import StatusReport
 
 from smsgate_agent import reports
 from smsgate_agent.ledger import Ledger, LedgerSettings
+from smsgate_agent.send_path import until_done
 
 
 def ledger_settings(agent: AgentConfig) -> LedgerSettings:
@@ -41,7 +42,8 @@ class DeliveryReports:
         record = reports.awaiting(job, parts, self._sim(), sent, self.ledger.settings.timeout)
         if record is None:
             return  # no part carried a TP-MR: nothing a report could be matched to
-        await self.ledger.record(record)
+        # Its result waits for this: giving up would leave a sent message `interrupted`.
+        await until_done(lambda: self.ledger.record(record), f"report record of {job.id}")
         # A report that overtook the last +CMGS was parked: it matches now.
         await self.ledger.retry_parked(record.sim)
 

@@ -18,7 +18,6 @@ last report and the expiry sweep), one wins and publishes, with the stable event
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import logging
 from collections.abc import Callable, Coroutine
@@ -42,6 +41,7 @@ from smsgate.pdu import ReportState, StatusReport
 
 from smsgate_agent import reports
 from smsgate_agent.reports import ReportRecord, Sim, SlotEntry, WaitingReport
+from smsgate_agent.send_path import until_done
 
 log = logging.getLogger("smsgate.agent")
 
@@ -49,7 +49,6 @@ log = logging.getLogger("smsgate.agent")
 # clock is behind may still file a record under it until then.
 INDEX_GRACE = dt.timedelta(minutes=2)
 REMEMBERED_WAITING = 1024  # reports this agent parked, retried as soon as it records more
-PUBLISH_RETRY_MAX = 5.0  # seconds between attempts while NATS is away
 
 _slots = msgspec.json.Decoder(list[SlotEntry])
 _record = msgspec.json.Decoder(ReportRecord)
@@ -308,23 +307,18 @@ class Ledger:
     async def _publish(self, record: ReportRecord | None, event: contracts.DeliveryReport) -> None:
         """The report event (and the message's status), however long NATS is away."""
         status = reports.status(record, event, self.publisher.agent) if record else None
-        delay = 0.5
-        while True:
+
+        async def step() -> None:
             if status is None:
-                failed: Exception | None = None
-                try:
-                    await self.publisher.event(event)
-                except Exception as exc:
-                    failed = exc
-            else:
-                failed, status_failed = await self.publisher.event_and_status(event, status)
-                if failed is None and status_failed is not None:
-                    log.warning("status of %s not updated: %s", event.id, status_failed)
-            if failed is None:
+                await self.publisher.event(event)
                 return
-            log.warning("report of %s not published yet (%s); retrying", event.id, failed)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, PUBLISH_RETRY_MAX)
+            failed, status_failed = await self.publisher.event_and_status(event, status)
+            if failed is not None:
+                raise failed
+            if status_failed is not None:
+                log.warning("status of %s not updated: %s", event.id, status_failed)
+
+        await until_done(step, f"report of {event.id}")
 
     async def _forget(
         self,
