@@ -143,16 +143,19 @@ class Buckets:
     messages: KeyValue
     inbound_parts: KeyValue
     sending: KeyValue
+    reports: KeyValue
 
 
 def bucket_configs(config: NatsConfig) -> dict[str, KeyValueConfig]:
-    """The KV buckets: port states, message states, inbound parts awaiting siblings, and
-    the agents' send claims (kept as long as a message's status)."""
+    """The KV buckets: port states, message states, inbound parts awaiting siblings, the
+    agents' send claims (kept as long as a message's status) and the report ledger (its
+    records are settled long before: `agent.report_timeout` must stay below the TTL)."""
     ttls = {
         subjects.PORTS_BUCKET: None,  # a port's state stays until it is replaced
         subjects.MESSAGES_BUCKET: config.messages_ttl,
         subjects.INBOUND_PARTS_BUCKET: config.events_max_age,
         subjects.SENDING_BUCKET: config.messages_ttl,
+        subjects.REPORTS_BUCKET: config.messages_ttl,
     }
     return {
         name: KeyValueConfig(
@@ -172,4 +175,5 @@ async def provision(js: JetStreamContext, config: NatsConfig) -> Buckets:
         messages=buckets[subjects.MESSAGES_BUCKET],
         inbound_parts=buckets[subjects.INBOUND_PARTS_BUCKET],
         sending=buckets[subjects.SENDING_BUCKET],
+        reports=buckets[subjects.REPORTS_BUCKET],
     )

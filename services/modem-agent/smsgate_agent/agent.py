@@ -25,6 +25,8 @@ from smsgate.acks import AckPublisher
 from smsgate.config import Config
 
 from smsgate_agent import discovery
+from smsgate_agent.delivery_reports import ledger_settings
+from smsgate_agent.ledger import KvStore, Ledger
 from smsgate_agent.modem import open_device
 from smsgate_agent.port import PortWorker
 from smsgate_agent.publisher import Publisher
@@ -63,6 +65,9 @@ class Agent:
         acks = AckPublisher(nc)
         await acks.start()
         publisher = Publisher(nc=nc, js=js, buckets=buckets, agent=self.name, acks=acks)
+        ledger = Ledger(
+            KvStore(buckets.reports, js, acks), publisher, ledger_settings(self.config.agent)
+        )
         claims = discovery.DeviceClaims()
         for port in self.config.agent.ports:
             opener: discovery.IdentityOpener | None = None
@@ -79,6 +84,7 @@ class Agent:
                 handling=self._handling,
                 opener=opener,
                 device=functools.partial(claims.device_of, port.name),
+                ledger=ledger,
             )
             if await self._claim(worker, publisher):
                 self.workers.append(worker)
@@ -107,6 +113,7 @@ class Agent:
             senders.append(asyncio.create_task(worker.run(self.stopping)))
         spawn(shared.run())
         spawn(self._heartbeat_loop())
+        spawn(self._sweep_loop(ledger))
         if self.settle_heap:
             gc_tuning.settle()  # the ports' workers, modems and subscriptions live as long as we do
         log.info("agent %s serving %d ports", self.name, len(self.workers))
@@ -286,6 +293,17 @@ class Agent:
                         await worker.flush_state()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(STATE_FLUSH, beat)):
+                    await self.stopping.wait()
+
+    async def _sweep_loop(self, ledger: Ledger) -> None:
+        """Reports that are due (`expired`) or waited in vain (`unmatched`), farm-wide."""
+        while not self.stopping.is_set():
+            try:
+                await ledger.sweep()
+            except Exception as exc:
+                log.warning("report sweep failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.agent.report_sweep):
                     await self.stopping.wait()
 
 
