@@ -176,18 +176,21 @@ class Buckets:
     inbound_parts: KeyValue
     sending: KeyValue
     agents: KeyValue
+    reports: KeyValue
 
 
 def bucket_configs(config: NatsConfig) -> dict[str, KeyValueConfig]:
     """The KV buckets: port states, message states, inbound parts awaiting siblings, the
-    agents' send claims and decided results (kept as long as a message's status), and the
-    agents' leases."""
+    agents' send claims and decided results (kept as long as a message's status), the
+    agents' leases, and the report ledger (its records are settled long before:
+    `agent.report_timeout` must stay below the TTL)."""
     ttls = {
         subjects.PORTS_BUCKET: None,  # a port's state stays until it is replaced
         subjects.MESSAGES_BUCKET: config.messages_ttl,
         subjects.INBOUND_PARTS_BUCKET: config.events_max_age,
         subjects.SENDING_BUCKET: config.messages_ttl,
         subjects.AGENTS_BUCKET: None,  # an agent's lease stays until it writes another
+        subjects.REPORTS_BUCKET: config.messages_ttl,
     }
     return {
         name: KeyValueConfig(
@@ -208,4 +211,5 @@ async def provision(js: JetStreamContext, config: NatsConfig) -> Buckets:
         inbound_parts=buckets[subjects.INBOUND_PARTS_BUCKET],
         sending=buckets[subjects.SENDING_BUCKET],
         agents=buckets[subjects.AGENTS_BUCKET],
+        reports=buckets[subjects.REPORTS_BUCKET],
     )

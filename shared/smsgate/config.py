@@ -156,6 +156,14 @@ class AgentConfig(_Section):
     holder_timeout: Seconds = 900.0
     # where the agent keeps what it could not publish yet (results, reports, inbound SMS)
     state_dir: str = ".smsgate"
+    # Seconds after a send with no delivery report before its report is `expired`: the
+    # 72 h validity most SMSCs give an SMS that names none (we send no TP-VP), plus 1 h.
+    # Must stay below nats.messages_ttl, which keeps the ledger's records.
+    report_timeout: Annotated[float, msgspec.Meta(gt=0)] = 73 * 3600.0
+    # seconds a report with no sent part on record waits for one, then is `unmatched`
+    report_unmatched_after: Seconds = 600.0
+    # seconds between sweeps for expired reports and waiting ones
+    report_sweep: Annotated[float, msgspec.Meta(gt=0)] = 30.0
 
 
 class CallbackParams(_Section):
@@ -221,7 +229,8 @@ class CallbackConfig(_Section):
     time_zone: str = "local"
     result_time_format: str = "%Y-%m-%d %H:%M:%S"  # strftime of `time` in send results
     smsc_time_format: str = "%Y/%m/%d %H:%M:%S"  # inbound SCTS and report discharge time
-    # Overrides of the `status` texts; keys: sent, failed, delivered, undelivered, expired.
+    # Overrides of the `status` texts; keys: sent, failed, delivered, undelivered, expired,
+    # unmatched.
     status_text: dict[str, str] = msgspec.field(default_factory=dict)
     webhooks: list[Webhook] = msgspec.field(default_factory=list)
 
@@ -321,6 +330,11 @@ class Config(_Section):
             raise ConfigError("api.users: duplicate user names")
         if bool(self.api.tls_cert) != bool(self.api.tls_key):
             raise ConfigError("api: tls_cert and tls_key go together")
+        if self.agent.report_timeout + self.agent.report_sweep >= self.nats.messages_ttl:
+            raise ConfigError(
+                f"agent.report_timeout ({self.agent.report_timeout:g} s) must end before "
+                f"nats.messages_ttl ({self.nats.messages_ttl:g} s) drops the ledger's records"
+            )
         return self
 
 

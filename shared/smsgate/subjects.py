@@ -44,11 +44,16 @@ INBOUND_PARTS_BUCKET = "sms_inbound_parts"
 SENDING_BUCKET = "sms_sending"
 # Each agent's lease, renewed every heartbeat while it hears the server (agent-internal).
 AGENTS_BUCKET = "sms_agents"
+# The delivery-report ledger: every part awaiting its status report, keyed by the SIM and
+# its TP-MR, so any agent that reads the report (after a restart, or the SIM moved) can
+# match it; and reports waiting for their record (agent-internal, see smsgate_agent.ledger).
+REPORTS_BUCKET = "sms_reports"
 # A KV put is a publish to `$KV.<bucket>.<key>`: these prefixes, plus a key, are its subject.
 PORTS_KV_PREFIX = f"$KV.{PORTS_BUCKET}."
 MESSAGES_KV_PREFIX = f"$KV.{MESSAGES_BUCKET}."
 SENDING_KV_PREFIX = f"$KV.{SENDING_BUCKET}."
 AGENTS_KV_PREFIX = f"$KV.{AGENTS_BUCKET}."
+REPORTS_KV_PREFIX = f"$KV.{REPORTS_BUCKET}."
 _KV_KEY = re.compile(r"^[-_=a-zA-Z0-9]+$")
 
 

@@ -106,6 +106,31 @@ def test_report_status_texts(state: str, text: str, reason: str) -> None:
     assert (fields["port"], fields["portname"], fields["imsi"]) == ("2", "lte-2", "")
 
 
+def test_expired_without_a_report_says_why_and_prints_when_it_was_decided() -> None:
+    expired = msgspec.structs.replace(
+        dlr("expired", None), reason="no delivery report within 3 days, 1:00:00"
+    )
+    fields = dict(gateway_fields(expired, style()))
+    assert fields["status"] == "Message validity period expired"
+    assert fields["reason"] == "no delivery report within 3 days, 1:00:00"
+    assert fields["time"] == "2019/08/02 14:36:07"
+
+
+def test_unmatched_report_names_what_it_carried_under_its_own_id() -> None:
+    unmatched = msgspec.structs.replace(
+        dlr("unmatched"),
+        id="r0123456789abcdef0123",
+        reference=42,
+        status_code=0,
+        reason="received by the recipient",
+    )
+    fields = dict(gateway_fields(unmatched, style()))
+    assert fields["status"] == "Delivery report not matched"
+    assert fields["id"] == "r0123456789abcdef0123"
+    assert fields["reason"] == "TP-MR 42, status 0: received by the recipient"
+    assert (fields["num"], fields["time"]) == ("10086", "2019/08/02 14:35:40")
+
+
 def test_report_without_smsc_time_uses_its_own_time_in_the_smsc_format() -> None:
     assert dict(gateway_fields(dlr("delivered", None), style()))["time"] == "2019/08/02 14:36:07"
 

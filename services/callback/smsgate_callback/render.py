@@ -35,6 +35,7 @@ DEFAULT_STATUS_TEXT: Mapping[str, str] = {
     "delivered": "Message received on handset",
     "undelivered": "Message delivery failed",
     "expired": "Message validity period expired",
+    "unmatched": "Delivery report not matched",
 }
 
 Fields = list[tuple[str, str]]
@@ -139,7 +140,7 @@ def gateway_fields(event: contracts.Event, style: GatewayStyle) -> Fields:
             time = style.smsc_time(event.smsc_time)
         else:
             time = style.local_time(event.time, style.smsc_time_format)
-        reason = "" if event.state is contracts.DeliveryState.DELIVERED else event.reason
+        reason = _report_reason(event)
     elif isinstance(event, contracts.InboundSms):
         kind, number, message = INBOUND_TYPE, event.sender, event.text
         time = style.smsc_time(event.smsc_time)
@@ -161,6 +162,17 @@ def gateway_fields(event: contracts.Event, style: GatewayStyle) -> Fields:
     fields: Fields = [(name, value) for name, value in pairs if name and value is not None]
     fields.extend(style.extra)
     return fields
+
+
+def _report_reason(report: contracts.DeliveryReport) -> str:
+    """Empty for `delivered`; an unmatched report names what it carried, since its `id`
+    is the report's own and no caller's id can tell the receiver what it was about."""
+    if report.state is contracts.DeliveryState.DELIVERED:
+        return ""
+    if report.state is not contracts.DeliveryState.UNMATCHED:
+        return report.reason
+    said = f"TP-MR {report.reference}" if report.reference is not None else "no TP-MR"
+    return f"{said}, status {report.status_code}: {report.reason}" if report.reason else said
 
 
 def encode_fields(fields: Fields) -> str:

@@ -27,6 +27,8 @@ from smsgate.config import Config
 
 from smsgate_agent import discovery
 from smsgate_agent.backlog import Backlog
+from smsgate_agent.delivery_reports import ledger_settings
+from smsgate_agent.ledger import KvStore, Ledger
 from smsgate_agent.liveness import Lease
 from smsgate_agent.modem import open_device
 from smsgate_agent.port import PortWorker, spool_path
@@ -85,6 +87,9 @@ class Agent:
         # or renews its lease (see liveness.py).
         await self._drain_backlog(stop)
         await self._renew(publisher)
+        ledger = Ledger(
+            KvStore(buckets.reports, js, acks), publisher, ledger_settings(self.config.agent)
+        )
         claims = discovery.DeviceClaims()
         for port in self.config.agent.ports:
             opener: discovery.IdentityOpener | None = None
@@ -102,6 +107,7 @@ class Agent:
                 handling=self._handling,
                 opener=opener,
                 device=functools.partial(claims.device_of, port.name),
+                ledger=ledger,
             )
             if await self._claim(worker, publisher):
                 self.workers.append(worker)
@@ -135,6 +141,7 @@ class Agent:
             senders.append(asyncio.create_task(worker.run(self.stopping)))
         spawn(shared.run())
         spawn(self._heartbeat_loop(publisher))
+        spawn(self._sweep_loop(ledger))
         if self.settle_heap:
             gc_tuning.settle()  # the ports' workers, modems and subscriptions live as long as we do
         log.info("agent %s serving %d ports", self.name, len(self.workers))
@@ -368,6 +375,17 @@ class Agent:
                         await worker.flush_state()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(min(STATE_FLUSH, beat)):
+                    await self.stopping.wait()
+
+    async def _sweep_loop(self, ledger: Ledger) -> None:
+        """Reports that are due (`expired`) or waited in vain (`unmatched`), farm-wide."""
+        while not self.stopping.is_set():
+            try:
+                await ledger.sweep()
+            except Exception as exc:
+                log.warning("report sweep failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.agent.report_sweep):
                     await self.stopping.wait()
 
 

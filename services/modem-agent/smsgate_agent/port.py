@@ -22,8 +22,10 @@ from smsgate.backoff import doubled
 from smsgate.config import AgentConfig, AgentPort
 from smsgate.contracts import MessageState, MessageStatus
 
+from smsgate_agent import reports
 from smsgate_agent.backlog import Backlog
-from smsgate_agent.delivery_reports import DeliveryReports
+from smsgate_agent.delivery_reports import DeliveryReports, ledger_settings
+from smsgate_agent.ledger import KvStore, Ledger
 from smsgate_agent.link import ModemInfo
 from smsgate_agent.modem import Modem
 from smsgate_agent.policy import PortPolicy, effective
@@ -60,6 +62,7 @@ class PortWorker:
         backlog: Backlog | None = None,
         idle_ports: IdlePorts | None = None,
         handling: set[str] | None = None,
+        ledger: Ledger | None = None,
         clock: Callable[[], float] = time.time,
         opener: Opener | None = None,
         device: Callable[[], str | None] | None = None,
@@ -86,14 +89,10 @@ class PortWorker:
             reassembly_timeout=agent.reassembly_timeout,
             clock=clock,
         )
-        self.delivery_reports = DeliveryReports(
-            self.name,
-            self.number,
-            publisher,
-            backlog=self.backlog,
-            imsi=lambda: self.modem.info.imsi,
-            clock=clock,
-        )
+        if ledger is None:  # the agent shares one between its ports
+            store = KvStore(publisher.buckets.reports, publisher.js, publisher.acks)
+            ledger = Ledger(store, publisher, ledger_settings(agent))
+        self.delivery_reports = DeliveryReports(ledger, self.sim)
         self.modem = Modem(
             port,
             command_timeout=agent.command_timeout,
@@ -134,6 +133,13 @@ class PortWorker:
     @property
     def received(self) -> int:
         return self.receiving.received
+
+    def sim(self) -> reports.Sim:
+        """This port and the SIM in it now, as the report ledger files them."""
+        info = self.modem.info
+        return reports.Sim(
+            port=self.name, port_number=self.number, imsi=info.imsi, iccid=info.iccid
+        )
 
     # --- availability -------------------------------------------------------------------
 
@@ -332,7 +338,7 @@ class PortWorker:
         return outcome
 
     def record(self, job: contracts.SendJob, outcome: SendOutcome, after: AfterSend) -> None:
-        now = self._recorded_at = self.clock()  # also when the report book expects it
+        now = self._recorded_at = self.clock()  # also the send time the ledger records
         if outcome.ok:
             self.policy.record_sent(now, len(outcome.parts))
             self.sent += 1

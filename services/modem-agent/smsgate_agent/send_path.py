@@ -31,6 +31,7 @@ from typing import Protocol
 
 from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from smsgate import contracts
+from smsgate.backoff import Backoff
 from smsgate.contracts import (
     MessageState,
     MessageStatus,
@@ -49,6 +50,7 @@ log = logging.getLogger("smsgate.agent")
 FINAL = frozenset(
     {MessageState.SENT, MessageState.FAILED, MessageState.DELIVERED, MessageState.UNDELIVERED}
 )
+RESULT_RETRY_MAX = 5.0  # seconds between attempts at a bus write while NATS is away
 REQUEUE_DELAY = 1.0  # seconds before a job given back for another port is handed out
 
 
@@ -139,7 +141,8 @@ class SendPort(Protocol):
         ...
 
     async def after_sent(self, job: SendJob, outcome: SendOutcome) -> None:
-        """After a sent result: wait for the delivery report if one was asked."""
+        """Sent (before its result goes out): file what a delivery report needs, if one
+        was asked for."""
         ...
 
     async def requeued(self, job: SendJob) -> None:
@@ -228,6 +231,19 @@ def claim_unconfirmed(
     if claim.exception() is not exc:
         return False
     return not is_taken(exc)
+
+
+async def until_done(step: Callable[[], Awaitable[None]], what: str) -> None:
+    """Keep at a bus write that must happen, however long NATS is away (the report
+    ledger's records; results go through the agent's spool instead)."""
+    backoff = Backoff(0.5, RESULT_RETRY_MAX)
+    while True:
+        try:
+            await step()
+            return
+        except Exception as exc:
+            log.warning("%s not published yet (%s); retrying", what, exc)
+            await backoff.sleep()
 
 
 class SendPath:
@@ -394,8 +410,10 @@ class SendPath:
         after = after_send(outcome, pinned=pinned)
         self.port.record(job, outcome, after)
         if after is AfterSend.SENT:
-            if await self.port.finish(handle, job, SendStatus.SENT, None, outcome.parts):
-                await self.port.after_sent(job, outcome)
+            # What its report will need goes on record first: a report that came then
+            # finds it, and the result is not out until nothing of it can be lost.
+            await self.port.after_sent(job, outcome)
+            await self.port.finish(handle, job, SendStatus.SENT, None, outcome.parts)
             return Ending.SENT
         if after is AfterSend.REQUEUE:
             # Nothing reached the network: another port may do better, under a new claim.
