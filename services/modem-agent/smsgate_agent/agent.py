@@ -333,6 +333,10 @@ class Agent:
             return
         if self._deaf:
             log.info("server heard again: %d entries in the spool", len(self.backlog))
+            # What the SIMs kept while the bus was away (reports, parts of long SMS whose
+            # handler failed) is read again now, not at the next storage sweep.
+            for worker in self.workers:
+                worker.modem.inbox.sweep()
         self._deaf = False
         self._heard_at = time.monotonic()
         if len(self.backlog):
