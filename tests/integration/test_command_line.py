@@ -1,0 +1,121 @@
+"""Every service started as its command line starts it (`python -m smsgate_cli <service>`,
+uvloop included), with both simulator transports, talking to each other as a farm."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+from pathlib import Path
+
+import httpx
+import pytest
+from smsgate.config import (
+    AgentConfig,
+    AgentPort,
+    ApiUser,
+    CallbackConfig,
+    Config,
+    NatsConfig,
+    SendPolicy,
+    SimConfig,
+)
+from smsgate.embedded import EmbeddedNats
+
+from tests.integration.callback_fixtures import Receiver
+from tests.reliability.procs import Processes, api_config, processes, wait_ready
+
+USER, PASSWORD = "smsuser", "smspwd"
+PATIENCE = 60.0
+
+
+async def device_map(path: Path, procs: Processes) -> dict[str, str]:
+    """The {port: device} the simulator writes once its devices are up."""
+    async with asyncio.timeout(PATIENCE):
+        while not await asyncio.to_thread(path.exists):
+            if not all(s.alive for s in procs.services):
+                raise AssertionError(f"a service exited: {procs.logs()}")
+            await asyncio.sleep(0.05)
+    devices: dict[str, str] = json.loads(await asyncio.to_thread(path.read_text))
+    return devices
+
+
+@pytest.mark.parametrize("transport", ["pty", "tcp"])
+async def test_farm_of_command_lines(
+    transport: str, nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    nats = NatsConfig(url=nats_server.url)
+    receiver = Receiver()
+    await receiver.start()
+    try:
+        async with processes(tmp_path) as procs:
+            sim = SimConfig(
+                ports=2,
+                transport="tcp" if transport == "tcp" else "pty",
+                part_time=0.02,
+                report_delay=0.05,
+                delivery_delay=0.02,
+                control="",
+                map_file=str(tmp_path / "devices.json"),
+                device_dir=str(tmp_path / "dev"),
+                prefix=f"{transport}cl-",
+            )
+            procs.start("sim", "sim", Config(sim=sim))
+            devices = await device_map(tmp_path / "devices.json", procs)
+            if transport == "tcp":
+                assert all(d.startswith("socket://") for d in devices.values())
+            agent = AgentConfig(
+                name=f"cl-{transport}",
+                ports=[AgentPort(name=n, device=d) for n, d in devices.items()],
+                policy=SendPolicy(min_interval=0, jitter=0),
+                heartbeat=0.5,
+            )
+            procs.start("agent", "agent", Config(nats=nats, agent=agent))
+            procs.start(
+                "callback",
+                "callback",
+                Config(nats=nats, callback=CallbackConfig(url=receiver.url, reports=False)),
+            )
+            user = ApiUser(name=USER, password=PASSWORD)
+            api = procs.start("api", "api", api_config(nats, [user]))
+            await wait_ready(api)
+            # Two recipients, the same number twice: each callback names its own message.
+            query = {
+                "username": USER,
+                "password": PASSWORD,
+                "phonenumber": "10048,10048",
+                "message": "hello",
+                "id": f"t4{transport}",
+                "timeout": "30",
+            }
+            async with httpx.AsyncClient(timeout=PATIENCE) as http:
+                reply = (await http.get(f"{api.url}/sendsms", params=query)).json()
+                report = reply["report"]
+                assert [report[k]["result"] for k in ("0", "1")] == ["sent", "sent"], (
+                    reply,
+                    procs.logs(),
+                )
+                assert [report[k]["id"] for k in ("0", "1")] == [
+                    f"t4{transport}-0",
+                    f"t4{transport}-1",
+                ]
+                async with asyncio.timeout(PATIENCE):
+                    while len(receiver.hits) < 2:  # noqa: ASYNC110 - the receiver fills a list
+                        await asyncio.sleep(0.05)
+                ids = sorted(dict(hit.params)["id"] for hit in receiver.hits)
+                assert ids == [f"t4{transport}-0", f"t4{transport}-1"]
+                for message_id in ids:
+                    status = await http.get(
+                        f"{api.url}/api/v1/messages/{message_id}", auth=(USER, PASSWORD)
+                    )
+                    assert status.status_code == 200, status.text
+            logs = procs.logs()
+            for name in ("sim", "agent"):
+                assert "Traceback" not in logs[name], logs[name]
+                assert "AssertionError" not in logs[name], logs[name]
+            for service in procs.services:
+                # uvicorn ends the API by re-raising the SIGTERM it handled: a clean stop.
+                clean = (0, -signal.SIGTERM) if service.kind == "api" else (0,)
+                assert await service.terminate() in clean, service.log()
+    finally:
+        await receiver.stop()
