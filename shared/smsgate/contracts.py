@@ -8,6 +8,7 @@ drop duplicates. Add fields with defaults; never rename or remove one within a v
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -176,6 +177,12 @@ class MessageState(StrEnum):
     UNDELIVERED = "undelivered"
 
 
+def text_digest(text: str) -> str:
+    """A short fingerprint of a message's text, kept in its status: a repeated id with
+    another text is told from a true repeat without storing the text itself."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 class MessageStatus(_Wire, kw_only=True, frozen=True):
     id: MessageId
     to: str
@@ -189,6 +196,7 @@ class MessageStatus(_Wire, kw_only=True, frozen=True):
     user: str = ""
     created: dt.datetime
     updated: dt.datetime
+    digest: str | None = None  # text_digest of the message's text
 
 
 # --- control -----------------------------------------------------------------------------

@@ -461,6 +461,28 @@ async def test_repeated_id_is_not_queued_twice(api: Api, agent: AgentStandIn) ->
     assert [job.id for job in agent.handled] == ["once"]
 
 
+async def test_repeated_id_with_other_content_is_refused(api: Api) -> None:
+    status, _ = await send(api, f"{CREDS}&phonenumber=10070&message=first&id=t9-idem")
+    assert status == 200
+    for other in ("phonenumber=10099&message=different", "phonenumber=10070&message=different"):
+        status, body = await send(api, f"{CREDS}&{other}&id=t9-idem")
+        assert status == 409, body
+        answer = decode_json(body)
+        assert answer["report"] == {}
+        assert "t9-idem" in answer["error"]
+        assert "new id" in answer["error"]
+    # Of several recipients, one conflicting: none of them is queued.
+    status, body = await send(api, f"{CREDS}&phonenumber=10070,10071&message=first&id=t9-idem")
+    assert status == 200  # t9-idem-0 and t9-idem-1 are new ids
+    status, body = await send(api, f"{CREDS}&phonenumber=10070,10072&message=first&id=t9-idem")
+    assert status == 409, body
+    info = await api.bus.js.stream_info(subjects.SEND_STREAM)
+    assert info.state.messages == 3
+    # The true repeat still answers with the stored status.
+    status, body = await send(api, f"{CREDS}&phonenumber=10070&message=first&id=t9-idem")
+    assert (status, decode_json(body)["report"]["0"]["phonenumber"]) == (200, "10070")
+
+
 # --- full queue and NATS down --------------------------------------------------------------
 
 
