@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 import shutil
+import socket
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +26,16 @@ from smsgate.config import (
     NatsConfig,
     SendPolicy,
 )
-from smsgate.embedded import EmbeddedNats
+from smsgate.embedded import EmbeddedNats, StoreInUse
 
 from smsgate_cli.receiver import ConsoleReceiver, serve
 
 log = logging.getLogger("smsgate.dev")
+
+
+class DevStartError(Exception):
+    """Dev mode cannot start; the message says why and what to do."""
+
 
 CARRIER_NUMBER = "10086"
 
@@ -97,6 +103,28 @@ Press Ctrl-C to stop.
 """
 
 
+def listen_socket(listen: str) -> socket.socket:
+    """The API's listening socket, bound before anything else starts: a port in use fails
+    at once, before the banner would send a user's requests to whoever holds it."""
+    from smsgate_api.app import parse_listen
+
+    host, port = parse_listen(listen)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise DevStartError(
+            f"cannot listen on {listen}: {exc.strerror or exc}; another program (or another "
+            "smsgate dev) has it: stop it, or choose another address with --listen HOST:PORT"
+        ) from None
+    sock.setblocking(False)
+    return sock
+
+
 def prepare_state(options: DevOptions) -> tuple[Path, Credentials]:
     state = Path(options.state_dir)
     if options.fresh and state.exists():
@@ -113,14 +141,23 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
     from smsgate_sim.network import CARRIER_BALANCE_REPLY
     from smsgate_sim.simulator import Simulator
 
+    listener = listen_socket(options.listen)
     state, user = prepare_state(options)
 
-    nats = EmbeddedNats(store_dir=state / "nats")
-    await nats.astart()
+    # Started on this (the main) thread, so the server dies with this process however it
+    # ends, kill -9 included; a blocking start is fine before anything else runs.
+    nats = EmbeddedNats(store_dir=state / "nats", die_with_parent=True)
+    try:
+        nats.start()
+    except StoreInUse as exc:
+        listener.close()
+        raise DevStartError(str(exc)) from None
     sim_config = msgspec.structs.replace(
         base.sim,
         ports=options.ports,
         map_file=str(state / "devices.json"),
+        # In the state directory, not /tmp: nothing is left behind if this process is killed.
+        device_dir=base.sim.device_dir or str(state / "devices"),
         autoreply={CARRIER_NUMBER: CARRIER_BALANCE_REPLY, **base.sim.autoreply},
     )
     sim = Simulator(sim_config)
@@ -146,7 +183,7 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
     )
     services = [
         asyncio.create_task(run_agent(config, stop), name="agent"),
-        asyncio.create_task(serve(create_app(config), options.listen, stop), name="api"),
+        asyncio.create_task(serve(create_app(config), listener, stop), name="api"),
         asyncio.create_task(run_callback(config, stop=stop), name="callback"),
     ]
     host, _, port = options.listen.rpartition(":")
