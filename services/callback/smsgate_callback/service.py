@@ -206,9 +206,13 @@ async def run_callback(
     if stop is None:
         stop = asyncio.Event()
         remove_signals = _install_signals(stop)
-    nc = await bus.connect(config.nats, name=f"{config.nats.name}-callback")
     try:
-        await service.run(nc, stop)
+        nc = await bus.connect_until(config.nats, stop, name=f"{config.nats.name}-callback")
+        if nc is None:
+            return
+        try:
+            await service.run(nc, stop)
+        finally:
+            await bus.close(nc)
     finally:
         remove_signals()
-        await nc.close()

@@ -54,7 +54,10 @@ class Agent:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then drain: finish in-flight sends and exit."""
-        self.nc = nc = await bus.connect(self.config.nats, name=f"smsgate-agent-{self.name}")
+        nc = await bus.connect_until(self.config.nats, stop, name=f"smsgate-agent-{self.name}")
+        if nc is None:
+            return
+        self.nc = nc
         js = nc.jetstream()
         buckets = await bus.provision(js, self.config.nats)
         acks = AckPublisher(nc)
@@ -116,7 +119,7 @@ class Agent:
         with contextlib.suppress(Exception):
             await nc.flush(timeout=2)
         await acks.stop()
-        await nc.close()
+        await bus.close(nc)
 
     async def _ports(self) -> list[AgentPort]:
         """Configured ports, with identity-bound ones resolved to the device that answered."""
