@@ -56,19 +56,25 @@ class Credentials(msgspec.Struct):
 
 
 def credentials(state_dir: Path, given: str | None) -> Credentials:
-    """The `--user` given, else the ones generated on the first run (kept in the state dir)."""
+    """The `--user` given, else the ones of the last run (generated on the first).
+
+    Either way they are saved in the state dir as the ones this run's API takes, where the
+    command-line client finds them: it must never try the credentials of an earlier run.
+    """
+    path = state_dir / "credentials.json"
     if given:
         name, sep, password = given.partition(":")
         if not sep or not name or not password:
             raise ValueError("--user takes NAME:PASSWORD")
-        return Credentials(name, password)
-    path = state_dir / "credentials.json"
-    if path.exists():
+        chosen = Credentials(name, password)
+    elif path.exists():
         return msgspec.json.decode(path.read_bytes(), type=Credentials)
-    generated = Credentials("smsuser", secrets.token_urlsafe(12))
-    path.write_bytes(msgspec.json.encode(generated))
-    path.chmod(0o600)
-    return generated
+    else:
+        chosen = Credentials("smsuser", secrets.token_urlsafe(12))
+    path.touch(0o600)
+    path.chmod(0o600)  # before the password is written
+    path.write_bytes(msgspec.json.encode(chosen))
+    return chosen
 
 
 def banner(api: str, user: Credentials, devices: dict[str, str], numbers: dict[str, str]) -> str:

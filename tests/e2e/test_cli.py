@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from smsgate import contracts
-from smsgate_cli import client
+from smsgate_cli import client, dev
 from smsgate_cli import main as cli
 from smsgate_sim.simulator import Simulator
 
@@ -125,3 +125,20 @@ def test_target_from_dev_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert (where.api, where.user, where.password) == ("http://h:1", "u", "p")
     with pytest.raises(client.ClientError, match="no credentials"):
         client.target(None, None, state / "missing")
+
+
+def test_cli_uses_the_credentials_of_the_latest_dev_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # scripts/run, then scripts/run --user smsuser:pw123: the client must use pw123.
+    monkeypatch.delenv("SMSGATE_USER", raising=False)
+    state = str(tmp_path / "state")
+    generated = dev.prepare_state(dev.DevOptions(state_dir=state))[1]
+    assert client.target(None, None, Path(state)).password == generated.password
+    dev.prepare_state(dev.DevOptions(state_dir=state, user="smsuser:pw123"))
+    where = client.target(None, None, Path(state))
+    assert (where.user, where.password) == ("smsuser", "pw123")
+    # A later run without --user keeps taking the credentials the client knows.
+    _, again = dev.prepare_state(dev.DevOptions(state_dir=state))
+    assert (again.name, again.password) == ("smsuser", "pw123")
+    assert (Path(state) / "credentials.json").stat().st_mode & 0o777 == 0o600
