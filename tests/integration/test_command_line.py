@@ -119,3 +119,21 @@ async def test_farm_of_command_lines(
                 assert await service.terminate() in clean, service.log()
     finally:
         await receiver.stop()
+
+
+async def test_every_api_worker_logs_as_the_command_line_says(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    nats = NatsConfig(url=nats_server.url)
+    user = ApiUser(name=USER, password=PASSWORD)
+    async with processes(tmp_path) as procs:
+        api = procs.start("api", "api", api_config(nats, [user], workers=2), "--log-format", "json")
+        await wait_ready(api)
+        async with asyncio.timeout(PATIENCE):
+            while api.log().count("connected to NATS") < 2:  # one line from each process
+                assert api.alive, api.log()
+                await asyncio.sleep(0.05)
+        lines = [line for line in api.log().splitlines() if line.strip()]
+        for line in lines:
+            entry = json.loads(line)  # raises on a line that is not one JSON object
+            assert {"time", "level", "logger", "msg"} <= set(entry), line

@@ -21,7 +21,7 @@ import msgspec
 import uvicorn
 import uvloop
 from nats.aio.client import Client
-from smsgate import heap
+from smsgate import heap, logs
 from smsgate.config import Config, ConfigError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -243,9 +243,9 @@ async def _exit_with_parent(server: uvicorn.Server, parent: int) -> None:
             return
 
 
-def _worker(config_json: bytes, parent: int) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def _worker(config_json: bytes, parent: int, log_settings: tuple[str, str]) -> None:
+    # A spawned process starts with no logging set up: set it up as the parent's was.
+    logs.setup(*log_settings)
     config = msgspec.json.decode(config_json, type=Config)
     uvloop.run(_serve(config, parent=parent))
 
@@ -262,7 +262,7 @@ async def run_api(config: Config) -> None:
     asyncio loop the gateway API serves roughly a third fewer requests.
     """
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        logs.setup()
     host, port = parse_listen(config.api.listen)
     scheme = "https" if config.api.tls_cert else "http"
     log.info("smsgate api on %s://%s:%d (%d worker(s))", scheme, host, port, config.api.workers)
@@ -271,7 +271,9 @@ async def run_api(config: Config) -> None:
         context = multiprocessing.get_context("spawn")
         payload = msgspec.json.encode(config)
         for _ in range(config.api.workers - 1):
-            process = context.Process(target=_worker, args=(payload, os.getpid()), daemon=True)
+            process = context.Process(
+                target=_worker, args=(payload, os.getpid(), logs.settings()), daemon=True
+            )
             process.start()
             workers.append(process)
     try:
