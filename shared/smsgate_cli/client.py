@@ -218,5 +218,5 @@ def event_line(data: str) -> str:
         what = f"from={event.sender} parts={event.parts} text={event.text!r}"
     else:
         what = f"{event.change} ({event.state.status.value})"
-    kind = type(event).__name__
-    return f"{when} {kind:<14} {event.port:<12} {what}"
+    kind = type(event).__struct_config__.tag  # result|report|inbound|port, as --type takes
+    return f"{when} {kind!s:<8} {event.port:<12} {what}"

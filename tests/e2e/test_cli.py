@@ -87,7 +87,7 @@ async def test_tail_follows_events(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    assert "SendResult" in lines[0]
+    assert lines[0].split()[1] == "result"
     assert "sent   id=" in lines[0]
     assert "to=+4915112345678" in lines[0]
 
@@ -142,3 +142,48 @@ def test_cli_uses_the_credentials_of_the_latest_dev_run(
     _, again = dev.prepare_state(dev.DevOptions(state_dir=state))
     assert (again.name, again.password) == ("smsuser", "pw123")
     assert (Path(state) / "credentials.json").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("event", "kind"),
+    [
+        (
+            contracts.SendResult(
+                event_id="e",
+                port="lte-1",
+                time=contracts.utcnow(),
+                id="m",
+                to="1",
+                status=contracts.SendStatus.SENT,
+            ),
+            "result",
+        ),
+        (
+            contracts.DeliveryReport(
+                event_id="e",
+                port="lte-1",
+                time=contracts.utcnow(),
+                id="m",
+                to="1",
+                state=contracts.DeliveryState.DELIVERED,
+            ),
+            "report",
+        ),
+        (
+            contracts.InboundSms(
+                event_id="e",
+                port="lte-1",
+                time=contracts.utcnow(),
+                id="m",
+                sender="1",
+                text="hi",
+                smsc_time=contracts.utcnow(),
+            ),
+            "inbound",
+        ),
+    ],
+)
+def test_tail_names_events_as_type_takes_them(event: contracts.Event, kind: str) -> None:
+    line = client.event_line(contracts.encode(event).decode())
+    assert line.split()[1] == kind
+    assert kind in cli.build_parser().parse_args(["tail", "--type", kind]).type
