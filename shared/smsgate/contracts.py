@@ -128,6 +128,9 @@ class PortStatus(StrEnum):
     PARKED = "parked"
     DISABLED = "disabled"
     DOWN = "down"
+    # Never published by an agent: what a reader shows while it cannot reach the bus, so
+    # a last-seen state is not taken for the port's present one.
+    UNKNOWN = "unknown"
 
 
 class PortState(_Wire, kw_only=True, frozen=True):
@@ -206,8 +209,11 @@ class PortCommand(_Wire, kw_only=True, frozen=True):
     action: Literal["disable", "enable", "drain"]
 
 
+USSD_CODE_PATTERN = r"^[0-9*#+]{1,160}$"  # what AT+CUSD may carry: *100#, *123*1#
+
+
 class UssdRequest(_Wire, kw_only=True, frozen=True):
-    code: Annotated[str, msgspec.Meta(min_length=1, max_length=160)]
+    code: Annotated[str, msgspec.Meta(pattern=USSD_CODE_PATTERN)]
     timeout: float = 30.0
 
 

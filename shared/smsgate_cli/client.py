@@ -182,7 +182,8 @@ def port_table(states: Iterable[contracts.PortState], now: dt.datetime | None = 
     now = now or contracts.utcnow()
     rows = [PORT_COLUMNS]
     for s in sorted(states, key=lambda s: (s.agent, s.port_number or 0, s.port)):
-        status = "down" if _stale(s, now) else s.status.value
+        unknown = s.status is contracts.PortStatus.UNKNOWN  # the API cannot reach NATS
+        status = "down" if _stale(s, now) and not unknown else s.status.value
         rows.append(
             (
                 s.port,

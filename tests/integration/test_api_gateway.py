@@ -199,6 +199,26 @@ async def test_no_report_has_no_body(api: Api, value: str) -> None:
     assert (status, body) == (200, b"")
 
 
+async def test_no_report_error_says_why_in_a_header(api: Api) -> None:
+    response = await api.client.get(f"/sendsms?{CREDS}&phonenumber=1&message=hi&report=NO")
+    assert (response.status_code, response.content) == (400, b"")
+    assert "phonenumber '1'" in response.headers["x-smsgate-error"]
+    ok = await api.client.get(f"/sendsms?{CREDS}&phonenumber=10086&message=hi&report=NO")
+    assert "x-smsgate-error" not in ok.headers
+
+
+async def test_json_body_is_told_to_be_a_form(api: Api) -> None:
+    response = await api.client.post(
+        "/sendsms",
+        json={"username": "smsuser", "password": PASSWORD, "phonenumber": "10086", "message": "x"},
+    )
+    assert response.status_code == 415
+    error = decode_json(response.content)["error"]
+    assert "application/json body is not read" in error
+    assert "application/x-www-form-urlencoded" in error
+    assert await api.jobs() == []
+
+
 @pytest.mark.parametrize("value", ["json", "JSON", "Json"])
 async def test_json_report_any_case(api: Api, value: str) -> None:
     response = await api.client.get(f"/sendsms?{CREDS}&phonenumber=1&message=hi&report={value}")
@@ -322,6 +342,18 @@ async def test_port_by_name_number_and_list(api: Api) -> None:
         assert decode_json(body)["report"]["0"]["port"] == "3"
     subjects_used = [s for s, _ in await api.jobs()]
     assert subjects_used == [subjects.send_port("lte-3")] * 3
+
+
+@pytest.mark.parametrize("value", ["any", "ANY", "Any"])
+async def test_port_any_is_any_ready_port(api: Api, value: str) -> None:
+    await api.set_ports(port_state("lte-1"))
+    status, body = await send(api, f"{CREDS}&phonenumber=10086&message=hi&port={value}")
+    assert status == 200, body
+    [(subject, job)] = await api.jobs()
+    assert (subject, job.port) == (subjects.SEND_ANY, None)
+    status, body = await send(api, f"{CREDS}&phonenumber=10086&message=hi&port=any,lte-1")
+    assert status == 400
+    assert "port=any stands alone" in decode_json(body)["error"]
 
 
 async def test_least_work_spreads_a_burst(api: Api) -> None:
