@@ -142,6 +142,8 @@ class AgentConfig(_Section):
     retries: Annotated[int, msgspec.Meta(ge=0)] = 3  # temporary errors, same port
     # A job whose agent died is redelivered after this; live agents keep theirs alive.
     ack_wait: Annotated[float, msgspec.Meta(ge=1)] = 30.0
+    # host:port serving GET /metrics (Prometheus) and /healthz; "" for none
+    metrics_listen: str = ""
 
 
 class CallbackParams(_Section):
@@ -187,6 +189,8 @@ class Webhook(_Section):
 
 class CallbackConfig(_Section):
     url: str | None = None  # the gateway-style receiver (SMS to HTTP); none = only webhooks
+    # host:port serving GET /metrics (Prometheus) and /healthz; "" for none
+    metrics_listen: str = ""
     inbound: bool = True  # SMS to HTTP
     results: bool = True  # AsyncSMS Result to HTTP
     reports: bool = True  # SMS Reports to HTTP
@@ -253,6 +257,14 @@ class SimConfig(_Section):
     garbage_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
     # chance of an unsolicited URC per response
     urc_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
+
+
+def parse_listen(listen: str, key: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` into (host, port); a ConfigError names `key` otherwise."""
+    host, _, port = listen.rpartition(":")
+    if not host or not port.isdigit():
+        raise ConfigError(f"{key}: must be host:port, not {listen!r}")
+    return host.strip("[]"), int(port)
 
 
 class Config(_Section):

@@ -25,6 +25,7 @@ from smsgate.config import (
     Config,
     NatsConfig,
     SendPolicy,
+    parse_listen,
 )
 from smsgate.embedded import EmbeddedNats, StoreInUse
 
@@ -112,9 +113,7 @@ Press Ctrl-C to stop.
 def listen_socket(listen: str) -> socket.socket:
     """The API's listening socket, bound before anything else starts: a port in use fails
     at once, before the banner would send a user's requests to whoever holds it."""
-    from smsgate_api.app import parse_listen
-
-    host, port = parse_listen(listen)
+    host, port = parse_listen(listen, "--listen")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -140,9 +139,10 @@ def prepare_state(options: DevOptions) -> tuple[Path, Credentials]:
 
 
 async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> None:
-    from smsgate_agent.agent import run_agent
+    from smsgate_agent.agent import Agent
     from smsgate_api.app import create_app
     from smsgate_api.auth import hash_password
+    from smsgate_callback.metrics import render_metrics
     from smsgate_callback.service import run_callback
     from smsgate_sim.network import CARRIER_BALANCE_REPLY
     from smsgate_sim.simulator import Simulator
@@ -187,9 +187,12 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
         ),
         callback=msgspec.structs.replace(base.callback, url=callback_url),
     )
+    agent = Agent(config)
+    # One /metrics for everything: the API's, the agent's and the callback service's.
+    app = create_app(config, extra_metrics=[agent.metrics_text, render_metrics])
     services = [
-        asyncio.create_task(run_agent(config, stop), name="agent"),
-        asyncio.create_task(serve(create_app(config), listener, stop), name="api"),
+        asyncio.create_task(agent.run(stop), name="agent"),
+        asyncio.create_task(serve(app, listener, stop), name="api"),
         asyncio.create_task(run_callback(config, stop=stop), name="callback"),
     ]
     host, _, port = options.listen.rpartition(":")

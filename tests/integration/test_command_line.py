@@ -20,7 +20,7 @@ from smsgate.config import (
     SendPolicy,
     SimConfig,
 )
-from smsgate.embedded import EmbeddedNats
+from smsgate.embedded import EmbeddedNats, free_port
 
 from tests.integration.callback_fixtures import Receiver
 from tests.reliability.procs import Processes, api_config, processes, wait_ready
@@ -64,18 +64,20 @@ async def test_farm_of_command_lines(
             devices = await device_map(tmp_path / "devices.json", procs)
             if transport == "tcp":
                 assert all(d.startswith("socket://") for d in devices.values())
+            agent_metrics = f"127.0.0.1:{free_port()}"
+            callback_metrics = f"127.0.0.1:{free_port()}"
             agent = AgentConfig(
                 name=f"cl-{transport}",
                 ports=[AgentPort(name=n, device=d) for n, d in devices.items()],
                 policy=SendPolicy(min_interval=0, jitter=0),
                 heartbeat=0.5,
+                metrics_listen=agent_metrics,
             )
             procs.start("agent", "agent", Config(nats=nats, agent=agent))
-            procs.start(
-                "callback",
-                "callback",
-                Config(nats=nats, callback=CallbackConfig(url=receiver.url, reports=False)),
+            callback = CallbackConfig(
+                url=receiver.url, reports=False, metrics_listen=callback_metrics
             )
+            procs.start("callback", "callback", Config(nats=nats, callback=callback))
             user = ApiUser(name=USER, password=PASSWORD)
             api = procs.start("api", "api", api_config(nats, [user]))
             await wait_ready(api)
@@ -109,6 +111,23 @@ async def test_farm_of_command_lines(
                         f"{api.url}/api/v1/messages/{message_id}", auth=(USER, PASSWORD)
                     )
                     assert status.status_code == 200, status.text
+                # Every service is scraped: the agent and the callback service too.
+                text = (await http.get(f"http://{agent_metrics}/metrics")).text
+                sent = [
+                    ln for ln in text.splitlines() if ln.startswith("smsgate_agent_sent_total{")
+                ]
+                assert sum(float(ln.split()[-1]) for ln in sent) == 2, text
+                assert {f'port="{name}"' for name in devices} <= {
+                    ln.split("{")[1].split("}")[0] for ln in sent
+                }
+                assert "# TYPE smsgate_agent_signal_dbm gauge" in text
+                text = (await http.get(f"http://{callback_metrics}/metrics")).text
+                delivered = (
+                    'smsgate_callback_deliveries_total{webhook="gateway",outcome="delivered"}'
+                )
+                assert f"{delivered} 2" in text, text
+                health = await http.get(f"http://{callback_metrics}/healthz")
+                assert health.status_code == 200
             logs = procs.logs()
             for name in ("sim", "agent"):
                 assert "Traceback" not in logs[name], logs[name]

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,17 @@ def test_kill_9_takes_nats_along_and_a_second_start_on_a_store_in_use_refuses(
 
     third = start(state)
     third.wait_banner()
+    # One /metrics serves everything in dev mode: the API, the agent, the callback service.
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        with urllib.request.urlopen(f"http://{third.listen}/metrics", timeout=30) as response:
+            text = response.read().decode()
+        if 'smsgate_agent_port_status{port="lte-1",' in text:  # once the agent has its port
+            break
+        assert time.monotonic() < deadline, text
+        time.sleep(0.1)
+    for family in ("smsgate_api_requests_total", "smsgate_agent_sent_total", "smsgate_callback_"):
+        assert f"# TYPE {family}" in text, family
     third.process.send_signal(signal.SIGTERM)
     assert third.wait() == 0, third.stderr()
 

@@ -13,7 +13,7 @@ import logging
 import multiprocessing
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from urllib.parse import unquote_plus
 
@@ -22,7 +22,9 @@ import uvicorn
 import uvloop
 from nats.aio.client import Client
 from smsgate import heap, logs
-from smsgate.config import Config, ConfigError
+from smsgate.config import Config
+from smsgate.config import parse_listen as config_listen
+from smsgate.metrics import CONTENT_TYPE, Source
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -67,7 +69,8 @@ async def metrics(request: Request) -> Response:
         ports={str(k): v for k, v in rt.ports.counts().items()},
         nats_connected=rt.connected,
     )
-    return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+    text += "".join(source() for source in request.app.extra_metrics)
+    return Response(text, media_type=CONTENT_TYPE)
 
 
 class ApiApp(Starlette):
@@ -81,6 +84,7 @@ class ApiApp(Starlette):
 
     runtime: ApiRuntime
     fast_gateway: bool = False
+    extra_metrics: Sequence[Source] = ()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -94,8 +98,14 @@ class ApiApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def create_app(config: Config, *, nc: Client | None = None) -> ApiApp:
-    """The API app; it uses `nc` when given, else connects (and reconnects) by itself."""
+def create_app(
+    config: Config, *, nc: Client | None = None, extra_metrics: Sequence[Source] = ()
+) -> ApiApp:
+    """The API app; it uses `nc` when given, else connects (and reconnects) by itself.
+
+    `extra_metrics`: more Prometheus text for `/metrics`, such as dev mode's agent and
+    callback service, which run in this process.
+    """
     rt = ApiRuntime(config, nc=nc)
 
     @asynccontextmanager
@@ -133,6 +143,7 @@ def create_app(config: Config, *, nc: Client | None = None) -> ApiApp:
         )
     app = ApiApp(routes=routes, middleware=middleware, lifespan=lifespan)
     app.runtime = rt
+    app.extra_metrics = tuple(extra_metrics)
     app.fast_gateway = not config.api.cors
     app.state.runtime = rt
     return app
@@ -172,11 +183,8 @@ def install_access_log_redaction() -> None:
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
-    """`host:port` or `[v6]:port` into (host, port)."""
-    host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"api.listen: must be host:port, not {listen!r}")
-    return host.strip("[]"), int(port)
+    """`api.listen` (`host:port` or `[v6]:port`) into (host, port)."""
+    return config_listen(listen, "api.listen")
 
 
 def server_config(config: Config, app: Starlette, **overrides: object) -> uvicorn.Config:

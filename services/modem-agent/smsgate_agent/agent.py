@@ -19,11 +19,12 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NotFoundError
-from smsgate import bus, contracts, heap, subjects
+from smsgate import bus, contracts, heap, metrics, subjects
 from smsgate.acks import AckPublisher
 from smsgate.config import AgentPort, Config
 
 from smsgate_agent import discovery
+from smsgate_agent.metrics import AgentMetrics
 from smsgate_agent.port import IdlePorts, PortWorker, inbound_part_keys
 from smsgate_agent.publisher import Publisher
 from smsgate_agent.work import SharedWork
@@ -51,6 +52,11 @@ class Agent:
         self.nc: Client | None = None
         self._idle = IdlePorts()
         self._handling: set[str] = set()  # ids of the jobs the ports hold now
+        self.metrics = AgentMetrics()
+
+    def metrics_text(self) -> str:
+        """This agent's metrics in the Prometheus text format."""
+        return self.metrics.render(worker.state() for worker in self.workers)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then drain: finish in-flight sends and exit."""
@@ -284,4 +290,7 @@ class Agent:
 
 
 async def run_agent(config: Config, stop: asyncio.Event, *, settle_heap: bool = False) -> None:
-    await Agent(config, settle_heap=settle_heap).run(stop)
+    agent = Agent(config, settle_heap=settle_heap)
+    listen = config.agent.metrics_listen
+    async with metrics.serving(listen, "agent.metrics_listen", [agent.metrics_text]):
+        await agent.run(stop)
