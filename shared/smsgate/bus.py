@@ -13,6 +13,7 @@ from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
+    Header,
     KeyValueConfig,
     RetentionPolicy,
     StorageType,
@@ -30,6 +31,10 @@ DEAD_MAX_AGE = 30 * 86400.0
 # A retried request with the same Nats-Msg-Id inside this window is not queued twice.
 SEND_DUPLICATE_WINDOW = 3600.0
 SEND_MAX_CONSUMERS = 100_000  # ports in one farm, plus the shared consumer
+# Headers of a KV publish that must create its key: it fails if the key exists already,
+# with an `APIError` whose err_code is in WRONG_LAST_SEQUENCE.
+CREATE_ONLY = {Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: "0"}
+WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream: the key exists already
 
 
 def _tls_context(config: NatsConfig) -> ssl.SSLContext | None:

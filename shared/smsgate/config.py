@@ -262,7 +262,7 @@ class SimConfig(_Section):
 def parse_listen(listen: str, key: str) -> tuple[str, int]:
     """`host:port` or `[v6]:port` into (host, port); a ConfigError names `key` otherwise."""
     host, _, port = listen.rpartition(":")
-    if not host or not port.isdigit():
+    if not host or not (port.isascii() and port.isdigit()):  # '²' is a digit to isdigit()
         raise ConfigError(f"{key}: must be host:port, not {listen!r}")
     return host.strip("[]"), int(port)
 

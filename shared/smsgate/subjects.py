@@ -36,6 +36,10 @@ INBOUND_PARTS_BUCKET = "sms_inbound_parts"
 # The agents' at-most-once claims: a key is created (never overwritten) before a
 # message's first part goes to a modem (agent-internal).
 SENDING_BUCKET = "sms_sending"
+# A KV put is a publish to `$KV.<bucket>.<key>`: these prefixes, plus a key, are its subject.
+PORTS_KV_PREFIX = f"$KV.{PORTS_BUCKET}."
+MESSAGES_KV_PREFIX = f"$KV.{MESSAGES_BUCKET}."
+SENDING_KV_PREFIX = f"$KV.{SENDING_BUCKET}."
 _KV_KEY = re.compile(r"^[-_=a-zA-Z0-9]+$")
 
 

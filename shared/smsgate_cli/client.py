@@ -27,13 +27,13 @@ class ClientError(Exception):
 
 
 @dataclass(frozen=True)
-class Target:
+class ApiTarget:
     api: str
     user: str
     password: str
 
 
-def target(api: str | None, user: str | None, state_dir: Path = DEV_STATE) -> Target:
+def target(api: str | None, user: str | None, state_dir: Path = DEV_STATE) -> ApiTarget:
     """Resolve where to connect and as whom, from flags, environment or dev mode's files."""
     url = (api or os.environ.get("SMSGATE_API") or DEFAULT_API).rstrip("/")
     given = user or os.environ.get("SMSGATE_USER")
@@ -41,11 +41,11 @@ def target(api: str | None, user: str | None, state_dir: Path = DEV_STATE) -> Ta
         name, sep, password = given.partition(":")
         if not sep:
             raise ClientError("--user takes NAME:PASSWORD")
-        return Target(url, name, password)
+        return ApiTarget(url, name, password)
     saved = state_dir / "credentials.json"
     if saved.exists():
         creds = json.loads(saved.read_text())
-        return Target(url, creds["name"], creds["password"])
+        return ApiTarget(url, creds["name"], creds["password"])
     raise ClientError("no credentials: give --user NAME:PASSWORD or set SMSGATE_USER")
 
 
@@ -61,7 +61,7 @@ def _error(response: httpx.Response) -> ClientError:
 
 
 class Client:
-    def __init__(self, where: Target, *, timeout: float = 30.0) -> None:
+    def __init__(self, where: ApiTarget, *, timeout: float = 30.0) -> None:
         self.http = httpx.AsyncClient(
             base_url=where.api, auth=(where.user, where.password), timeout=timeout
         )

@@ -72,7 +72,7 @@ async def test_tail_follows_events(
 ) -> None:
     api, _, _ = farm
     lines: list[str] = []
-    async with client.Client(client.Target(api, USER, PASSWORD)) as http:
+    async with client.Client(client.ApiTarget(api, USER, PASSWORD)) as http:
 
         async def follow() -> None:
             async for _, data in http.events("result", None, since=0):

@@ -349,11 +349,11 @@ async def test_inbound_parts_survive_an_agent_restart(nats_bus: Bus) -> None:
     await tap.start(nats_bus.nc)
 
     before = PortWorker(config.agent, config.agent.ports[0], publisher)
-    await before._on_inbound(parts[0])
-    await before._on_inbound(parts[2])
+    await before.receiving.on_inbound(parts[0])
+    await before.receiving.on_inbound(parts[2])
     after = PortWorker(config.agent, config.agent.ports[0], publisher)  # the agent restarted
     await after.restore_parts()
-    await after._on_inbound(parts[1])
+    await after.receiving.on_inbound(parts[1])
     await until(lambda: bool(tap.inbound), "the joined message")
     [inbound] = tap.inbound
     assert inbound.text == text

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from smsgate_agent.modem import ModemStatus, SendOutcome
+from smsgate_agent.link import ModemStatus
+from smsgate_agent.sending import SendOutcome
 
 from tests.integration.test_modem_sim import OUTSIDE, PORT, Rig, check_sent_log, rig, sim_config
 

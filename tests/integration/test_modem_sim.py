@@ -16,8 +16,10 @@ import pytest
 from smsgate.config import AgentPort, SimConfig
 from smsgate.contracts import DeliveryState
 from smsgate.pdu import Deliver, StatusReport
-from smsgate_agent.modem import Modem, ModemInfo, ModemStatus, ModemTimings, SendOutcome
+from smsgate_agent.link import ModemInfo, ModemStatus, ModemTimings
+from smsgate_agent.modem import Modem
 from smsgate_agent.reports import ReportBook
+from smsgate_agent.sending import SendOutcome
 from smsgate_sim.simulator import Simulator
 from smsgate_sim.stats import SentPart
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from smsgate.contracts import DeliveryState
-from smsgate_agent.modem import SendOutcome
 from smsgate_agent.reports import ReportBook
+from smsgate_agent.sending import SendOutcome
 
 from tests.integration.test_modem_sim import OUTSIDE, PORT, check_sent_log, rig, sim_config
 

@@ -11,7 +11,7 @@ from smsgate.config import ApiConfig, ApiUser, CallbackConfig, Config, Webhook
 from smsgate.contracts import PortState, PortStatus
 from smsgate_api.auth import User
 from smsgate_api.console import Seen, port_changes
-from smsgate_api.routing import PortTable
+from smsgate_api.port_choice import PortTable
 from smsgate_api.session import Sessions
 from smsgate_api.settings import mask_url, settings_view
 from smsgate_api.traffic import WINDOW, Traffic, classify

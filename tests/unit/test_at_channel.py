@@ -7,17 +7,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-from smsgate_agent.at import (
+from smsgate_agent.at_channel import (
     AtChannel,
     AtClosed,
     AtTimeout,
     NoPrompt,
-    Reply,
     SendInterrupted,
     SendTimeout,
-    Status,
-    Urc,
 )
+from smsgate_agent.at_parser import Reply, Status, Urc
 from smsgate_agent.transport import TransportError
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from smsgate_agent.cms import (
-    Verdict,
+    SendErrorKind,
     classify_cms,
     cme_code,
     cms_code,
@@ -15,21 +15,21 @@ from smsgate_agent.cms import (
 
 @pytest.mark.parametrize("code", [1, 8, 10, 21, 28, 29, 30, 50, 69, 304, 305, 330])
 def test_permanent(code: int) -> None:
-    assert classify_cms(code) is Verdict.PERMANENT
+    assert classify_cms(code) is SendErrorKind.PERMANENT
 
 
 @pytest.mark.parametrize("code", [38, 41, 42, 47, 331, 332, 512, 513, 514, 515])
 def test_temporary(code: int) -> None:
-    assert classify_cms(code) is Verdict.TEMPORARY
+    assert classify_cms(code) is SendErrorKind.TEMPORARY
 
 
 @pytest.mark.parametrize("code", [500, None, 320, 340])
 def test_ambiguous(code: int | None) -> None:
-    assert classify_cms(code) is Verdict.AMBIGUOUS
+    assert classify_cms(code) is SendErrorKind.AMBIGUOUS
 
 
 def test_other_network_causes_are_about_the_message() -> None:
-    assert classify_cms(96) is Verdict.PERMANENT  # invalid mandatory information
+    assert classify_cms(96) is SendErrorKind.PERMANENT  # invalid mandatory information
 
 
 @pytest.mark.parametrize(

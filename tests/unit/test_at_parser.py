@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from smsgate_agent.at import (
+from smsgate_agent.at_parser import (
     MAX_LINE,
     AtParser,
-    Command,
     Event,
     Final,
     Line,
+    PendingCommand,
     Prompt,
     Reply,
     Settled,
@@ -26,24 +26,26 @@ PDU_27 = "07911326040000F0040B911346610089F60000208062917314080CC8F71D14969741F9
 SR_PDU = "07911326040000F006450B911346610089F6012101311340000121013113400000"
 
 
-def parse(data: bytes, command: str | Command | None = None) -> list[Event]:
+def parse(data: bytes, command: str | PendingCommand | None = None) -> list[Event]:
     parser = AtParser()
     if command is not None:
-        parser.begin(command if isinstance(command, Command) else Command.of(command))
+        parser.begin(command if isinstance(command, PendingCommand) else PendingCommand.of(command))
     return parser.feed(data)
 
 
-def parse_chunks(chunks: list[bytes], command: str | Command | None = None) -> list[Event]:
+def parse_chunks(chunks: list[bytes], command: str | PendingCommand | None = None) -> list[Event]:
     parser = AtParser()
     if command is not None:
-        parser.begin(command if isinstance(command, Command) else Command.of(command))
+        parser.begin(command if isinstance(command, PendingCommand) else PendingCommand.of(command))
     events: list[Event] = []
     for chunk in chunks:
         events.extend(parser.feed(chunk))
     return events
 
 
-def assert_any_split(data: bytes, command: str | Command | None, expected: list[Event]) -> None:
+def assert_any_split(
+    data: bytes, command: str | PendingCommand | None, expected: list[Event]
+) -> None:
     """The same events whether the bytes come at once, in two pieces, or one by one."""
     assert parse(data, command) == expected
     for cut in range(1, len(data)):
@@ -116,7 +118,7 @@ def test_parse_final_ignores_ordinary_lines() -> None:
 
 
 def test_wavecom_cpin_without_ok_settles() -> None:
-    command = Command.of("AT+CPIN?", complete_on="+CPIN")
+    command = PendingCommand.of("AT+CPIN?", complete_on="+CPIN")
     parser = AtParser()
     parser.begin(command)
     events = parser.feed(b"\r\n+CPIN: READY\r\n")
@@ -129,7 +131,7 @@ def test_wavecom_cpin_without_ok_settles() -> None:
 
 
 def test_cpin_with_ok_settles_then_finishes() -> None:
-    command = Command.of("AT+CPIN?", complete_on="+CPIN")
+    command = PendingCommand.of("AT+CPIN?", complete_on="+CPIN")
     data = b"\r\n+CPIN: SIM PIN\r\n\r\nOK\r\n"
     settled = Settled(Reply(Status.OK, (Line("+CPIN: SIM PIN"),), final=""))
     assert_any_split(data, command, [settled, ok("+CPIN: SIM PIN")])
@@ -359,7 +361,7 @@ def test_late_ok_is_a_stray() -> None:
 
 def test_endless_line_is_dropped() -> None:
     parser = AtParser()
-    parser.begin(Command.of("AT"))
+    parser.begin(PendingCommand.of("AT"))
     events = parser.feed(b"x" * (MAX_LINE + 1))
     assert len(events) == 1
     assert isinstance(events[0], Stray)
@@ -368,7 +370,7 @@ def test_endless_line_is_dropped() -> None:
 
 def test_abandon_makes_late_answers_stray() -> None:
     parser = AtParser()
-    parser.begin(Command.of("AT+CSQ"))
+    parser.begin(PendingCommand.of("AT+CSQ"))
     assert parser.feed(b"\r\n+CSQ: 1,2\r\n") == []
     parser.abandon()
     assert parser.feed(b"\r\nOK\r\n") == [Stray("OK")]
@@ -378,13 +380,13 @@ def test_abandon_makes_late_answers_stray() -> None:
 
 
 def test_command_prefixes() -> None:
-    assert Command.of("AT+CSQ").prefixes == {"+CSQ"}
-    assert Command.of("AT^ICCID?").prefixes == {"^ICCID"}
-    assert Command.of("at+cpms=?").prefixes == {"+CPMS"}
-    assert Command.of("AT+COPS=3,0;+COPS?").prefixes == {"+COPS"}
-    assert Command.of("ATI").prefixes == frozenset()
-    assert Command.of("AT+CMGS=23").prompt
-    assert not Command.of("AT+CMGR=1").prompt
+    assert PendingCommand.of("AT+CSQ").prefixes == {"+CSQ"}
+    assert PendingCommand.of("AT^ICCID?").prefixes == {"^ICCID"}
+    assert PendingCommand.of("at+cpms=?").prefixes == {"+CPMS"}
+    assert PendingCommand.of("AT+COPS=3,0;+COPS?").prefixes == {"+COPS"}
+    assert PendingCommand.of("ATI").prefixes == frozenset()
+    assert PendingCommand.of("AT+CMGS=23").prompt
+    assert not PendingCommand.of("AT+CMGR=1").prompt
 
 
 def test_split_fields_keeps_quoted_commas() -> None:

@@ -11,7 +11,7 @@ import httpx
 import pytest
 from smsgate import contracts
 from smsgate_callback import delivery, signing
-from smsgate_callback.delivery import Target, Verdict
+from smsgate_callback.delivery import AttemptVerdict, Target
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 EVENT = contracts.SendResult(
@@ -124,19 +124,19 @@ def test_only_http_urls_with_a_host(url: str) -> None:
 @pytest.mark.parametrize(
     ("status", "verdict", "label"),
     [
-        (200, Verdict.DELIVERED, "2xx"),
-        (204, Verdict.DELIVERED, "2xx"),
-        (301, Verdict.PERMANENT, "3xx"),
-        (400, Verdict.PERMANENT, "4xx"),
-        (401, Verdict.PERMANENT, "4xx"),
-        (404, Verdict.PERMANENT, "4xx"),
-        (408, Verdict.RETRY, "408"),
-        (429, Verdict.RETRY, "429"),
-        (500, Verdict.RETRY, "5xx"),
-        (503, Verdict.RETRY, "5xx"),
+        (200, AttemptVerdict.DELIVERED, "2xx"),
+        (204, AttemptVerdict.DELIVERED, "2xx"),
+        (301, AttemptVerdict.PERMANENT, "3xx"),
+        (400, AttemptVerdict.PERMANENT, "4xx"),
+        (401, AttemptVerdict.PERMANENT, "4xx"),
+        (404, AttemptVerdict.PERMANENT, "4xx"),
+        (408, AttemptVerdict.RETRY, "408"),
+        (429, AttemptVerdict.RETRY, "429"),
+        (500, AttemptVerdict.RETRY, "5xx"),
+        (503, AttemptVerdict.RETRY, "5xx"),
     ],
 )
-def test_classify_response(status: int, verdict: Verdict, label: str) -> None:
+def test_classify_response(status: int, verdict: AttemptVerdict, label: str) -> None:
     outcome = delivery.classify_response(status, "Why", b"", None, NOW)
     assert (outcome.verdict, outcome.label, outcome.status_code) == (verdict, label, status)
 
@@ -147,25 +147,27 @@ def test_error_text_keeps_the_start_of_the_body_and_retry_after() -> None:
     assert outcome.retry_after == 12.0
 
 
-async def _attempt(handler: httpx.MockTransport, time_limit: float = 1.0) -> delivery.Outcome:
+async def _attempt(
+    handler: httpx.MockTransport, time_limit: float = 1.0
+) -> delivery.AttemptOutcome:
     request = delivery.build_request(target(), EVENT, attempt=1, now=0)
     return await delivery.attempt(handler, request, time_limit)
 
 
 async def test_attempt_delivered_and_failed_responses() -> None:
     ok = await _attempt(httpx.MockTransport(lambda r: httpx.Response(200, text="OK")))
-    assert ok.verdict is Verdict.DELIVERED
+    assert ok.verdict is AttemptVerdict.DELIVERED
     assert ok.latency >= 0
     busy = await _attempt(
         httpx.MockTransport(lambda r: httpx.Response(429, headers={"Retry-After": "9"}))
     )
     assert (busy.verdict, busy.retry_after, busy.error) == (
-        Verdict.RETRY,
+        AttemptVerdict.RETRY,
         9.0,
         "HTTP 429 Too Many Requests",
     )
     gone = await _attempt(httpx.MockTransport(lambda r: httpx.Response(410, text="gone")))
-    assert (gone.verdict, gone.error) == (Verdict.PERMANENT, "HTTP 410 Gone: gone")
+    assert (gone.verdict, gone.error) == (AttemptVerdict.PERMANENT, "HTTP 410 Gone: gone")
 
 
 async def test_attempt_network_errors_are_retried() -> None:
@@ -179,13 +181,13 @@ async def test_attempt_network_errors_are_retried() -> None:
         raise httpx.RemoteProtocolError("peer closed", request=request)
 
     refused = await _attempt(httpx.MockTransport(refuse))
-    assert (refused.verdict, refused.label) == (Verdict.RETRY, "connect")
+    assert (refused.verdict, refused.label) == (AttemptVerdict.RETRY, "connect")
     assert "Connection refused" in refused.error
     timed_out = await _attempt(httpx.MockTransport(read_timeout))
-    assert (timed_out.verdict, timed_out.label) == (Verdict.RETRY, "timeout")
+    assert (timed_out.verdict, timed_out.label) == (AttemptVerdict.RETRY, "timeout")
     assert timed_out.error == "no response within 1s (ReadTimeout)"
     other = await _attempt(httpx.MockTransport(broken))
-    assert (other.verdict, other.label) == (Verdict.RETRY, "error")
+    assert (other.verdict, other.label) == (AttemptVerdict.RETRY, "error")
 
 
 async def test_the_whole_exchange_is_bounded() -> None:
@@ -194,7 +196,7 @@ async def test_the_whole_exchange_is_bounded() -> None:
         raise AssertionError("unreachable")
 
     outcome = await _attempt(httpx.MockTransport(stall), time_limit=0.05)
-    assert (outcome.verdict, outcome.label) == (Verdict.RETRY, "timeout")
+    assert (outcome.verdict, outcome.label) == (AttemptVerdict.RETRY, "timeout")
     assert outcome.error == "no response within 0.05s"
 
 
@@ -207,6 +209,6 @@ async def test_only_the_start_of_a_long_answer_is_read() -> None:
             yield b"x" * 4096
 
     outcome = await _attempt(httpx.MockTransport(lambda r: httpx.Response(500, content=endless())))
-    assert (outcome.verdict, outcome.label) == (Verdict.RETRY, "5xx")
+    assert (outcome.verdict, outcome.label) == (AttemptVerdict.RETRY, "5xx")
     assert outcome.error == "HTTP 500 Internal Server Error: " + "x" * delivery.REASON_CAP
     assert sum(sent) <= delivery.BODY_CAP + 4096

@@ -60,6 +60,7 @@ def test_zero_max_age_never_retries() -> None:
         ("Wed, 01 May 2024 12:00:30 GMT", 30.0),
         ("Wed, 01 May 2024 11:59:00 GMT", 0.0),  # in the past: at once
         ("soon", None),
+        ("²", None),  # a Unicode digit that float() refuses
         ("-5", None),
         ("", None),
         (None, None),

@@ -15,12 +15,10 @@ from dataclasses import dataclass, field
 import pytest
 from smsgate.config import AgentPort
 from smsgate.pdu import Deliver, StatusReport, encode_deliver, encode_status_report
-from smsgate_agent.at import Line, Reply, Status
-from smsgate_agent.modem import (
-    Modem,
-    ModemInfo,
-    ModemStatus,
-    ModemTimings,
+from smsgate_agent.at_parser import Line, Reply, Status
+from smsgate_agent.link import ModemInfo, ModemStatus, ModemTimings
+from smsgate_agent.modem import Modem
+from smsgate_agent.replies import (
     choose_storage,
     dbm_from_csq,
     decode_ussd,

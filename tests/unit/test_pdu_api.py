@@ -11,7 +11,7 @@ def test_exported_names() -> None:
     assert set(pdu.__all__) == {
         "Alphabet",
         "Concat",
-        "DeliveryState",
+        "ReportState",
         "Deliver",
         "PduError",
         "Segmentation",
@@ -35,7 +35,7 @@ def test_exported_names() -> None:
 
 def test_enum_values() -> None:
     assert [a.value for a in pdu.Alphabet] == ["gsm7", "8bit", "ucs2"]
-    assert [s.value for s in pdu.DeliveryState] == ["delivered", "pending", "failed"]
+    assert [s.value for s in pdu.ReportState] == ["delivered", "pending", "failed"]
 
 
 def _fields(cls: type) -> list[str]:

@@ -4,7 +4,7 @@ import datetime
 
 import pytest
 from smsgate.pdu import (
-    DeliveryState,
+    ReportState,
     StatusReport,
     decode,
     decode_status_report,
@@ -12,7 +12,7 @@ from smsgate.pdu import (
 )
 
 NOW = datetime.datetime(2024, 5, 1, 12, 0, tzinfo=datetime.timezone(datetime.timedelta(hours=2)))
-DELIVERED, PENDING, FAILED = DeliveryState.DELIVERED, DeliveryState.PENDING, DeliveryState.FAILED
+DELIVERED, PENDING, FAILED = ReportState.DELIVERED, ReportState.PENDING, ReportState.FAILED
 
 
 def _report(status: int) -> StatusReport:
@@ -49,7 +49,7 @@ def _report(status: int) -> StatusReport:
         (0xFF, FAILED, "failed: reserved status 0xFF"),
     ],
 )
-def test_status_meaning(status: int, state: DeliveryState, reason: str) -> None:
+def test_status_meaning(status: int, state: ReportState, reason: str) -> None:
     report = _report(status)
     assert (report.status, report.state, report.reason) == (status, state, reason)
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from smsgate.pdu import (
     Deliver,
-    DeliveryState,
+    ReportState,
     StatusReport,
     Submit,
     count_segments,
@@ -168,7 +168,7 @@ def _check(message: Message, key: str, value: Any, vector: dict[str, Any]) -> No
         assert message.status == value
     elif key == "delivery_status":
         assert isinstance(message, StatusReport)
-        assert message.state == DeliveryState[value]
+        assert message.state == ReportState[value]
     elif key in ("tpdu_length", "at_cmgs_length"):
         assert tpdu_length(vector["pdu"]) == value
     elif key == "message_class":
@@ -221,7 +221,7 @@ def test_vector_derived_fields(vector: dict[str, Any]) -> None:
         assert report.message_reference == derived["tp_mr"]
         assert report.status == derived["tp_st"]
         meaning = derived["tp_st_meaning"]
-        state = DeliveryState.DELIVERED if meaning.startswith("delivered") else DeliveryState.FAILED
+        state = ReportState.DELIVERED if meaning.startswith("delivered") else ReportState.FAILED
         assert report.state == state
         detail = meaning.partition(": ")[2] or "received by the recipient"
         assert detail in report.reason
@@ -234,7 +234,7 @@ def test_zte_semi_invalid_report_keeps_its_status() -> None:
     assert isinstance(report, StatusReport)
     assert report.smsc == "+1"
     assert (report.message_reference, report.status) == (28, 0)
-    assert report.state is DeliveryState.DELIVERED
+    assert report.state is ReportState.DELIVERED
 
 
 @pytest.mark.parametrize("vector", [v for v in VECTORS if v["kind"] == "submit"], ids=_vector_id)

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from smsgate.contracts import DeliveryState, PartResult
-from smsgate.pdu import DeliveryState as ReportState
-from smsgate.pdu import StatusReport
+from smsgate.pdu import ReportState, StatusReport
 from smsgate_agent.reports import ORPHAN_TTL, ReportBook, number_digits, same_number
 
 T0 = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)

@@ -7,7 +7,14 @@ import typing
 
 import pytest
 from smsgate.config import ConfigError, SimConfig
-from smsgate_sim.atcommand import Command, CommandError, Op, int_arg, parse_command, split_args
+from smsgate_sim.atcommand import (
+    ErrorAnswer,
+    Op,
+    ParsedCommand,
+    int_arg,
+    parse_command,
+    split_args,
+)
 from smsgate_sim.faults import Faults, FaultUpdate, garbage
 from smsgate_sim.network import digits, pick
 from smsgate_sim.profiles import PROFILES, profile
@@ -18,22 +25,22 @@ from smsgate_sim.storage import Memory, Stat, tpdu_length
 @pytest.mark.parametrize(
     ("line", "expected"),
     [
-        ("AT", Command("", Op.EXEC)),
-        ("at+csq", Command("+CSQ", Op.EXEC)),
-        ("AT+CPIN?", Command("+CPIN", Op.READ)),
-        ("AT+CNMI=?", Command("+CNMI", Op.TEST)),
-        ('AT+CPMS="SM","SM"', Command("+CPMS", Op.SET, '"SM","SM"')),
-        ("AT^ICCID?", Command("^ICCID", Op.READ)),
-        ("ATE0", Command("E", Op.SET, "0")),
-        ("ATE", Command("E", Op.EXEC)),
-        ("ATZ", Command("Z", Op.EXEC)),
-        ("AT&F", Command("&F", Op.EXEC)),
-        ("ATS0=0", Command("S", Op.SET, "0=0")),
-        ("\x1a\x1b\nAT+CMGF=0", Command("+CMGF", Op.SET, "0")),  # junk before AT is skipped
-        ("  at+cmgl=4  ", Command("+CMGL", Op.SET, "4")),
+        ("AT", ParsedCommand("", Op.EXEC)),
+        ("at+csq", ParsedCommand("+CSQ", Op.EXEC)),
+        ("AT+CPIN?", ParsedCommand("+CPIN", Op.READ)),
+        ("AT+CNMI=?", ParsedCommand("+CNMI", Op.TEST)),
+        ('AT+CPMS="SM","SM"', ParsedCommand("+CPMS", Op.SET, '"SM","SM"')),
+        ("AT^ICCID?", ParsedCommand("^ICCID", Op.READ)),
+        ("ATE0", ParsedCommand("E", Op.SET, "0")),
+        ("ATE", ParsedCommand("E", Op.EXEC)),
+        ("ATZ", ParsedCommand("Z", Op.EXEC)),
+        ("AT&F", ParsedCommand("&F", Op.EXEC)),
+        ("ATS0=0", ParsedCommand("S", Op.SET, "0=0")),
+        ("\x1a\x1b\nAT+CMGF=0", ParsedCommand("+CMGF", Op.SET, "0")),  # junk before AT is skipped
+        ("  at+cmgl=4  ", ParsedCommand("+CMGL", Op.SET, "4")),
     ],
 )
-def test_parse_command(line: str, expected: Command) -> None:
+def test_parse_command(line: str, expected: ParsedCommand) -> None:
     assert parse_command(line) == expected
 
 
@@ -46,7 +53,7 @@ def test_split_args() -> None:
     assert split_args('1,"*100#",15') == ["1", "*100#", "15"]
     assert split_args('"a,b",,3') == ["a,b", None, "3"]
     assert split_args('""') == [""]
-    with pytest.raises(CommandError):
+    with pytest.raises(ErrorAnswer):
         split_args('"open')
 
 
@@ -56,7 +63,7 @@ def test_int_arg() -> None:
     assert int_arg(args, 1, 0, 3, default=1) == 1
     assert int_arg(args, 5, 0, 3, default=0) == 0
     for index in (1, 2):
-        with pytest.raises(CommandError):
+        with pytest.raises(ErrorAnswer):
             int_arg(args, index, 0, 3)
 
 

@@ -9,7 +9,7 @@ import random
 import pytest
 from smsgate.config import SimConfig
 from smsgate.pdu import Alphabet, Deliver, decode, encode_submit
-from smsgate_sim.modem import Modem
+from smsgate_sim.modem import VirtualModem
 from smsgate_sim.network import Network
 from smsgate_sim.profiles import Profile, profile
 from smsgate_sim.simulator import identity
@@ -31,11 +31,11 @@ class Bench:
         self.config = SimConfig(**settings)  # type: ignore[arg-type]
         self.network = Network(self.config, random.Random(1))
         self.out: dict[str, bytearray] = {}
-        self.modems: dict[str, Modem] = {}
+        self.modems: dict[str, VirtualModem] = {}
         for index in (1, 2):
             name = f"lte-{index}"
             sim, imei = identity(self.config, index)
-            modem = Modem(
+            modem = VirtualModem(
                 name,
                 sim=sim,
                 imei=imei,

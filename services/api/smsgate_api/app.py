@@ -21,7 +21,7 @@ import msgspec
 import uvicorn
 import uvloop
 from nats.aio.client import Client
-from smsgate import heap, logs
+from smsgate import gc_tuning, logs
 from smsgate.config import Config
 from smsgate.config import parse_listen as config_listen
 from smsgate.metrics import CONTENT_TYPE, Source
@@ -226,7 +226,7 @@ def _bind(host: str, port: int) -> socket.socket:
 async def _serve(config: Config, *, parent: int | None = None) -> None:
     app = create_app(config)
     uv = server_config(config, app)
-    heap.settle()  # modules, config and the app live as long as the process
+    gc_tuning.settle()  # modules, config and the app live as long as the process
     server = uvicorn.Server(uv)
     watchdog = None
     if parent is not None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import msgspec
+from smsgate.backoff import doubled
 from smsgate.config import ApiUser, Config
 
 from smsgate_api.errors import ApiError
@@ -144,7 +145,7 @@ class LoginThrottle:
         entry.last = now
         if entry.count >= self.max_failures:
             extra = entry.count - self.max_failures
-            entry.blocked_until = now + min(self.block * 2 ** min(extra, 16), _BLOCK_MAX)
+            entry.blocked_until = now + doubled(self.block, min(extra, 16), _BLOCK_MAX)
 
     def succeeded(self, client: str, user: str) -> None:
         self._entries.pop((client, user), None)

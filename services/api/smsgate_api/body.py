@@ -28,7 +28,7 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
     """The request body, or 413 once it is known to be over `limit` bytes."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise bad_parameter("Content-Length must be a number of bytes")
         if int(declared) > limit:
             raise too_large(limit)

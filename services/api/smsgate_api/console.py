@@ -37,7 +37,7 @@ from starlette.routing import BaseRoute, Route
 from smsgate_api import params, settings
 from smsgate_api.auth import User, unauthorized
 from smsgate_api.errors import ApiError, bad_parameter
-from smsgate_api.routing import PortTable
+from smsgate_api.port_choice import PortTable
 from smsgate_api.runtime import ApiRuntime
 from smsgate_api.session import (
     clear_cookie,
@@ -145,7 +145,7 @@ async def _body(request: Request, limit: int) -> bytes:
     """The request body, refused with 413 beyond `limit` bytes (before reading it all)."""
     length = request.headers.get("content-length", "")
     too_large = ApiError(413, "too_large", f"the body is larger than {limit} bytes")
-    if length.isdigit() and int(length) > limit:
+    if length.isascii() and length.isdigit() and int(length) > limit:
         raise too_large
     body = bytearray()
     async for chunk in request.stream():

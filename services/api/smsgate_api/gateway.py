@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from smsgate_api import params, reports
+from smsgate_api import params, sendsms_reply
 from smsgate_api.auth import basic_credentials
 from smsgate_api.body import read_body
 from smsgate_api.errors import ApiError
@@ -32,7 +32,7 @@ ERROR_HEADER = "X-Smsgate-Error"  # why a request failed, with report=NO (no bod
 _FORM = b"application/x-www-form-urlencoded"
 _DEFAULTS = {f.value: f for f in ReportFormat}
 _CONTENT_TYPES = {
-    form: [(b"content-type", media.encode())] for form, media in reports.MEDIA_TYPES.items()
+    form: [(b"content-type", media.encode())] for form, media in sendsms_reply.MEDIA_TYPES.items()
 }
 _INTERNAL_ERROR = b"internal error"
 
@@ -115,8 +115,9 @@ async def answer(
         headers = error.headers
         if form is ReportFormat.NO:  # no body to carry the reason: a header does
             headers = {**headers, ERROR_HEADER: error_header(error.message)}
-        return error.status, form, reports.render_error(form, message, error.message), headers
-    return 200, form, reports.render(form, checked.message, outcomes), {}
+        body = sendsms_reply.render_error(form, message, error.message)
+        return error.status, form, body, headers
+    return 200, form, sendsms_reply.render(form, checked.message, outcomes), {}
 
 
 async def serve(rt: ApiRuntime, scope: Scope, receive: Receive, send: Send) -> None:
@@ -149,6 +150,6 @@ async def sendsms(request: Request) -> Response:
     status = 500
     try:
         status, form, body, extra = await answer(rt, request.scope, request.receive)
-        return Response(body, status, extra, reports.MEDIA_TYPES[form])
+        return Response(body, status, extra, sendsms_reply.MEDIA_TYPES[form])
     finally:
         rt.metrics.request(ROUTE, status, time.perf_counter() - started)

@@ -14,7 +14,7 @@ from smsgate.contracts import ControlReply, MessageStatus
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from smsgate_api import console, params, reports, settings, v1
+from smsgate_api import console, params, sendsms_reply, settings, v1
 from smsgate_api.web import ErrorBody
 
 _REF = "#/components/schemas/{name}"
@@ -258,8 +258,8 @@ def build() -> dict[str, Any]:
             MessageStatus,
             ControlReply,
             ErrorBody,
-            reports.Report,
-            reports.ErrorReport,
+            sendsms_reply.Report,
+            sendsms_reply.ErrorReport,
             console.SessionInfo,
             console.Login,
             settings.SettingsView,

@@ -38,16 +38,13 @@ from nats.js.errors import (
 from nats.js.kv import KeyValue
 from smsgate import contracts, subjects
 from smsgate.acks import Ack, AckPublisher
-from smsgate.bus import SEND_DUPLICATE_WINDOW
+from smsgate.bus import CREATE_ONLY, SEND_DUPLICATE_WINDOW, WRONG_LAST_SEQUENCE
 from smsgate.contracts import MessageState, MessageStatus, SendJob
 
 from smsgate_api.errors import ApiError, busy, unavailable
 
 log = logging.getLogger("smsgate.api.queue")
 
-_WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream: the KV key already exists
-_KV_PREFIX = f"$KV.{subjects.MESSAGES_BUCKET}."
-_CREATE_HEADERS = {Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: "0"}
 _WINDOW_MARGIN = 60.0  # seconds: publish again only well inside the duplicate window
 
 
@@ -164,9 +161,9 @@ class JobQueue:
             repeats = {}
             for job, _ in jobs:
                 await self._nc.publish(
-                    _KV_PREFIX + job.id,
+                    subjects.MESSAGES_KV_PREFIX + job.id,
                     contracts.encode(queued_status(job)),
-                    headers=_CREATE_HEADERS,
+                    headers=CREATE_ONLY,
                 )
         fresh: Sequence[tuple[SendJob, str]]
         again: Sequence[tuple[SendJob, str]]
@@ -224,7 +221,11 @@ class JobQueue:
     async def _claim(self, jobs: list[SendJob]) -> dict[str, MessageStatus]:
         """Create each id's status; returns the repeats (ids that existed) and their status."""
         items = [
-            (_KV_PREFIX + job.id, contracts.encode(queued_status(job)), dict(_CREATE_HEADERS))
+            (
+                subjects.MESSAGES_KV_PREFIX + job.id,
+                contracts.encode(queued_status(job)),
+                dict(CREATE_ONLY),
+            )
             for job in jobs
         ]
         results = await self._send(items)
@@ -234,7 +235,7 @@ class JobQueue:
         for job, result in zip(jobs, results, strict=True):
             if isinstance(result, Ack):
                 claimed.append(job.id)
-            elif isinstance(result, APIError) and result.err_code in _WRONG_LAST_SEQUENCE:
+            elif isinstance(result, APIError) and result.err_code in WRONG_LAST_SEQUENCE:
                 try:
                     status = await self._existing(job)
                 except Exception as exc:

@@ -14,14 +14,15 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from smsgate import bus, subjects
 from smsgate.acks import AckPublisher
+from smsgate.backoff import Backoff
 from smsgate.config import Config
 
 from smsgate_api.auth import Authenticator
 from smsgate_api.errors import unavailable
 from smsgate_api.metrics import Metrics
+from smsgate_api.port_choice import PortTable
 from smsgate_api.queue import JobQueue
 from smsgate_api.results import ResultInbox
-from smsgate_api.routing import PortTable
 
 log = logging.getLogger("smsgate.api")
 
@@ -73,7 +74,7 @@ class ApiRuntime:
             await bus.close(self.nc)
 
     async def _connect(self) -> None:
-        delay = 0.5
+        backoff = Backoff(0.5, _RETRY_MAX)
         while True:
             try:
                 nc = await bus.connect(self.config.nats, name=f"{self.config.nats.name}-api")
@@ -93,8 +94,7 @@ class ApiRuntime:
                     self.queue = None
                     with contextlib.suppress(Exception):
                         await nc.close()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, _RETRY_MAX)
+            await backoff.sleep()
 
     async def _attach(self, nc: Client, *, provision: bool) -> None:
         js = nc.jetstream(timeout=self.config.api.publish_timeout)

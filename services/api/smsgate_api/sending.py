@@ -17,8 +17,8 @@ from smsgate import contracts
 from smsgate.contracts import MessageState, SendJob
 
 from smsgate_api.auth import User
+from smsgate_api.port_choice import ANY
 from smsgate_api.queue import QueueRefused
-from smsgate_api.routing import ANY
 from smsgate_api.runtime import ApiRuntime
 
 
@@ -34,7 +34,7 @@ class Submission(msgspec.Struct, frozen=True):
     delivery_report: bool = True
 
 
-class Outcome(msgspec.Struct, frozen=True):
+class RecipientOutcome(msgspec.Struct, frozen=True):
     """What became of one recipient's message by the time the request answers."""
 
     id: str
@@ -75,7 +75,7 @@ def message_ids(caller_id: str | None, count: int) -> list[str]:
     return [f"{caller_id}-{index}" for index in range(count)]
 
 
-async def submit(runtime: ApiRuntime, request: Submission) -> list[Outcome]:
+async def submit(runtime: ApiRuntime, request: Submission) -> list[RecipientOutcome]:
     """Queue one message per recipient, all or none, and wait for results if asked."""
     queue = runtime.require_queue()
     candidates = runtime.ports.route(request.user, request.ports)
@@ -118,14 +118,14 @@ async def submit(runtime: ApiRuntime, request: Submission) -> list[Outcome]:
         if waiting is not None:
             runtime.results.close(waiting)
 
-    outcomes: list[Outcome] = []
+    outcomes: list[RecipientOutcome] = []
     ports = runtime.ports
     for item in queued:
         job, status = item.job, item.repeat
         result = results.get(job.id)
         if status is not None:
             outcomes.append(
-                Outcome(
+                RecipientOutcome(
                     id=job.id,
                     to=job.to,
                     state=status.state,
@@ -140,7 +140,7 @@ async def submit(runtime: ApiRuntime, request: Submission) -> list[Outcome]:
         elif result is not None:
             sent = result.status is contracts.SendStatus.SENT
             outcomes.append(
-                Outcome(
+                RecipientOutcome(
                     id=job.id,
                     to=job.to,
                     state=MessageState.SENT if sent else MessageState.FAILED,
@@ -157,7 +157,7 @@ async def submit(runtime: ApiRuntime, request: Submission) -> list[Outcome]:
             )
         else:
             outcomes.append(
-                Outcome(
+                RecipientOutcome(
                     id=job.id,
                     to=job.to,
                     state=MessageState.QUEUED,

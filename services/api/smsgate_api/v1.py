@@ -30,7 +30,7 @@ from smsgate_api import params
 from smsgate_api.auth import User
 from smsgate_api.body import read_body
 from smsgate_api.errors import ApiError, bad_parameter, unavailable
-from smsgate_api.sending import Outcome, Submission, submit
+from smsgate_api.sending import RecipientOutcome, Submission, submit
 from smsgate_api.web import authenticated_user, instrument, json_error, json_response, runtime
 
 Number = Annotated[str, msgspec.Meta(pattern=params.NUMBER_PATTERN)]
@@ -94,7 +94,7 @@ def _decode(body: bytes, kind: type[T]) -> T:
         raise bad_parameter(f"request body is not valid JSON: {exc}") from None
 
 
-def _out(outcome: Outcome) -> MessageOut:
+def _out(outcome: RecipientOutcome) -> MessageOut:
     return MessageOut(
         id=outcome.id,
         to=outcome.to,

@@ -28,17 +28,17 @@ BODY_CAP = 64 * 1024  # bytes of a response we read; the rest is not worth the m
 REASON_CAP = 200  # characters of a failing response kept in the error text
 
 
-class Verdict(StrEnum):
+class AttemptVerdict(StrEnum):
     DELIVERED = "delivered"
     RETRY = "retry"
     PERMANENT = "permanent"
 
 
 @dataclass(frozen=True, slots=True)
-class Outcome:
+class AttemptOutcome:
     """What one attempt came to; `label` is the metrics bucket (2xx, 5xx, timeout, ...)."""
 
-    verdict: Verdict
+    verdict: AttemptVerdict
     label: str
     error: str = ""
     status_code: int | None = None
@@ -161,26 +161,28 @@ _EVENT_TYPES: Mapping[type[contracts.Event], bytes] = {
 
 def classify_response(
     status: int, reason: str, body: bytes, retry_after: str | None, now: dt.datetime
-) -> Outcome:
+) -> AttemptOutcome:
     """The verdict on a response the receiver gave."""
     if 200 <= status < 300:
-        return Outcome(Verdict.DELIVERED, "2xx", status_code=status)
+        return AttemptOutcome(AttemptVerdict.DELIVERED, "2xx", status_code=status)
     text = body.decode("utf-8", errors="replace").strip()[:REASON_CAP]
     error = f"HTTP {status} {reason}" + (f": {text}" if text else "")
     if status in RETRYABLE_STATUS or status >= 500:
         label = str(status) if status in RETRYABLE_STATUS else "5xx"
         wait = parse_retry_after(retry_after, now)
-        return Outcome(Verdict.RETRY, label, error, status, retry_after=wait)
-    return Outcome(Verdict.PERMANENT, f"{status // 100}xx", error, status)
+        return AttemptOutcome(AttemptVerdict.RETRY, label, error, status, retry_after=wait)
+    return AttemptOutcome(AttemptVerdict.PERMANENT, f"{status // 100}xx", error, status)
 
 
-def classify_error(exc: BaseException, timeout: float) -> Outcome:
+def classify_error(exc: BaseException, timeout: float) -> AttemptOutcome:
     """The verdict on a request that got no response: always worth another try."""
     if isinstance(exc, (TimeoutError, httpx.TimeoutException)):
         detail = f" ({type(exc).__name__})" if isinstance(exc, httpx.TimeoutException) else ""
-        return Outcome(Verdict.RETRY, "timeout", f"no response within {timeout:g}s{detail}")
+        return AttemptOutcome(
+            AttemptVerdict.RETRY, "timeout", f"no response within {timeout:g}s{detail}"
+        )
     label = "connect" if isinstance(exc, httpx.ConnectError) else "error"
-    return Outcome(Verdict.RETRY, label, f"{type(exc).__name__}: {exc}".rstrip(": "))
+    return AttemptOutcome(AttemptVerdict.RETRY, label, f"{type(exc).__name__}: {exc}".rstrip(": "))
 
 
 async def _read_capped(stream: httpx.AsyncByteStream) -> bytes:
@@ -198,7 +200,7 @@ async def _read_capped(stream: httpx.AsyncByteStream) -> bytes:
 
 async def attempt(
     transport: httpx.AsyncBaseTransport, request: httpx.Request, time_limit: float
-) -> Outcome:
+) -> AttemptOutcome:
     """Send one request and classify the result; never raises for network trouble.
 
     The request goes to the transport itself: a callback follows no redirects, keeps no
@@ -226,7 +228,7 @@ async def attempt(
             dt.datetime.now(dt.UTC),
         )
     latency = time.perf_counter() - started
-    return Outcome(
+    return AttemptOutcome(
         outcome.verdict,
         outcome.label,
         outcome.error,

@@ -10,6 +10,8 @@ import datetime as dt
 import email.utils
 from dataclasses import dataclass
 
+from smsgate.backoff import doubled
+
 
 @dataclass(frozen=True, slots=True)
 class BackoffPolicy:
@@ -23,9 +25,7 @@ class BackoffPolicy:
         """The pause after failed attempt number `attempt` (1-based), before Retry-After."""
         if attempt < 1:
             raise ValueError("attempts count from 1")
-        # Cap the exponent first: 2**attempt overflows a float long before a day of retries.
-        exponent = min(attempt - 1, 64)
-        return min(self.initial * 2.0**exponent, self.maximum)
+        return doubled(self.initial, attempt - 1, self.maximum)
 
     def next_retry(
         self, attempt: int, age: float, retry_after: float | None = None
@@ -49,7 +49,7 @@ def parse_retry_after(value: str | None, now: dt.datetime) -> float | None:
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -33,7 +33,7 @@ from nats.js.errors import NotFoundError
 from smsgate import contracts, subjects
 
 from smsgate_callback import delivery
-from smsgate_callback.delivery import Outcome, Target, Verdict
+from smsgate_callback.delivery import AttemptOutcome, AttemptVerdict, Target
 from smsgate_callback.metrics import CallbackMetrics, metrics
 from smsgate_callback.retry import BackoffPolicy
 
@@ -92,7 +92,7 @@ class AttemptRecord:
     event_id: str
     attempt: int
     action: Action
-    outcome: Outcome | None = None
+    outcome: AttemptOutcome | None = None
     delay: float | None = None
     reason: str = ""
 
@@ -395,13 +395,13 @@ class WebhookWorker:
 
     async def _attempt(
         self, transport: httpx.AsyncBaseTransport, event: contracts.Event, attempt: int
-    ) -> Outcome:
+    ) -> AttemptOutcome:
         try:
             request = self._template.build(event, attempt=attempt, now=self._clock())
             outcome = await delivery.attempt(transport, request, self.spec.target.timeout)
         except Exception as exc:  # a bug must not lose the event: retry it and say why
             log.exception("webhook %s: attempt failed unexpectedly", self.spec.name)
-            outcome = Outcome(Verdict.RETRY, "error", f"{type(exc).__name__}: {exc}")
+            outcome = AttemptOutcome(AttemptVerdict.RETRY, "error", f"{type(exc).__name__}: {exc}")
         self._metrics.attempts.inc(self.spec.name, outcome.label)
         self._metrics.latency.observe(outcome.latency, self.spec.name)
         return outcome
@@ -411,19 +411,19 @@ class WebhookWorker:
         msg: Msg,
         event: contracts.Event,
         attempt: int,
-        outcome: Outcome,
+        outcome: AttemptOutcome,
         *,
         in_process: bool,
     ) -> float | None:
         """Ack, nak or dead-letter after an attempt; the pause when the caller retries itself."""
-        if outcome.verdict is Verdict.DELIVERED:
+        if outcome.verdict is AttemptVerdict.DELIVERED:
             self._acks.append(msg)
             self._acks_waiting.set()
             self._release(msg)
             self._metrics.deliveries.inc(self.spec.name, "delivered")
             self._record(msg, event.event_id, attempt, "delivered", outcome)
             return None
-        if outcome.verdict is Verdict.PERMANENT:
+        if outcome.verdict is AttemptVerdict.PERMANENT:
             await self._dead(msg, event.event_id, attempt, "permanent", outcome.error, outcome)
             return None
         age = self._clock() - msg.metadata.timestamp.timestamp()
@@ -446,7 +446,7 @@ class WebhookWorker:
         attempt: int,
         kind: str,
         reason: str,
-        outcome: Outcome | None = None,
+        outcome: AttemptOutcome | None = None,
     ) -> None:
         letter = contracts.DeadLetter(
             subject=msg.subject,
@@ -486,7 +486,7 @@ class WebhookWorker:
         event_id: str,
         attempt: int,
         action: Action,
-        outcome: Outcome | None = None,
+        outcome: AttemptOutcome | None = None,
         delay: float | None = None,
         reason: str = "",
     ) -> None:

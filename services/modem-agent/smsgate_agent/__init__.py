@@ -1,0 +1,21 @@
+"""smsgate's modem agent: one per host, driving its modems over AT and serving the bus.
+
+Where things live:
+
+- Sending: `port.PortWorker` takes a job when its port is idle; `send_path` decides how
+  each job ends (the at-most-once claim in `sms_sending`, sent, back to the queue, failed
+  `interrupted`, given back) through two protocols, so it is unit-tested without NATS;
+  `sending.Sender` puts the parts on the modem (AT+CMGS); `shared_jobs` fetches jobs of
+  `sms.send.any` for idle ports, `agent` the pinned ones.
+- Receiving: `inbox.Inbox` reads what the modem announced or stored, one at a time;
+  `receiving.Receiving` keeps the parts of long SMS across restarts (`reassembly` joins
+  them) and publishes each SMS once it is durable.
+- Delivery reports: `reports.ReportBook` matches a status report to its message;
+  `delivery_reports.DeliveryReports` publishes the event and the final status.
+- URCs: `at_parser` tells them from replies; `modem.Modem._on_urc` routes them (new SMS
+  and reports to the inbox, `+CUSD` to `ussd`, registration to a poll, `RDY` to a
+  re-initialisation).
+- The modem itself: `modem.Modem` runs one modem's life over `link.ModemLink` (the
+  channel, commands, state); `startup` initialises it, polls its health and climbs the
+  recovery ladder; `replies` reads its answers; `cms` says what its errors mean.
+"""

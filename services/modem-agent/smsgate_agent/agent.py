@@ -19,15 +19,16 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NotFoundError
-from smsgate import bus, contracts, heap, metrics, subjects
+from smsgate import bus, contracts, gc_tuning, metrics, subjects
 from smsgate.acks import AckPublisher
 from smsgate.config import AgentPort, Config
 
 from smsgate_agent import discovery
 from smsgate_agent.metrics import AgentMetrics
-from smsgate_agent.port import IdlePorts, PortWorker, inbound_part_keys
+from smsgate_agent.port import PortWorker
 from smsgate_agent.publisher import Publisher
-from smsgate_agent.work import SharedWork
+from smsgate_agent.receiving import inbound_part_keys
+from smsgate_agent.shared_jobs import IdlePorts, SharedWork
 
 log = logging.getLogger("smsgate.agent")
 
@@ -41,7 +42,7 @@ STATE_FLUSH = 0.5  # seconds: how stale a port's busy/ready in the KV may be
 class Agent:
     def __init__(self, config: Config, *, settle_heap: bool = False) -> None:
         """`settle_heap`: the process is this agent's alone (`smsgate agent`): tune its
-        garbage collector once the ports are up (see smsgate.heap)."""
+        garbage collector once the ports are up (see smsgate.gc_tuning)."""
         if not config.agent.name:
             raise ValueError("agent.name is required")
         self.config = config
@@ -101,7 +102,7 @@ class Agent:
         spawn(shared.run())
         spawn(self._heartbeat_loop())
         if self.settle_heap:
-            heap.settle()  # the ports' workers, modems and subscriptions live as long as we do
+            gc_tuning.settle()  # the ports' workers, modems and subscriptions live as long as we do
         log.info("agent %s serving %d ports", self.name, len(self.workers))
 
         await stop.wait()

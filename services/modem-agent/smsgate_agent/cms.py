@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 
-class Verdict(StrEnum):
+class SendErrorKind(StrEnum):
     """What a failed send means for the message."""
 
     PERMANENT = "permanent"  # the network or SIM refused this message: fail it
@@ -137,17 +137,17 @@ def cme_code(text: str) -> int | None:
     return _lookup(text, CME_TEXT, _EXTRA_CME)
 
 
-def classify_cms(code: int | None) -> Verdict:
+def classify_cms(code: int | None) -> SendErrorKind:
     """Whether a `+CMS ERROR` on `AT+CMGS` fails the message or is worth a retry."""
     if code in PERMANENT_CMS:
-        return Verdict.PERMANENT
+        return SendErrorKind.PERMANENT
     if code in TEMPORARY_CMS:
-        return Verdict.TEMPORARY
+        return SendErrorKind.TEMPORARY
     if code is None or code in AMBIGUOUS_CMS:
-        return Verdict.AMBIGUOUS
+        return SendErrorKind.AMBIGUOUS
     # Other network causes (below 128, TS 24.011 §8.2.5.4) are about this message;
     # other modem-side codes (300 and up) are about the modem's state right now.
-    return Verdict.PERMANENT if code < 128 else Verdict.AMBIGUOUS
+    return SendErrorKind.PERMANENT if code < 128 else SendErrorKind.AMBIGUOUS
 
 
 def describe_cms(code: int | None) -> str:

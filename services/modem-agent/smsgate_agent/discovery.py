@@ -15,8 +15,10 @@ from dataclasses import dataclass
 import msgspec
 from smsgate.config import AgentPort
 
-from smsgate_agent.at import AtChannel, AtError, Urc
-from smsgate_agent.modem import ICCID_COMMANDS, normalise_iccid
+from smsgate_agent.at_channel import AtChannel, AtError
+from smsgate_agent.at_parser import Urc
+from smsgate_agent.replies import normalise_iccid
+from smsgate_agent.startup import ICCID_COMMANDS
 from smsgate_agent.transport import TransportError, open_transport
 
 log = logging.getLogger("smsgate.agent")

@@ -1,81 +1,48 @@
-"""One port of the farm: its modem, its SIM's policy, the jobs it sends and what it receives."""
+"""One port of the farm: its modem, its SIM's policy, the jobs it sends and what it receives.
+
+How a job ends (sent, back to the queue, failed `interrupted`, given back) is decided in
+`send_path`; this worker gives it the modem, the bookkeeping and the bus. What the port
+receives is made durable by `receiving`, its delivery reports published by
+`delivery_reports`.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hashlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 
 import msgspec
 from nats.aio.msg import Msg
-from nats.js.errors import APIError, KeyNotFoundError, NoKeysError
-from nats.js.kv import KeyValue
 from smsgate import contracts
+from smsgate.backoff import doubled
 from smsgate.config import AgentConfig, AgentPort
 from smsgate.contracts import MessageState, MessageStatus
-from smsgate.pdu import Deliver, StatusReport
 
-from smsgate_agent.modem import Modem, ModemInfo, PartHook, SendOutcome
+from smsgate_agent.delivery_reports import DeliveryReports
+from smsgate_agent.link import ModemInfo
+from smsgate_agent.modem import Modem
 from smsgate_agent.policy import PortPolicy, effective
-from smsgate_agent.publisher import WRONG_LAST_SEQUENCE, Publisher
-from smsgate_agent.reassembly import InboundPart, Joined, Reassembler
-from smsgate_agent.reports import MessageDelivery, ReportBook
+from smsgate_agent.publisher import Publisher
+from smsgate_agent.receiving import Receiving
+from smsgate_agent.send_path import (
+    AfterSend,
+    JobHandle,
+    KeepAlive,
+    SendPath,
+    any_part_sent,
+    until_done,
+)
+from smsgate_agent.sending import PartHook, SendOutcome
+from smsgate_agent.shared_jobs import IdlePorts
 
 log = logging.getLogger("smsgate.agent")
-
-FINAL = {
-    contracts.MessageState.SENT,
-    contracts.MessageState.FAILED,
-    contracts.MessageState.DELIVERED,
-    contracts.MessageState.UNDELIVERED,
-}
-RESULT_RETRY_MAX = 5.0  # seconds between attempts to publish a result while NATS is away
-DELIVERY_STATE = {
-    "delivered": contracts.DeliveryState.DELIVERED,
-    "failed": contracts.DeliveryState.FAILED,
-    "expired": contracts.DeliveryState.EXPIRED,
-}
-
 
 # Busy and ready alternate with every message: not an event, and written to the KV by the
 # agent's state loop (at most every STATE_FLUSH seconds), not twice per message.
 ROUTINE = {contracts.PortStatus.BUSY, contracts.PortStatus.READY}
-
-
-@dataclass
-class IdlePorts:
-    """The agent's ports that wait for shared work, in the order they became idle."""
-
-    ports: dict[str, PortWorker] = field(default_factory=dict)
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def add(self, worker: PortWorker) -> None:
-        self.ports[worker.name] = worker
-        self.wake.set()
-
-    def discard(self, worker: PortWorker) -> None:
-        self.ports.pop(worker.name, None)
-
-    def take(self) -> PortWorker | None:
-        """The port idle longest that can still take a job; ports that cannot are dropped."""
-        while self.ports:
-            worker = self.ports.pop(next(iter(self.ports)))
-            if worker.can_take():
-                return worker
-        return None
-
-
-@dataclass
-class _Sent:
-    """What a delivery report needs to know about a sent message."""
-
-    job: contracts.SendJob
-    parts: list[contracts.PartResult]
 
 
 class PortWorker:
@@ -98,32 +65,56 @@ class PortWorker:
         self.publisher = publisher
         self.clock = clock
         self.policy = PortPolicy(effective(agent.policy, port.policy))
+        self.receiving = Receiving(
+            self.name,
+            self.number,
+            publisher,
+            imsi=lambda: self.modem.info.imsi,
+            reassembly_timeout=agent.reassembly_timeout,
+            clock=clock,
+        )
+        self.delivery_reports = DeliveryReports(
+            self.name,
+            self.number,
+            publisher,
+            imsi=lambda: self.modem.info.imsi,
+            clock=clock,
+        )
         self.modem = Modem(
             port,
             command_timeout=agent.command_timeout,
             send_timeout=agent.send_timeout,
-            on_inbound=self._on_inbound,
-            on_report=self._on_report,
+            on_inbound=self.receiving.on_inbound,  # returns once the SMS is durable
+            on_report=self.delivery_reports.on_report,
             on_state=self._on_modem_state,
+        )
+        self.send_path = SendPath(
+            self,
+            publisher,
+            name=self.name,
+            owner=f"{publisher.agent}/{self.name}",
+            resend_interrupted=agent.resend_interrupted,
+            held_delay=agent.ack_wait,
+            handling=handling,
         )
         self.inbox: deque[tuple[Msg, bool]] = deque()  # (job, pinned): one at a time
         self.idle = asyncio.Event()  # set while the port waits for a job
         self.idle_ports = idle_ports if idle_ports is not None else IdlePorts()
         self._waiter: asyncio.Future[None] | None = None  # the send loop's pause
-        # Ids of the jobs this agent's ports hold now (shared by the agent's workers).
-        self.handling = handling if handling is not None else set()
         self.disabled = not port.enabled
         self.draining = False
         self.busy = False
-        self.sent = self.failed = self.received = 0
+        self.sent = self.failed = 0
         self.last_error: str | None = None
-        self.reassembler = Reassembler(timeout=agent.reassembly_timeout)
-        self.reports = ReportBook()
-        self.awaiting_report: dict[str, _Sent] = {}
         self._last_status: contracts.PortStatus | None = None
         self._last_imsi: str | None = None
         self.state_dirty = False  # a routine change (busy/ready) not yet in the KV
         self._background: set[asyncio.Task[None]] = set()
+        self._recorded_at = 0.0  # when the last send's outcome was counted
+
+    @property
+    def received(self) -> int:
+        return self.receiving.received
 
     # --- availability -------------------------------------------------------------------
 
@@ -282,153 +273,56 @@ class PortWorker:
             await self.publisher.dead_letter(msg.subject, f"malformed job: {exc}", msg.data)
             await msg.term()
             return
-        if job.id in self.handling:
-            # Handed out again (NATS was away for longer than ack_wait) while another port of
-            # this agent holds it: that port settles it. Calling it `interrupted` here would
-            # override the result it holds.
-            with contextlib.suppress(Exception):
-                await msg.nak(delay=self.agent.ack_wait)
+        if not await self.send_path.admit(msg, job):
             return
-        self.handling.add(job.id)
         self.busy = True
         await self.publish_state()
-        progress = _KeepAlive(msg, self.agent.ack_wait / 3)
+        progress = KeepAlive(msg, self.agent.ack_wait / 3)
         try:
-            await self._send(msg, job, pinned=pinned)
-        except Exception as exc:
-            # NATS failed before the outcome was settled (status unreadable, the marker not
-            # written): the job comes back after ack_wait and the marker decides its fate.
-            log.warning("%s: message %s left for redelivery: %s", self.name, job.id, exc)
+            await self.send_path.send(msg, job, pinned=pinned)
         finally:
-            self.handling.discard(job.id)
+            self.send_path.release(job)
             progress.cancel()
             self.busy = False
             await self.publish_state()
 
-    async def _send(self, msg: Msg, job: contracts.SendJob, *, pinned: bool) -> None:
-        """Send under an at-most-once claim: the job's key in `sms_sending`, created (never
-        overwritten) before the first part goes out. A claim that exists already means
-        the message was handed to a modem before (an agent died mid-send, or its ack was
-        lost): it is settled by its status, never sent a second time by surprise."""
-        token = f"{self.publisher.agent}/{self.name}/{contracts.new_id()}"  # this handling's
-        try:
-            await self._send_claimed(msg, job, token, pinned=pinned, claim=True)
-        except APIError as exc:
-            if exc.err_code not in WRONG_LAST_SEQUENCE:
-                raise
-            if await self.publisher.reclaim(job.id, token):  # only a released claim was there
-                await self._send_claimed(msg, job, token, pinned=pinned, claim=False, holding=True)
-            else:
-                await self._claimed_before(msg, job, pinned=pinned)
+    # --- what the send path asks of its port (send_path.SendPort) -------------------------
 
-    async def _claimed_before(self, msg: Msg, job: contracts.SendJob, *, pinned: bool) -> None:
-        previous = await self.publisher.status(job.id)
-        if previous is not None and previous.state in FINAL:
-            await msg.ack()  # done before; the ack was lost
-            return
-        if not self.agent.resend_interrupted:
-            await self._finish(msg, job, contracts.SendStatus.FAILED, "interrupted", [])
-            return
-        log.warning("%s: re-sending interrupted message %s", self.name, job.id)
-        await self._send_claimed(msg, job, "", pinned=pinned, claim=False)
-
-    async def _send_claimed(
-        self,
-        msg: Msg,
-        job: contracts.SendJob,
-        token: str,
-        *,
-        pinned: bool,
-        claim: bool,
-        holding: bool = False,
-    ) -> None:
-        """`claim`: create the claim (holding `token`) at the first part; `holding`: the
-        claim with `token` is ours already."""
-        claim_ack: Awaitable[object] | None = None
-
-        async def mark(sequence: int) -> Awaitable[object] | None:
-            # The claim is sent before the first AT+CMGS; its ack is awaited at the prompt.
-            nonlocal claim_ack
-            if sequence != 1 or claim_ack is not None or not claim:
-                return None
-            claim_ack = await self.publisher.claim(job.id, token)
-            if isinstance(claim_ack, asyncio.Future):
-                claim_ack.add_done_callback(lambda done: self._sending(done, job))
-            return claim_ack
-
-        try:
-            outcome = await self._attempts(job, mark)
-            if claim_ack is not None:
-                await claim_ack  # a part refused before the prompt: the claim still decides
-        except Exception as exc:
-            if not _unconfirmed(claim_ack, exc):
-                raise
-            # The claim's ack never came (NATS went away): the prompt was cancelled and
-            # nothing was sent, so the claim must not make a redelivery `interrupted`.
-            log.warning("%s: claim of %s unconfirmed (%s); nothing sent", self.name, job.id, exc)
-            await self._retry_until_done(lambda: self.publisher.unclaim(job.id, token), job)
-            with contextlib.suppress(Exception):
-                await msg.nak()
-            return
-
-        now = self.clock()
-        if outcome.ok:
-            self.policy.record_sent(now, len(outcome.parts))
-            self.sent += 1
-            self.last_error = None
-            await self._finish(msg, job, contracts.SendStatus.SENT, None, outcome.parts)
-            if job.status_report:
-                self.awaiting_report[job.id] = _Sent(job, outcome.parts)
-                # A report can beat the last +CMGS; the book then decides right here.
-                early = self.reports.expect(job.id, job.to, outcome.parts, now)
-                if early is not None:
-                    await self._publish_report(early)
-            return
-        self.last_error = outcome.error
-        if self.policy.record_failed(now):
-            log.warning("%s: parked after repeated failures (%s)", self.name, outcome.error)
-        if outcome.temporary and not _any_part_sent(outcome) and not pinned:
-            # Nothing reached the network: another port may do better, under a new claim.
-            if claim_ack is not None or holding:
-                await self.publisher.unclaim(job.id, token)
-            await self.publisher.put_status(self._status(job, MessageState.QUEUED))
-            await msg.nak(delay=1.0)
-            return
-        self.failed += 1
-        await self._finish(msg, job, contracts.SendStatus.FAILED, outcome.error, outcome.parts)
-
-    async def _attempts(self, job: contracts.SendJob, mark: PartHook) -> SendOutcome:
+    async def attempt(self, job: contracts.SendJob, mark: PartHook) -> SendOutcome:
         """The modem's send, tried again on the same port while nothing reached a network."""
         outcome: SendOutcome | None = None
         for attempt in range(self.agent.retries + 1):
             outcome = await self.modem.send(
                 job.to, job.text, status_report=job.status_report, on_part=mark
             )
-            if outcome.ok or not outcome.temporary or _any_part_sent(outcome):
+            if outcome.ok or not outcome.temporary or any_part_sent(outcome):
                 break
             if attempt < self.agent.retries:
-                await asyncio.sleep(min(2.0**attempt, 30.0))
+                await asyncio.sleep(doubled(1.0, attempt, 30.0))
         assert outcome is not None
         return outcome
 
-    async def _retry_until_done(
-        self, step: Callable[[], Awaitable[None]], job: contracts.SendJob
-    ) -> None:
-        """Keep at a bus write that must happen, however long NATS is away."""
-        delay = 0.5
-        while True:
-            try:
-                await step()
-                return
-            except Exception as exc:
-                log.warning("%s: %s not published yet (%s); retrying", self.name, job.id, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RESULT_RETRY_MAX)
-
-    def _sending(self, claim: asyncio.Future[object], job: contracts.SendJob) -> None:
-        """Once the claim holds, show the message `sending` (no one waits for that write)."""
-        if claim.cancelled() or claim.exception() is not None:
+    def record(self, job: contracts.SendJob, outcome: SendOutcome, after: AfterSend) -> None:
+        now = self._recorded_at = self.clock()  # also when the report book expects it
+        if outcome.ok:
+            self.policy.record_sent(now, len(outcome.parts))
+            self.sent += 1
+            self.last_error = None
             return
+        self.last_error = outcome.error
+        if self.policy.record_failed(now):
+            log.warning("%s: parked after repeated failures (%s)", self.name, outcome.error)
+        if after is AfterSend.FAIL:
+            self.failed += 1
+
+    async def after_sent(self, job: contracts.SendJob, outcome: SendOutcome) -> None:
+        if job.status_report:
+            await self.delivery_reports.expect(job, outcome.parts, self._recorded_at)
+
+    async def requeued(self, job: contracts.SendJob) -> None:
+        await self.publisher.put_status(self._status(job, MessageState.QUEUED))
+
+    def sending(self, job: contracts.SendJob) -> None:
         task = asyncio.get_running_loop().create_task(
             self.publisher.status_nowait(self._status(job, MessageState.SENDING))
         )
@@ -436,11 +330,11 @@ class PortWorker:
         task.add_done_callback(self._background.discard)
 
     async def fail_unavailable(self, msg: Msg, job: contracts.SendJob) -> None:
-        await self._finish(msg, job, contracts.SendStatus.FAILED, "port unavailable", [])
+        await self.finish(msg, job, contracts.SendStatus.FAILED, "port unavailable", [])
 
-    async def _finish(
+    async def finish(
         self,
-        msg: Msg,
+        handle: JobHandle,
         job: contracts.SendJob,
         status: contracts.SendStatus,
         reason: str | None,
@@ -462,11 +356,11 @@ class PortWorker:
         )
         # The outcome is known and only here: keep at it until NATS takes it, however long
         # NATS is away. Giving up would turn a sent message into an `interrupted` one.
-        await self._retry_until_done(
+        await until_done(
             lambda: self.publisher.result(result, created=job.created, reply_to=job.reply_to),
-            job,
+            f"{self.name}: {job.id}",
         )
-        await msg.ack()
+        await handle.ack()
         log.info(
             "%s message %s to %s: %s%s",
             self.name,
@@ -493,180 +387,7 @@ class PortWorker:
     # --- receiving ----------------------------------------------------------------------
 
     async def restore_parts(self, keys: list[str] | None = None) -> None:
-        """Reload the parts of unfinished inbound messages kept across a restart.
-
-        `keys`: the bucket's keys, listed once by the agent for all its ports (each
-        listing costs the KV stream a consumer, and a stream takes 1000 at most).
-        """
-        kv = self.publisher.buckets.inbound_parts
-        if keys is None:
-            keys = await inbound_part_keys(kv)
-        for key in keys:
-            if not key.startswith(f"{self.name}."):
-                continue
-            try:
-                entry = await kv.get(key)
-            except KeyNotFoundError:
-                continue
-            if entry.value:
-                self.reassembler.add(msgspec.json.decode(entry.value, type=InboundPart))
-
-    async def _on_inbound(self, deliver: Deliver) -> None:
-        """Called by the modem; returns only once the SMS is durable on the bus."""
-        concat = deliver.concat
-        part = InboundPart(
-            sender=deliver.sender,
-            text=deliver.text,
-            smsc_time=deliver.timestamp,
-            smsc=deliver.smsc,
-            reference=concat.reference if concat else 0,
-            total=concat.total if concat else 1,
-            sequence=concat.sequence if concat else 1,
-            received=self.clock(),
-        )
-        if part.total > 1:
-            await self.publisher.buckets.inbound_parts.put(
-                _part_key(self.name, part), msgspec.json.encode(part)
-            )
-        joined = self.reassembler.add(part)
-        if joined is not None:
-            await self._publish_inbound(joined)
+        await self.receiving.restore_parts(keys)
 
     async def expire_parts(self) -> None:
-        for joined in self.reassembler.expire(self.clock()):
-            await self._publish_inbound(joined)
-
-    async def _publish_inbound(self, joined: Joined) -> None:
-        first = joined.first
-        digest = hashlib.sha256(
-            f"{self.name}|{first.sender}|{first.smsc_time.isoformat()}|{first.reference}|"
-            f"{joined.text}".encode()
-        ).hexdigest()[:20]
-        await self.publisher.event(
-            contracts.InboundSms(
-                event_id=f"{digest}:inbound",
-                port=self.name,
-                port_number=self.number,
-                imsi=self.modem.info.imsi,
-                time=contracts.utcnow(),
-                id=digest,
-                sender=first.sender,
-                text=joined.text,
-                smsc_time=first.smsc_time,
-                smsc=first.smsc,
-                parts=len(joined.parts),
-                complete=joined.complete,
-            )
-        )
-        self.received += 1
-        if first.total > 1:
-            for part in joined.parts:
-                with contextlib.suppress(KeyNotFoundError):
-                    await self.publisher.buckets.inbound_parts.delete(_part_key(self.name, part))
-
-    async def _on_report(self, report: StatusReport) -> None:
-        delivery = self.reports.match(report, self.clock())
-        if delivery is not None:
-            await self._publish_report(delivery)
-
-    async def _publish_report(self, delivery: MessageDelivery) -> None:
-        sent = self.awaiting_report.pop(delivery.message_id, None)
-        if sent is None:
-            return
-        job = sent.job
-        state = DELIVERY_STATE.get(delivery.state, contracts.DeliveryState.FAILED)
-        now = contracts.utcnow()
-        report = contracts.DeliveryReport(
-            event_id=f"{job.id}:report",
-            port=self.name,
-            port_number=self.number,
-            imsi=self.modem.info.imsi,
-            time=now,
-            id=job.id,
-            caller_id=job.caller_id,
-            to=job.to,
-            state=state,
-            reason=delivery.reason,
-            status_code=delivery.status,
-            smsc_time=delivery.discharge_time,
-            user=job.user,
-        )
-        # The status this agent wrote when the message was sent, moved on by the report:
-        # built here rather than read back from the KV, and sent beside the event.
-        status = contracts.MessageStatus(
-            id=job.id,
-            to=job.to,
-            state=contracts.MessageState.DELIVERED
-            if state == contracts.DeliveryState.DELIVERED
-            else contracts.MessageState.UNDELIVERED,
-            port=self.name,
-            agent=self.publisher.agent,
-            parts=sent.parts,
-            delivery=state,
-            caller_id=job.caller_id,
-            user=job.user,
-            created=job.created,
-            updated=now,
-        )
-        event_failed, status_failed = await self.publisher.event_and_status(report, status)
-        if event_failed is not None:
-            raise event_failed
-        if status_failed is not None:
-            log.warning("%s: status of %s not updated: %s", self.name, job.id, status_failed)
-
-
-async def inbound_part_keys(kv: KeyValue) -> list[str]:
-    """Every key of the inbound-parts bucket (parts of messages not yet complete)."""
-    try:
-        return list(await kv.keys())
-    except NoKeysError:
-        return []
-
-
-def _unconfirmed(claim: Awaitable[object] | None, exc: BaseException) -> bool:
-    """Whether `exc` is the claim's own failure other than "claimed before"."""
-    if not isinstance(claim, asyncio.Future) or not claim.done() or claim.cancelled():
-        return False
-    if claim.exception() is not exc:
-        return False
-    return not (isinstance(exc, APIError) and exc.err_code in WRONG_LAST_SEQUENCE)
-
-
-def _any_part_sent(outcome: SendOutcome) -> bool:
-    return any(part.error is None for part in outcome.parts)
-
-
-def _part_key(port: str, part: InboundPart) -> str:
-    sender = part.sender.encode().hex()
-    return f"{port}.{sender}.{part.reference}.{part.total}.{part.sequence}"
-
-
-class _KeepAlive:
-    """Tells JetStream the job is still being worked on while a slow modem sends it.
-
-    A timer, not a task: most jobs finish long before the first tick.
-    """
-
-    def __init__(self, msg: Msg, every: float) -> None:
-        self._msg = msg
-        self._every = every
-        self._loop = asyncio.get_running_loop()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._timer: asyncio.TimerHandle | None = self._loop.call_later(every, self._tick)
-
-    def _tick(self) -> None:
-        task = self._loop.create_task(self._progress())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        self._timer = self._loop.call_later(self._every, self._tick)
-
-    async def _progress(self) -> None:
-        with contextlib.suppress(Exception):
-            await self._msg.in_progress()
-
-    def cancel(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        for task in self._tasks:
-            task.cancel()
+        await self.receiving.expire_parts()

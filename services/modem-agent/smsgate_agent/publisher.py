@@ -16,10 +16,15 @@ import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import Header
-from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import (
+    APIError,
+    KeyDeletedError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+)
 from smsgate import contracts, subjects
 from smsgate.acks import AckPublisher
-from smsgate.bus import Buckets
+from smsgate.bus import CREATE_ONLY, WRONG_LAST_SEQUENCE, Buckets
 
 log = logging.getLogger("smsgate.agent")
 
@@ -29,11 +34,6 @@ _KINDS: dict[type, str] = {
     contracts.InboundSms: "inbound",
     contracts.PortEvent: "port",
 }
-_PORTS_PREFIX = f"$KV.{subjects.PORTS_BUCKET}."
-_MESSAGES_PREFIX = f"$KV.{subjects.MESSAGES_BUCKET}."
-_SENDING_PREFIX = f"$KV.{subjects.SENDING_BUCKET}."
-_CREATE = {Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: "0"}  # the key must not exist
-WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream: the key exists already
 
 
 @dataclass
@@ -49,7 +49,7 @@ class Publisher:
         await self._durable(
             subjects.event(_KINDS[type(event)], event.port),
             contracts.encode(event),
-            {"Nats-Msg-Id": event.event_id},
+            {Header.MSG_ID.value: event.event_id},
         )
 
     async def _durable(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
@@ -72,10 +72,12 @@ class Publisher:
             await self._begin(
                 subjects.event(_KINDS[type(event)], event.port),
                 contracts.encode(event),
-                {"Nats-Msg-Id": event.event_id},
+                {Header.MSG_ID.value: event.event_id},
             ),
             await self._begin(
-                _MESSAGES_PREFIX + subjects.message_key(status.id), contracts.encode(status), {}
+                subjects.MESSAGES_KV_PREFIX + subjects.message_key(status.id),
+                contracts.encode(status),
+                {},
             ),
         ]
         outcomes: list[Exception | None] = []
@@ -93,7 +95,7 @@ class Publisher:
         await self.nc.publish(
             subjects.event(_KINDS[type(event)], event.port),
             contracts.encode(event),
-            headers={"Nats-Msg-Id": event.event_id},
+            headers={Header.MSG_ID.value: event.event_id},
         )
 
     async def result(
@@ -148,8 +150,15 @@ class Publisher:
         which fails with `APIError` (err_code in WRONG_LAST_SEQUENCE) when the message was
         claimed before."""
         return await self._begin(
-            _SENDING_PREFIX + subjects.message_key(message_id), token.encode(), dict(_CREATE)
+            subjects.SENDING_KV_PREFIX + subjects.message_key(message_id),
+            token.encode(),
+            dict(CREATE_ONLY),
         )
+
+    @staticmethod
+    def is_taken(exc: BaseException) -> bool:
+        """Whether `exc` is a claim refused because the message was claimed before."""
+        return isinstance(exc, APIError) and exc.err_code in WRONG_LAST_SEQUENCE
 
     async def unclaim(self, message_id: str, token: str) -> None:
         """Drop the claim if it is still the one holding `token`: its message reached no
@@ -176,20 +185,23 @@ class Publisher:
         """Write a status that nothing depends on (`sending`) without waiting for its ack."""
         try:
             await self.nc.publish(
-                _MESSAGES_PREFIX + subjects.message_key(status.id), contracts.encode(status)
+                subjects.MESSAGES_KV_PREFIX + subjects.message_key(status.id),
+                contracts.encode(status),
             )
         except Exception as exc:  # NATS away: the result's status follows anyway
             log.debug("status of %s not written: %s", status.id, exc)
 
     async def put_status(self, status: contracts.MessageStatus) -> None:
         await self._durable(
-            _MESSAGES_PREFIX + subjects.message_key(status.id), contracts.encode(status), {}
+            subjects.MESSAGES_KV_PREFIX + subjects.message_key(status.id),
+            contracts.encode(status),
+            {},
         )
 
     async def port_state(self, state: contracts.PortState) -> None:
         """Write the port's live state without waiting for the ack: every beat rewrites it,
         and a port's send loop must not wait on the bus twice per message for it."""
-        await self.nc.publish(_PORTS_PREFIX + state.port, contracts.encode(state))
+        await self.nc.publish(subjects.PORTS_KV_PREFIX + state.port, contracts.encode(state))
 
     async def dead_letter(self, subject: str, reason: str, data: bytes) -> None:
         letter = contracts.DeadLetter(

@@ -17,8 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from smsgate.contracts import DeliveryState, PartResult
-from smsgate.pdu import DeliveryState as ReportState
-from smsgate.pdu import StatusReport
+from smsgate.pdu import ReportState, StatusReport
 
 VALIDITY_EXPIRED = 0x46  # TP-ST: the SMSC gave up when the validity period ran out
 

@@ -5,7 +5,7 @@ The agent talks to these modems through the same serial code path as to hardware
 
 from .control import PortInfo, build_app
 from .faults import Faults, FaultUpdate
-from .modem import Modem, SimCard
+from .modem import SimCard, VirtualModem
 from .network import CARRIER_BALANCE_REPLY, USSD_BALANCE_REPLY, Network
 from .profiles import PROFILES, Profile
 from .simulator import Injected, Simulator, run_sim
@@ -18,7 +18,6 @@ __all__ = [
     "FaultUpdate",
     "Faults",
     "Injected",
-    "Modem",
     "ModemStats",
     "Network",
     "NetworkStats",
@@ -27,6 +26,7 @@ __all__ = [
     "SentPart",
     "SimCard",
     "Simulator",
+    "VirtualModem",
     "build_app",
     "run_sim",
 ]

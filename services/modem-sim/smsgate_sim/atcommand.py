@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
-    from .modem import Modem
+    from .modem import VirtualModem
 
 ErrorKind = Literal["error", "unsupported", "cme", "cms"]
 
@@ -21,7 +21,7 @@ class Op(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
-class Command:
+class ParsedCommand:
     """One command: its upper-cased name (`+CMGS`, `E`, `&F`), the form and the raw arguments."""
 
     name: str
@@ -30,17 +30,17 @@ class Command:
 
 
 @dataclass(frozen=True, slots=True)
-class Reply:
+class Answer:
     """Information lines and the final result code (None: the firmware sends none)."""
 
     lines: list[str] = field(default_factory=list)
     final: str | None = "OK"
 
 
-OK = Reply()
+OK = Answer()
 
 
-Handler = Callable[["Modem", Command], "Reply | None"]
+Handler = Callable[["VirtualModem", ParsedCommand], "Answer | None"]
 
 
 class Commands(dict[str, Handler]):
@@ -55,7 +55,7 @@ class Commands(dict[str, Handler]):
         return register
 
 
-class CommandError(Exception):
+class ErrorAnswer(Exception):
     """A command fails: plain ERROR, the profile's "unsupported" code, or a +CME/+CMS code."""
 
     def __init__(self, kind: ErrorKind, code: int = 0) -> None:
@@ -64,33 +64,33 @@ class CommandError(Exception):
         self.code = code
 
 
-def syntax_error() -> CommandError:
-    return CommandError("error")
+def syntax_error() -> ErrorAnswer:
+    return ErrorAnswer("error")
 
 
-def unsupported() -> CommandError:
-    return CommandError("unsupported")
+def unsupported() -> ErrorAnswer:
+    return ErrorAnswer("unsupported")
 
 
-def cme(code: int) -> CommandError:
-    return CommandError("cme", code)
+def cme(code: int) -> ErrorAnswer:
+    return ErrorAnswer("cme", code)
 
 
-def cms(code: int) -> CommandError:
-    return CommandError("cms", code)
+def cms(code: int) -> ErrorAnswer:
+    return ErrorAnswer("cms", code)
 
 
 _EXTENDED_PREFIXES = "+^$%*#"
 
 
-def parse_command(line: str) -> Command | None:
+def parse_command(line: str) -> ParsedCommand | None:
     """Parse a command line; None when it holds no `AT` prefix (modems ignore such lines)."""
     start = line.upper().find("AT")
     if start < 0:
         return None
     body = line[start + 2 :].strip()
     if not body:
-        return Command("", Op.EXEC)
+        return ParsedCommand("", Op.EXEC)
     if body[0] in _EXTENDED_PREFIXES:
         end = len(body)
         for i, char in enumerate(body):
@@ -99,20 +99,20 @@ def parse_command(line: str) -> Command | None:
                 break
         name, rest = body[:end].upper(), body[end:]
         if not rest:
-            return Command(name, Op.EXEC)
+            return ParsedCommand(name, Op.EXEC)
         if rest == "?":
-            return Command(name, Op.READ)
+            return ParsedCommand(name, Op.READ)
         if rest == "=?":
-            return Command(name, Op.TEST)
+            return ParsedCommand(name, Op.TEST)
         if rest.startswith("="):
-            return Command(name, Op.SET, rest[1:])
-        return Command(name, Op.SET, rest)  # malformed; the handler rejects it
+            return ParsedCommand(name, Op.SET, rest[1:])
+        return ParsedCommand(name, Op.SET, rest)  # malformed; the handler rejects it
     # Basic commands: one letter (or & and a letter) and an optional number: E0, &F, S0=0.
     size = 2 if body[0] == "&" else 1
     name, rest = body[:size].upper(), body[size:]
     if rest.endswith("?"):
-        return Command(name, Op.READ, rest[:-1])
-    return Command(name, Op.EXEC if not rest else Op.SET, rest)
+        return ParsedCommand(name, Op.READ, rest[:-1])
+    return ParsedCommand(name, Op.EXEC if not rest else Op.SET, rest)
 
 
 def split_args(raw: str) -> list[str | None]:
@@ -160,11 +160,13 @@ def quoted(text: str) -> str:
     return f'"{text}"'
 
 
-def int_setting(m: Modem, cmd: Command, prefix: str, attribute: str, high: int) -> Reply:
+def int_setting(
+    m: VirtualModem, cmd: ParsedCommand, prefix: str, attribute: str, high: int
+) -> Answer:
     """A 0..high setting such as `AT+CMEE`: read it, list its range, or set it."""
     if cmd.op is Op.READ:
-        return Reply([f"{prefix}: {getattr(m, attribute)}"])
+        return Answer([f"{prefix}: {getattr(m, attribute)}"])
     if cmd.op is Op.TEST:
-        return Reply([f"{prefix}: (0-{high})"])
+        return Answer([f"{prefix}: (0-{high})"])
     setattr(m, attribute, int_arg(split_args(cmd.args), 0, 0, high, default=0))
     return OK

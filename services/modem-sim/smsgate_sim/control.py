@@ -23,7 +23,7 @@ from .faults import Faults, FaultUpdate, garbage
 from .stats import ModemStats, NetworkStats
 
 if TYPE_CHECKING:
-    from .modem import Modem
+    from .modem import VirtualModem
     from .simulator import Simulator
 
 T = TypeVar("T")
@@ -97,7 +97,7 @@ async def _body(request: Request, kind: type[T]) -> T:
         raise ControlError(400, f"body is not JSON: {exc}") from None
 
 
-def port_info(sim: Simulator, modem: Modem) -> PortInfo:
+def port_info(sim: Simulator, modem: VirtualModem) -> PortInfo:
     endpoint = sim.endpoint(modem.name)
     return PortInfo(
         name=modem.name,
@@ -131,7 +131,7 @@ def totals(sim: Simulator) -> Totals:
 def build_app(sim: Simulator) -> Starlette:
     """The control app for one simulator."""
 
-    def modem_of(request: Request) -> Modem:
+    def modem_of(request: Request) -> VirtualModem:
         name = request.path_params["name"]
         try:
             return sim.modem(name)

@@ -18,19 +18,19 @@ from typing import TYPE_CHECKING, Literal
 from smsgate.config import SimConfig
 from smsgate.pdu import Submit
 
-from . import general, sms
-from .atcommand import Command, CommandError, Reply, parse_command, unsupported
+from . import basic_commands, sms
+from .atcommand import Answer, ErrorAnswer, ParsedCommand, parse_command, unsupported
 from .codes import CME_ERRORS, CMS_ERRORS
 from .faults import Faults, FaultUpdate, garbage, noise_urc
 from .profiles import Profile
-from .sms import Prompt
+from .sms import PendingPrompt
 from .stats import ModemStats, SentPart
 from .storage import Memory, Stat
 
 if TYPE_CHECKING:
     from .network import Network
 
-HANDLERS = {**general.HANDLERS, **sms.HANDLERS}
+HANDLERS = {**basic_commands.HANDLERS, **sms.HANDLERS}
 
 SimState = Literal["READY", "SIM PIN", "SIM PUK", "BUSY"]
 _ESC = 0x1B
@@ -49,7 +49,7 @@ class SimCard:
     puk: str = "12345678"
 
 
-class Modem:
+class VirtualModem:
     """The AT state machine of one virtual modem on one port."""
 
     def __init__(
@@ -76,7 +76,7 @@ class Modem:
         self.stats = ModemStats()
         self.sent: collections.deque[SentPart] = collections.deque(maxlen=config.sent_log)
         self.output: Callable[[bytes], None] = _discard
-        self.on_reset: Callable[[Modem], None] | None = None  # replaces the in-place reboot
+        self.on_reset: Callable[[VirtualModem], None] | None = None  # replaces the in-place reboot
         self.next_mr = 0
         self.smsc = config.smsc  # lives on the SIM, so it survives a reset
         size = config.storage_size
@@ -89,7 +89,7 @@ class Modem:
         self._echoed = 0  # bytes at the head of _input already echoed
         self._held: list[bytes] = []  # URCs held while a command runs
         self._buffered: list[bytes] = []  # SMS URCs held while AT+CNMI mode is 0
-        self._prompt: Prompt | None = None
+        self._prompt: PendingPrompt | None = None
         self._busy = False
         self._executing = False  # a command handler is running right now
         self._on = False
@@ -293,7 +293,7 @@ class Modem:
             if self._prompt is not None:
                 prompt, self._prompt = self._prompt, None
                 if terminator == _ESC:
-                    self.reply(Reply())
+                    self.reply(Answer())
                 else:
                     self._run(sms.finish_prompt, self, prompt, text)
                 continue
@@ -311,18 +311,18 @@ class Modem:
             self.emit(bytes(self._input[self._echoed : upto]))
         self._echoed = max(self._echoed, upto)
 
-    def _run(self, step: Callable[..., Reply | None], *args: object) -> None:
+    def _run(self, step: Callable[..., Answer | None], *args: object) -> None:
         self._executing = True
         try:
             reply = step(*args)
-        except CommandError as exc:
-            reply = Reply(final=self.error_text(exc))
+        except ErrorAnswer as exc:
+            reply = Answer(final=self.error_text(exc))
         finally:
             self._executing = False
         if reply is not None:
             self.reply(reply)
 
-    def error_text(self, error: CommandError) -> str:
+    def error_text(self, error: ErrorAnswer) -> str:
         """The final result code for an error, as AT+CMEE and the profile ask."""
         if error.kind == "unsupported":
             return self.profile.unsupported
@@ -343,7 +343,7 @@ class Modem:
         if self._on:
             self.output(data)
 
-    def reply(self, reply: Reply) -> None:
+    def reply(self, reply: Answer) -> None:
         """Write a response (with the garbage and URC faults), then the URCs it held back."""
         out = bytearray()
         faults = self.faults
@@ -393,13 +393,13 @@ class Modem:
 
     # ----------------------------------------------------------------- long commands
 
-    def start_prompt(self, prompt: Prompt) -> None:
+    def start_prompt(self, prompt: PendingPrompt) -> None:
         if self._input:  # the PDU came in the same read as the command
             prompt.pdu_time = time.time()
         self._prompt = prompt
         self.emit(self.profile.prompt)
 
-    def defer(self, delay: float, finish: Callable[[], Reply]) -> None:
+    def defer(self, delay: float, finish: Callable[[], Answer]) -> None:
         """Hold the line for `delay` seconds, then answer with what `finish` returns."""
         self._busy = True
 
@@ -513,5 +513,5 @@ def _discard(data: bytes) -> None:
     """Output of a modem nobody listens to."""
 
 
-def _unsupported(modem: Modem, command: Command) -> Reply | None:
+def _unsupported(modem: VirtualModem, command: ParsedCommand) -> Answer | None:
     raise unsupported()

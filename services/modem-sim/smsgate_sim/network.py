@@ -26,7 +26,7 @@ from smsgate.pdu import (
 from .stats import NetworkStats
 
 if TYPE_CHECKING:
-    from .modem import Modem
+    from .modem import VirtualModem
 
 # What 10086 answers in `smsgate dev`: a carrier's balance text, long enough for three parts.
 CARRIER_BALANCE_REPLY = (
@@ -70,7 +70,7 @@ class Network:
         self.rng = rng
         self.stats = NetworkStats()
         self._loop = asyncio.get_running_loop()
-        self._by_number: dict[str, Modem] = {}
+        self._by_number: dict[str, VirtualModem] = {}
         self._held: dict[tuple[str, Kind], collections.deque[Held]] = {}
         self._timers: set[asyncio.TimerHandle] = set()
         self._reference = rng.randrange(256)
@@ -80,10 +80,10 @@ class Network:
         for number, text in config.autoreply.items():
             self.set_autoreply(number, text)
 
-    def attach(self, modem: Modem) -> None:
+    def attach(self, modem: VirtualModem) -> None:
         self._by_number[digits(modem.sim.msisdn)] = modem
 
-    def modem_for(self, number: str) -> Modem | None:
+    def modem_for(self, number: str) -> VirtualModem | None:
         """The modem whose SIM has `number`, if any."""
         return self._by_number.get(digits(number))
 
@@ -145,7 +145,7 @@ class Network:
 
     # ------------------------------------------------------------- sending
 
-    def submitted(self, modem: Modem, submit: Submit, mr: int) -> None:
+    def submitted(self, modem: VirtualModem, submit: Submit, mr: int) -> None:
         """A modem's part left it: deliver it after the delivery delay, report if asked."""
         sent_at = self._now()
         target = self._by_number.get(digits(submit.number))
@@ -154,11 +154,11 @@ class Network:
 
     def _arrive(
         self,
-        modem: Modem,
+        modem: VirtualModem,
         submit: Submit,
         mr: int,
         sent_at: datetime.datetime,
-        target: Modem | None,
+        target: VirtualModem | None,
     ) -> None:
         def report() -> None:
             if submit.status_report:
@@ -189,7 +189,7 @@ class Network:
 
     def _report(
         self,
-        modem: Modem,
+        modem: VirtualModem,
         submit: Submit,
         mr: int,
         sent_at: datetime.datetime,
@@ -206,7 +206,7 @@ class Network:
         self.stats.reports += 1
         self.hand(modem, "report", pdu)
 
-    def _autoreply_to(self, modem: Modem, submit: Submit) -> None:
+    def _autoreply_to(self, modem: VirtualModem, submit: Submit) -> None:
         rule = self._autoreply.get(digits(submit.number))
         if rule is None:
             return
@@ -219,14 +219,14 @@ class Network:
         delay = pick(self.config.delivery_delay, self.rng)
         self._later(delay, lambda: self._inject_reply(modem, number, answer))
 
-    def _inject_reply(self, modem: Modem, number: str, text: str) -> None:
+    def _inject_reply(self, modem: VirtualModem, number: str, text: str) -> None:
         self.inject(modem, number, text)
 
     # ------------------------------------------------------------- receiving
 
     def inject(
         self,
-        modem: Modem,
+        modem: VirtualModem,
         sender: str,
         text: str,
         *,
@@ -260,7 +260,12 @@ class Network:
         return total
 
     def hand(
-        self, modem: Modem, kind: Kind, pdu: str, *, on_taken: Callable[[], None] | None = None
+        self,
+        modem: VirtualModem,
+        kind: Kind,
+        pdu: str,
+        *,
+        on_taken: Callable[[], None] | None = None,
     ) -> None:
         """Give a PDU to a modem now, or hold it (in order) until the modem can take it."""
         queue = self._held.get((modem.name, kind))
@@ -271,7 +276,7 @@ class Network:
         self._held.setdefault((modem.name, kind), collections.deque()).append(Held(pdu, on_taken))
         self.stats.held += 1
 
-    def flush(self, modem: Modem) -> None:
+    def flush(self, modem: VirtualModem) -> None:
         """Retry what is held for `modem` (it registered, or made room in its storage)."""
         for kind in _KINDS:
             queue = self._held.get((modem.name, kind))
@@ -281,9 +286,9 @@ class Network:
                 if held.on_taken is not None:
                     held.on_taken()
 
-    def held(self, modem: Modem) -> int:
+    def held(self, modem: VirtualModem) -> int:
         return sum(len(self._held.get((modem.name, k), ())) for k in _KINDS)
 
     @staticmethod
-    def _take(modem: Modem, kind: Kind, pdu: str) -> bool:
+    def _take(modem: VirtualModem, kind: Kind, pdu: str) -> bool:
         return modem.take_deliver(pdu) if kind == "deliver" else modem.take_report(pdu)

@@ -20,7 +20,7 @@ from smsgate.pdu import Alphabet
 from smsgate.subjects import check_port_name
 
 from .faults import FaultUpdate
-from .modem import Modem, SimCard
+from .modem import SimCard, VirtualModem
 from .network import Network, Order, digits
 from .profiles import profile
 from .stats import SentPart
@@ -89,7 +89,7 @@ class Simulator:
         self.config = config or SimConfig()
         _check(self.config)
         self.control_url: str | None = None
-        self._modems: dict[str, Modem] = {}
+        self._modems: dict[str, VirtualModem] = {}
         self._endpoints: dict[str, Endpoint] = {}
         self._network: Network | None = None
         self._directory: Path | None = None
@@ -114,7 +114,7 @@ class Simulator:
         for index in range(1, config.ports + 1):
             name = f"{config.prefix}{index}"
             sim, imei = identity(config, index)
-            modem = Modem(
+            modem = VirtualModem(
                 name,
                 sim=sim,
                 imei=imei,
@@ -212,10 +212,10 @@ class Simulator:
         return {name: modem.sim.msisdn for name, modem in self._modems.items()}
 
     @property
-    def modems(self) -> dict[str, Modem]:
+    def modems(self) -> dict[str, VirtualModem]:
         return dict(self._modems)
 
-    def modem(self, name: str) -> Modem:
+    def modem(self, name: str) -> VirtualModem:
         try:
             return self._modems[name]
         except KeyError:
@@ -274,7 +274,7 @@ class Simulator:
         for modem in self._targets(port):
             modem.clear_faults()
 
-    def _targets(self, port: str | None) -> list[Modem]:
+    def _targets(self, port: str | None) -> list[VirtualModem]:
         return [self.modem(port)] if port is not None else list(self._modems.values())
 
     async def unplug(self, port: str) -> None:
@@ -301,7 +301,7 @@ class Simulator:
             await self.replug(port)
         self.modem(port).reset()
 
-    def _reset_by_replug(self, modem: Modem) -> None:
+    def _reset_by_replug(self, modem: VirtualModem) -> None:
         # A USB modem that restarts drops off the bus a moment later (its OK gets out
         # first; closing the pty at once would discard it) and enumerates again.
         async def come_back() -> None:

@@ -15,13 +15,13 @@ from smsgate.pdu import (
     encode_submit,
 )
 
-from . import codes, general
+from . import basic_commands, codes
 from .atcommand import (
     OK,
-    Command,
+    Answer,
     Commands,
     Op,
-    Reply,
+    ParsedCommand,
     cms,
     int_arg,
     int_setting,
@@ -32,7 +32,7 @@ from .atcommand import (
 from .storage import ALL, STAT_BY_NAME, STAT_NAMES, Memory, Stat, Stored, tpdu_length
 
 if TYPE_CHECKING:
-    from .modem import Modem
+    from .modem import VirtualModem
 
 HANDLERS = Commands()
 _MAX_TPDU = 176  # 164 octets of SMS-SUBMIT plus slack; beyond that no modem prompts
@@ -42,7 +42,7 @@ PromptKind = Literal["send", "write"]
 
 
 @dataclass(slots=True)
-class Prompt:
+class PendingPrompt:
     """A `> ` prompt waiting for a PDU (or text) and Ctrl-Z."""
 
     kind: PromptKind
@@ -52,46 +52,46 @@ class Prompt:
     pdu_time: float | None = None  # Unix time the first byte after the prompt arrived
 
 
-def require_sim(m: Modem) -> None:
-    general.require_sim(m, sms=True)
+def require_sim(m: VirtualModem) -> None:
+    basic_commands.require_sim(m, sms=True)
 
 
 # --------------------------------------------------------------------- settings
 
 
 @HANDLERS.handles("+CMGF")
-def cmgf(m: Modem, cmd: Command) -> Reply:
+def cmgf(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.op is Op.READ:
-        return Reply([f"+CMGF: {int(m.text_mode)}"])
+        return Answer([f"+CMGF: {int(m.text_mode)}"])
     if cmd.op is Op.TEST:
-        return Reply(["+CMGF: (0,1)"])
+        return Answer(["+CMGF: (0,1)"])
     m.text_mode = int_arg(split_args(cmd.args), 0, 0, 1, default=0) == 1
     return OK
 
 
 @HANDLERS.handles("+CSMS")
-def csms(m: Modem, cmd: Command) -> Reply:
+def csms(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.op is Op.READ:
-        return Reply(["+CSMS: 0,1,1,1"])
+        return Answer(["+CSMS: 0,1,1,1"])
     if cmd.op is Op.TEST:
-        return Reply(["+CSMS: (0,1)"])
+        return Answer(["+CSMS: (0,1)"])
     int_arg(split_args(cmd.args), 0, 0, 1)
-    return Reply(["+CSMS: 1,1,1"])
+    return Answer(["+CSMS: 1,1,1"])
 
 
 @HANDLERS.handles("+CNMA")
-def cnma(m: Modem, cmd: Command) -> Reply:
+def cnma(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     return OK
 
 
 @HANDLERS.handles("+CSCA")
-def csca(m: Modem, cmd: Command) -> Reply:
+def csca(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.op is Op.TEST:
         return OK
     require_sim(m)
     if cmd.op is Op.READ:
         kind = 145 if m.smsc.startswith("+") else 129
-        return Reply([f"+CSCA: {quoted(m.smsc)},{kind}"])
+        return Answer([f"+CSCA: {quoted(m.smsc)},{kind}"])
     number = split_args(cmd.args)[0]
     if cmd.op is not Op.SET or not number:
         raise syntax_error()
@@ -100,9 +100,9 @@ def csca(m: Modem, cmd: Command) -> Reply:
 
 
 @HANDLERS.handles("+CSMP")
-def csmp(m: Modem, cmd: Command) -> Reply:
+def csmp(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.op is Op.READ:
-        return Reply(["+CSMP: " + ",".join(str(v) for v in m.csmp)])
+        return Answer(["+CSMP: " + ",".join(str(v) for v in m.csmp)])
     if cmd.op is Op.TEST:
         return OK
     args = split_args(cmd.args)
@@ -113,16 +113,16 @@ def csmp(m: Modem, cmd: Command) -> Reply:
 
 
 @HANDLERS.handles("+CMMS")
-def cmms(m: Modem, cmd: Command) -> Reply:
+def cmms(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     return int_setting(m, cmd, "+CMMS", "cmms", 2)
 
 
 @HANDLERS.handles("+CNMI")
-def cnmi(m: Modem, cmd: Command) -> Reply:
+def cnmi(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.op is Op.READ:
-        return Reply(["+CNMI: " + ",".join(str(v) for v in m.cnmi)])
+        return Answer(["+CNMI: " + ",".join(str(v) for v in m.cnmi)])
     if cmd.op is Op.TEST:
-        return Reply(["+CNMI: (0-3),(0-3),(0,2),(0-2),(0,1)"])
+        return Answer(["+CNMI: (0-3),(0-3),(0,2),(0-2),(0,1)"])
     args = split_args(cmd.args)
     if cmd.op is not Op.SET or len(args) > 5:
         raise syntax_error()
@@ -136,22 +136,22 @@ def cnmi(m: Modem, cmd: Command) -> Reply:
     return OK
 
 
-def _usage(m: Modem, memory: Memory) -> tuple[int, int]:
+def _usage(m: VirtualModem, memory: Memory) -> tuple[int, int]:
     used = memory.size if m.faults.storage_full else memory.used
     return used, memory.size
 
 
 @HANDLERS.handles("+CPMS")
-def cpms(m: Modem, cmd: Command) -> Reply:
+def cpms(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.op is Op.TEST:
-        return Reply(['+CPMS: ("SM","ME","SR"),("SM","ME"),("SM","ME")'])
+        return Answer(['+CPMS: ("SM","ME","SR"),("SM","ME"),("SM","ME")'])
     require_sim(m)
     if cmd.op is Op.READ:
         fields = []
         for name in m.cpms:
             used, total = _usage(m, m.memories[name])
             fields.append(f"{quoted(name)},{used},{total}")
-        return Reply(["+CPMS: " + ",".join(fields)])
+        return Answer(["+CPMS: " + ",".join(fields)])
     args = split_args(cmd.args)
     if cmd.op is not Op.SET or not 1 <= len(args) <= 3:
         raise syntax_error()
@@ -163,14 +163,14 @@ def cpms(m: Modem, cmd: Command) -> Reply:
         chosen[i] = name
     m.cpms = chosen
     counts = [f"{u},{t}" for u, t in (_usage(m, m.memories[n]) for n in chosen)]
-    return Reply(["+CPMS: " + ",".join(counts)])
+    return Answer(["+CPMS: " + ",".join(counts)])
 
 
 # --------------------------------------------------------------------- sending
 
 
 @HANDLERS.handles("+CMGS", "+CMGW")
-def cmgs(m: Modem, cmd: Command) -> Reply | None:
+def cmgs(m: VirtualModem, cmd: ParsedCommand) -> Answer | None:
     kind: PromptKind = "send" if cmd.name == "+CMGS" else "write"
     if cmd.op is Op.TEST:
         return OK
@@ -185,7 +185,7 @@ def cmgs(m: Modem, cmd: Command) -> Reply | None:
         number = args[0]
         if not number:
             raise cms(codes.CMS_INVALID_TEXT)
-        m.start_prompt(Prompt(kind, number=number, stat=stat))
+        m.start_prompt(PendingPrompt(kind, number=number, stat=stat))
         return None
     try:
         length = int(args[0] or "")
@@ -193,11 +193,11 @@ def cmgs(m: Modem, cmd: Command) -> Reply | None:
         raise syntax_error() from None
     if not 1 <= length <= _MAX_TPDU:
         raise cms(codes.CMS_INVALID_PDU)
-    m.start_prompt(Prompt(kind, length=length, stat=stat))
+    m.start_prompt(PendingPrompt(kind, length=length, stat=stat))
     return None
 
 
-def finish_prompt(m: Modem, prompt: Prompt, payload: bytes) -> Reply | None:
+def finish_prompt(m: VirtualModem, prompt: PendingPrompt, payload: bytes) -> Answer | None:
     """The PDU (or text) after the prompt arrived with Ctrl-Z: store it or send it."""
     m.stats.pdus_received += 1
     if prompt.number is not None:
@@ -214,7 +214,7 @@ def finish_prompt(m: Modem, prompt: Prompt, payload: bytes) -> Reply | None:
         index = None if m.faults.storage_full else memory.store(pdu, prompt.stat)
         if index is None:
             raise cms(codes.CMS_MEMORY_FULL)
-        return Reply([f"+CMGW: {index}"])
+        return Answer([f"+CMGW: {index}"])
     send(m, submit, pdu_time=prompt.pdu_time)
     return None
 
@@ -231,7 +231,7 @@ def _submit(pdu: str, length: int | None) -> Submit | None:
     return message if isinstance(message, Submit) else None
 
 
-def _text_submit(m: Modem, number: str, payload: bytes) -> str:
+def _text_submit(m: VirtualModem, number: str, payload: bytes) -> str:
     """Text mode: the text as one SMS-SUBMIT PDU, with TP-SRR from AT+CSMP's first octet."""
     try:
         if m.cscs == "UCS2":
@@ -248,7 +248,7 @@ def _text_submit(m: Modem, number: str, payload: bytes) -> str:
     return parts[0].pdu
 
 
-def send(m: Modem, submit: Submit, *, pdu_time: float | None = None) -> None:
+def send(m: VirtualModem, submit: Submit, *, pdu_time: float | None = None) -> None:
     """Hand a part to the network after the part time; +CMGS: <mr> or +CMS ERROR."""
     if not m.registered:
         m.stats.send_failures += 1
@@ -256,12 +256,12 @@ def send(m: Modem, submit: Submit, *, pdu_time: float | None = None) -> None:
     failure = m.faults.send_fails(m.rng)
     m.noise()  # a URC between the prompt and +CMGS, when the URC fault is on
 
-    def finish() -> Reply:
+    def finish() -> Answer:
         error = failure if failure is not None else (None if m.registered else 331)
         if error is not None:
             m.stats.send_failures += 1
             raise cms(error)
-        return Reply([f"+CMGS: {m.part_sent(submit, pdu_time=pdu_time)}"])
+        return Answer([f"+CMGS: {m.part_sent(submit, pdu_time=pdu_time)}"])
 
     m.defer(m.network.part_time(), finish)
 
@@ -269,13 +269,13 @@ def send(m: Modem, submit: Submit, *, pdu_time: float | None = None) -> None:
 # --------------------------------------------------------------------- storage
 
 
-def _memory(m: Modem) -> Memory:
+def _memory(m: VirtualModem) -> Memory:
     require_sim(m)
     return m.memories[m.cpms[0]]
 
 
 @HANDLERS.handles("+CMGR")
-def cmgr(m: Modem, cmd: Command) -> Reply:
+def cmgr(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.op is Op.TEST:
         return OK
     if cmd.op is not Op.SET:
@@ -290,14 +290,14 @@ def cmgr(m: Modem, cmd: Command) -> Reply:
     lines = _render(m, stored, prefix="+CMGR: ")
     if stored.stat is Stat.REC_UNREAD:
         stored.stat = Stat.REC_READ
-    return Reply(lines)
+    return Answer(lines)
 
 
 @HANDLERS.handles("+CMGL")
-def cmgl(m: Modem, cmd: Command) -> Reply:
+def cmgl(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.op is Op.TEST:
         names = ",".join(quoted(n) for n in STAT_BY_NAME) if m.text_mode else "0-4"
-        return Reply([f"+CMGL: ({names})"])
+        return Answer([f"+CMGL: ({names})"])
     memory = _memory(m)
     args: list[str | None] = split_args(cmd.args) if cmd.op is Op.SET else [None]
     if m.text_mode:
@@ -311,15 +311,15 @@ def cmgl(m: Modem, cmd: Command) -> Reply:
         lines += _render(m, stored, prefix=f"+CMGL: {index},")
         if stored.stat is Stat.REC_UNREAD:
             stored.stat = Stat.REC_READ
-    return Reply(lines)
+    return Answer(lines)
 
 
 @HANDLERS.handles("+CMGD")
-def cmgd(m: Modem, cmd: Command) -> Reply:
+def cmgd(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     memory = _memory(m)
     if cmd.op is Op.TEST:
         used = ",".join(str(i) for i, _ in memory.listing(ALL))
-        return Reply([f"+CMGD: ({used}),(0-4)"])
+        return Answer([f"+CMGD: ({used}),(0-4)"])
     if cmd.op is not Op.SET:
         raise syntax_error()
     args = split_args(cmd.args)
@@ -338,7 +338,7 @@ def cmgd(m: Modem, cmd: Command) -> Reply:
 # --------------------------------------------------------------------- rendering
 
 
-def _render(m: Modem, stored: Stored, *, prefix: str) -> list[str]:
+def _render(m: VirtualModem, stored: Stored, *, prefix: str) -> list[str]:
     """A stored message as +CMGR / +CMGL lines, in PDU or text mode."""
     if not m.text_mode:
         return [f"{prefix}{int(stored.stat)},,{stored.tpdu_length}", stored.pdu]
@@ -355,7 +355,7 @@ def _render(m: Modem, stored: Stored, *, prefix: str) -> list[str]:
     ]
 
 
-def indicate_direct(m: Modem, pdu: str) -> None:
+def indicate_direct(m: VirtualModem, pdu: str) -> None:
     """+CMT: the message goes straight to the TE (AT+CNMI mt=2), not to storage."""
     if not m.text_mode:
         m.urc(f"+CMT: ,{tpdu_length(pdu)}", pdu, sms_indication=True)
@@ -366,7 +366,7 @@ def indicate_direct(m: Modem, pdu: str) -> None:
     m.urc(f'+CMT: "{message.sender}",,"{scts(message.timestamp)}"', text, sms_indication=True)
 
 
-def indicate_report(m: Modem, pdu: str) -> None:
+def indicate_report(m: VirtualModem, pdu: str) -> None:
     """+CDS: the status report goes straight to the TE (AT+CNMI ds=1)."""
     if not m.text_mode:
         m.urc(f"+CDS: {tpdu_length(pdu)}", pdu, sms_indication=True)
@@ -384,7 +384,7 @@ def _report_fields(report: StatusReport) -> str:
     )
 
 
-def _text_out(m: Modem, text: str, alphabet: Alphabet, data: bytes) -> str:
+def _text_out(m: VirtualModem, text: str, alphabet: Alphabet, data: bytes) -> str:
     # Modems print UCS-2 and 8-bit messages as hex in text mode, whatever the charset.
     if alphabet is Alphabet.DATA8:
         return data.hex().upper()

@@ -21,7 +21,7 @@ from .errors import PduError
 from .gsm7 import gsm7_encodable
 from .message import decode, tpdu_length
 from .segments import Segmentation, count_segments, split_for_deliver
-from .status import DeliveryState
+from .status import ReportState
 from .status_report import StatusReport, decode_status_report, encode_status_report
 from .submit import Submit, SubmitPart, decode_submit, encode_submit
 from .udh import Concat
@@ -30,8 +30,8 @@ __all__ = [
     "Alphabet",
     "Concat",
     "Deliver",
-    "DeliveryState",
     "PduError",
+    "ReportState",
     "Segmentation",
     "StatusReport",
     "Submit",

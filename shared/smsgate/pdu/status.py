@@ -3,7 +3,7 @@
 import enum
 
 
-class DeliveryState(enum.StrEnum):
+class ReportState(enum.StrEnum):
     DELIVERED = "delivered"
     PENDING = "pending"
     FAILED = "failed"
@@ -32,11 +32,11 @@ _REASONS = {
 }
 
 
-def interpret_status(status: int) -> tuple[DeliveryState, str]:
+def interpret_status(status: int) -> tuple[ReportState, str]:
     """The delivery state and a readable reason for a TP-ST value."""
     if status > 0x7F:
         # Bit 7 is reserved; 23.040 lets a receiver treat such values as a failure.
-        return DeliveryState.FAILED, f"failed: reserved status 0x{status:02X}"
+        return ReportState.FAILED, f"failed: reserved status 0x{status:02X}"
     group = status & 0x60
     detail = status & 0x1F
     # Each group's values 0x10-0x1F are SMSC-specific; the rest without a name are reserved.
@@ -47,9 +47,9 @@ def interpret_status(status: int) -> tuple[DeliveryState, str]:
         else f"reserved status 0x{status:02X}",
     )
     if group == 0x00:
-        return DeliveryState.DELIVERED, f"delivered: {known}"
+        return ReportState.DELIVERED, f"delivered: {known}"
     if group == 0x20:
-        return DeliveryState.PENDING, f"pending: {known}, SMSC still trying"
+        return ReportState.PENDING, f"pending: {known}, SMSC still trying"
     if group == 0x40:
-        return DeliveryState.FAILED, f"failed: {known}"
-    return DeliveryState.FAILED, f"failed: {known}, SMSC stopped trying"
+        return ReportState.FAILED, f"failed: {known}"
+    return ReportState.FAILED, f"failed: {known}, SMSC stopped trying"

@@ -7,7 +7,7 @@ from .address import encode_address, encode_smsc, read_address, read_smsc
 from .dcs import Alphabet, parse_dcs
 from .errors import PduError
 from .octets import Reader, from_hex, to_hex
-from .status import DeliveryState, interpret_status
+from .status import ReportState, interpret_status
 from .timestamp import decode_timestamp, encode_timestamp
 from .userdata import read_user_data
 
@@ -28,7 +28,7 @@ class StatusReport:
     timestamp: datetime.datetime  # when the SMSC accepted the message (TP-SCTS)
     discharge_time: datetime.datetime  # when it was delivered or given up (TP-DT)
     status: int
-    state: DeliveryState
+    state: ReportState
     reason: str
     protocol_id: int | None = None
     data_coding: int | None = None

@@ -7,10 +7,10 @@ from typing import TYPE_CHECKING
 from . import codes
 from .atcommand import (
     OK,
-    Command,
+    Answer,
     Commands,
     Op,
-    Reply,
+    ParsedCommand,
     cme,
     cms,
     int_arg,
@@ -22,7 +22,7 @@ from .atcommand import (
 )
 
 if TYPE_CHECKING:
-    from .modem import Modem
+    from .modem import VirtualModem
 
 HANDLERS = Commands()
 REVISION = "SMSGATE-SIM 1.0"
@@ -36,14 +36,14 @@ _SIM_ERRORS = {
 }
 
 
-def require_sim(m: Modem, *, sms: bool = False) -> None:
+def require_sim(m: VirtualModem, *, sms: bool = False) -> None:
     """Raise the +CME (or, for SMS commands, +CMS) error of a SIM that is not ready."""
     errors = _SIM_ERRORS.get(m.sim_state())
     if errors is not None:
         raise cms(errors[1]) if sms else cme(errors[0])
 
 
-def only_exec(cmd: Command) -> None:
+def only_exec(cmd: ParsedCommand) -> None:
     if cmd.op is not Op.EXEC:
         raise syntax_error()
 
@@ -52,12 +52,12 @@ def only_exec(cmd: Command) -> None:
 
 
 @HANDLERS.handles("")
-def at(m: Modem, cmd: Command) -> Reply:
+def at(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     return OK
 
 
 @HANDLERS.handles("Z", "&F")
-def factory(m: Modem, cmd: Command) -> Reply:
+def factory(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.args not in ("", "0"):
         raise syntax_error()
     m.reset_settings()
@@ -65,7 +65,7 @@ def factory(m: Modem, cmd: Command) -> Reply:
 
 
 @HANDLERS.handles("E")
-def echo(m: Modem, cmd: Command) -> Reply:
+def echo(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.args not in ("", "0", "1"):
         raise syntax_error()
     m.echo = cmd.args == "1"
@@ -73,58 +73,58 @@ def echo(m: Modem, cmd: Command) -> Reply:
 
 
 @HANDLERS.handles("V")
-def verbose(m: Modem, cmd: Command) -> Reply:
+def verbose(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.args != "1":
         raise syntax_error()  # numeric result codes (ATV0) are not simulated
     return OK
 
 
 @HANDLERS.handles("Q", "&W", "H", "&C", "&D")
-def accepted(m: Modem, cmd: Command) -> Reply:
+def accepted(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     return OK
 
 
 @HANDLERS.handles("S")
-def s_register(m: Modem, cmd: Command) -> Reply:
-    return Reply(["000"]) if cmd.op is Op.READ else OK
+def s_register(m: VirtualModem, cmd: ParsedCommand) -> Answer:
+    return Answer(["000"]) if cmd.op is Op.READ else OK
 
 
 @HANDLERS.handles("I")
-def information(m: Modem, cmd: Command) -> Reply:
-    return Reply([m.profile.manufacturer, m.profile.model, f"Revision: {REVISION}"])
+def information(m: VirtualModem, cmd: ParsedCommand) -> Answer:
+    return Answer([m.profile.manufacturer, m.profile.model, f"Revision: {REVISION}"])
 
 
 @HANDLERS.handles("+CGMI", "+GMI")
-def manufacturer(m: Modem, cmd: Command) -> Reply:
-    return Reply([m.profile.manufacturer]) if cmd.op is Op.EXEC else OK
+def manufacturer(m: VirtualModem, cmd: ParsedCommand) -> Answer:
+    return Answer([m.profile.manufacturer]) if cmd.op is Op.EXEC else OK
 
 
 @HANDLERS.handles("+CGMM", "+GMM")
-def model(m: Modem, cmd: Command) -> Reply:
-    return Reply([m.profile.model]) if cmd.op is Op.EXEC else OK
+def model(m: VirtualModem, cmd: ParsedCommand) -> Answer:
+    return Answer([m.profile.model]) if cmd.op is Op.EXEC else OK
 
 
 @HANDLERS.handles("+CGMR", "+GMR")
-def revision(m: Modem, cmd: Command) -> Reply:
-    return Reply([REVISION]) if cmd.op is Op.EXEC else OK
+def revision(m: VirtualModem, cmd: ParsedCommand) -> Answer:
+    return Answer([REVISION]) if cmd.op is Op.EXEC else OK
 
 
 @HANDLERS.handles("+CGSN", "+GSN")
-def imei(m: Modem, cmd: Command) -> Reply:
-    return Reply([m.imei]) if cmd.op is Op.EXEC else OK
+def imei(m: VirtualModem, cmd: ParsedCommand) -> Answer:
+    return Answer([m.imei]) if cmd.op is Op.EXEC else OK
 
 
 @HANDLERS.handles("+CMEE")
-def cmee(m: Modem, cmd: Command) -> Reply:
+def cmee(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     return int_setting(m, cmd, "+CMEE", "cmee", 2)
 
 
 @HANDLERS.handles("+CSCS")
-def charset(m: Modem, cmd: Command) -> Reply:
+def charset(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.op is Op.READ:
-        return Reply([f"+CSCS: {quoted(m.cscs)}"])
+        return Answer([f"+CSCS: {quoted(m.cscs)}"])
     if cmd.op is Op.TEST:
-        return Reply(['+CSCS: ("IRA","GSM","UCS2")'])
+        return Answer(['+CSCS: ("IRA","GSM","UCS2")'])
     value = (split_args(cmd.args)[0] or "").upper()
     if cmd.op is not Op.SET or value not in ("IRA", "GSM", "UCS2"):
         raise syntax_error()
@@ -136,7 +136,7 @@ def charset(m: Modem, cmd: Command) -> Reply:
 
 
 @HANDLERS.handles("+CPIN")
-def cpin(m: Modem, cmd: Command) -> Reply:
+def cpin(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.op is Op.TEST:
         return OK
     state = m.sim_state()
@@ -144,7 +144,7 @@ def cpin(m: Modem, cmd: Command) -> Reply:
         if state == "BUSY":
             raise cme(codes.CME_SIM_BUSY)
         # Wavecom answers the query without a final OK; parsers must not wait for one.
-        return Reply([f"+CPIN: {state}"], "OK" if m.profile.cpin_ok else None)
+        return Answer([f"+CPIN: {state}"], "OK" if m.profile.cpin_ok else None)
     if cmd.op is not Op.SET:
         raise syntax_error()
     args = split_args(cmd.args)
@@ -158,16 +158,16 @@ def cpin(m: Modem, cmd: Command) -> Reply:
 
 
 @HANDLERS.handles("+CIMI")
-def cimi(m: Modem, cmd: Command) -> Reply:
+def cimi(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.op is Op.TEST:
         return OK
     only_exec(cmd)
     require_sim(m)
-    return Reply([m.sim.imsi])
+    return Answer([m.sim.imsi])
 
 
 @HANDLERS.handles("+CCID", "+ICCID", "^ICCID")
-def iccid(m: Modem, cmd: Command) -> Reply:
+def iccid(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.op is Op.TEST:
         return OK
     if cmd.op is Op.SET:
@@ -177,33 +177,33 @@ def iccid(m: Modem, cmd: Command) -> Reply:
         raise unsupported()
     require_sim(m)
     if style == "huawei":
-        return Reply([f"^ICCID: {m.sim.iccid}"])
+        return Answer([f"^ICCID: {m.sim.iccid}"])
     if style == "quoted":
-        return Reply([f"+CCID: {quoted(m.sim.iccid)}"])
-    return Reply([f"{cmd.name}: {m.sim.iccid}"])
+        return Answer([f"+CCID: {quoted(m.sim.iccid)}"])
+    return Answer([f"{cmd.name}: {m.sim.iccid}"])
 
 
 # --------------------------------------------------------------------- radio
 
 
 @HANDLERS.handles("+CSQ")
-def csq(m: Modem, cmd: Command) -> Reply:
+def csq(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.op is Op.TEST:
-        return Reply(["+CSQ: (0-31,99),(0-7,99)"])
+        return Answer(["+CSQ: (0-31,99),(0-7,99)"])
     only_exec(cmd)
-    return Reply([f"+CSQ: {m.signal()},99"])
+    return Answer([f"+CSQ: {m.signal()},99"])
 
 
-def _registration(m: Modem, cmd: Command, prefix: str, attribute: str) -> Reply:
+def _registration(m: VirtualModem, cmd: ParsedCommand, prefix: str, attribute: str) -> Answer:
     if cmd.op is Op.TEST:
-        return Reply([f"{prefix}: (0-2)"])
+        return Answer([f"{prefix}: (0-2)"])
     if cmd.op is Op.READ:
         n = getattr(m, attribute)
         stat = m.registration()
         if n == 2 and stat in (1, 5):
             # 24-bit tracking area code and 28-bit cell id, as LTE modems print them.
-            return Reply([f'{prefix}: {n},{stat},"00A1","{0x01B2C3 + len(m.name):07X}",7'])
-        return Reply([f"{prefix}: {n},{stat}"])
+            return Answer([f'{prefix}: {n},{stat},"00A1","{0x01B2C3 + len(m.name):07X}",7'])
+        return Answer([f"{prefix}: {n},{stat}"])
     if cmd.op is not Op.SET:
         raise syntax_error()
     setattr(m, attribute, int_arg(split_args(cmd.args), 0, 0, 2))
@@ -211,30 +211,30 @@ def _registration(m: Modem, cmd: Command, prefix: str, attribute: str) -> Reply:
 
 
 @HANDLERS.handles("+CREG")
-def creg(m: Modem, cmd: Command) -> Reply:
+def creg(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     return _registration(m, cmd, "+CREG", "creg_n")
 
 
 @HANDLERS.handles("+CEREG")
-def cereg(m: Modem, cmd: Command) -> Reply:
+def cereg(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     return _registration(m, cmd, "+CEREG", "cereg_n")
 
 
 @HANDLERS.handles("+CGREG")
-def cgreg(m: Modem, cmd: Command) -> Reply:
+def cgreg(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     return _registration(m, cmd, "+CGREG", "cgreg_n")
 
 
 @HANDLERS.handles("+COPS")
-def cops(m: Modem, cmd: Command) -> Reply:
+def cops(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     operator, plmn = m.config.operator, m.sim.imsi[:5]
     if cmd.op is Op.TEST:
-        return Reply([f'+COPS: (2,"{operator}","{operator}","{plmn}",7),,(0-4),(0-2)'])
+        return Answer([f'+COPS: (2,"{operator}","{operator}","{plmn}",7),,(0-4),(0-2)'])
     if cmd.op is Op.READ:
         if not m.registered:
-            return Reply(["+COPS: 0"])
+            return Answer(["+COPS: 0"])
         name = plmn if m.cops_format == 2 else operator
-        return Reply([f'+COPS: 0,{m.cops_format},"{name}",7'])
+        return Answer([f'+COPS: 0,{m.cops_format},"{name}",7'])
     if cmd.op is not Op.SET:
         raise syntax_error()
     args = split_args(cmd.args)
@@ -245,11 +245,11 @@ def cops(m: Modem, cmd: Command) -> Reply:
 
 
 @HANDLERS.handles("+CFUN")
-def cfun(m: Modem, cmd: Command) -> Reply | None:
+def cfun(m: VirtualModem, cmd: ParsedCommand) -> Answer | None:
     if cmd.op is Op.TEST:
-        return Reply(["+CFUN: (0,1,4),(0,1)"])
+        return Answer(["+CFUN: (0,1,4),(0,1)"])
     if cmd.op is Op.READ:
-        return Reply([f"+CFUN: {m.cfun}"])
+        return Answer([f"+CFUN: {m.cfun}"])
     if cmd.op is not Op.SET:
         raise syntax_error()
     args = split_args(cmd.args)
@@ -266,11 +266,11 @@ def cfun(m: Modem, cmd: Command) -> Reply | None:
 
 
 @HANDLERS.handles("^CURC")
-def curc(m: Modem, cmd: Command) -> Reply:
+def curc(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if m.profile.name != "huawei":
         raise unsupported()
     if cmd.op is Op.READ:
-        return Reply([f"^CURC: {int(m.urc_reports)}"])
+        return Answer([f"^CURC: {int(m.urc_reports)}"])
     if cmd.op is Op.SET:
         m.urc_reports = int_arg(split_args(cmd.args), 0, 0, 1) == 1
     return OK
@@ -280,11 +280,11 @@ def curc(m: Modem, cmd: Command) -> Reply:
 
 
 @HANDLERS.handles("+CUSD")
-def cusd(m: Modem, cmd: Command) -> Reply:
+def cusd(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.op is Op.TEST:
-        return Reply(["+CUSD: (0-2)"])
+        return Answer(["+CUSD: (0-2)"])
     if cmd.op is Op.READ:
-        return Reply([f"+CUSD: {m.cusd_n}"])
+        return Answer([f"+CUSD: {m.cusd_n}"])
     if cmd.op is not Op.SET:
         raise syntax_error()
     args = split_args(cmd.args)

@@ -15,12 +15,12 @@ import asyncio
 import contextlib
 import logging
 import time
+from dataclasses import dataclass, field
+from typing import Protocol
 
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-
-from smsgate_agent.port import IdlePorts
 
 log = logging.getLogger("smsgate.agent")
 
@@ -28,6 +28,39 @@ EXPIRES = 2.0  # seconds a pull request waits on the server for jobs
 GRACE = 1.0  # seconds past its expiry after which a request is over, said so or not
 MAX_BATCH = 256  # jobs asked for in one request
 NAK_DELAY = 0.2  # seconds before a job no port could take is offered again
+
+
+class IdlePort(Protocol):
+    """A port that can wait for shared work (a `PortWorker`)."""
+
+    name: str
+
+    def can_take(self) -> bool: ...
+
+    def offer(self, msg: Msg, *, pinned: bool) -> None: ...
+
+
+@dataclass
+class IdlePorts:
+    """The agent's ports that wait for shared work, in the order they became idle."""
+
+    ports: dict[str, IdlePort] = field(default_factory=dict)
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def add(self, port: IdlePort) -> None:
+        self.ports[port.name] = port
+        self.wake.set()
+
+    def discard(self, port: IdlePort) -> None:
+        self.ports.pop(port.name, None)
+
+    def take(self) -> IdlePort | None:
+        """The port idle longest that can still take a job; ports that cannot are dropped."""
+        while self.ports:
+            port = self.ports.pop(next(iter(self.ports)))
+            if port.can_take():
+                return port
+        return None
 
 
 class _PullRequest(msgspec.Struct):

@@ -7,21 +7,21 @@ import datetime as dt
 import msgspec
 import smsgate_api
 from smsgate.contracts import MessageState
-from smsgate_api import reports
+from smsgate_api import sendsms_reply
 from smsgate_api.app import parse_listen, redact_target
 from smsgate_api.metrics import Metrics
 from smsgate_api.params import ReportFormat
-from smsgate_api.sending import Outcome, message_ids
+from smsgate_api.sending import RecipientOutcome, message_ids
 
 WHEN = dt.datetime(2014, 4, 29, 11, 11, 11).astimezone()
 OUTCOMES = [
-    Outcome(id="1122", to="10086", state=MessageState.QUEUED, time=WHEN, port_number=1),
-    Outcome(id="1123", to="10087", state=MessageState.FAILED, time=WHEN, port_number=2),
+    RecipientOutcome(id="1122", to="10086", state=MessageState.QUEUED, time=WHEN, port_number=1),
+    RecipientOutcome(id="1123", to="10087", state=MessageState.FAILED, time=WHEN, port_number=2),
 ]
 
 
 def test_json_matches_the_reference_layout() -> None:
-    body = reports.render(ReportFormat.JSON, "xxx", OUTCOMES)
+    body = sendsms_reply.render(ReportFormat.JSON, "xxx", OUTCOMES)
     assert msgspec.json.decode(body) == {
         "message": "xxx",
         "report": {
@@ -35,17 +35,17 @@ def test_json_matches_the_reference_layout() -> None:
 
 
 def test_string_and_no() -> None:
-    text = reports.render(ReportFormat.STRING, "xxx", OUTCOMES[:1]).decode()
+    text = sendsms_reply.render(ReportFormat.STRING, "xxx", OUTCOMES[:1]).decode()
     assert text == (
         "message:xxx\n--record 1 start--\nport: 1\nphonenumber: 10086\n"
         "time: 2014-04-29 11:11:11\nid: 1122\nresult: sending\n--record 1 end--\n"
     )
-    assert reports.render(ReportFormat.NO, "xxx", OUTCOMES) == b""
-    assert reports.render_error(ReportFormat.STRING, "x", "bad") == b"message:x\nerror: bad\n"
+    assert sendsms_reply.render(ReportFormat.NO, "xxx", OUTCOMES) == b""
+    assert sendsms_reply.render_error(ReportFormat.STRING, "x", "bad") == b"message:x\nerror: bad\n"
 
 
 def test_results_map_to_gateway_words() -> None:
-    words = {state: reports.gateway_result(state) for state in MessageState}
+    words = {state: sendsms_reply.gateway_result(state) for state in MessageState}
     assert set(words.values()) == {"sending", "sent", "fail"}
     assert words[MessageState.DELIVERED] == "sent"
 

@@ -14,7 +14,7 @@ import msgspec
 from smsgate.contracts import MessageState
 
 from smsgate_api.params import ReportFormat
-from smsgate_api.sending import Outcome
+from smsgate_api.sending import RecipientOutcome
 
 _RESULTS = {
     MessageState.QUEUED: "sending",
@@ -72,7 +72,7 @@ def gateway_result(state: MessageState) -> str:
     return _RESULTS[state]
 
 
-def record(outcome: Outcome) -> Record:
+def record(outcome: RecipientOutcome) -> Record:
     return Record(
         port="" if outcome.port_number is None else str(outcome.port_number),
         phonenumber=outcome.to,
@@ -82,7 +82,7 @@ def record(outcome: Outcome) -> Record:
     )
 
 
-def render(form: ReportFormat, message: str, outcomes: Sequence[Outcome]) -> bytes:
+def render(form: ReportFormat, message: str, outcomes: Sequence[RecipientOutcome]) -> bytes:
     """The report body in the requested format (empty for NO)."""
     if form is ReportFormat.NO:
         return b""

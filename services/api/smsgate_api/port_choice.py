@@ -186,7 +186,7 @@ class PortTable:
     def _resolve_one(self, token: str, allowed: list[str], every: set[str], user: User) -> str:
         if token in every:
             return token
-        if token.isdigit():
+        if token.isascii() and token.isdigit():
             number = int(token)
             for pool in (allowed, every):
                 matches = [n for n in pool if self.number(n) == number]

@@ -9,7 +9,7 @@ from smsgate import contracts, subjects
 from smsgate.contracts import PortState, PortStatus
 from smsgate_api.auth import User
 from smsgate_api.errors import ApiError
-from smsgate_api.routing import PortTable, listing
+from smsgate_api.port_choice import PortTable, listing
 
 EVERYONE = User(name="all")
 LIMITED = User(name="lim", ports=("lte-1", "lte-2"))
@@ -80,6 +80,14 @@ def test_resolution_errors() -> None:
     # The user's own list names lte-2 even though it never reported.
     assert ports.route(LIMITED, None) == ["lte-1", "lte-2"]
     assert ports.resolve(["2", "lte-1", "1"], LIMITED) == ["lte-2", "lte-1"]
+
+
+@pytest.mark.parametrize("token", ["²", "١", "3²"])
+def test_a_non_ascii_digit_is_an_unknown_port_not_a_crash(token: str) -> None:
+    # str.isdigit() is true for '²' and Arabic-Indic digits, and int() refuses some of them.
+    ports = table(("lte-1", state("lte-1")))
+    with pytest.raises(ApiError, match="unknown port"):
+        ports.resolve([token], EVERYONE)
 
 
 def test_deletes_and_bad_values() -> None:

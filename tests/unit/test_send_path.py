@@ -1,0 +1,533 @@
+"""Every way a job's handling ends, without NATS: fakes of the job handle and the claims.
+
+`FakeJob` records what the send path told the work queue (ack, nak, in progress, term);
+`FakeClaims` is the `sms_sending` bucket and the message statuses, with NATS outages
+scripted; `FakePort` is the modem and the port's bookkeeping. The integration and
+reliability tests run the same paths against a real nats-server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable
+from dataclasses import dataclass, field
+
+import pytest
+from smsgate import contracts
+from smsgate.backoff import Backoff
+from smsgate.contracts import MessageState, MessageStatus, PartResult, SendJob, SendStatus
+from smsgate_agent import send_path
+from smsgate_agent.send_path import (
+    AfterSend,
+    ClaimFound,
+    Ending,
+    JobHandle,
+    KeepAlive,
+    SendPath,
+    after_send,
+    claim_found,
+    claim_unconfirmed,
+    until_done,
+)
+from smsgate_agent.sending import PartHook, SendOutcome
+
+OWNER = "agent-a/lte-1"
+
+
+class ClaimTaken(Exception):
+    """What the fake store's create says when the claim exists (JetStream: 10071)."""
+
+
+class NatsAway(ConnectionError):
+    """A bus call that never got its answer."""
+
+
+@dataclass
+class FakeJob:
+    """A job as the work queue handed it out; `calls` is what it was told, in order."""
+
+    calls: list[tuple[str, float | None]] = field(default_factory=list)
+    nak_fails: bool = False
+    ticked: asyncio.Event = field(default_factory=asyncio.Event)  # set by in_progress
+
+    async def ack(self) -> None:
+        self.calls.append(("ack", None))
+
+    async def nak(self, delay: float | None = None) -> None:
+        if self.nak_fails:
+            raise NatsAway("nak not sent")
+        self.calls.append(("nak", delay))
+
+    async def in_progress(self) -> None:
+        self.calls.append(("in_progress", None))
+        self.ticked.set()
+
+    async def term(self) -> None:
+        self.calls.append(("term", None))
+
+
+RELEASED = ""  # a claim dropped by unclaim: the key is deleted, create() may take it over
+
+
+@dataclass
+class FakeClaims:
+    """The `sms_sending` claims (id -> token) and the `sms_messages` statuses."""
+
+    claims: dict[str, str] = field(default_factory=dict)
+    statuses: dict[str, MessageStatus] = field(default_factory=dict)
+    ack_lost: bool = False  # the claim is written, but its ack never comes
+    unclaim_failures: int = 0  # NATS away for this many unclaims
+    status_fails: bool = False
+    unclaimed: list[str] = field(default_factory=list)
+
+    async def claim(self, message_id: str, token: str) -> Awaitable[object]:
+        ack: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        if message_id in self.claims:  # a released key too: its delete is its last sequence
+            ack.set_exception(ClaimTaken(message_id))
+            return ack
+        self.claims[message_id] = token
+        if self.ack_lost:
+            ack.set_exception(NatsAway("no ack for the claim"))
+        else:
+            ack.set_result(None)
+        return ack
+
+    async def reclaim(self, message_id: str, token: str) -> bool:
+        if self.claims.get(message_id) != RELEASED:
+            return False
+        self.claims[message_id] = token
+        return True
+
+    async def unclaim(self, message_id: str, token: str) -> None:
+        if self.unclaim_failures > 0:
+            self.unclaim_failures -= 1
+            raise NatsAway("unclaim not sent")
+        self.unclaimed.append(token)
+        if self.claims.get(message_id) == token:
+            self.claims[message_id] = RELEASED
+
+    async def status(self, message_id: str) -> MessageStatus | None:
+        if self.status_fails:
+            raise NatsAway("status unreadable")
+        return self.statuses.get(message_id)
+
+    def is_taken(self, exc: BaseException) -> bool:
+        return isinstance(exc, ClaimTaken)
+
+
+@dataclass
+class Result:
+    status: SendStatus
+    reason: str | None
+    parts: list[PartResult]
+
+
+@dataclass
+class FakePort:
+    """The modem (scripted outcomes, one per attempt) and what the port was told."""
+
+    outcomes: list[SendOutcome] = field(default_factory=list)
+    refuse_before_prompt: bool = False  # the modem gives up before awaiting the gate
+    attempt_error: Exception | None = None
+    results: list[Result] = field(default_factory=list)
+    recorded: list[AfterSend] = field(default_factory=list)
+    written: list[int] = field(default_factory=list)  # parts whose PDU reached the modem
+    marks: list[Awaitable[object] | None] = field(default_factory=list)
+    reported: list[str] = field(default_factory=list)
+    requeued_ids: list[str] = field(default_factory=list)
+    sending_ids: list[str] = field(default_factory=list)
+
+    async def attempt(self, job: SendJob, mark: PartHook) -> SendOutcome:
+        if self.attempt_error is not None:
+            raise self.attempt_error
+        outcome = self.outcomes.pop(0)
+        if not outcome.parts:  # tried, but no prompt came: nothing was written
+            self.marks.append(await mark(1))
+            return outcome
+        for part in outcome.parts:
+            gate = await mark(part.sequence)
+            self.marks.append(gate)
+            if self.refuse_before_prompt:
+                return outcome
+            if gate is not None:
+                await gate  # at the prompt: a failure cancels the part (ESC) and propagates
+            self.written.append(part.sequence)
+        return outcome
+
+    def record(self, job: SendJob, outcome: SendOutcome, after: AfterSend) -> None:
+        self.recorded.append(after)
+
+    async def finish(
+        self,
+        handle: JobHandle,
+        job: SendJob,
+        status: SendStatus,
+        reason: str | None,
+        parts: list[PartResult],
+    ) -> None:
+        self.results.append(Result(status, reason, parts))
+        await handle.ack()
+
+    async def after_sent(self, job: SendJob, outcome: SendOutcome) -> None:
+        self.reported.append(job.id)
+
+    async def requeued(self, job: SendJob) -> None:
+        self.requeued_ids.append(job.id)
+
+    def sending(self, job: SendJob) -> None:
+        self.sending_ids.append(job.id)
+
+
+SENT = SendOutcome(True, [PartResult(sequence=1, reference=7)])
+TWO_SENT = SendOutcome(True, [PartResult(sequence=1, reference=7), PartResult(sequence=2)])
+REFUSED = SendOutcome(
+    False, [PartResult(sequence=1, error="call barred")], "call barred", temporary=False, code=10
+)
+NO_NETWORK = SendOutcome(False, [], "port down", temporary=True)
+CONGESTED = SendOutcome(
+    False, [PartResult(sequence=1, error="congestion")], "congestion", temporary=True, code=42
+)
+# Part 1 went out, part 2 was refused for now: the message is partly on the network.
+HALF_SENT = SendOutcome(
+    False,
+    [PartResult(sequence=1, reference=3), PartResult(sequence=2, error="congestion")],
+    "congestion",
+    temporary=True,
+)
+
+
+def job(message_id: str = "m1", *, status_report: bool = False) -> SendJob:
+    return SendJob(
+        id=message_id,
+        to="+4917612345678",
+        text="hello",
+        created=contracts.utcnow(),
+        status_report=status_report,
+    )
+
+
+def status(message_id: str, state: MessageState) -> MessageStatus:
+    now = contracts.utcnow()
+    return MessageStatus(id=message_id, to="+4917612345678", state=state, created=now, updated=now)
+
+
+def path(port: FakePort, claims: FakeClaims, *, resend: bool = False) -> SendPath:
+    return SendPath(
+        port,
+        claims,
+        name="lte-1",
+        owner=OWNER,
+        resend_interrupted=resend,
+        held_delay=30.0,
+    )
+
+
+@pytest.fixture(autouse=True)
+def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bus writes retried at once: the retries are counted, not waited for."""
+    monkeypatch.setattr(send_path, "Backoff", lambda first, longest: Backoff(0.0, 0.0))
+
+
+# --- the rules, as plain functions ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", sorted(send_path.FINAL))
+@pytest.mark.parametrize("resend", [False, True])
+def test_a_claimed_job_settled_before_is_only_acked(state: MessageState, resend: bool) -> None:
+    assert claim_found(status("m1", state), resend_interrupted=resend) is ClaimFound.ACK
+
+
+@pytest.mark.parametrize("previous", [None, MessageState.QUEUED, MessageState.SENDING])
+def test_a_claimed_job_not_settled_is_interrupted_or_resent(previous: MessageState | None) -> None:
+    found = status("m1", previous) if previous is not None else None
+    assert claim_found(found, resend_interrupted=False) is ClaimFound.FAIL_INTERRUPTED
+    assert claim_found(found, resend_interrupted=True) is ClaimFound.RESEND
+
+
+@pytest.mark.parametrize(
+    ("outcome", "pinned", "after"),
+    [
+        (SENT, False, AfterSend.SENT),
+        (SENT, True, AfterSend.SENT),
+        (REFUSED, False, AfterSend.FAIL),
+        (NO_NETWORK, False, AfterSend.REQUEUE),
+        (NO_NETWORK, True, AfterSend.FAIL),  # pinned: no other port may take it
+        (CONGESTED, False, AfterSend.REQUEUE),  # refused for now, nothing sent
+        (CONGESTED, True, AfterSend.FAIL),
+        (HALF_SENT, False, AfterSend.FAIL),  # part 1 is out: never sent again elsewhere
+    ],
+)
+def test_what_an_outcome_makes_of_the_job(
+    outcome: SendOutcome, pinned: bool, after: AfterSend
+) -> None:
+    assert after_send(outcome, pinned=pinned) is after
+
+
+async def test_only_the_claims_own_failure_other_than_taken_is_unconfirmed() -> None:
+    loop = asyncio.get_running_loop()
+
+    def is_taken(exc: BaseException) -> bool:
+        return isinstance(exc, ClaimTaken)
+
+    away, taken, other = NatsAway("gone"), ClaimTaken("m1"), RuntimeError("modem")
+    failed: asyncio.Future[object] = loop.create_future()
+    failed.set_exception(away)
+    refused: asyncio.Future[object] = loop.create_future()
+    refused.set_exception(taken)
+    pending: asyncio.Future[object] = loop.create_future()
+    assert claim_unconfirmed(failed, away, is_taken=is_taken)
+    assert not claim_unconfirmed(refused, taken, is_taken=is_taken)  # claimed before
+    assert not claim_unconfirmed(failed, other, is_taken=is_taken)  # not the claim's
+    assert not claim_unconfirmed(pending, away, is_taken=is_taken)
+    assert not claim_unconfirmed(None, away, is_taken=is_taken)  # never claimed
+    pending.cancel()
+    for future in (failed, refused):
+        future.exception()  # retrieved: no "never retrieved" warning
+
+
+# --- a fresh job -----------------------------------------------------------------------------
+
+
+async def test_a_sent_job_is_claimed_first_published_once_and_acked() -> None:
+    port, claims, handle = FakePort([TWO_SENT]), FakeClaims(), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    await asyncio.sleep(0)  # the `sending` status follows the claim's ack
+    assert ending is Ending.SENT
+    assert claims.claims["m1"].startswith(OWNER + "/")
+    assert port.written == [1, 2]
+    assert port.marks[0] is not None
+    assert port.marks[1] is None
+    assert port.results == [Result(SendStatus.SENT, None, TWO_SENT.parts)]
+    assert port.recorded == [AfterSend.SENT]
+    assert port.reported == ["m1"]
+    assert port.sending_ids == ["m1"]
+    assert handle.calls == [("ack", None)]
+
+
+async def test_a_refused_message_fails_and_keeps_its_claim() -> None:
+    port, claims, handle = FakePort([REFUSED]), FakeClaims(), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.FAILED
+    assert port.results == [Result(SendStatus.FAILED, "call barred", REFUSED.parts)]
+    assert port.recorded == [AfterSend.FAIL]
+    assert claims.claims["m1"] != RELEASED
+    assert handle.calls == [("ack", None)]
+
+
+async def test_a_job_that_reached_no_network_is_requeued_under_no_claim() -> None:
+    port, claims, handle = FakePort([NO_NETWORK]), FakeClaims(), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.REQUEUED
+    assert claims.claims["m1"] == RELEASED  # another port may claim it afresh
+    assert port.requeued_ids == ["m1"]
+    assert port.results == []
+    assert port.recorded == [AfterSend.REQUEUE]
+    assert handle.calls == [("nak", send_path.REQUEUE_DELAY)]
+
+
+async def test_a_port_down_before_the_first_part_requeues_without_touching_claims() -> None:
+    port, claims, handle = FakePort([NO_NETWORK]), FakeClaims(), FakeJob()
+
+    async def down(job: SendJob, mark: PartHook) -> SendOutcome:
+        return NO_NETWORK  # `port down`: no part was tried, so no claim was made
+
+    port.attempt = down  # type: ignore[method-assign]
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.REQUEUED
+    assert claims.claims == {}
+    assert claims.unclaimed == []
+    assert handle.calls == [("nak", send_path.REQUEUE_DELAY)]
+
+
+async def test_a_pinned_job_that_reached_no_network_fails_on_its_port() -> None:
+    port, claims, handle = FakePort([NO_NETWORK]), FakeClaims(), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=True)
+    assert ending is Ending.FAILED
+    assert port.results == [Result(SendStatus.FAILED, "port down", [])]
+    assert handle.calls == [("ack", None)]
+
+
+async def test_a_message_partly_sent_is_never_requeued() -> None:
+    port, claims, handle = FakePort([HALF_SENT]), FakeClaims(), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.FAILED
+    assert port.results == [Result(SendStatus.FAILED, "congestion", HALF_SENT.parts)]
+    assert claims.claims["m1"] != RELEASED
+    assert handle.calls == [("ack", None)]
+
+
+# --- a job claimed before (a redelivery) ------------------------------------------------------
+
+
+async def test_a_redelivered_job_settled_before_is_acked_and_not_sent() -> None:
+    claims = FakeClaims(claims={"m1": "agent-b/lte-9/x"})
+    claims.statuses["m1"] = status("m1", MessageState.SENT)
+    port, handle = FakePort([SENT]), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.ALREADY_SETTLED
+    assert port.written == []  # the gate failed at the prompt: the part was cancelled
+    assert port.results == []
+    assert handle.calls == [("ack", None)]
+    assert claims.claims["m1"] == "agent-b/lte-9/x"
+
+
+async def test_a_redelivered_job_not_settled_fails_interrupted() -> None:
+    claims = FakeClaims(claims={"m1": "agent-b/lte-9/x"})
+    claims.statuses["m1"] = status("m1", MessageState.SENDING)
+    port, handle = FakePort([SENT]), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.INTERRUPTED
+    assert port.written == []
+    assert port.results == [Result(SendStatus.FAILED, "interrupted", [])]
+    assert handle.calls == [("ack", None)]
+
+
+async def test_an_interrupted_job_is_resent_when_the_operator_asks() -> None:
+    claims = FakeClaims(claims={"m1": "agent-b/lte-9/x"})
+    port, handle = FakePort([SENT, SENT]), FakeJob()
+    ending = await path(port, claims, resend=True).send(handle, job(), pinned=False)
+    assert ending is Ending.SENT
+    assert port.written == [1]  # the second attempt, under the claim that stands
+    assert port.marks == [port.marks[0], None]  # no new claim for the resend
+    assert claims.claims["m1"] == "agent-b/lte-9/x"
+    assert port.results == [Result(SendStatus.SENT, None, SENT.parts)]
+
+
+async def test_a_resent_job_that_reached_no_network_leaves_the_old_claim_alone() -> None:
+    claims = FakeClaims(claims={"m1": "agent-b/lte-9/x"})
+    port, handle = FakePort([SENT, NO_NETWORK]), FakeJob()
+    ending = await path(port, claims, resend=True).send(handle, job(), pinned=False)
+    assert ending is Ending.REQUEUED
+    assert claims.unclaimed == []
+    assert claims.claims["m1"] == "agent-b/lte-9/x"
+
+
+async def test_a_released_claim_is_taken_over_and_the_job_sent() -> None:
+    claims = FakeClaims(claims={"m1": RELEASED})  # the create is refused, the reclaim not
+    port, handle = FakePort([SENT, SENT]), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.SENT
+    assert claims.claims["m1"].startswith(OWNER + "/")
+    assert port.results == [Result(SendStatus.SENT, None, SENT.parts)]
+
+
+async def test_a_taken_over_claim_is_dropped_again_when_nothing_was_sent() -> None:
+    claims = FakeClaims(claims={"m1": RELEASED})
+    port, handle = FakePort([SENT, NO_NETWORK]), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.REQUEUED
+    assert claims.claims["m1"] == RELEASED
+    assert len(claims.unclaimed) == 1
+    assert claims.unclaimed[0].startswith(OWNER + "/")
+
+
+async def test_a_claim_refused_after_a_part_failed_before_the_prompt_still_decides() -> None:
+    claims = FakeClaims(claims={"m1": "agent-b/lte-9/x"})
+    claims.statuses["m1"] = status("m1", MessageState.DELIVERED)
+    port = FakePort([REFUSED], refuse_before_prompt=True)
+    handle = FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.ALREADY_SETTLED  # not a `call barred` result over a delivered one
+    assert port.results == []
+    assert handle.calls == [("ack", None)]
+
+
+# --- the lost ack and NATS outages ------------------------------------------------------------
+
+
+async def test_a_claim_whose_ack_never_came_is_dropped_and_the_job_given_back() -> None:
+    claims = FakeClaims(ack_lost=True)
+    port, handle = FakePort([SENT]), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.GIVEN_BACK
+    assert port.written == []  # the prompt was cancelled: nothing went out
+    assert claims.claims["m1"] == RELEASED  # a redelivery is not `interrupted`
+    assert port.results == []
+    assert port.sending_ids == []
+    assert handle.calls == [("nak", None)]
+
+
+async def test_a_lost_claim_is_dropped_however_long_nats_stays_away() -> None:
+    claims = FakeClaims(ack_lost=True, unclaim_failures=3)
+    port, handle = FakePort([SENT]), FakeJob(nak_fails=True)
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.GIVEN_BACK
+    assert claims.unclaim_failures == 0
+    assert claims.claims["m1"] == RELEASED
+    assert handle.calls == []  # the nak was lost too: ack_wait hands the job out again
+
+
+async def test_a_status_unreadable_after_a_refused_claim_leaves_the_job_for_redelivery() -> None:
+    claims = FakeClaims(claims={"m1": "agent-b/lte-9/x"}, status_fails=True)
+    port, handle = FakePort([SENT]), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.LEFT
+    assert port.results == []
+    assert handle.calls == []
+
+
+async def test_a_failure_outside_the_claim_leaves_the_job_for_redelivery() -> None:
+    port = FakePort(attempt_error=NatsAway("requeue status not written"))
+    claims, handle = FakeClaims(), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.LEFT
+    assert handle.calls == []
+
+
+async def test_an_unclaim_failing_on_requeue_leaves_the_job_for_redelivery() -> None:
+    claims = FakeClaims(unclaim_failures=1)
+    port, handle = FakePort([NO_NETWORK]), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.LEFT  # the claim stands: the redelivery settles it by status
+    assert port.requeued_ids == []
+    assert handle.calls == []
+
+
+async def test_a_bus_write_that_must_happen_is_kept_at_until_it_does() -> None:
+    tries: list[int] = []
+
+    async def step() -> None:
+        tries.append(1)
+        if len(tries) < 4:
+            raise NatsAway("no responders")
+
+    await until_done(step, "lte-1: m1")
+    assert len(tries) == 4
+
+
+# --- admission and progress -------------------------------------------------------------------
+
+
+async def test_a_job_held_by_another_port_of_this_agent_waits_for_it() -> None:
+    handling: set[str] = set()
+    first, second = (
+        SendPath(
+            FakePort(),
+            FakeClaims(),
+            name=name,
+            owner=f"agent-a/{name}",
+            resend_interrupted=False,
+            held_delay=30.0,
+            handling=handling,
+        )
+        for name in ("lte-1", "lte-2")
+    )
+    one, again = FakeJob(), FakeJob()
+    assert await first.admit(one, job())
+    assert not await second.admit(again, job())
+    assert again.calls == [("nak", 30.0)]
+    assert not await second.admit(FakeJob(nak_fails=True), job())  # a lost nak is no error
+    first.release(job())
+    assert await second.admit(FakeJob(), job())
+
+
+async def test_a_slow_send_tells_the_queue_it_is_still_in_progress() -> None:
+    handle = FakeJob()
+    keep = KeepAlive(handle, 0.01)
+    for _ in range(2):  # it keeps telling, not just once
+        await handle.ticked.wait()
+        handle.ticked.clear()
+    keep.cancel()
+    told = len(handle.calls)
+    await asyncio.sleep(0.05)
+    assert handle.calls == [("in_progress", None)] * told
