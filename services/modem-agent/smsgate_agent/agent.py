@@ -24,7 +24,7 @@ from smsgate.acks import AckPublisher
 from smsgate.config import AgentPort, Config
 
 from smsgate_agent import discovery
-from smsgate_agent.metrics import AgentMetrics
+from smsgate_agent.metrics import render_ports
 from smsgate_agent.port import PortWorker
 from smsgate_agent.publisher import Publisher
 from smsgate_agent.receiving import inbound_part_keys
@@ -51,13 +51,13 @@ class Agent:
         self.stopping = asyncio.Event()
         self.workers: list[PortWorker] = []
         self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
         self._idle = IdlePorts()
         self._handling: set[str] = set()  # ids of the jobs the ports hold now
-        self.metrics = AgentMetrics()
 
     def metrics_text(self) -> str:
         """This agent's metrics in the Prometheus text format."""
-        return self.metrics.render(worker.state() for worker in self.workers)
+        return render_ports(worker.reading() for worker in self.workers)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then drain: finish in-flight sends and exit."""
@@ -65,7 +65,7 @@ class Agent:
         if nc is None:
             return
         self.nc = nc
-        js = nc.jetstream()
+        self.js = js = nc.jetstream()
         buckets = await bus.provision(js, self.config.nats)
         acks = AckPublisher(nc)
         await acks.start()
@@ -267,6 +267,21 @@ class Agent:
         await nc.subscribe(subjects.port_control(worker.name), cb=on_control)
         await nc.subscribe(subjects.ussd(worker.name), cb=on_ussd)
 
+    async def _count_pinned(self) -> None:
+        """Each port's pinned jobs in the stream, from one stream info for the whole farm."""
+        if self.js is None:
+            return
+        try:
+            info = await self.js.stream_info(
+                subjects.SEND_STREAM, subjects_filter=subjects.SEND_PINNED_WILDCARD
+            )
+        except Exception as exc:  # NATS away: keep the last count, the beat goes on
+            log.debug("counting pinned jobs failed: %s", exc)
+            return
+        counts = info.state.subjects or {}
+        for worker in self.workers:
+            worker.pinned_backlog = counts.get(subjects.send_port(worker.name), 0)
+
     async def _heartbeat_loop(self) -> None:
         """Every port's state each heartbeat; in between, the busy/ready flips as they come."""
         beat = self.config.agent.heartbeat
@@ -275,6 +290,7 @@ class Agent:
         while not self.stopping.is_set():
             if loop.time() >= next_beat:
                 next_beat = loop.time() + beat
+                await self._count_pinned()
                 for worker in self.workers:
                     await worker.publish_state(force=True)
                     try:

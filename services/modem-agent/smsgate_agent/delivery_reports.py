@@ -7,6 +7,7 @@ into a `DeliveryReport` event and the message's final status.
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 from collections.abc import Callable
@@ -54,6 +55,7 @@ class DeliveryReports:
         self.clock = clock
         self.reports = ReportBook()
         self.awaiting_report: dict[str, _Sent] = {}
+        self.published: collections.Counter[str] = collections.Counter()  # by report state
 
     async def expect(
         self, job: contracts.SendJob, parts: list[contracts.PartResult], now: float
@@ -112,5 +114,6 @@ class DeliveryReports:
         event_failed, status_failed = await self.publisher.event_and_status(report, status)
         if event_failed is not None:
             raise event_failed
+        self.published[state.value] += 1
         if status_failed is not None:
             log.warning("%s: status of %s not updated: %s", self.name, job.id, status_failed)
