@@ -109,6 +109,7 @@ class DeliveryReports:
             caller_id=job.caller_id,
             user=job.user,
             created=job.created,
+            digest=contracts.text_digest(job.text),
             updated=now,
         )
         event_failed, status_failed = await self.publisher.event_and_status(report, status)

@@ -378,7 +378,12 @@ class PortWorker:
         # The outcome is known and only here: keep at it until NATS takes it, however long
         # NATS is away. Giving up would turn a sent message into an `interrupted` one.
         await until_done(
-            lambda: self.publisher.result(result, created=job.created, reply_to=job.reply_to),
+            lambda: self.publisher.result(
+                result,
+                created=job.created,
+                reply_to=job.reply_to,
+                digest=contracts.text_digest(job.text),
+            ),
             f"{self.name}: {job.id}",
         )
         await handle.ack()
@@ -402,6 +407,7 @@ class PortWorker:
             caller_id=job.caller_id,
             user=job.user,
             created=job.created,
+            digest=contracts.text_digest(job.text),
             updated=contracts.utcnow(),
         )
 
