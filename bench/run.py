@@ -11,6 +11,7 @@ BENCHMARKS = {
     "latency": "bench_latency",  # 3 and 4
     "callback": "bench_callback",  # 5
     "kannel-at": "bench_kannel_at",  # 0 and 2 (one modem vs Kannel's AT driver)
+    "history": "bench_history",  # 7 (the message history at 1,000,000 messages)
 }
 
 

@@ -17,6 +17,8 @@ from smsgate.embedded import EmbeddedNats
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
+pytest_plugins = ["tests.history_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:

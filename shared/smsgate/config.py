@@ -259,6 +259,17 @@ class SimConfig(_Section):
     urc_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
 
 
+class HistoryConfig(_Section):
+    # `sqlite:///path/history.db` (relative) or `sqlite:////abs/path`, or `postgresql://…`
+    url: str = "sqlite:///.smsgate/history.db"
+    enabled: bool = True  # the API journals accepted messages and serves /api/v1/messages
+    # messages older than this many days are pruned; 0 keeps everything
+    retention_days: Annotated[float, msgspec.Meta(ge=0)] = 90.0
+    prune_interval: Annotated[float, msgspec.Meta(gt=0)] = 3600.0  # seconds between prunes
+    batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500  # events per transaction
+    pool: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4  # API connections to the store
+
+
 def parse_listen(listen: str, key: str) -> tuple[str, int]:
     """`host:port` or `[v6]:port` into (host, port); a ConfigError names `key` otherwise."""
     host, _, port = listen.rpartition(":")
@@ -273,6 +284,7 @@ class Config(_Section):
     agent: AgentConfig = msgspec.field(default_factory=AgentConfig)
     callback: CallbackConfig = msgspec.field(default_factory=CallbackConfig)
     sim: SimConfig = msgspec.field(default_factory=SimConfig)
+    history: HistoryConfig = msgspec.field(default_factory=HistoryConfig)
 
     def check(self) -> Config:
         """Cross-field rules that a schema cannot say."""
@@ -290,7 +302,7 @@ class Config(_Section):
         return self
 
 
-_SECTIONS = {"nats", "api", "agent", "callback", "sim"}
+_SECTIONS = {"nats", "api", "agent", "callback", "sim", "history"}
 _ENV = re.compile(r"^SMSGATE_([A-Z]+)_([A-Z0-9_]+)$")
 
 

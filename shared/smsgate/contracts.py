@@ -168,6 +168,37 @@ class PortEvent(_Event, kw_only=True, frozen=True, tag="port"):
 Event = SendResult | DeliveryReport | InboundSms | PortEvent
 
 
+# --- the journal: what the history store needs beyond the events above ----------------------
+
+
+class MessageQueued(_Wire, kw_only=True, frozen=True, tag_field="type", tag="queued"):
+    """A message the API accepted, with its text: the first step of its history.
+
+    Published by the API together with its job (`sms.event.queued.<port|any>`); the job
+    itself sits on a work queue that only agents read.
+    """
+
+    event_id: str  # `<id>:queued`
+    id: MessageId
+    to: str
+    text: str
+    port: str | None = None  # the pinned port, None for any
+    status_report: bool = True
+    user: str = ""
+    caller_id: str | None = None
+    time: dt.datetime  # when it was accepted (the job's `created`)
+
+
+class MessageSending(_Event, kw_only=True, frozen=True, tag="sending"):
+    """A port took the message and its first part is going to the modem."""
+
+    id: MessageId
+    to: str
+    agent: str = ""
+    user: str = ""
+    caller_id: str | None = None
+
+
 # --- message status (`sms_messages` KV) ---------------------------------------------------
 
 

@@ -10,6 +10,7 @@ import asyncio
 import ctypes
 import ctypes.util
 import fcntl
+import importlib.util
 import os
 import re
 import shutil
@@ -265,3 +266,125 @@ def temporary_server() -> tuple[EmbeddedNats, tempfile.TemporaryDirectory[str]]:
     """A server on a fresh temporary store (the caller cleans the directory up)."""
     tmp = tempfile.TemporaryDirectory(prefix="smsgate-nats-")
     return EmbeddedNats(store_dir=Path(tmp.name)), tmp
+
+
+# --- PostgreSQL (for the history store's tests and benchmarks) ---------------------------
+
+
+class EmbeddedPostgresError(RuntimeError):
+    pass
+
+
+def postgres_bin_dir() -> Path:
+    """The server binaries shipped by the `pgserver` wheel (a dev dependency)."""
+    # Found, not imported: importing pgserver sets up machinery of its own we do not use.
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedPostgresError("PostgreSQL binaries not found: pip install pgserver")
+    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+
+
+@dataclass
+class EmbeddedPostgres:
+    """One real PostgreSQL server on a random loopback port, its data in `data_dir`.
+
+    PostgreSQL refuses to run as root; as root the server runs as `nobody`.
+    """
+
+    data_dir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    database: str = "postgres"
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@{self.host}:{self.port}/{self.database}"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _user(self) -> str | None:
+        return "nobody" if os.geteuid() == 0 else None
+
+    def start(self, timeout: float = 60.0) -> None:
+        if self.running:
+            return
+        bin_dir = postgres_bin_dir()
+        user = self._user()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if user is not None:
+            shutil.chown(self.data_dir, user)
+            self.data_dir.chmod(0o700)
+        pgdata = self.data_dir / "data"
+        log_path = self.data_dir / "postgres.log"
+        if not (pgdata / "PG_VERSION").exists():
+            subprocess.run(
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(pgdata),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                ],
+                check=True,
+                capture_output=True,
+                user=user,
+            )
+        self.port = self.port or free_port()
+        log = log_path.open("ab")
+        self._process = subprocess.Popen(
+            [
+                str(bin_dir / "postgres"),
+                "-D",
+                str(pgdata),
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.data_dir),
+                "-c",
+                "fsync=off",  # tests and benchmarks: the machine, not the disk, is measured
+                "-c",
+                "max_connections=200",
+            ],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            user=user,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise EmbeddedPostgresError(
+                    f"postgres exited with {self._process.returncode}: "
+                    f"{log_path.read_text(errors='replace')[-2000:]}"
+                )
+            probe = subprocess.run(
+                [str(bin_dir / "pg_isready"), "-h", self.host, "-p", str(self.port), "-q"],
+                check=False,
+            )
+            if probe.returncode == 0:
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise EmbeddedPostgresError(f"postgres not ready after {timeout}s (log: {log_path})")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """A fast shutdown (SIGINT), then kill if it lingers."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -21,11 +21,17 @@ SEND_PINNED_WILDCARD = "sms.send.port.>"  # every port's pinned jobs
 EVENTS_STREAM = "SMS_EVENTS"
 EVENTS_WILDCARD = "sms.event.>"
 EVENT_KINDS = ("result", "report", "inbound", "port")
+# The history journal, on the same stream: `queued` (the API accepted a message, with its
+# text) and `sending` (a port took it). Not among EVENT_KINDS: callbacks and the SSE
+# stream do not carry them.
+QUEUED_ANY = "any"
 
 # Dead letters: jobs that could not be decoded, callbacks that exhausted their retries.
 DEAD_STREAM = "SMS_DEAD"
 DEAD_WILDCARD = "sms.dead.>"
 DEAD_SEND = "sms.dead.send"
+DEAD_HISTORY = "sms.dead.history"  # events the history store could not fold in
+HISTORY_CONSUMER = "history"  # the history store's durable consumer on SMS_EVENTS
 
 # Core-NATS request/reply for run-time port control and USSD (no stream: answers are live).
 CONTROL_PREFIX = "sms.control"
@@ -66,6 +72,16 @@ def event(kind: str, port: str) -> str:
     if kind not in EVENT_KINDS:
         raise ValueError(f"unknown event kind {kind!r}; expected one of {EVENT_KINDS}")
     return f"sms.event.{kind}.{check_port_name(port)}"
+
+
+def queued(port: str | None) -> str:
+    """The subject of a message's `queued` record: its pinned port, or `any`."""
+    return f"sms.event.queued.{check_port_name(port) if port else QUEUED_ANY}"
+
+
+def sending(port: str) -> str:
+    """The subject of a message's `sending` record."""
+    return f"sms.event.sending.{check_port_name(port)}"
 
 
 def event_filter(kind: str | None = None, port: str | None = None) -> str:

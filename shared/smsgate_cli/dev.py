@@ -1,7 +1,8 @@
 """`smsgate dev`: the whole farm on one machine, for a first five minutes that work.
 
 An embedded nats-server (data in `.smsgate/`), a simulator with virtual modems
-`lte-1`..`lte-8`, one agent, the API and the callback service, in one process.
+`lte-1`..`lte-8`, one agent, the API, the callback service and the history store
+(SQLite in `.smsgate/history.db` unless `[history] url` says otherwise), in one process.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from smsgate.config import (
     AgentPort,
     ApiUser,
     Config,
+    HistoryConfig,
     NatsConfig,
     SendPolicy,
     parse_listen,
@@ -130,6 +132,13 @@ def listen_socket(listen: str) -> socket.socket:
     return sock
 
 
+def dev_history(history: HistoryConfig, state: Path) -> HistoryConfig:
+    """The history in the state dir (SQLite, nothing to install) unless a url was given."""
+    if history.url != HistoryConfig().url:
+        return history
+    return msgspec.structs.replace(history, url=f"sqlite:///{(state / 'history.db').resolve()}")
+
+
 def prepare_state(options: DevOptions) -> tuple[Path, Credentials]:
     state = Path(options.state_dir)
     if options.fresh and state.exists():
@@ -144,6 +153,7 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
     from smsgate_api.auth import hash_password
     from smsgate_callback.metrics import render_metrics
     from smsgate_callback.service import run_callback
+    from smsgate_history.service import run_history_store
     from smsgate_sim.network import CARRIER_BALANCE_REPLY
     from smsgate_sim.simulator import Simulator
 
@@ -186,6 +196,7 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
             policy=SendPolicy(min_interval=0.0, jitter=0.0),
         ),
         callback=msgspec.structs.replace(base.callback, url=callback_url),
+        history=dev_history(base.history, state),
     )
     agent = Agent(config)
     # One /metrics for everything: the API's, the agent's and the callback service's.
@@ -194,6 +205,7 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
         asyncio.create_task(agent.run(stop), name="agent"),
         asyncio.create_task(serve(app, listener, stop), name="api"),
         asyncio.create_task(run_callback(config, stop=stop), name="callback"),
+        asyncio.create_task(run_history_store(config, stop), name="history"),
     ]
     host, _, port = options.listen.rpartition(":")
     numbers = {name: sim.modem(name).sim.msisdn for name in sim.devices}

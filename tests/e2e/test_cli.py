@@ -52,6 +52,41 @@ async def test_send_status_ports(
     assert len(sim.sent()) == 2
 
 
+async def test_history_search_status_timeline_and_export(
+    farm: tuple[str, Receiver, Simulator], capsys: pytest.CaptureFixture[str]
+) -> None:
+    api, _, _ = farm
+    code, out = await smsgate(capsys, api, "send", "+4915100000077", "find me later")
+    assert code == 0, out
+    message_id = out.split("id=")[1].split()[0]
+
+    async def listed() -> str:
+        for _ in range(200):
+            code, out = await smsgate(capsys, api, "history", "--number", "+49 151 00000077")
+            assert code == 0
+            if "delivered" in out:
+                return out
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"never delivered in the history: {out}")
+
+    table = (await listed()).splitlines()
+    assert table[0].split() == ["TIME", "DIR", "NUMBER", "STATE", "PORT", "USER", "ID", "TEXT"]
+    assert message_id in table[1]
+    assert "find me later" in table[1]
+
+    code, out = await smsgate(capsys, api, "status", message_id)
+    assert code == 0
+    steps = [step["step"] for step in json.loads(out)["timeline"]]
+    assert steps == ["queued", "sending", "sent", "delivered"]  # a one-part message
+
+    code, out = await smsgate(capsys, api, "history", "--export", "csv", "--text", "find me")
+    assert code == 0
+    rows = out.splitlines()
+    assert rows[0].startswith("id,direction,number,text,state")
+    assert len(rows) == 2
+    assert rows[1].startswith(f"{message_id},out,+4915100000077,find me later,delivered")
+
+
 async def test_errors_are_plain_sentences(
     farm: tuple[str, Receiver, Simulator], capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -107,6 +107,10 @@ class EventTap:
 
     async def start(self, nc: Client) -> None:
         async def on_event(msg: Msg) -> None:
+            try:
+                subjects.parse_event_subject(msg.subject)
+            except ValueError:
+                return  # the history's journal (queued, sending): not an event kind
             event = contracts.decode_event(msg.data)
             if isinstance(event, contracts.SendResult):
                 self.results.setdefault(event.id, []).append(event)

@@ -8,9 +8,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
-from smsgate.config import AgentConfig, AgentPort, CallbackConfig, Config, NatsConfig, SimConfig
+from smsgate.config import (
+    AgentConfig,
+    AgentPort,
+    CallbackConfig,
+    Config,
+    HistoryConfig,
+    NatsConfig,
+    SimConfig,
+)
 from smsgate.embedded import EmbeddedNats, free_port
 from smsgate_sim.simulator import Simulator
 
@@ -19,7 +28,7 @@ from tests.reliability.procs import Processes, Service
 PATIENCE = 60.0
 
 
-def configs(nats: NatsConfig, ports: dict[str, str]) -> dict[str, Config]:
+def configs(nats: NatsConfig, ports: dict[str, str], workdir: Path) -> dict[str, Config]:
     receiver = f"http://127.0.0.1:{free_port()}/in"  # no event is ever sent to it
     agent = AgentConfig(
         name="stop-order",
@@ -29,6 +38,9 @@ def configs(nats: NatsConfig, ports: dict[str, str]) -> dict[str, Config]:
     return {
         "agent": Config(nats=nats, agent=agent),
         "callback": Config(nats=nats, callback=CallbackConfig(url=receiver)),
+        "history-store": Config(
+            nats=nats, history=HistoryConfig(url=f"sqlite:///{workdir / 'history.db'}")
+        ),
     }
 
 
@@ -46,24 +58,30 @@ async def log_shows(service: Service, text: str) -> None:
             await asyncio.sleep(0.05)
 
 
-@pytest.mark.parametrize("kind", ["agent", "callback"])
+@pytest.mark.parametrize("kind", ["agent", "callback", "history-store"])
 async def test_sigterm_while_nats_is_unreachable(
-    kind: str, procs: Processes, modems: dict[str, str]
+    kind: str, procs: Processes, modems: dict[str, str], tmp_path: Path
 ) -> None:
     nowhere = NatsConfig(url=f"nats://127.0.0.1:{free_port()}")
-    service = procs.start(kind, kind, configs(nowhere, modems)[kind])
+    service = procs.start(kind, kind, configs(nowhere, modems, tmp_path)[kind])
     await log_shows(service, "nats error")  # it is trying, and failing, to connect
     assert await service.terminate(PATIENCE) == 0, service.log()
     assert "Traceback" not in service.log()
 
 
 @pytest.mark.parametrize("wait", [False, True], ids=["at-once", "after-reconnects"])
-@pytest.mark.parametrize("kind", ["agent", "callback"])
+@pytest.mark.parametrize("kind", ["agent", "callback", "history-store"])
 async def test_sigterm_after_nats_is_gone(
-    kind: str, wait: bool, server: EmbeddedNats, procs: Processes, modems: dict[str, str]
+    kind: str,
+    wait: bool,
+    server: EmbeddedNats,
+    procs: Processes,
+    modems: dict[str, str],
+    tmp_path: Path,
 ) -> None:
-    service = procs.start(kind, kind, configs(NatsConfig(url=server.url), modems)[kind])
-    ready = "serving 1 ports" if kind == "agent" else "webhook gateway"
+    config = configs(NatsConfig(url=server.url), modems, tmp_path)[kind]
+    service = procs.start(kind, kind, config)
+    ready = {"agent": "serving 1 ports", "callback": "webhook gateway"}.get(kind, "history store:")
     await log_shows(service, ready)
     server.stop()
     if wait:

@@ -33,7 +33,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from smsgate_api import console, events, gateway, openapi, v1
+from smsgate_api import console, events, gateway, history, openapi, v1
 from smsgate_api.runtime import ApiRuntime
 from smsgate_api.web import json_response, runtime
 
@@ -114,12 +114,15 @@ def create_app(
         try:
             yield
         finally:
+            await history.close(rt)
             await rt.stop()
 
     routes = [
         Route("/sendsms", gateway.sendsms, methods=["GET", "POST"]),
         Route("/api/v1/messages", v1.send_message, methods=["POST"]),
-        Route("/api/v1/messages/{id}", v1.get_message, methods=["GET"]),
+        Route("/api/v1/messages", history.list_messages, methods=["GET"]),
+        Route("/api/v1/messages/{id}", history.get_message, methods=["GET"]),
+        Route("/api/v1/inbox", history.inbox, methods=["GET"]),
         Route("/api/v1/ports", v1.list_ports, methods=["GET"]),
         Route("/api/v1/ports/{name}/{action}", v1.port_action, methods=["POST"]),
         Route("/api/v1/ussd", v1.ussd, methods=["POST"]),

@@ -109,7 +109,7 @@ class ApiRuntime:
         await self.publisher.start()
         self._tasks.append(asyncio.create_task(self.ports.follow(ports)))
         self.js = js
-        self.queue = JobQueue(nc, js, messages, self.publisher)
+        self.queue = JobQueue(nc, js, messages, self.publisher, journal=self.config.history.enabled)
 
     @property
     def connected(self) -> bool:

@@ -17,7 +17,6 @@ from smsgate import contracts, subjects
 from smsgate.contracts import (
     ControlReply,
     MessageState,
-    MessageStatus,
     PortCommand,
     PortState,
     PortStatus,
@@ -138,21 +137,6 @@ async def send_message(request: Request) -> Response:
     except ApiError as error:
         return json_error(error)
     return json_response(SendResponse(messages=[_out(o) for o in outcomes]), 202)
-
-
-@instrument("/api/v1/messages/{id}")
-async def get_message(request: Request) -> Response:
-    rt = runtime(request)
-    try:
-        user = await authenticated_user(request)
-        message_id = request.path_params["id"]
-        status: MessageStatus | None = await rt.require_queue().status(message_id)
-        if status is None or not (user.admin or status.user == user.name):
-            # Someone else's message is reported as unknown, not as forbidden.
-            raise ApiError(404, "not_found", f"no message with id {message_id!r}")
-    except ApiError as error:
-        return json_error(error)
-    return json_response(status)
 
 
 @instrument("/api/v1/ports")

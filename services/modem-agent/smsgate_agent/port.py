@@ -344,11 +344,26 @@ class PortWorker:
         await self.publisher.put_status(self._status(job, MessageState.QUEUED))
 
     def sending(self, job: contracts.SendJob) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self.publisher.status_nowait(self._status(job, MessageState.SENDING))
+        sending = contracts.MessageSending(
+            event_id=f"{job.id}:sending:{contracts.new_id()[:12]}",
+            port=self.name,
+            port_number=self.number,
+            imsi=self.modem.info.imsi,
+            time=contracts.utcnow(),
+            id=job.id,
+            to=job.to,
+            agent=self.publisher.agent,
+            user=job.user,
+            caller_id=job.caller_id,
         )
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        loop = asyncio.get_running_loop()
+        for step in (
+            self.publisher.status_nowait(self._status(job, MessageState.SENDING)),
+            self.publisher.journal_nowait(sending),  # the history's `sending` step
+        ):
+            task = loop.create_task(step)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def fail_unavailable(self, msg: Msg, job: contracts.SendJob) -> None:
         await self.finish(msg, job, contracts.SendStatus.FAILED, "port unavailable", [])

@@ -200,6 +200,17 @@ class Publisher:
         except Exception as exc:  # NATS away: the result's status follows anyway
             log.debug("status of %s not written: %s", status.id, exc)
 
+    async def journal_nowait(self, sending: contracts.MessageSending) -> None:
+        """Tell the history a port took the message, without waiting: nothing depends on it."""
+        try:
+            await self.nc.publish(
+                subjects.sending(sending.port),
+                contracts.encode(sending),
+                headers={"Nats-Msg-Id": sending.event_id},
+            )
+        except Exception as exc:  # NATS away: the history shows the result without it
+            log.debug("sending record of %s not published: %s", sending.id, exc)
+
     async def put_status(self, status: contracts.MessageStatus) -> None:
         await self._durable(
             subjects.MESSAGES_KV_PREFIX + subjects.message_key(status.id),
