@@ -216,6 +216,28 @@ class CallbackConfig(_Section):
     webhooks: list[Webhook] = msgspec.field(default_factory=list)
 
 
+# The simulator's quirk profiles, one per modem family (docs/modems.md; smsgate_sim.profiles).
+ModemProfile = Literal[
+    "standard",
+    "noprompt-space",
+    "huawei",
+    "wavecom",
+    "quectel",
+    "simcom-sim800",
+    "simcom-sim7600",
+    "zte",
+    "sierra",
+    "telit",
+    "ublox",
+    "fibocom",
+    "cinterion",
+    "neoway",
+    "longsung",
+    "option",
+    "ai-thinker",
+]
+
+
 class SimConfig(_Section):
     ports: Annotated[int, msgspec.Meta(ge=0, le=4096)] = 8  # virtual modems
     prefix: str = "lte-"  # port names are prefix + 1..N
@@ -238,10 +260,8 @@ class SimConfig(_Section):
     operator: str = "SIMNET"  # network name in AT+COPS?
     mcc_mnc: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{5,6}$")] = "00101"  # test PLMN
     # quirk profile of every modem
-    profile: Literal["standard", "noprompt-space", "huawei", "wavecom"] = "standard"
-    profiles: dict[str, Literal["standard", "noprompt-space", "huawei", "wavecom"]] = msgspec.field(
-        default_factory=dict
-    )  # port name -> profile
+    profile: ModemProfile = "standard"
+    profiles: dict[str, ModemProfile] = msgspec.field(default_factory=dict)  # port name -> profile
     pin: str | None = None  # SIMs ask for this PIN after power-on
     storage_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 30  # slots per memory
     sim_ready_delay: Seconds = 0.0  # +CME ERROR: 14 for this long after power-on

@@ -156,6 +156,8 @@ class PortState(_Wire, kw_only=True, frozen=True):
     last_error: str | None = None
     updated: dt.datetime
     heartbeat_interval: float = 5.0  # a port not updated for 3 intervals is down
+    # How the modem is driven: "pdu", or "text" for firmwares that refuse PDU mode.
+    sms_mode: Literal["pdu", "text"] = "pdu"
 
 
 class PortEvent(_Event, kw_only=True, frozen=True, tag="port"):

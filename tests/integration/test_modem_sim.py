@@ -280,3 +280,16 @@ async def test_messages_waiting_at_start_are_swept() -> None:
         await r.until(lambda: len(r.inbound) == 3)
         await r.until(lambda: r.stored == 0)
         assert sorted(m.text for m in r.inbound) == ["early 0", "early 1", "early 2"]
+
+
+async def test_a_message_mode_the_firmware_dropped_is_set_again() -> None:
+    """Never trust a setting survives: a modem back in text mode without a RDY is noticed
+    on the next poll and put back into PDU mode before a send would go wrong."""
+    async with rig() as r:
+        await r.ready()
+        r.sim.modem(PORT).text_mode = True  # the firmware forgot AT+CMGF=0 on its own
+        await r.modem.startup.poll()
+        assert r.sim.modem(PORT).text_mode is False
+        outcome = await r.modem.send(OUTSIDE, "still PDU", status_report=False)
+        assert outcome.ok
+        assert [p.text for p in r.sent()] == ["still PDU"]

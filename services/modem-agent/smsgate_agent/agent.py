@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -21,10 +22,11 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NotFoundError
 from smsgate import bus, contracts, gc_tuning, metrics, subjects
 from smsgate.acks import AckPublisher
-from smsgate.config import AgentPort, Config
+from smsgate.config import Config
 
 from smsgate_agent import discovery
 from smsgate_agent.metrics import render_ports
+from smsgate_agent.modem import open_device
 from smsgate_agent.port import PortWorker
 from smsgate_agent.publisher import Publisher
 from smsgate_agent.receiving import inbound_part_keys
@@ -70,9 +72,22 @@ class Agent:
         acks = AckPublisher(nc)
         await acks.start()
         publisher = Publisher(nc=nc, js=js, buckets=buckets, agent=self.name, acks=acks)
-        for port in await self._ports():
+        claims = discovery.DeviceClaims()
+        for port in self.config.agent.ports:
+            opener: discovery.IdentityOpener | None = None
+            if discovery.bound_by_identity(port):
+                # Found wherever its modem answers, at start and after every replug.
+                opener = discovery.IdentityOpener(port, claims, open_device=open_device)
+            else:
+                claims.hold(port.name, port.device)
             worker = PortWorker(
-                self.config.agent, port, publisher, idle_ports=self._idle, handling=self._handling
+                self.config.agent,
+                port,
+                publisher,
+                idle_ports=self._idle,
+                handling=self._handling,
+                opener=opener,
+                device=functools.partial(claims.device_of, port.name),
             )
             if await self._claim(worker, publisher):
                 self.workers.append(worker)
@@ -127,13 +142,6 @@ class Agent:
             await nc.flush(timeout=2)
         await acks.stop()
         await bus.close(nc)
-
-    async def _ports(self) -> list[AgentPort]:
-        """Configured ports, with identity-bound ones resolved to the device that answered."""
-        ports = self.config.agent.ports
-        by_path = [p for p in ports if not discovery.bound_by_identity(p)]
-        taken = {p.device for p in by_path}
-        return by_path + await discovery.resolve(ports, taken)
 
     def _consumer_config(self) -> ConsumerConfig:
         return ConsumerConfig(

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 from smsgate.backoff import Backoff
 
@@ -47,6 +48,7 @@ class ModemInfo:
     registration: str | None = None  # home | roaming | searching | unregistered | denied | unknown
     smsc: str | None = None  # the service centre stored on the SIM (AT+CSCA?)
     last_error: str | None = None
+    sms_mode: Literal["pdu", "text"] = "pdu"  # text: the firmware refuses PDU mode
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,7 @@ from smsgate_agent.send_path import (
 )
 from smsgate_agent.sending import PartHook, SendOutcome
 from smsgate_agent.shared_jobs import IdlePorts
+from smsgate_agent.startup import Opener
 
 log = logging.getLogger("smsgate.agent")
 
@@ -58,7 +59,11 @@ class PortWorker:
         idle_ports: IdlePorts | None = None,
         handling: set[str] | None = None,
         clock: Callable[[], float] = time.time,
+        opener: Opener | None = None,
+        device: Callable[[], str | None] | None = None,
     ) -> None:
+        """`opener` opens the modem's device (an identity-bound port's finds it first);
+        `device` says which device it holds now, for the port state."""
         self.agent = agent
         self.cfg = port
         self.name = port.name
@@ -90,7 +95,9 @@ class PortWorker:
             on_inbound=self.receiving.on_inbound,  # returns once the SMS is durable
             on_report=self.delivery_reports.on_report,
             on_state=self._on_modem_state,
+            opener=opener,
         )
+        self._device = device
         self.send_path = SendPath(
             self,
             publisher,
@@ -145,7 +152,7 @@ class PortWorker:
             port=self.name,
             port_number=self.number,
             agent=self.publisher.agent,
-            device=self.cfg.device,
+            device=(self._device() if self._device else None) or self.cfg.device,
             status=self.status(),
             imsi=info.imsi,
             iccid=info.iccid,
@@ -163,6 +170,7 @@ class PortWorker:
             last_error=info.last_error or self.last_error or blocked,
             updated=contracts.utcnow(),
             heartbeat_interval=self.agent.heartbeat,
+            sms_mode=info.sms_mode,
         )
 
     def reading(self) -> PortReading:
