@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import socket
 import ssl
@@ -9,6 +11,7 @@ import struct
 from dataclasses import dataclass
 
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
@@ -45,6 +48,9 @@ def _tls_context(config: NatsConfig) -> ssl.SSLContext | None:
     return context
 
 
+CLOSE_TIMEOUT = 5.0  # seconds a stopping service gives nats-py to close
+
+
 def _reset_on_close(client: Client) -> None:
     """Have the connection's socket dropped with its unsent bytes when it is closed (a
     reset, SO_LINGER 0). A connection found dead behind a cut cable is closed; without
@@ -60,10 +66,10 @@ def _reset_on_close(client: Client) -> None:
         log.debug("SO_LINGER not set: %s", exc)
 
 
-async def connect(
-    config: NatsConfig, *, name: str | None = None, buffer_while_away: bool = True
-) -> Client:
-    """Connect with whatever credentials the config carries; reconnect forever.
+def _client(
+    config: NatsConfig, *, buffer_while_away: bool = True
+) -> tuple[Client, dict[str, object]]:
+    """A client with our callbacks, and the connect options the config asks for.
 
     `buffer_while_away` False: a publish while the connection is down fails at once,
     instead of waiting in nats-py's buffer to be sent blindly after the reconnect (the
@@ -81,9 +87,16 @@ async def connect(
         log.info("nats reconnected to %s", client.connected_url)
 
     client = Client()
-    # Pings find a dead connection (a cut cable) in seconds: nats-py types the interval
-    # as int, but sleeps for any number.
     options: dict[str, object] = {
+        "servers": config.servers,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 1,
+        "connect_timeout": 5,
+        "error_cb": on_error,
+        "disconnected_cb": on_disconnect,
+        "reconnected_cb": on_reconnect,
+        # Pings find a dead connection (a cut cable) in seconds: nats-py types the
+        # interval as int, but sleeps for any number.
         "ping_interval": config.ping_interval,
         "max_outstanding_pings": config.max_outstanding_pings,
     }
@@ -99,19 +112,63 @@ async def connect(
     tls = _tls_context(config)
     if tls is not None:
         options["tls"] = tls
-    await client.connect(
-        servers=config.servers,
-        name=name or config.name,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=1,
-        connect_timeout=5,
-        error_cb=on_error,
-        disconnected_cb=on_disconnect,
-        reconnected_cb=on_reconnect,
-        **options,  # type: ignore[arg-type]
-    )
+    return client, options
+
+
+async def connect(
+    config: NatsConfig, *, name: str | None = None, buffer_while_away: bool = True
+) -> Client:
+    """Connect with whatever credentials the config carries; reconnect forever."""
+    client, options = _client(config, buffer_while_away=buffer_while_away)
+    await client.connect(name=name or config.name, **options)  # type: ignore[arg-type]
     _reset_on_close(client)
     return client
+
+
+async def connect_until(
+    config: NatsConfig,
+    stop: asyncio.Event,
+    *,
+    name: str | None = None,
+    buffer_while_away: bool = True,
+) -> Client | None:
+    """`connect`, but None once `stop` is set first: a service told to stop while NATS is
+    unreachable exits instead of retrying forever."""
+    client, options = _client(config, buffer_while_away=buffer_while_away)
+    connecting = asyncio.create_task(
+        client.connect(name=name or config.name, **options)  # type: ignore[arg-type]
+    )
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if connecting.done() and not stop.is_set():
+        connecting.result()  # raises what made the connect fail
+        _reset_on_close(client)
+        return client
+    connecting.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await connecting
+    await close(client)
+    log.info("stopped before NATS could be reached")
+    return None
+
+
+async def close(client: Client) -> None:
+    """Close the connection in any state, the server gone first included.
+
+    With the server already gone nats-py's close fails writing to the closed transport
+    (`RuntimeError: unable to perform operation on <TCPTransport closed=True>`); a service
+    that is stopping has nothing left to tell the server, so that is no error.
+    """
+    if client.is_closed:
+        return
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await client.close()
+    except (RuntimeError, OSError, TimeoutError, NatsError) as exc:
+        log.debug("nats close: %s", exc)
 
 
 def stream_configs(config: NatsConfig) -> list[StreamConfig]:
@@ -181,9 +238,8 @@ class Buckets:
 
 def bucket_configs(config: NatsConfig) -> dict[str, KeyValueConfig]:
     """The KV buckets: port states, message states, inbound parts awaiting siblings, the
-    agents' send claims and decided results (kept as long as a message's status), the
-    agents' leases, and the report ledger (its records are settled long before:
-    `agent.report_timeout` must stay below the TTL)."""
+    agents' send claims (kept as long as a message's status) and the report ledger (its
+    records are settled long before: `agent.report_timeout` must stay below the TTL)."""
     ttls = {
         subjects.PORTS_BUCKET: None,  # a port's state stays until it is replaced
         subjects.MESSAGES_BUCKET: config.messages_ttl,

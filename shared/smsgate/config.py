@@ -164,6 +164,8 @@ class AgentConfig(_Section):
     report_unmatched_after: Seconds = 600.0
     # seconds between sweeps for expired reports and waiting ones
     report_sweep: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    # host:port serving GET /metrics (Prometheus) and /healthz; "" for none
+    metrics_listen: str = ""
 
 
 class CallbackParams(_Section):
@@ -209,6 +211,8 @@ class Webhook(_Section):
 
 class CallbackConfig(_Section):
     url: str | None = None  # the gateway-style receiver (SMS to HTTP); none = only webhooks
+    # host:port serving GET /metrics (Prometheus) and /healthz; "" for none
+    metrics_listen: str = ""
     inbound: bool = True  # SMS to HTTP
     results: bool = True  # AsyncSMS Result to HTTP
     reports: bool = True  # SMS Reports to HTTP
@@ -307,6 +311,14 @@ class HistoryConfig(_Section):
     prune_interval: Annotated[float, msgspec.Meta(gt=0)] = 3600.0  # seconds between prunes
     batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500  # events per transaction
     pool: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4  # API connections to the store
+
+
+def parse_listen(listen: str, key: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` into (host, port); a ConfigError names `key` otherwise."""
+    host, _, port = listen.rpartition(":")
+    if not host or not (port.isascii() and port.isdigit()):  # '²' is a digit to isdigit()
+        raise ConfigError(f"{key}: must be host:port, not {listen!r}")
+    return host.strip("[]"), int(port)
 
 
 class Config(_Section):

@@ -8,6 +8,7 @@ drop duplicates. Add fields with defaults; never rename or remove one within a v
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -146,6 +147,9 @@ class PortStatus(StrEnum):
     PARKED = "parked"
     DISABLED = "disabled"
     DOWN = "down"
+    # Never published by an agent: what a reader shows while it cannot reach the bus, so
+    # a last-seen state is not taken for the port's present one.
+    UNKNOWN = "unknown"
 
 
 class PortState(_Wire, kw_only=True, frozen=True):
@@ -228,6 +232,12 @@ class MessageState(StrEnum):
     UNDELIVERED = "undelivered"
 
 
+def text_digest(text: str) -> str:
+    """A short fingerprint of a message's text, kept in its status: a repeated id with
+    another text is told from a true repeat without storing the text itself."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
 class MessageStatus(_Wire, kw_only=True, frozen=True):
     id: MessageId
     to: str
@@ -241,6 +251,7 @@ class MessageStatus(_Wire, kw_only=True, frozen=True):
     user: str = ""
     created: dt.datetime
     updated: dt.datetime
+    digest: str | None = None  # text_digest of the message's text
 
 
 # --- control -----------------------------------------------------------------------------
@@ -250,8 +261,11 @@ class PortCommand(_Wire, kw_only=True, frozen=True):
     action: Literal["disable", "enable", "drain"]
 
 
+USSD_CODE_PATTERN = r"^[0-9*#+]{1,160}$"  # what AT+CUSD may carry: *100#, *123*1#
+
+
 class UssdRequest(_Wire, kw_only=True, frozen=True):
-    code: Annotated[str, msgspec.Meta(min_length=1, max_length=160)]
+    code: Annotated[str, msgspec.Meta(pattern=USSD_CODE_PATTERN)]
     timeout: float = 30.0
 
 

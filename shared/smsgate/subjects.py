@@ -15,6 +15,7 @@ SEND_STREAM = "SMS_SEND"
 SEND_WILDCARD = "sms.send.>"
 SEND_ANY = "sms.send.any"
 SEND_ANY_CONSUMER = "send-any"
+SEND_PINNED_WILDCARD = "sms.send.port.>"  # every port's pinned jobs
 
 # Events: limits retention, read by callback, api (SSE) and anyone else.
 EVENTS_STREAM = "SMS_EVENTS"

@@ -34,8 +34,9 @@ NEVER = 3600.0  # the simulator's own report delay: the test sends every report 
 
 
 def message(text: str, port: str, caller: str) -> contracts.SendJob:
+    """A job as the API makes it for one recipient: the message id is the caller's id."""
     return contracts.SendJob(
-        id=contracts.new_id(),
+        id=caller,
         to=OUTSIDE,
         text=text,
         port=port,
@@ -155,7 +156,8 @@ async def test_reports_survive_sigterm_and_sigkill_between_sends_and_reports(
         assert report.port == job.port
     assert by_id[long.id].part_count == 3
     callbacks = farm.callbacks()
-    assert sorted(c["id"] for c in callbacks) == sorted(job.caller_id or "" for job in jobs)
+    # A callback names the recipient's own message (issue 16, item 2), as the event does.
+    assert sorted(c["id"] for c in callbacks) == sorted(job.id for job in jobs)
     assert {c["status"] for c in callbacks} == {"Message received on handset"}
 
 

@@ -25,7 +25,7 @@ def style(**callback: object) -> GatewayStyle:
 def sent(**fields: object) -> contracts.SendResult:
     values: dict[str, object] = {
         "event_id": "e1",
-        "id": "m1",
+        "id": "39fd7439",  # one recipient: the message id is the caller's id
         "caller_id": "39fd7439",
         "port": "lte-1",
         "port_number": 1,
@@ -83,11 +83,22 @@ def test_send_result_fields_in_gateway_order() -> None:
     ]
 
 
-def test_failed_result_carries_its_reason_and_falls_back_to_the_message_id() -> None:
+def test_failed_result_carries_its_reason_and_the_generated_message_id() -> None:
     fields = dict(
-        gateway_fields(sent(status="failed", reason="+CMS ERROR: 38", caller_id=None), style())
+        gateway_fields(
+            sent(status="failed", reason="+CMS ERROR: 38", id="m1", caller_id=None), style()
+        )
     )
     assert (fields["status"], fields["reason"], fields["id"]) == ("Failed", "+CMS ERROR: 38", "m1")
+
+
+def test_each_recipient_of_several_is_named_by_its_own_message_id() -> None:
+    # phonenumber=10048,10048&id=t4: two messages, t4-0 and t4-1, told apart in callbacks.
+    first = dict(gateway_fields(sent(id="t4-0", caller_id="t4", to="10048"), style()))
+    second = dict(gateway_fields(sent(id="t4-1", caller_id="t4", to="10048"), style()))
+    assert (first["id"], second["id"]) == ("t4-0", "t4-1")
+    report = dlr("delivered")
+    assert dict(gateway_fields(report, style()))["id"] == report.id
 
 
 @pytest.mark.parametrize(

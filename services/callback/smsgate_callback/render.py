@@ -127,13 +127,15 @@ def gateway_fields(event: contracts.Event, style: GatewayStyle) -> Fields:
     """The name=value pairs of a gateway GET (or form POST), in a gateway's order."""
     names = style.params
     number = message = status = ""
-    caller_id = reason = None
+    message_id = reason = None
+    # `id` is the recipient's own message id: the caller's `id` for one recipient,
+    # `<id>-<i>` for recipient i of several, so every callback names one message.
     if isinstance(event, contracts.SendResult):
-        kind, number, caller_id = RESULT_TYPE, event.to, event.caller_id or event.id
+        kind, number, message_id = RESULT_TYPE, event.to, event.id
         status = style.status_text[event.status.value]
         time, reason = style.local_time(event.time), event.reason or ""
     elif isinstance(event, contracts.DeliveryReport):
-        kind, number, caller_id = REPORT_TYPE, event.to, event.caller_id or event.id
+        kind, number, message_id = REPORT_TYPE, event.to, event.id
         state = "undelivered" if event.state is contracts.DeliveryState.FAILED else event.state
         status = style.status_text[state]
         if event.smsc_time is not None:
@@ -150,7 +152,7 @@ def gateway_fields(event: contracts.Event, style: GatewayStyle) -> Fields:
         (names.phonenumber, number),
         (names.port, _port_number(event)),
         (names.portname, event.port),
-        ("id", caller_id or ""),
+        ("id", message_id or ""),
         (names.message, message),
         (names.time, time),
         ("type", kind),

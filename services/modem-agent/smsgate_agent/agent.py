@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NotFoundError
-from smsgate import bus, contracts, gc_tuning, subjects
+from smsgate import bus, contracts, gc_tuning, metrics, subjects
 from smsgate.acks import AckPublisher
 from smsgate.config import Config
 
@@ -30,6 +30,7 @@ from smsgate_agent.backlog import Backlog
 from smsgate_agent.delivery_reports import ledger_settings
 from smsgate_agent.ledger import KvStore, Ledger
 from smsgate_agent.liveness import Lease
+from smsgate_agent.metrics import render_ports
 from smsgate_agent.modem import open_device
 from smsgate_agent.port import PortWorker, spool_path
 from smsgate_agent.publisher import Publisher
@@ -58,6 +59,7 @@ class Agent:
         self.stopping = asyncio.Event()
         self.workers: list[PortWorker] = []
         self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
         self._idle = IdlePorts()
         self._handling: set[str] = set()  # ids of the jobs the ports hold now
         # When the server last answered: no job is taken before it has (after a partition
@@ -65,12 +67,19 @@ class Agent:
         self._heard_at = -float("inf")
         self._deaf = False  # the last lease renewal failed
 
+    def metrics_text(self) -> str:
+        """This agent's metrics in the Prometheus text format."""
+        return render_ports(worker.reading() for worker in self.workers)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then drain: finish in-flight sends and exit."""
-        self.nc = nc = await bus.connect(
-            self.config.nats, name=f"smsgate-agent-{self.name}", buffer_while_away=False
+        nc = await bus.connect_until(
+            self.config.nats, stop, name=f"smsgate-agent-{self.name}", buffer_while_away=False
         )
-        js = nc.jetstream()
+        if nc is None:
+            return
+        self.nc = nc
+        self.js = js = nc.jetstream()
         buckets = await bus.provision(js, self.config.nats)
         acks = AckPublisher(nc)
         await acks.start()
@@ -168,10 +177,7 @@ class Agent:
             await nc.flush(timeout=2)
         await acks.stop()
         backlog.spool.close()
-        # With the server unreachable (stopped during a partition) nats-py's close fails on
-        # its dead transport; nothing is left to flush by then.
-        with contextlib.suppress(RuntimeError):
-            await nc.close()
+        await bus.close(nc)
 
     def _consumer_config(self) -> ConsumerConfig:
         return ConsumerConfig(
@@ -352,6 +358,21 @@ class Agent:
                     async with asyncio.timeout(1.0):
                         await stop.wait()
 
+    async def _count_pinned(self) -> None:
+        """Each port's pinned jobs in the stream, from one stream info for the whole farm."""
+        if self.js is None:
+            return
+        try:
+            info = await self.js.stream_info(
+                subjects.SEND_STREAM, subjects_filter=subjects.SEND_PINNED_WILDCARD
+            )
+        except Exception as exc:  # NATS away: keep the last count, the beat goes on
+            log.debug("counting pinned jobs failed: %s", exc)
+            return
+        counts = info.state.subjects or {}
+        for worker in self.workers:
+            worker.pinned_backlog = counts.get(subjects.send_port(worker.name), 0)
+
     async def _heartbeat_loop(self, publisher: Publisher) -> None:
         """Every port's state each heartbeat; in between, the busy/ready flips as they come.
 
@@ -364,6 +385,7 @@ class Agent:
             if loop.time() >= next_beat:
                 next_beat = loop.time() + beat
                 await self._renew(publisher)
+                await self._count_pinned()
                 for worker in self.workers:
                     try:
                         async with asyncio.timeout(max(1.0, beat)):
@@ -394,4 +416,7 @@ class Agent:
 
 
 async def run_agent(config: Config, stop: asyncio.Event, *, settle_heap: bool = False) -> None:
-    await Agent(config, settle_heap=settle_heap).run(stop)
+    agent = Agent(config, settle_heap=settle_heap)
+    listen = config.agent.metrics_listen
+    async with metrics.serving(listen, "agent.metrics_listen", [agent.metrics_text]):
+        await agent.run(stop)

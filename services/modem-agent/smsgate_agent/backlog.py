@@ -29,6 +29,7 @@ class SpooledResult(msgspec.Struct, frozen=True):
     result: contracts.SendResult
     created: dt.datetime
     reply_to: str | None = None
+    digest: str | None = None  # the text's (see contracts.text_digest)
 
 
 class SpooledReport(msgspec.Struct, frozen=True):
@@ -58,6 +59,7 @@ class Backlog:
         created: dt.datetime,
         reply_to: str | None,
         handle: JobHandle | None,
+        digest: str | None = None,
     ) -> contracts.SendResult | None:
         """Keep `result`, settle it, ack its job. The result that was decided (another
         one when this one came too late), or None: it waits here for the bus."""
@@ -67,12 +69,16 @@ class Backlog:
             self.spool.put(
                 result.event_id,
                 "result",
-                msgspec.json.encode(SpooledResult(result, created, reply_to)),
+                msgspec.json.encode(SpooledResult(result, created, reply_to, digest)),
             )
         self.settling.add(result.event_id)
         try:
             winner = await self.publisher.settle(
-                result, created=created, reply_to=reply_to, tried_since=tried_since
+                result,
+                created=created,
+                reply_to=reply_to,
+                tried_since=tried_since,
+                digest=digest,
             )
         except Exception as exc:
             if handle is not None:
@@ -101,7 +107,11 @@ class Backlog:
         if spooled is None:
             return None
         return await self.result(
-            spooled.result, created=spooled.created, reply_to=spooled.reply_to, handle=handle
+            spooled.result,
+            created=spooled.created,
+            reply_to=spooled.reply_to,
+            handle=handle,
+            digest=spooled.digest,
         )
 
     async def unclaim(self, message_id: str, token: str) -> None:
@@ -162,6 +172,7 @@ class Backlog:
                     created=spooled.created,
                     reply_to=spooled.reply_to,
                     tried_since=_utc(entry.stored),
+                    digest=spooled.digest,
                 )
             except Exception:
                 if handle is not None:

@@ -8,7 +8,7 @@ a report is matched wherever and whenever its SIM reads it; the decisions themse
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from smsgate import contracts
 from smsgate.config import AgentConfig
@@ -50,3 +50,8 @@ class DeliveryReports:
     async def on_report(self, report: StatusReport) -> None:
         """Called by the modem; returns once the report is matched or kept on the bus."""
         await self.ledger.take(report, self._sim())
+
+    @property
+    def published(self) -> Mapping[str, int]:
+        """Reports of this port's messages this agent published, by state."""
+        return self.ledger.published_for(self._sim().port)

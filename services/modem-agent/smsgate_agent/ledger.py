@@ -18,9 +18,10 @@ last report and the expiry sweep), one wins and publishes, with the stable event
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -119,6 +120,8 @@ class Ledger:
         self.clock = clock
         self._indexed = 0  # the sweep bucket this agent filed its last record under
         self._parked: dict[str, None] = {}  # keys of reports this agent parked, oldest first
+        # reports this agent published, by the port that sent the message and by state
+        self._reported: dict[str, collections.Counter[str]] = {}
 
     # --- sending --------------------------------------------------------------------------
 
@@ -319,6 +322,11 @@ class Ledger:
                 log.warning("status of %s not updated: %s", event.id, status_failed)
 
         await until_done(step, f"report of {event.id}")
+        self._reported.setdefault(event.port, collections.Counter())[event.state.value] += 1
+
+    def published_for(self, port: str) -> Mapping[str, int]:
+        """How many reports of `port`'s messages this agent published, by state."""
+        return self._reported.get(port, {})
 
     async def _forget(
         self,

@@ -26,7 +26,8 @@ from smsgate_agent import reports
 from smsgate_agent.backlog import Backlog
 from smsgate_agent.delivery_reports import DeliveryReports, ledger_settings
 from smsgate_agent.ledger import KvStore, Ledger
-from smsgate_agent.link import ModemInfo
+from smsgate_agent.link import ModemInfo, ModemTimings
+from smsgate_agent.metrics import PortReading
 from smsgate_agent.modem import Modem
 from smsgate_agent.policy import PortPolicy, effective
 from smsgate_agent.publisher import Publisher
@@ -97,6 +98,8 @@ class PortWorker:
             port,
             command_timeout=agent.command_timeout,
             send_timeout=agent.send_timeout,
+            # The one retry of a +CMS error: per part, in the modem's send (sending.py).
+            timings=ModemTimings(send_retries=agent.retries),
             on_inbound=self.receiving.on_inbound,  # returns once the SMS is durable
             on_report=self.delivery_reports.on_report,
             on_state=self._on_modem_state,
@@ -116,6 +119,9 @@ class PortWorker:
             clock=clock,
         )
         self.inbox: deque[tuple[Msg, bool]] = deque()  # (job, pinned): one at a time
+        # Jobs pinned to this port still in the stream (waiting, or in hand), as the agent
+        # last counted them: a backlog a drained or parked port holds shows in its queue.
+        self.pinned_backlog = 0
         self.idle = asyncio.Event()  # set while the port waits for a job
         self.idle_ports = idle_ports if idle_ports is not None else IdlePorts()
         self._waiter: asyncio.Future[None] | None = None  # the send loop's pause
@@ -177,11 +183,22 @@ class PortWorker:
             received=self.received,
             sent_today=self.policy.sent_today,
             daily_cap=self.policy.policy.daily_cap,
-            queue=len(self.inbox),
-            last_error=blocked or info.last_error or self.last_error,
+            queue=self.pinned_backlog + sum(1 for _, pinned in self.inbox if not pinned),
+            # The error that parked a port stays its last error: the status says parked.
+            last_error=info.last_error or self.last_error or blocked,
             updated=contracts.utcnow(),
             heartbeat_interval=self.agent.heartbeat,
             sms_mode=info.sms_mode,
+        )
+
+    def reading(self) -> PortReading:
+        """The port as a metrics scrape sees it."""
+        link = self.modem.link
+        return PortReading(
+            state=self.state(),
+            reports=self.delivery_reports.published,
+            at_errors=link.error_replies,
+            restarts=link.restarts,
         )
 
     async def publish_state(self, *, force: bool = False) -> None:
@@ -324,13 +341,17 @@ class PortWorker:
         await self.backlog.unclaim(job.id, token)
 
     async def attempt(self, job: contracts.SendJob, mark: PartHook) -> SendOutcome:
-        """The modem's send, tried again on the same port while nothing reached a network."""
+        """The modem's send. A +CMS error was retried there already, per part, `agent.retries`
+        times with back-off 1, 2, 4 s; only a modem that did not answer at all (port down or
+        lost, no prompt) is given more tries here, while nothing reached a network."""
         outcome: SendOutcome | None = None
         for attempt in range(self.agent.retries + 1):
             outcome = await self.modem.send(
                 job.to, job.text, status_report=job.status_report, on_part=mark
             )
             if outcome.ok or not outcome.temporary or any_part_sent(outcome):
+                break
+            if outcome.code is not None:  # the modem refused it: its own retries are spent
                 break
             if attempt < self.agent.retries:
                 await asyncio.sleep(doubled(1.0, attempt, 30.0))
@@ -409,7 +430,11 @@ class PortWorker:
         # it, however long the bus is away. Losing it would turn a sent message into an
         # `interrupted` one.
         winner = await self.backlog.result(
-            result, created=job.created, reply_to=job.reply_to, handle=handle
+            result,
+            created=job.created,
+            reply_to=job.reply_to,
+            handle=handle,
+            digest=contracts.text_digest(job.text),
         )
         if winner is not None and winner != result:
             log.error(
@@ -442,6 +467,7 @@ class PortWorker:
             caller_id=job.caller_id,
             user=job.user,
             created=job.created,
+            digest=contracts.text_digest(job.text),
             updated=contracts.utcnow(),
         )
 

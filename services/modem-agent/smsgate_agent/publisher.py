@@ -120,6 +120,7 @@ class Publisher:
         created: dt.datetime,
         reply_to: str | None,
         tried_since: dt.datetime | None = None,
+        digest: str | None = None,
     ) -> contracts.SendResult:
         """Make `result` the message's one result, then publish it: event, message status,
         and the waiting API request if any. When another result was decided first (the
@@ -130,7 +131,9 @@ class Publisher:
         winner = await self.decide(result)
         if winner == result:
             event = tried_since is None or not await self.in_stream(result, tried_since)
-            await self.announce(result, created=created, reply_to=reply_to, event=event)
+            await self.announce(
+                result, created=created, reply_to=reply_to, event=event, digest=digest
+            )
         return winner
 
     async def decide(self, result: contracts.SendResult) -> contracts.SendResult:
@@ -166,6 +169,7 @@ class Publisher:
         created: dt.datetime,
         reply_to: str | None,
         event: bool = True,
+        digest: str | None = None,
     ) -> None:
         """Publish a decided result: the event (unless `event` is False: it is in the
         stream already), the message status, the waiting request."""
@@ -186,6 +190,7 @@ class Publisher:
             user=result.user,
             created=created,
             updated=contracts.utcnow(),
+            digest=digest,
         )
         if event:
             # Both durable, neither depends on the other: one round trip, not two.

@@ -192,6 +192,7 @@ class Sender:
             if reply.ok:
                 reference = message_reference(reply)
                 return PartResult(sequence=sequence, reference=reference), None
+            self.link.error_replies += 1
             error = error_text(reply)
             code = reply.code if reply.status is Status.CMS_ERROR else None
             verdict = (
