@@ -238,3 +238,16 @@ async def test_the_time_limit_never_cuts_the_close_of_an_answer_short() -> None:
     outcome = await _attempt(answered, time_limit=0.05)
     assert stream.closed
     assert (outcome.verdict, outcome.label) == (AttemptVerdict.DELIVERED, "2xx")
+
+
+async def test_a_failing_close_does_not_change_the_verdict() -> None:
+    class BrokenClose(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b"OK"
+
+        async def aclose(self) -> None:
+            raise httpx.ReadError("connection reset while closing")
+
+    answered = httpx.MockTransport(lambda r: httpx.Response(200, stream=BrokenClose()))
+    outcome = await _attempt(answered)
+    assert (outcome.verdict, outcome.label) == (AttemptVerdict.DELIVERED, "2xx")

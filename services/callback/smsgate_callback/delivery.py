@@ -8,6 +8,7 @@ redirects are not followed), because sending the same request again cannot chang
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
 from collections.abc import Mapping
@@ -228,8 +229,10 @@ async def attempt(
     finally:
         if response is not None:
             # Outside the time limit: a cancellation landing in the middle of the close
-            # would leave the connection busy for good, and a pool of one unusable.
-            await response.aclose()
+            # would leave the connection busy for good, and a pool of one unusable. The
+            # verdict stands whatever the close runs into: httpcore drops the connection.
+            with contextlib.suppress(httpx.HTTPError):
+                await response.aclose()
     latency = time.perf_counter() - started
     return AttemptOutcome(
         outcome.verdict,
