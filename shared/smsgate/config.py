@@ -142,6 +142,16 @@ class AgentConfig(_Section):
     retries: Annotated[int, msgspec.Meta(ge=0)] = 3  # temporary errors, same port
     # A job whose agent died is redelivered after this; live agents keep theirs alive.
     ack_wait: Annotated[float, msgspec.Meta(ge=1)] = 30.0
+    # Seconds after a send with no delivery report before its report is `expired`: the
+    # 72 h validity most SMSCs give an SMS that names none (we send no TP-VP), plus 1 h.
+    # Must stay below nats.messages_ttl, which keeps the ledger's records.
+    report_timeout: Annotated[float, msgspec.Meta(gt=0)] = 73 * 3600.0
+    # seconds a report with no sent part on record waits for one, then is `unmatched`
+    report_unmatched_after: Seconds = 600.0
+    # seconds between sweeps for expired reports and waiting ones
+    report_sweep: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    # host:port serving GET /metrics (Prometheus) and /healthz; "" for none
+    metrics_listen: str = ""
 
 
 class CallbackParams(_Section):
@@ -187,6 +197,8 @@ class Webhook(_Section):
 
 class CallbackConfig(_Section):
     url: str | None = None  # the gateway-style receiver (SMS to HTTP); none = only webhooks
+    # host:port serving GET /metrics (Prometheus) and /healthz; "" for none
+    metrics_listen: str = ""
     inbound: bool = True  # SMS to HTTP
     results: bool = True  # AsyncSMS Result to HTTP
     reports: bool = True  # SMS Reports to HTTP
@@ -207,7 +219,8 @@ class CallbackConfig(_Section):
     time_zone: str = "local"
     result_time_format: str = "%Y-%m-%d %H:%M:%S"  # strftime of `time` in send results
     smsc_time_format: str = "%Y/%m/%d %H:%M:%S"  # inbound SCTS and report discharge time
-    # Overrides of the `status` texts; keys: sent, failed, delivered, undelivered, expired.
+    # Overrides of the `status` texts; keys: sent, failed, delivered, undelivered, expired,
+    # unmatched.
     status_text: dict[str, str] = msgspec.field(default_factory=dict)
     webhooks: list[Webhook] = msgspec.field(default_factory=list)
 
@@ -286,6 +299,14 @@ class HistoryConfig(_Section):
     pool: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4  # API connections to the store
 
 
+def parse_listen(listen: str, key: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` into (host, port); a ConfigError names `key` otherwise."""
+    host, _, port = listen.rpartition(":")
+    if not host or not (port.isascii() and port.isdigit()):  # '²' is a digit to isdigit()
+        raise ConfigError(f"{key}: must be host:port, not {listen!r}")
+    return host.strip("[]"), int(port)
+
+
 class Config(_Section):
     nats: NatsConfig = msgspec.field(default_factory=NatsConfig)
     api: ApiConfig = msgspec.field(default_factory=ApiConfig)
@@ -307,6 +328,11 @@ class Config(_Section):
             raise ConfigError("api.users: duplicate user names")
         if bool(self.api.tls_cert) != bool(self.api.tls_key):
             raise ConfigError("api: tls_cert and tls_key go together")
+        if self.agent.report_timeout + self.agent.report_sweep >= self.nats.messages_ttl:
+            raise ConfigError(
+                f"agent.report_timeout ({self.agent.report_timeout:g} s) must end before "
+                f"nats.messages_ttl ({self.nats.messages_ttl:g} s) drops the ledger's records"
+            )
         return self
 
 

@@ -15,6 +15,7 @@ SEND_STREAM = "SMS_SEND"
 SEND_WILDCARD = "sms.send.>"
 SEND_ANY = "sms.send.any"
 SEND_ANY_CONSUMER = "send-any"
+SEND_PINNED_WILDCARD = "sms.send.port.>"  # every port's pinned jobs
 
 # Events: limits retention, read by callback, api (SSE) and anyone else.
 EVENTS_STREAM = "SMS_EVENTS"
@@ -42,10 +43,15 @@ INBOUND_PARTS_BUCKET = "sms_inbound_parts"
 # The agents' at-most-once claims: a key is created (never overwritten) before a
 # message's first part goes to a modem (agent-internal).
 SENDING_BUCKET = "sms_sending"
+# The delivery-report ledger: every part awaiting its status report, keyed by the SIM and
+# its TP-MR, so any agent that reads the report (after a restart, or the SIM moved) can
+# match it; and reports waiting for their record (agent-internal, see smsgate_agent.ledger).
+REPORTS_BUCKET = "sms_reports"
 # A KV put is a publish to `$KV.<bucket>.<key>`: these prefixes, plus a key, are its subject.
 PORTS_KV_PREFIX = f"$KV.{PORTS_BUCKET}."
 MESSAGES_KV_PREFIX = f"$KV.{MESSAGES_BUCKET}."
 SENDING_KV_PREFIX = f"$KV.{SENDING_BUCKET}."
+REPORTS_KV_PREFIX = f"$KV.{REPORTS_BUCKET}."
 _KV_KEY = re.compile(r"^[-_=a-zA-Z0-9]+$")
 
 

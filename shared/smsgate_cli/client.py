@@ -201,7 +201,8 @@ def port_table(states: Iterable[contracts.PortState], now: dt.datetime | None = 
     now = now or contracts.utcnow()
     rows = [PORT_COLUMNS]
     for s in sorted(states, key=lambda s: (s.agent, s.port_number or 0, s.port)):
-        status = "down" if _stale(s, now) else s.status.value
+        unknown = s.status is contracts.PortStatus.UNKNOWN  # the API cannot reach NATS
+        status = "down" if _stale(s, now) and not unknown else s.status.value
         rows.append(
             (
                 s.port,
@@ -237,8 +238,8 @@ def event_line(data: str) -> str:
         what = f"from={event.sender} parts={event.parts} text={event.text!r}"
     else:
         what = f"{event.change} ({event.state.status.value})"
-    kind = type(event).__name__
-    return f"{when} {kind:<14} {event.port:<12} {what}"
+    kind = type(event).__struct_config__.tag  # result|report|inbound|port, as --type takes
+    return f"{when} {kind!s:<8} {event.port:<12} {what}"
 
 
 HISTORY_COLUMNS = ("TIME", "DIR", "NUMBER", "STATE", "PORT", "USER", "ID", "TEXT")

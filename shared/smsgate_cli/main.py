@@ -330,7 +330,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command in SERVICES:
             _serve(_until_signalled(SERVICES[args.command][0], config))
         elif args.command == "dev":
-            from smsgate_cli.dev import DevOptions, run_dev
+            from smsgate_cli.dev import DevOptions, DevStartError, run_dev
 
             options = DevOptions(
                 listen=args.listen,
@@ -340,7 +340,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ports=args.ports,
                 state_dir=args.state_dir,
             )
-            _serve(_until_signalled(lambda c, s: run_dev(c, s, options), config))
+            try:
+                _serve(_until_signalled(lambda c, s: run_dev(c, s, options), config))
+            except DevStartError as exc:
+                print(f"smsgate dev: {exc}", file=sys.stderr)
+                return 1
     except ConfigError as exc:
         # Found while starting (a webhook URL, a listen address): still name the file.
         where = f"{args.config}: " if args.config else ""

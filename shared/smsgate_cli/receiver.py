@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable
 
 import uvicorn
@@ -51,13 +52,10 @@ def app(params: CallbackParams, out: Callable[[str], None] = print) -> Starlette
     return Starlette(routes=[Route("/{path:path}", receive, methods=["GET", "POST"])])
 
 
-async def serve(app: ASGIApp, listen: str, stop: asyncio.Event) -> None:
-    """Serve an ASGI app on HOST:PORT until `stop` is set."""
-    host, _, port = listen.rpartition(":")
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=int(port), log_level="warning", access_log=False)
-    )
-    task = asyncio.create_task(server.serve())
+async def serve(app: ASGIApp, sock: socket.socket, stop: asyncio.Event) -> None:
+    """Serve an ASGI app on a bound, listening socket until `stop` is set."""
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     await stop.wait()
     server.should_exit = True
     await task

@@ -16,7 +16,7 @@ from smsgate_callback.delivery import AttemptVerdict, Target
 NOW = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 EVENT = contracts.SendResult(
     event_id="ev-1",
-    id="m1",
+    id="c 1",
     caller_id="c 1",
     port="lte-4",
     port_number=4,

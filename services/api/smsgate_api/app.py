@@ -13,7 +13,7 @@ import logging
 import multiprocessing
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from urllib.parse import unquote_plus
 
@@ -21,8 +21,10 @@ import msgspec
 import uvicorn
 import uvloop
 from nats.aio.client import Client
-from smsgate import gc_tuning
-from smsgate.config import Config, ConfigError
+from smsgate import gc_tuning, logs
+from smsgate.config import Config
+from smsgate.config import parse_listen as config_listen
+from smsgate.metrics import CONTENT_TYPE, Source
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -67,7 +69,8 @@ async def metrics(request: Request) -> Response:
         ports={str(k): v for k, v in rt.ports.counts().items()},
         nats_connected=rt.connected,
     )
-    return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+    text += "".join(source() for source in request.app.extra_metrics)
+    return Response(text, media_type=CONTENT_TYPE)
 
 
 class ApiApp(Starlette):
@@ -81,6 +84,7 @@ class ApiApp(Starlette):
 
     runtime: ApiRuntime
     fast_gateway: bool = False
+    extra_metrics: Sequence[Source] = ()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -94,8 +98,14 @@ class ApiApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def create_app(config: Config, *, nc: Client | None = None) -> ApiApp:
-    """The API app; it uses `nc` when given, else connects (and reconnects) by itself."""
+def create_app(
+    config: Config, *, nc: Client | None = None, extra_metrics: Sequence[Source] = ()
+) -> ApiApp:
+    """The API app; it uses `nc` when given, else connects (and reconnects) by itself.
+
+    `extra_metrics`: more Prometheus text for `/metrics`, such as dev mode's agent and
+    callback service, which run in this process.
+    """
     rt = ApiRuntime(config, nc=nc)
 
     @asynccontextmanager
@@ -136,6 +146,7 @@ def create_app(config: Config, *, nc: Client | None = None) -> ApiApp:
         )
     app = ApiApp(routes=routes, middleware=middleware, lifespan=lifespan)
     app.runtime = rt
+    app.extra_metrics = tuple(extra_metrics)
     app.fast_gateway = not config.api.cors
     app.state.runtime = rt
     return app
@@ -175,11 +186,8 @@ def install_access_log_redaction() -> None:
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
-    """`host:port` or `[v6]:port` into (host, port)."""
-    host, _, port = listen.rpartition(":")
-    if not host or not (port.isascii() and port.isdigit()):
-        raise ConfigError(f"api.listen: must be host:port, not {listen!r}")
-    return host.strip("[]"), int(port)
+    """`api.listen` (`host:port` or `[v6]:port`) into (host, port)."""
+    return config_listen(listen, "api.listen")
 
 
 def server_config(config: Config, app: Starlette, **overrides: object) -> uvicorn.Config:
@@ -246,9 +254,9 @@ async def _exit_with_parent(server: uvicorn.Server, parent: int) -> None:
             return
 
 
-def _worker(config_json: bytes, parent: int) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def _worker(config_json: bytes, parent: int, log_settings: tuple[str, str]) -> None:
+    # A spawned process starts with no logging set up: set it up as the parent's was.
+    logs.setup(*log_settings)
     config = msgspec.json.decode(config_json, type=Config)
     uvloop.run(_serve(config, parent=parent))
 
@@ -265,7 +273,7 @@ async def run_api(config: Config) -> None:
     asyncio loop the gateway API serves roughly a third fewer requests.
     """
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        logs.setup()
     host, port = parse_listen(config.api.listen)
     scheme = "https" if config.api.tls_cert else "http"
     log.info("smsgate api on %s://%s:%d (%d worker(s))", scheme, host, port, config.api.workers)
@@ -274,7 +282,9 @@ async def run_api(config: Config) -> None:
         context = multiprocessing.get_context("spawn")
         payload = msgspec.json.encode(config)
         for _ in range(config.api.workers - 1):
-            process = context.Process(target=_worker, args=(payload, os.getpid()), daemon=True)
+            process = context.Process(
+                target=_worker, args=(payload, os.getpid(), logs.settings()), daemon=True
+            )
             process.start()
             workers.append(process)
     try:

@@ -288,6 +288,10 @@ def _parts(timeline: list[TimelineStep]) -> list[PartResult]:
     ]
 
 
+# The schema version, and the text's fingerprint that tells a repeated id with another text.
+_NOT_SHOWN = frozenset({"v", "digest"})
+
+
 def detail(
     status: MessageStatus | None, stored: tuple[HistoryMessage, list[TimelineStep]] | None
 ) -> MessageDetail:
@@ -296,7 +300,7 @@ def detail(
     if found is None:
         assert status is not None
         return MessageDetail(
-            **{f: getattr(status, f) for f in status.__struct_fields__ if f != "v"}
+            **{f: getattr(status, f) for f in status.__struct_fields__ if f not in _NOT_SHOWN}
         )
     inbound = found.direction == "in"
     state = found.state

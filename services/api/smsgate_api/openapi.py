@@ -51,8 +51,8 @@ _GATEWAY_FIELDS: list[tuple[str, dict[str, Any], str]] = [
     ("message", {"type": "string"}, "UTF-8 text, any script, up to the configured parts."),
     (
         "port",
-        {"type": "string", "examples": ["lte-3", "3", "2,3"]},
-        "Port name, gateway number or comma-separated list; default any ready port.",
+        {"type": "string", "examples": ["lte-3", "3", "2,3", "any"]},
+        "Port name, gateway number or comma-separated list; `any` or none: any ready port.",
     ),
     (
         "report",
@@ -84,6 +84,8 @@ _GATEWAY_ERRORS = {
     "400": _gateway_response("A parameter is missing or wrong; the message says which", True),
     "401": _gateway_response("Wrong or missing credentials", True),
     "403": _gateway_response("Port not allowed for this user, or HTTP sending is off", True),
+    "409": _gateway_response("The id was used before for another recipient or text", True),
+    "415": _gateway_response("A body that is not a form (application/x-www-form-urlencoded)", True),
     "429": _gateway_response("Too many failed logins from this client; see Retry-After", True),
     "503": _gateway_response("The send queue is full or NATS is unreachable; retry later", True),
 }
@@ -332,6 +334,7 @@ def build() -> dict[str, Any]:
                 {
                     "202": _json("SendResponse", "Queued (or results, with `wait`)"),
                     "403": _json("ErrorBody", "Port not allowed, or HTTP sending is off"),
+                    "409": _json("ErrorBody", "The id was used before for another message"),
                 },
                 body="SendRequest",
             ),

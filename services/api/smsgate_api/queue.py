@@ -77,6 +77,26 @@ def queued_status(job: SendJob) -> MessageStatus:
         user=job.user,
         created=job.created,
         updated=job.created,
+        digest=contracts.text_digest(job.text),
+    )
+
+
+def conflict(job: SendJob, stored: MessageStatus) -> ApiError | None:
+    """A repeated id that names another message: a different recipient or text.
+
+    Answering it with the stored status would report a send to a number that was never
+    sent to, so it is refused instead. A status without a digest (written by an older
+    agent) is compared by recipient only.
+    """
+    other_text = stored.digest is not None and stored.digest != contracts.text_digest(job.text)
+    if stored.to == job.to and not other_text:
+        return None
+    what = f"recipient {stored.to}" if stored.to != job.to else "another text"
+    return ApiError(
+        409,
+        "id_conflict",
+        f"id {job.id!r} was already used for a message with {what}: "
+        "a repeated id must repeat the same recipient and text; use a new id for a new message",
     )
 
 
@@ -161,6 +181,14 @@ class JobQueue:
         self._check_connected()
         if claim_ids:
             repeats = await self._claim([job for job, _ in jobs])
+            conflicts = [
+                error
+                for job, _ in jobs
+                if job.id in repeats and (error := conflict(job, repeats[job.id])) is not None
+            ]
+            if conflicts:
+                await self._release([job.id for job, _ in jobs if job.id not in repeats])
+                raise QueueRefused(conflicts[0])
         else:
             repeats = {}
             for job, _ in jobs:

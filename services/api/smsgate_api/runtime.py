@@ -71,8 +71,7 @@ class ApiRuntime:
         if self.publisher is not None:
             await self.publisher.stop()
         if self._owns_connection and self.nc is not None:
-            with contextlib.suppress(Exception):
-                await self.nc.close()
+            await bus.close(self.nc)
 
     async def _connect(self) -> None:
         backoff = Backoff(0.5, _RETRY_MAX)

@@ -228,7 +228,10 @@ class HistoryStore:
 async def run_history_store(config: Config, stop: asyncio.Event, *, rebuild: bool = False) -> None:
     """Keep the history store up to date with SMS_EVENTS until `stop` is set."""
     store = HistoryStore(config)
-    nc = await bus.connect(config.nats, name=f"{config.nats.name}-history")
+    nc = await bus.connect_until(config.nats, stop, name=f"{config.nats.name}-history")
+    if nc is None:  # told to stop while NATS was unreachable
+        await store.close()
+        return
     task = asyncio.create_task(store.run(nc, stop, rebuild=rebuild))
     waiter = asyncio.create_task(stop.wait())
     try:
@@ -241,4 +244,4 @@ async def run_history_store(config: Config, stop: asyncio.Event, *, rebuild: boo
         with contextlib.suppress(asyncio.CancelledError):
             await task
         await store.close()
-        await nc.close()
+        await bus.close(nc)

@@ -127,6 +127,8 @@ class Modem:
                     attempts = 0
                     backoff.reset()
                 problem = await self._serve()
+                if not self._closed:  # whatever the problem, the modem is brought back
+                    self.link.restarts += 1
                 if problem == "unresponsive":
                     up = await startup.recover()
                     if not up:

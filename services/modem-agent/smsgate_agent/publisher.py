@@ -99,9 +99,17 @@ class Publisher:
         )
 
     async def result(
-        self, result: contracts.SendResult, *, created: dt.datetime, reply_to: str | None
+        self,
+        result: contracts.SendResult,
+        *,
+        created: dt.datetime,
+        reply_to: str | None,
+        digest: str | None = None,
     ) -> None:
-        """The send result: event, message status, and the waiting API request if any."""
+        """The send result: event, message status, and the waiting API request if any.
+
+        `digest`: the text's `contracts.text_digest`, kept in the status so that a repeated
+        id with another text is still told apart once the message is sent."""
         state = (
             contracts.MessageState.SENT
             if result.status == contracts.SendStatus.SENT
@@ -119,6 +127,7 @@ class Publisher:
             user=result.user,
             created=created,
             updated=contracts.utcnow(),
+            digest=digest,
         )
         # Both durable, neither depends on the other: one round trip, not two.
         event_failed, status_failed = await self.event_and_status(result, status)

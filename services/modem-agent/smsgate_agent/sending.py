@@ -25,9 +25,9 @@ from smsgate_agent import text_sms
 from smsgate_agent.at_channel import AtClosed, AtError, NoPrompt, SendInterrupted, SendTimeout
 from smsgate_agent.at_parser import Status
 from smsgate_agent.cms import SendErrorKind, classify_cms
+from smsgate_agent.concat import ConcatReferences
 from smsgate_agent.link import ModemLink, ModemStatus
 from smsgate_agent.replies import error_text, message_reference
-from smsgate_agent.reports import number_digits
 from smsgate_agent.startup import ModemSetup
 
 log = logging.getLogger("smsgate.modem")
@@ -68,15 +68,7 @@ class Sender:
         self._rng = rng
         self._send_lock = asyncio.Lock()
         self._cmms_supported = True
-        self._concat: dict[str, int] = {}  # next concatenation reference per destination
-
-    def _concat_reference(self, to: str) -> int:
-        key = number_digits(to) or to
-        reference = self._concat.get(key)
-        if reference is None:
-            reference = self._rng.randrange(256)
-        self._concat[key] = (reference + 1) % 256
-        return reference
+        self._concat = ConcatReferences(rng)
 
     async def send(
         self,
@@ -100,7 +92,7 @@ class Sender:
         async with self._send_lock:
             text_mode = self.setup.text_mode
             try:
-                reference = self._concat_reference(to)
+                reference = self._concat.take(to)
                 parts = encode_submit(
                     to,
                     text,
@@ -200,6 +192,7 @@ class Sender:
             if reply.ok:
                 reference = message_reference(reply)
                 return PartResult(sequence=sequence, reference=reference), None
+            self.link.error_replies += 1
             error = error_text(reply)
             code = reply.code if reply.status is Status.CMS_ERROR else None
             verdict = (
