@@ -326,15 +326,30 @@ def _contradictory(
     return found
 
 
-async def stored_statuses(kv: KeyValue, ids: Iterable[str]) -> dict[str, contracts.MessageStatus]:
-    """The `sms_messages` status of each id that has one."""
+async def stored_statuses(
+    kv: KeyValue, ids: Iterable[str], limit: float = 30.0
+) -> dict[str, contracts.MessageStatus]:
+    """The `sms_messages` status of each id that has one, once each shows an outcome (or
+    at `limit`). A status write that failed waits in the agent's spool for its next
+    heartbeat, so right after the results are in the stream a status may still say
+    `sending`; one that stays so is a contradiction the tally reports."""
+    wanted = list(ids)
     statuses: dict[str, contracts.MessageStatus] = {}
-    for message_id in ids:
-        with contextlib.suppress(KeyNotFoundError, KeyDeletedError):
-            entry = await kv.get(subjects.message_key(message_id))
-            if entry.value:
-                statuses[message_id] = contracts.decode(entry.value, contracts.MessageStatus)
-    return statuses
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limit
+    while True:
+        for message_id in wanted:
+            known = statuses.get(message_id)
+            if known is not None and known.state in _OUTCOME:
+                continue
+            with contextlib.suppress(KeyNotFoundError, KeyDeletedError):
+                entry = await kv.get(subjects.message_key(message_id))
+                if entry.value:
+                    statuses[message_id] = contracts.decode(entry.value, contracts.MessageStatus)
+        settled = all(m in statuses and statuses[m].state in _OUTCOME for m in wanted)
+        if settled or loop.time() >= deadline:
+            return statuses
+        await asyncio.sleep(0.25)
 
 
 def port_state(value: bytes | None) -> contracts.PortState:
