@@ -11,6 +11,7 @@ BENCHMARKS = {
     "latency": "bench_latency",  # 3 and 4
     "callback": "bench_callback",  # 5
     "kannel-at": "bench_kannel_at",  # 0 and 2 (one modem vs Kannel's AT driver)
+    "front": "bench_front",  # 1 as deployed: Kannel run.sh, smsgate api, smsgate dev, interleaved
 }
 
 
