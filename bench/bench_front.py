@@ -256,7 +256,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="wrk duration per round")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument(
-        "--workers", type=int, default=2, help="api.workers of the production shape"
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[2],
+        help="api.workers of the production shape (several: one shape each)",
     )
     parser.add_argument("--no-dev", action="store_true", help="leave `smsgate dev` out")
     parser.add_argument("--no-kannel", action="store_true", help="leave Kannel out (smoke runs)")
@@ -269,15 +273,19 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit("no shared/bench/kannel/run.sh found; set SMSGATE_KANNEL_REF")
     load_before = note_load("front")
 
-    results: dict[str, list[Round]] = {"kannel": [], "production": [], "dev": []}
+    results: dict[str, list[Round]] = {"kannel": []}
     with workdir("front") as directory, processes() as procs:
-        (directory / "production").mkdir()
-        (directory / "dev").mkdir()
         stops: list[Callable[[], None]] = []
         contenders: list[tuple[str, str, list[tuple[str, int]]]] = []
-        url, roots = start_production(directory / "production", procs, stops, args.workers)
-        contenders.append(("production", url, roots))
+        for workers in args.workers:
+            name = f"production-{workers}"
+            (directory / name).mkdir()
+            url, roots = start_production(directory / name, procs, stops, workers)
+            contenders.append((name, url, roots))
+            results[name] = []
         if not args.no_dev:
+            (directory / "dev").mkdir()
+            results["dev"] = []
             url, roots = start_dev(directory / "dev", procs)
             contenders.append(("dev", url, roots))
         try:
@@ -317,10 +325,14 @@ def report(results: dict[str, list[Round]], args: argparse.Namespace, load_befor
     k_p99 = median([r.p99 for r in kannel]) if kannel else float("nan")
     titles = {
         "kannel": "Kannel `run.sh` (smsbox, bearerbox file store, fakesmsc)",
-        "production": f"smsgate api, workers = {args.workers}, defaults (access log on)",
         "dev": "smsgate dev",
     }
-    targets = {"production": (1.0, 2.0), "dev": (0.8, None)}
+    targets: dict[str, tuple[float, float | None]] = {"dev": (0.8, None)}
+    for workers in args.workers:
+        name = f"production-{workers}"
+        titles[name] = f"smsgate api, workers = {workers}, other keys default (access log on)"
+        if workers == 2:
+            targets[name] = (1.0, 2.0)
     rows: list[list[object]] = []
     cpu_rows: list[list[object]] = []
     for name, rounds in results.items():

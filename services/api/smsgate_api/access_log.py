@@ -39,7 +39,8 @@ def redact_target(target: str) -> str:
     pairs = []
     for pair in query.split("&"):
         name, eq, value = pair.partition("=")
-        if eq and unquote_plus(name).strip().lower() not in _LOGGED_PARAMS:
+        # A kept value holding `=` could smuggle `password=...` past the formatter.
+        if eq and (unquote_plus(name).strip().lower() not in _LOGGED_PARAMS or "=" in value):
             value = "***"
         pairs.append(f"{name}{eq}{value}")
     return f"{path}?{'&'.join(pairs)}"
