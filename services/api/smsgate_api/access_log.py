@@ -17,6 +17,7 @@ import threading
 import time
 from urllib.parse import unquote_plus
 
+from smsgate.logs import RedactedRecord
 from starlette.types import Message, Scope
 
 logger = logging.getLogger("smsgate.access")
@@ -104,15 +105,8 @@ def _record(entry: Entry) -> logging.LogRecord:
     created, client, method, path, query, http_version, status = entry
     target = path if not query else redact_target(f"{path}?{query.decode('latin-1')}")
     where = f"{client[0]}:{client[1]}" if client else "-"
-    record = logger.makeRecord(
-        logger.name,
-        logging.INFO,
-        __file__,
-        0,
-        _FORMAT,
-        (where, method, target, http_version, status),
-        None,
-    )
+    args = (where, method, target, http_version, status)
+    record = RedactedRecord(logger.name, logging.INFO, __file__, 0, _FORMAT, args, None)
     record.created = created
     record.msecs = (created - int(created)) * 1000
     return record
