@@ -16,7 +16,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
 FIELDS = (
     ("Type", "type"),
@@ -49,18 +48,6 @@ def app(params: CallbackParams, out: Callable[[str], None] = print) -> Starlette
         return PlainTextResponse("OK")
 
     return Starlette(routes=[Route("/{path:path}", receive, methods=["GET", "POST"])])
-
-
-async def serve(app: ASGIApp, listen: str, stop: asyncio.Event) -> None:
-    """Serve an ASGI app on HOST:PORT until `stop` is set."""
-    host, _, port = listen.rpartition(":")
-    server = uvicorn.Server(
-        uvicorn.Config(app, host=host, port=int(port), log_level="warning", access_log=False)
-    )
-    task = asyncio.create_task(server.serve())
-    await stop.wait()
-    server.should_exit = True
-    await task
 
 
 class ConsoleReceiver:

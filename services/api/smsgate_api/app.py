@@ -20,7 +20,7 @@ import msgspec
 import uvicorn
 import uvloop
 from nats.aio.client import Client
-from smsgate import gc_tuning
+from smsgate import gc_tuning, logs
 from smsgate.config import Config, ConfigError
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -225,9 +225,18 @@ async def _exit_with_parent(server: uvicorn.Server, parent: int) -> None:
             return
 
 
-def _worker(config_json: bytes, parent: int) -> None:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+def log_settings() -> tuple[str, str]:
+    """(level, format) of this process's logging, for a child process to log alike."""
+    root = logging.getLogger()
+    json = any(isinstance(handler.formatter, logs.JsonFormatter) for handler in root.handlers)
+    return logging.getLevelName(root.getEffectiveLevel()), "json" if json else "text"
+
+
+def serve_worker(
+    config_json: bytes, parent: int, logging_as: tuple[str, str] = ("INFO", "text")
+) -> None:
+    """A child process's entry: serve the API (config as JSON) until `parent` is gone."""
+    logs.setup(*logging_as)  # secrets redacted in the child's lines too
     config = msgspec.json.decode(config_json, type=Config)
     uvloop.run(_serve(config, parent=parent))
 
@@ -253,7 +262,9 @@ async def run_api(config: Config) -> None:
         context = multiprocessing.get_context("spawn")
         payload = msgspec.json.encode(config)
         for _ in range(config.api.workers - 1):
-            process = context.Process(target=_worker, args=(payload, os.getpid()), daemon=True)
+            process = context.Process(
+                target=serve_worker, args=(payload, os.getpid(), log_settings()), daemon=True
+            )
             process.start()
             workers.append(process)
     try:
