@@ -251,7 +251,7 @@ def _cpu(pid: int) -> float:
 # --- the run ---------------------------------------------------------------------------------
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> dict[str, list[Round]]:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=10.0, help="wrk duration per round")
     parser.add_argument("--rounds", type=int, default=3)
@@ -309,6 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         write_section(
             "front", "1. /sendsms as deployed, against Kannel", body, command=command_line()
         )
+    return results
 
 
 def _line(got: Round) -> str:
