@@ -119,7 +119,12 @@ def _toml(path: Path, config: dict[str, object]) -> Path:
 
 
 def start_production(
-    directory: Path, procs: list[Proc], stops: list[Callable[[], None]], workers: int
+    directory: Path,
+    procs: list[Proc],
+    stops: list[Callable[[], None]],
+    workers: int,
+    *,
+    access_log: bool = True,
 ) -> tuple[str, list[tuple[str, int]]]:
     """nats-server (file store), sim (8 modems), agent, `smsgate api` with `workers`."""
     store = directory / "nats"
@@ -162,6 +167,7 @@ def start_production(
             "api": {
                 "listen": f"127.0.0.1:{port}",
                 "workers": workers,
+                **({} if access_log else {"access_log": False}),
                 "users": [{"name": USER, "password": hash_password(PASSWORD)}],
             },
         },
@@ -262,6 +268,11 @@ def main(argv: list[str] | None = None) -> dict[str, list[Round]]:
         default=[2],
         help="api.workers of the production shape (several: one shape each)",
     )
+    parser.add_argument(
+        "--no-access-log-too",
+        action="store_true",
+        help="also the production shape with access_log = false (what the log costs)",
+    )
     parser.add_argument("--no-dev", action="store_true", help="leave `smsgate dev` out")
     parser.add_argument("--no-kannel", action="store_true", help="leave Kannel out (smoke runs)")
     parser.add_argument(
@@ -281,6 +292,14 @@ def main(argv: list[str] | None = None) -> dict[str, list[Round]]:
             name = f"production-{workers}"
             (directory / name).mkdir()
             url, roots = start_production(directory / name, procs, stops, workers)
+            contenders.append((name, url, roots))
+            results[name] = []
+        if args.no_access_log_too:
+            name = f"production-{args.workers[0]}-nolog"
+            (directory / name).mkdir()
+            url, roots = start_production(
+                directory / name, procs, stops, args.workers[0], access_log=False
+            )
             contenders.append((name, url, roots))
             results[name] = []
         if not args.no_dev:
@@ -334,6 +353,9 @@ def report(results: dict[str, list[Round]], args: argparse.Namespace, load_befor
         titles[name] = f"smsgate api, workers = {workers}, other keys default (access log on)"
         if workers == 2:
             targets[name] = (1.0, 2.0)
+    titles[f"production-{args.workers[0]}-nolog"] = (
+        f"smsgate api, workers = {args.workers[0]}, access_log = false"
+    )
     rows: list[list[object]] = []
     cpu_rows: list[list[object]] = []
     for name, rounds in results.items():

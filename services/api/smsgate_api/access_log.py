@@ -28,6 +28,9 @@ _FORMAT = '%s - "%s %s HTTP/%s" %d'
 # Handlers whose emit() is exactly "format, write, flush": one write serves a whole batch.
 _PLAIN_STREAMS = (logging.StreamHandler, logging.FileHandler)
 
+# Lines formatted between two chances for the event loop to take the GIL back.
+_CHUNK = 64
+
 # (when, client, method, path, query, http_version, status)
 Entry = tuple[float, tuple[str, int] | None, str, str, bytes, str, int]
 
@@ -90,15 +93,18 @@ class AccessLog:
 
     def flush(self) -> None:
         """Write every noted request (from the writer thread, or at stop)."""
-        records = []
         entries = self._entries
         enabled = logger.isEnabledFor(logging.INFO)
         while entries:
-            entry = entries.popleft()  # deque.popleft is atomic: the loop may append meanwhile
-            if enabled:
-                records.append(_record(entry))
-        if records:
-            _emit(records)
+            records: list[logging.LogRecord] = []
+            while entries and len(records) < _CHUNK:
+                entry = entries.popleft()  # atomic: the loop may append meanwhile
+                if enabled:
+                    records.append(_record(entry))
+            if records:
+                _emit(records)
+            # Hand the GIL back between chunks: the event loop waits for none of this.
+            time.sleep(0)
 
 
 def _record(entry: Entry) -> logging.LogRecord:
