@@ -15,7 +15,7 @@ import struct
 import tty
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 Receiver = Callable[[bytes], None]
 # Bytes kept for a reader that does not read; beyond this the line drops them, as a UART would.
@@ -139,8 +139,8 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCP transport is no subclass of asyncio.Transport, only alike.
+        self.transport = cast(asyncio.Transport, transport)
         self.endpoint._connected(self)
 
     def data_received(self, data: bytes) -> None:
