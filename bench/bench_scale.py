@@ -369,7 +369,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(body)
     if not args.no_write:
         write_section(
-            "scale", "7. A farm at scale on a 3-node cluster", body, command=command_line()
+            "scale", "8. A farm at scale on a 3-node cluster", body, command=command_line()
         )
     return figures
 

@@ -17,6 +17,8 @@ from smsgate.embedded import EmbeddedNats
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 
+pytest_plugins = ["tests.history_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
@@ -53,13 +55,19 @@ async def _provision_anew(js: JetStreamContext, config: NatsConfig) -> bus.Bucke
     return await bus.provision(js, config)
 
 
-@pytest.fixture
-async def nats_bus(nats_config: NatsConfig) -> AsyncIterator[Bus]:
+async def fresh_bus(config: NatsConfig) -> Bus:
     """A connection and a fresh set of streams and buckets (old ones deleted first)."""
-    nc = await bus.connect(nats_config, name="pytest")
+    nc = await bus.connect(config, name="pytest")
     js = nc.jetstream()
     for name in await js.streams_info():
         await js.delete_stream(name.config.name or "")
-    buckets = await _provision_anew(js, nats_config)
-    yield Bus(nc=nc, js=js, buckets=buckets, config=nats_config)
-    await nc.close()
+    buckets = await _provision_anew(js, config)
+    return Bus(nc=nc, js=js, buckets=buckets, config=config)
+
+
+@pytest.fixture
+async def nats_bus(nats_config: NatsConfig) -> AsyncIterator[Bus]:
+    """A connection and a fresh set of streams and buckets (old ones deleted first)."""
+    fresh = await fresh_bus(nats_config)
+    yield fresh
+    await fresh.nc.close()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import ssl
 from dataclasses import dataclass
 
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
@@ -43,8 +46,11 @@ def _tls_context(config: NatsConfig) -> ssl.SSLContext | None:
     return context
 
 
-async def connect(config: NatsConfig, *, name: str | None = None) -> Client:
-    """Connect with whatever credentials the config carries; reconnect forever."""
+CLOSE_TIMEOUT = 5.0  # seconds a stopping service gives nats-py to close
+
+
+def _client(config: NatsConfig) -> tuple[Client, dict[str, object]]:
+    """A client with our callbacks, and the connect options the config asks for."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
@@ -57,7 +63,15 @@ async def connect(config: NatsConfig, *, name: str | None = None) -> Client:
         log.info("nats reconnected to %s", client.connected_url)
 
     client = Client()
-    options: dict[str, object] = {}
+    options: dict[str, object] = {
+        "servers": config.servers,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": 1,
+        "connect_timeout": 5,
+        "error_cb": on_error,
+        "disconnected_cb": on_disconnect,
+        "reconnected_cb": on_reconnect,
+    }
     if config.user:
         options["user"] = config.user
         options["password"] = config.password or ""
@@ -68,18 +82,55 @@ async def connect(config: NatsConfig, *, name: str | None = None) -> Client:
     tls = _tls_context(config)
     if tls is not None:
         options["tls"] = tls
-    await client.connect(
-        servers=config.servers,
-        name=name or config.name,
-        max_reconnect_attempts=-1,
-        reconnect_time_wait=1,
-        connect_timeout=5,
-        error_cb=on_error,
-        disconnected_cb=on_disconnect,
-        reconnected_cb=on_reconnect,
-        **options,  # type: ignore[arg-type]
-    )
+    return client, options
+
+
+async def connect(config: NatsConfig, *, name: str | None = None) -> Client:
+    """Connect with whatever credentials the config carries; reconnect forever."""
+    client, options = _client(config)
+    await client.connect(name=name or config.name, **options)  # type: ignore[arg-type]
     return client
+
+
+async def connect_until(
+    config: NatsConfig, stop: asyncio.Event, *, name: str | None = None
+) -> Client | None:
+    """`connect`, but None once `stop` is set first: a service told to stop while NATS is
+    unreachable exits instead of retrying forever."""
+    client, options = _client(config)
+    connecting = asyncio.create_task(
+        client.connect(name=name or config.name, **options)  # type: ignore[arg-type]
+    )
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopping.cancel()
+    if connecting.done() and not stop.is_set():
+        connecting.result()  # raises what made the connect fail
+        return client
+    connecting.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await connecting
+    await close(client)
+    log.info("stopped before NATS could be reached")
+    return None
+
+
+async def close(client: Client) -> None:
+    """Close the connection in any state, the server gone first included.
+
+    With the server already gone nats-py's close fails writing to the closed transport
+    (`RuntimeError: unable to perform operation on <TCPTransport closed=True>`); a service
+    that is stopping has nothing left to tell the server, so that is no error.
+    """
+    if client.is_closed:
+        return
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT):
+            await client.close()
+    except (RuntimeError, OSError, TimeoutError, NatsError) as exc:
+        log.debug("nats close: %s", exc)
 
 
 def stream_configs(config: NatsConfig) -> list[StreamConfig]:
@@ -143,16 +194,19 @@ class Buckets:
     messages: KeyValue
     inbound_parts: KeyValue
     sending: KeyValue
+    reports: KeyValue
 
 
 def bucket_configs(config: NatsConfig) -> dict[str, KeyValueConfig]:
-    """The KV buckets: port states, message states, inbound parts awaiting siblings, and
-    the agents' send claims (kept as long as a message's status)."""
+    """The KV buckets: port states, message states, inbound parts awaiting siblings, the
+    agents' send claims (kept as long as a message's status) and the report ledger (its
+    records are settled long before: `agent.report_timeout` must stay below the TTL)."""
     ttls = {
         subjects.PORTS_BUCKET: None,  # a port's state stays until it is replaced
         subjects.MESSAGES_BUCKET: config.messages_ttl,
         subjects.INBOUND_PARTS_BUCKET: config.events_max_age,
         subjects.SENDING_BUCKET: config.messages_ttl,
+        subjects.REPORTS_BUCKET: config.messages_ttl,
     }
     return {
         name: KeyValueConfig(
@@ -172,4 +226,5 @@ async def provision(js: JetStreamContext, config: NatsConfig) -> Buckets:
         messages=buckets[subjects.MESSAGES_BUCKET],
         inbound_parts=buckets[subjects.INBOUND_PARTS_BUCKET],
         sending=buckets[subjects.SENDING_BUCKET],
+        reports=buckets[subjects.REPORTS_BUCKET],
     )

@@ -142,6 +142,16 @@ class AgentConfig(_Section):
     retries: Annotated[int, msgspec.Meta(ge=0)] = 3  # temporary errors, same port
     # A job whose agent died is redelivered after this; live agents keep theirs alive.
     ack_wait: Annotated[float, msgspec.Meta(ge=1)] = 30.0
+    # Seconds after a send with no delivery report before its report is `expired`: the
+    # 72 h validity most SMSCs give an SMS that names none (we send no TP-VP), plus 1 h.
+    # Must stay below nats.messages_ttl, which keeps the ledger's records.
+    report_timeout: Annotated[float, msgspec.Meta(gt=0)] = 73 * 3600.0
+    # seconds a report with no sent part on record waits for one, then is `unmatched`
+    report_unmatched_after: Seconds = 600.0
+    # seconds between sweeps for expired reports and waiting ones
+    report_sweep: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    # host:port serving GET /metrics (Prometheus) and /healthz; "" for none
+    metrics_listen: str = ""
 
 
 class CallbackParams(_Section):
@@ -187,6 +197,8 @@ class Webhook(_Section):
 
 class CallbackConfig(_Section):
     url: str | None = None  # the gateway-style receiver (SMS to HTTP); none = only webhooks
+    # host:port serving GET /metrics (Prometheus) and /healthz; "" for none
+    metrics_listen: str = ""
     inbound: bool = True  # SMS to HTTP
     results: bool = True  # AsyncSMS Result to HTTP
     reports: bool = True  # SMS Reports to HTTP
@@ -207,9 +219,32 @@ class CallbackConfig(_Section):
     time_zone: str = "local"
     result_time_format: str = "%Y-%m-%d %H:%M:%S"  # strftime of `time` in send results
     smsc_time_format: str = "%Y/%m/%d %H:%M:%S"  # inbound SCTS and report discharge time
-    # Overrides of the `status` texts; keys: sent, failed, delivered, undelivered, expired.
+    # Overrides of the `status` texts; keys: sent, failed, delivered, undelivered, expired,
+    # unmatched.
     status_text: dict[str, str] = msgspec.field(default_factory=dict)
     webhooks: list[Webhook] = msgspec.field(default_factory=list)
+
+
+# The simulator's quirk profiles, one per modem family (docs/modems.md; smsgate_sim.profiles).
+ModemProfile = Literal[
+    "standard",
+    "noprompt-space",
+    "huawei",
+    "wavecom",
+    "quectel",
+    "simcom-sim800",
+    "simcom-sim7600",
+    "zte",
+    "sierra",
+    "telit",
+    "ublox",
+    "fibocom",
+    "cinterion",
+    "neoway",
+    "longsung",
+    "option",
+    "ai-thinker",
+]
 
 
 class SimConfig(_Section):
@@ -234,10 +269,8 @@ class SimConfig(_Section):
     operator: str = "SIMNET"  # network name in AT+COPS?
     mcc_mnc: Annotated[str, msgspec.Meta(pattern=r"^[0-9]{5,6}$")] = "00101"  # test PLMN
     # quirk profile of every modem
-    profile: Literal["standard", "noprompt-space", "huawei", "wavecom"] = "standard"
-    profiles: dict[str, Literal["standard", "noprompt-space", "huawei", "wavecom"]] = msgspec.field(
-        default_factory=dict
-    )  # port name -> profile
+    profile: ModemProfile = "standard"
+    profiles: dict[str, ModemProfile] = msgspec.field(default_factory=dict)  # port name -> profile
     pin: str | None = None  # SIMs ask for this PIN after power-on
     storage_size: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 30  # slots per memory
     sim_ready_delay: Seconds = 0.0  # +CME ERROR: 14 for this long after power-on
@@ -255,12 +288,32 @@ class SimConfig(_Section):
     urc_rate: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.0
 
 
+class HistoryConfig(_Section):
+    # `sqlite:///path/history.db` (relative) or `sqlite:////abs/path`, or `postgresql://…`
+    url: str = "sqlite:///.smsgate/history.db"
+    enabled: bool = True  # the API journals accepted messages and serves /api/v1/messages
+    # messages older than this many days are pruned; 0 keeps everything
+    retention_days: Annotated[float, msgspec.Meta(ge=0)] = 90.0
+    prune_interval: Annotated[float, msgspec.Meta(gt=0)] = 3600.0  # seconds between prunes
+    batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 500  # events per transaction
+    pool: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4  # API connections to the store
+
+
+def parse_listen(listen: str, key: str) -> tuple[str, int]:
+    """`host:port` or `[v6]:port` into (host, port); a ConfigError names `key` otherwise."""
+    host, _, port = listen.rpartition(":")
+    if not host or not (port.isascii() and port.isdigit()):  # '²' is a digit to isdigit()
+        raise ConfigError(f"{key}: must be host:port, not {listen!r}")
+    return host.strip("[]"), int(port)
+
+
 class Config(_Section):
     nats: NatsConfig = msgspec.field(default_factory=NatsConfig)
     api: ApiConfig = msgspec.field(default_factory=ApiConfig)
     agent: AgentConfig = msgspec.field(default_factory=AgentConfig)
     callback: CallbackConfig = msgspec.field(default_factory=CallbackConfig)
     sim: SimConfig = msgspec.field(default_factory=SimConfig)
+    history: HistoryConfig = msgspec.field(default_factory=HistoryConfig)
 
     def check(self) -> Config:
         """Cross-field rules that a schema cannot say."""
@@ -275,10 +328,15 @@ class Config(_Section):
             raise ConfigError("api.users: duplicate user names")
         if bool(self.api.tls_cert) != bool(self.api.tls_key):
             raise ConfigError("api: tls_cert and tls_key go together")
+        if self.agent.report_timeout + self.agent.report_sweep >= self.nats.messages_ttl:
+            raise ConfigError(
+                f"agent.report_timeout ({self.agent.report_timeout:g} s) must end before "
+                f"nats.messages_ttl ({self.nats.messages_ttl:g} s) drops the ledger's records"
+            )
         return self
 
 
-_SECTIONS = {"nats", "api", "agent", "callback", "sim"}
+_SECTIONS = {"nats", "api", "agent", "callback", "sim", "history"}
 _ENV = re.compile(r"^SMSGATE_([A-Z]+)_([A-Z0-9_]+)$")
 
 

@@ -29,6 +29,7 @@ SECTIONS: list[tuple[str, type[msgspec.Struct]]] = [
     ("callback.params", config.CallbackParams),
     ("[callback.webhooks]", config.Webhook),
     ("sim", config.SimConfig),
+    ("history", config.HistoryConfig),
 ]
 
 

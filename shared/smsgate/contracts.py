@@ -8,6 +8,7 @@ drop duplicates. Add fields with defaults; never rename or remove one within a v
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import uuid
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -63,9 +64,13 @@ class SendStatus(StrEnum):
 
 
 class DeliveryState(StrEnum):
-    DELIVERED = "delivered"
-    FAILED = "failed"
+    DELIVERED = "delivered"  # every part reached the handset
+    FAILED = "failed"  # the network gave up on a part (TP-ST says why)
+    # The SMSC let the validity period run out (TP-ST 0x46), or no report came within the
+    # agent's `report_timeout` (then `status_code` is 0 and `reason` says so).
     EXPIRED = "expired"
+    # A report that matched no recorded message: published with everything it carries.
+    UNMATCHED = "unmatched"
 
 
 class PartResult(msgspec.Struct, kw_only=True, frozen=True):
@@ -97,16 +102,31 @@ class SendResult(_Event, kw_only=True, frozen=True, tag="result"):
 
 
 class DeliveryReport(_Event, kw_only=True, frozen=True, tag="report"):
-    """One per message once every part has reported (or one part failed for good)."""
+    """One per message that asked for a report: `delivered` once every part has reported,
+    `failed` as soon as one part failed for good, `expired` when the SMSC gave up or no
+    report came in time. A report that matches no message is one event of its own,
+    `unmatched`, whose `id` is the report's (`r` and 20 hex digits), not a message's.
+
+    `port`, `port_number`, `imsi` and `iccid` are the sending port and SIM; `report_port`
+    is where the report was read (another port when the SIM moved).
+    """
 
     id: MessageId
     caller_id: str | None = None
     to: str
     state: DeliveryState
-    reason: str = ""  # readable TP-ST meaning
-    status_code: int = 0  # TP-ST of the deciding part
+    reason: str = ""  # readable TP-ST meaning, or why it expired
+    status_code: int = 0  # TP-ST of the deciding part (0 for a report that never came)
     smsc_time: dt.datetime | None = None  # discharge time given by the SMSC
     user: str = ""
+    # --- since the message ledger (all optional: older events lack them) ---
+    iccid: str | None = None
+    reference: int | None = None  # TP-MR of the deciding part, or of the unmatched report
+    part: int | None = None  # which part (1-based) decided; None when none did (expired)
+    part_count: int = 1  # parts of the message that carried a TP-MR and were awaited
+    sent_time: dt.datetime | None = None  # when the agent sent the message (its last part)
+    smsc_submit_time: dt.datetime | None = None  # TP-SCTS: when the SMSC took the part
+    report_port: str | None = None  # the port that read the report (None: no report came)
 
 
 class InboundSms(_Event, kw_only=True, frozen=True, tag="inbound"):
@@ -127,6 +147,9 @@ class PortStatus(StrEnum):
     PARKED = "parked"
     DISABLED = "disabled"
     DOWN = "down"
+    # Never published by an agent: what a reader shows while it cannot reach the bus, so
+    # a last-seen state is not taken for the port's present one.
+    UNKNOWN = "unknown"
 
 
 class PortState(_Wire, kw_only=True, frozen=True):
@@ -152,6 +175,8 @@ class PortState(_Wire, kw_only=True, frozen=True):
     last_error: str | None = None
     updated: dt.datetime
     heartbeat_interval: float = 5.0  # a port not updated for 3 intervals is down
+    # How the modem is driven: "pdu", or "text" for firmwares that refuse PDU mode.
+    sms_mode: Literal["pdu", "text"] = "pdu"
 
 
 class PortEvent(_Event, kw_only=True, frozen=True, tag="port"):
@@ -164,6 +189,37 @@ class PortEvent(_Event, kw_only=True, frozen=True, tag="port"):
 Event = SendResult | DeliveryReport | InboundSms | PortEvent
 
 
+# --- the journal: what the history store needs beyond the events above ----------------------
+
+
+class MessageQueued(_Wire, kw_only=True, frozen=True, tag_field="type", tag="queued"):
+    """A message the API accepted, with its text: the first step of its history.
+
+    Published by the API together with its job (`sms.event.queued.<port|any>`); the job
+    itself sits on a work queue that only agents read.
+    """
+
+    event_id: str  # `<id>:queued`
+    id: MessageId
+    to: str
+    text: str
+    port: str | None = None  # the pinned port, None for any
+    status_report: bool = True
+    user: str = ""
+    caller_id: str | None = None
+    time: dt.datetime  # when it was accepted (the job's `created`)
+
+
+class MessageSending(_Event, kw_only=True, frozen=True, tag="sending"):
+    """A port took the message and its first part is going to the modem."""
+
+    id: MessageId
+    to: str
+    agent: str = ""
+    user: str = ""
+    caller_id: str | None = None
+
+
 # --- message status (`sms_messages` KV) ---------------------------------------------------
 
 
@@ -174,6 +230,12 @@ class MessageState(StrEnum):
     FAILED = "failed"
     DELIVERED = "delivered"
     UNDELIVERED = "undelivered"
+
+
+def text_digest(text: str) -> str:
+    """A short fingerprint of a message's text, kept in its status: a repeated id with
+    another text is told from a true repeat without storing the text itself."""
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:16]
 
 
 class MessageStatus(_Wire, kw_only=True, frozen=True):
@@ -189,6 +251,7 @@ class MessageStatus(_Wire, kw_only=True, frozen=True):
     user: str = ""
     created: dt.datetime
     updated: dt.datetime
+    digest: str | None = None  # text_digest of the message's text
 
 
 # --- control -----------------------------------------------------------------------------
@@ -198,8 +261,11 @@ class PortCommand(_Wire, kw_only=True, frozen=True):
     action: Literal["disable", "enable", "drain"]
 
 
+USSD_CODE_PATTERN = r"^[0-9*#+]{1,160}$"  # what AT+CUSD may carry: *100#, *123*1#
+
+
 class UssdRequest(_Wire, kw_only=True, frozen=True):
-    code: Annotated[str, msgspec.Meta(min_length=1, max_length=160)]
+    code: Annotated[str, msgspec.Meta(pattern=USSD_CODE_PATTERN)]
     timeout: float = 30.0
 
 

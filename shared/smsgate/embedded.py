@@ -7,6 +7,10 @@ The server is the real binary, so what passes here passes against production NAT
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import fcntl
+import importlib.util
 import os
 import re
 import shutil
@@ -17,16 +21,65 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 _LISTENING = re.compile(rb"Listening for client connections on [^\s]*:(\d+)")
 _READY = b"Server is ready"
+LOCK_FILE = "smsgate.lock"
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class EmbeddedNatsError(RuntimeError):
     pass
+
+
+class StoreInUse(EmbeddedNatsError):
+    """Another process runs a nats-server on this store: two would corrupt it."""
+
+
+def _this_process() -> str:
+    command = " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]) if sys.argv else "python"
+    return f"pid {os.getpid()} ({command[:120]})"
+
+
+def lock_store(store_dir: Path) -> int:
+    """Hold `<store_dir>/smsgate.lock` (flock) and write who holds it; the open fd is the lock.
+
+    Raises StoreInUse naming the holder when another process has it.
+    """
+    path = store_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = path.read_text(errors="replace").strip() or "an unknown process"
+        os.close(fd)
+        raise StoreInUse(
+            f"the NATS store {store_dir} is in use by {holder}: stop that process first, "
+            "or give this one another state directory"
+        ) from None
+    _write_holder(fd, _this_process())
+    return fd
+
+
+def _write_holder(fd: int, text: str) -> None:
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, text.encode(), 0)
+
+
+def _die_with_parent() -> Callable[[], None]:
+    """For the child, before exec: SIGTERM when the parent dies, even by kill -9 (Linux)."""
+    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 def nats_server_binary() -> str:
@@ -50,7 +103,14 @@ def free_port() -> int:
 
 @dataclass
 class EmbeddedNats:
-    """One nats-server process with JetStream; `port=0` picks a free port on first start."""
+    """One nats-server process with JetStream; `port=0` picks a free port on first start.
+
+    The store is locked (`smsgate.lock`, flock) from the first start to `stop()`: a second
+    server on the same store refuses to start (`StoreInUse`), naming the holder. The server
+    inherits the lock, so it stays held while either lives. `die_with_parent`: the server
+    gets SIGTERM when the thread that started it ends, so a kill -9 of a process that
+    started it on its main thread leaves no server behind.
+    """
 
     store_dir: Path
     port: int = 0
@@ -59,7 +119,9 @@ class EmbeddedNats:
     config_file: Path | None = None
     name: str = "smsgate"
     log_file: Path | None = None
+    die_with_parent: bool = False
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+    _lock: int | None = field(default=None, init=False, repr=False)
 
     @property
     def url(self) -> str:
@@ -95,6 +157,8 @@ class EmbeddedNats:
         if self.running:
             return
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        if self._lock is None:
+            self._lock = lock_store(self.store_dir)
         log_path = self.log_file or self.store_dir / "nats-server.log"
         log = log_path.open("ab")
         offset = log.tell()
@@ -106,12 +170,16 @@ class EmbeddedNats:
             stderr=log,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            pass_fds=(self._lock,),
+            preexec_fn=_die_with_parent() if self.die_with_parent else None,
         )
         log.close()
+        _write_holder(self._lock, f"{_this_process()}, with nats-server pid {self._process.pid}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             text = log_path.read_bytes()[offset:]
             if self._process.poll() is not None:
+                self._unlock()
                 raise EmbeddedNatsError(
                     f"nats-server exited with {self._process.returncode}: "
                     f"{text.decode(errors='replace')[-2000:]}"
@@ -125,19 +193,27 @@ class EmbeddedNats:
         raise EmbeddedNatsError(f"nats-server not ready after {timeout}s (log: {log_path})")
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Stop gracefully (SIGTERM), then kill if it lingers."""
+        """Stop gracefully (SIGTERM), then kill if it lingers; the store is free again."""
         process, self._process = self._process, None
-        if process is None or process.poll() is not None:
-            return
-        process.terminate()
         try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+            if process is None or process.poll() is not None:
+                return
+            process.terminate()
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        finally:
+            self._unlock()
+
+    def _unlock(self) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            os.close(lock)
 
     def kill(self) -> None:
-        """kill -9: the crash a store must survive."""
+        """kill -9: the crash a store must survive (the store stays locked for a restart)."""
         process, self._process = self._process, None
         if process is not None and process.poll() is None:
             process.send_signal(signal.SIGKILL)
@@ -190,3 +266,125 @@ def temporary_server() -> tuple[EmbeddedNats, tempfile.TemporaryDirectory[str]]:
     """A server on a fresh temporary store (the caller cleans the directory up)."""
     tmp = tempfile.TemporaryDirectory(prefix="smsgate-nats-")
     return EmbeddedNats(store_dir=Path(tmp.name)), tmp
+
+
+# --- PostgreSQL (for the history store's tests and benchmarks) ---------------------------
+
+
+class EmbeddedPostgresError(RuntimeError):
+    pass
+
+
+def postgres_bin_dir() -> Path:
+    """The server binaries shipped by the `pgserver` wheel (a dev dependency)."""
+    # Found, not imported: importing pgserver sets up machinery of its own we do not use.
+    spec = importlib.util.find_spec("pgserver")
+    if spec is None or not spec.submodule_search_locations:
+        raise EmbeddedPostgresError("PostgreSQL binaries not found: pip install pgserver")
+    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+
+
+@dataclass
+class EmbeddedPostgres:
+    """One real PostgreSQL server on a random loopback port, its data in `data_dir`.
+
+    PostgreSQL refuses to run as root; as root the server runs as `nobody`.
+    """
+
+    data_dir: Path
+    port: int = 0
+    host: str = "127.0.0.1"
+    database: str = "postgres"
+    _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@{self.host}:{self.port}/{self.database}"
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def _user(self) -> str | None:
+        return "nobody" if os.geteuid() == 0 else None
+
+    def start(self, timeout: float = 60.0) -> None:
+        if self.running:
+            return
+        bin_dir = postgres_bin_dir()
+        user = self._user()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if user is not None:
+            shutil.chown(self.data_dir, user)
+            self.data_dir.chmod(0o700)
+        pgdata = self.data_dir / "data"
+        log_path = self.data_dir / "postgres.log"
+        if not (pgdata / "PG_VERSION").exists():
+            subprocess.run(
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(pgdata),
+                    "-U",
+                    "postgres",
+                    "--auth=trust",
+                    "--encoding=UTF8",
+                    "--no-sync",
+                ],
+                check=True,
+                capture_output=True,
+                user=user,
+            )
+        self.port = self.port or free_port()
+        log = log_path.open("ab")
+        self._process = subprocess.Popen(
+            [
+                str(bin_dir / "postgres"),
+                "-D",
+                str(pgdata),
+                "-h",
+                self.host,
+                "-p",
+                str(self.port),
+                "-k",
+                str(self.data_dir),
+                "-c",
+                "fsync=off",  # tests and benchmarks: the machine, not the disk, is measured
+                "-c",
+                "max_connections=200",
+            ],
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            user=user,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise EmbeddedPostgresError(
+                    f"postgres exited with {self._process.returncode}: "
+                    f"{log_path.read_text(errors='replace')[-2000:]}"
+                )
+            probe = subprocess.run(
+                [str(bin_dir / "pg_isready"), "-h", self.host, "-p", str(self.port), "-q"],
+                check=False,
+            )
+            if probe.returncode == 0:
+                return
+            time.sleep(0.1)
+        self.stop()
+        raise EmbeddedPostgresError(f"postgres not ready after {timeout}s (log: {log_path})")
+
+    def stop(self, timeout: float = 20.0) -> None:
+        """A fast shutdown (SIGINT), then kill if it lingers."""
+        process, self._process = self._process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

@@ -69,7 +69,17 @@ class JsonFormatter(logging.Formatter):
         return msgspec.json.encode(entry).decode()
 
 
+_settings: tuple[str, str] = ("info", "text")
+
+
+def settings() -> tuple[str, str]:
+    """(level, format) of the last `setup`: what a worker process must set up the same way."""
+    return _settings
+
+
 def setup(level: str = "info", fmt: str = "text") -> None:
+    global _settings
+    _settings = (level, fmt)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()

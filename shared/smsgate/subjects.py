@@ -15,16 +15,23 @@ SEND_STREAM = "SMS_SEND"
 SEND_WILDCARD = "sms.send.>"
 SEND_ANY = "sms.send.any"
 SEND_ANY_CONSUMER = "send-any"
+SEND_PINNED_WILDCARD = "sms.send.port.>"  # every port's pinned jobs
 
 # Events: limits retention, read by callback, api (SSE) and anyone else.
 EVENTS_STREAM = "SMS_EVENTS"
 EVENTS_WILDCARD = "sms.event.>"
 EVENT_KINDS = ("result", "report", "inbound", "port")
+# The history journal, on the same stream: `queued` (the API accepted a message, with its
+# text) and `sending` (a port took it). Not among EVENT_KINDS: callbacks and the SSE
+# stream do not carry them.
+QUEUED_ANY = "any"
 
 # Dead letters: jobs that could not be decoded, callbacks that exhausted their retries.
 DEAD_STREAM = "SMS_DEAD"
 DEAD_WILDCARD = "sms.dead.>"
 DEAD_SEND = "sms.dead.send"
+DEAD_HISTORY = "sms.dead.history"  # events the history store could not fold in
+HISTORY_CONSUMER = "history"  # the history store's durable consumer on SMS_EVENTS
 
 # Core-NATS request/reply for run-time port control and USSD (no stream: answers are live).
 CONTROL_PREFIX = "sms.control"
@@ -36,10 +43,15 @@ INBOUND_PARTS_BUCKET = "sms_inbound_parts"
 # The agents' at-most-once claims: a key is created (never overwritten) before a
 # message's first part goes to a modem (agent-internal).
 SENDING_BUCKET = "sms_sending"
+# The delivery-report ledger: every part awaiting its status report, keyed by the SIM and
+# its TP-MR, so any agent that reads the report (after a restart, or the SIM moved) can
+# match it; and reports waiting for their record (agent-internal, see smsgate_agent.ledger).
+REPORTS_BUCKET = "sms_reports"
 # A KV put is a publish to `$KV.<bucket>.<key>`: these prefixes, plus a key, are its subject.
 PORTS_KV_PREFIX = f"$KV.{PORTS_BUCKET}."
 MESSAGES_KV_PREFIX = f"$KV.{MESSAGES_BUCKET}."
 SENDING_KV_PREFIX = f"$KV.{SENDING_BUCKET}."
+REPORTS_KV_PREFIX = f"$KV.{REPORTS_BUCKET}."
 _KV_KEY = re.compile(r"^[-_=a-zA-Z0-9]+$")
 
 
@@ -65,6 +77,16 @@ def event(kind: str, port: str) -> str:
     if kind not in EVENT_KINDS:
         raise ValueError(f"unknown event kind {kind!r}; expected one of {EVENT_KINDS}")
     return f"sms.event.{kind}.{check_port_name(port)}"
+
+
+def queued(port: str | None) -> str:
+    """The subject of a message's `queued` record: its pinned port, or `any`."""
+    return f"sms.event.queued.{check_port_name(port) if port else QUEUED_ANY}"
+
+
+def sending(port: str) -> str:
+    """The subject of a message's `sending` record."""
+    return f"sms.event.sending.{check_port_name(port)}"
 
 
 def event_filter(kind: str | None = None, port: str | None = None) -> str:

@@ -97,6 +97,25 @@ class Client:
         answer: dict[str, Any] = await self._call("GET", f"/api/v1/messages/{message_id}")
         return answer
 
+    async def history(self, query: dict[str, str]) -> dict[str, Any]:
+        """One page of the message history (`messages`, `next`)."""
+        answer: dict[str, Any] = await self._call("GET", "/api/v1/messages", params=query)
+        return answer
+
+    async def export(self, query: dict[str, str]) -> AsyncIterator[bytes]:
+        """The history export (`format` in `query`: csv or jsonl), as it streams in."""
+        try:
+            async with self.http.stream(
+                "GET", "/api/v1/messages", params=query, timeout=None
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _error(response)
+                async for chunk in response.aiter_bytes():
+                    yield chunk
+        except httpx.HTTPError as exc:
+            raise ClientError(f"export from {self.http.base_url} broke: {exc}") from None
+
     async def ports(self) -> list[contracts.PortState]:
         answer = await self._call("GET", "/api/v1/ports")
         return msgspec.convert(answer["ports"], list[contracts.PortState])
@@ -182,7 +201,8 @@ def port_table(states: Iterable[contracts.PortState], now: dt.datetime | None = 
     now = now or contracts.utcnow()
     rows = [PORT_COLUMNS]
     for s in sorted(states, key=lambda s: (s.agent, s.port_number or 0, s.port)):
-        status = "down" if _stale(s, now) else s.status.value
+        unknown = s.status is contracts.PortStatus.UNKNOWN  # the API cannot reach NATS
+        status = "down" if _stale(s, now) and not unknown else s.status.value
         rows.append(
             (
                 s.port,
@@ -218,5 +238,33 @@ def event_line(data: str) -> str:
         what = f"from={event.sender} parts={event.parts} text={event.text!r}"
     else:
         what = f"{event.change} ({event.state.status.value})"
-    kind = type(event).__name__
-    return f"{when} {kind:<14} {event.port:<12} {what}"
+    kind = type(event).__struct_config__.tag  # result|report|inbound|port, as --type takes
+    return f"{when} {kind!s:<8} {event.port:<12} {what}"
+
+
+HISTORY_COLUMNS = ("TIME", "DIR", "NUMBER", "STATE", "PORT", "USER", "ID", "TEXT")
+
+
+def history_table(messages: Iterable[dict[str, Any]], *, width: int = 40) -> str:
+    """History rows as a fixed-width table, newest first as the API gives them."""
+    rows = [HISTORY_COLUMNS]
+    for m in messages:
+        when = dt.datetime.fromisoformat(m["created"]).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        text = (m.get("text") or "").replace("\n", " ")
+        rows.append(
+            (
+                when,
+                m["direction"],
+                m["number"],
+                m["state"],
+                m.get("port") or "",
+                m.get("user") or "",
+                m["id"],
+                text if len(text) <= width else text[: width - 1] + "…",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HISTORY_COLUMNS))]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )

@@ -1,9 +1,8 @@
 """`smsgate dev`: the whole farm on one machine, for a first five minutes that work.
 
 An embedded nats-server (data in `.smsgate/`), a simulator with virtual modems
-`lte-1`..`lte-8`, one agent and the callback service in this process, and the API in
-a process of its own: sharing one event loop with the simulator and the agent, it
-answered half as many requests (bench/RESULTS.md, "as deployed").
+`lte-1`..`lte-8`, one agent, the API, the callback service and the history store
+(SQLite in `.smsgate/history.db` unless `[history] url` says otherwise), in one process.
 """
 
 from __future__ import annotations
@@ -12,10 +11,9 @@ import asyncio
 import contextlib
 import json
 import logging
-import multiprocessing
-import os
 import secrets
 import shutil
+import socket
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,14 +24,21 @@ from smsgate.config import (
     AgentPort,
     ApiUser,
     Config,
+    HistoryConfig,
     NatsConfig,
     SendPolicy,
+    parse_listen,
 )
-from smsgate.embedded import EmbeddedNats
+from smsgate.embedded import EmbeddedNats, StoreInUse
 
-from smsgate_cli.receiver import ConsoleReceiver
+from smsgate_cli.receiver import ConsoleReceiver, serve
 
 log = logging.getLogger("smsgate.dev")
+
+
+class DevStartError(Exception):
+    """Dev mode cannot start; the message says why and what to do."""
+
 
 CARRIER_NUMBER = "10086"
 
@@ -54,19 +59,25 @@ class Credentials(msgspec.Struct):
 
 
 def credentials(state_dir: Path, given: str | None) -> Credentials:
-    """The `--user` given, else the ones generated on the first run (kept in the state dir)."""
+    """The `--user` given, else the ones of the last run (generated on the first).
+
+    Either way they are saved in the state dir as the ones this run's API takes, where the
+    command-line client finds them: it must never try the credentials of an earlier run.
+    """
+    path = state_dir / "credentials.json"
     if given:
         name, sep, password = given.partition(":")
         if not sep or not name or not password:
             raise ValueError("--user takes NAME:PASSWORD")
-        return Credentials(name, password)
-    path = state_dir / "credentials.json"
-    if path.exists():
+        chosen = Credentials(name, password)
+    elif path.exists():
         return msgspec.json.decode(path.read_bytes(), type=Credentials)
-    generated = Credentials("smsuser", secrets.token_urlsafe(12))
-    path.write_bytes(msgspec.json.encode(generated))
-    path.chmod(0o600)
-    return generated
+    else:
+        chosen = Credentials("smsuser", secrets.token_urlsafe(12))
+    path.touch(0o600)
+    path.chmod(0o600)  # before the password is written
+    path.write_bytes(msgspec.json.encode(chosen))
+    return chosen
 
 
 def banner(api: str, user: Credentials, devices: dict[str, str], numbers: dict[str, str]) -> str:
@@ -101,6 +112,33 @@ Press Ctrl-C to stop.
 """
 
 
+def listen_socket(listen: str) -> socket.socket:
+    """The API's listening socket, bound before anything else starts: a port in use fails
+    at once, before the banner would send a user's requests to whoever holds it."""
+    host, port = parse_listen(listen, "--listen")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise DevStartError(
+            f"cannot listen on {listen}: {exc.strerror or exc}; another program (or another "
+            "smsgate dev) has it: stop it, or choose another address with --listen HOST:PORT"
+        ) from None
+    sock.setblocking(False)
+    return sock
+
+
+def dev_history(history: HistoryConfig, state: Path) -> HistoryConfig:
+    """The history in the state dir (SQLite, nothing to install) unless a url was given."""
+    if history.url != HistoryConfig().url:
+        return history
+    return msgspec.structs.replace(history, url=f"sqlite:///{(state / 'history.db').resolve()}")
+
+
 def prepare_state(options: DevOptions) -> tuple[Path, Credentials]:
     state = Path(options.state_dir)
     if options.fresh and state.exists():
@@ -110,21 +148,32 @@ def prepare_state(options: DevOptions) -> tuple[Path, Credentials]:
 
 
 async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> None:
-    from smsgate_agent.agent import run_agent
-    from smsgate_api.app import log_settings, serve_worker
+    from smsgate_agent.agent import Agent
+    from smsgate_api.app import create_app
     from smsgate_api.auth import hash_password
+    from smsgate_callback.metrics import render_metrics
     from smsgate_callback.service import run_callback
+    from smsgate_history.service import run_history_store
     from smsgate_sim.network import CARRIER_BALANCE_REPLY
     from smsgate_sim.simulator import Simulator
 
+    listener = listen_socket(options.listen)
     state, user = prepare_state(options)
 
-    nats = EmbeddedNats(store_dir=state / "nats")
-    await nats.astart()
+    # Started on this (the main) thread, so the server dies with this process however it
+    # ends, kill -9 included; a blocking start is fine before anything else runs.
+    nats = EmbeddedNats(store_dir=state / "nats", die_with_parent=True)
+    try:
+        nats.start()
+    except StoreInUse as exc:
+        listener.close()
+        raise DevStartError(str(exc)) from None
     sim_config = msgspec.structs.replace(
         base.sim,
         ports=options.ports,
         map_file=str(state / "devices.json"),
+        # In the state directory, not /tmp: nothing is left behind if this process is killed.
+        device_dir=base.sim.device_dir or str(state / "devices"),
         autoreply={CARRIER_NUMBER: CARRIER_BALANCE_REPLY, **base.sim.autoreply},
     )
     sim = Simulator(sim_config)
@@ -148,20 +197,18 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
             policy=SendPolicy(min_interval=0.0, jitter=0.0),
         ),
         callback=msgspec.structs.replace(base.callback, url=callback_url),
+        history=dev_history(base.history, state),
     )
-    api = multiprocessing.get_context("spawn").Process(
-        target=serve_worker,
-        args=(msgspec.json.encode(config), os.getpid(), log_settings()),
-        name="smsgate-api",
-    )
-    api.start()
+    agent = Agent(config)
+    # One /metrics for everything: the API's, the agent's and the callback service's.
+    app = create_app(config, extra_metrics=[agent.metrics_text, render_metrics])
     services = [
-        asyncio.create_task(run_agent(config, stop), name="agent"),
-        asyncio.create_task(_api_exit(api), name="api"),
+        asyncio.create_task(agent.run(stop), name="agent"),
+        asyncio.create_task(serve(app, listener, stop), name="api"),
         asyncio.create_task(run_callback(config, stop=stop), name="callback"),
+        asyncio.create_task(run_history_store(config, stop), name="history"),
     ]
     host, _, port = options.listen.rpartition(":")
-    await _listening(host, int(port), api)
     numbers = {name: sim.modem(name).sim.msisdn for name in sim.devices}
     print(banner(f"http://{host}:{port}", user, sim.devices, numbers), flush=True)
     try:
@@ -172,34 +219,9 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
             if task in services and task.exception():
                 log.error("%s stopped: %s", task.get_name(), task.exception())
         stop.set()
-        if api.is_alive():
-            api.terminate()
         await asyncio.gather(*services, return_exceptions=True)
     finally:
-        if api.is_alive():
-            api.kill()
         with contextlib.suppress(Exception):
             await receiver.stop()
         await sim.stop()
         await nats.astop()
-
-
-async def _api_exit(api: multiprocessing.process.BaseProcess) -> None:
-    """Wait for the API process to end; an end nobody asked for is an error."""
-    await asyncio.to_thread(api.join)
-    if api.exitcode not in (0, -2, -15):  # Ctrl-C reaches it too; -15: stopped by us
-        raise RuntimeError(f"the API process exited with {api.exitcode}")
-
-
-async def _listening(host: str, port: int, api: multiprocessing.process.BaseProcess) -> None:
-    """Wait (bounded) until the API process accepts connections, so the banner is true."""
-    for _ in range(600):
-        if not api.is_alive():
-            return  # _api_exit reports it
-        try:
-            _, writer = await asyncio.open_connection(host, port)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        writer.close()
-        return

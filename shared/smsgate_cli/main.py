@@ -1,4 +1,4 @@
-"""`smsgate api|agent|callback|sim|dev|send|status|ports|tail`."""
+"""`smsgate api|agent|callback|sim|history-store|dev|send|status|ports|tail|history`."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from smsgate import logs
 from smsgate.config import Config, ConfigError, load
 
 Runner = Callable[[Config, asyncio.Event], Awaitable[None]]
-CLIENT_COMMANDS = {"send", "status", "ports", "tail"}
+CLIENT_COMMANDS = {"send", "status", "ports", "tail", "history"}
 
 
 def _add_common(parser: argparse.ArgumentParser, *, config: bool = True) -> None:
@@ -82,10 +82,17 @@ async def _run_sim(config: Config, stop: asyncio.Event) -> None:
     await asyncio.gather(task, return_exceptions=True)
 
 
+async def _run_history_store(config: Config, stop: asyncio.Event) -> None:
+    from smsgate_history.service import run_history_store
+
+    await run_history_store(config, stop)
+
+
 SERVICES: dict[str, tuple[Runner, str]] = {
     "agent": (_run_agent, "drive this host's modems, fed by JetStream"),
     "callback": (_run_callback, "push SMS events to HTTP receivers"),
     "sim": (_run_sim, "virtual modems on ptys or TCP, with a virtual radio network"),
+    "history-store": (_run_history_store, "keep the SQL message history ([history] url)"),
 }
 
 
@@ -112,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
             where.add_argument("--to-number", help="a virtual SIM's number")
             inject.add_argument("--control", help="simulator control URL (default: smsgate dev's)")
             _add_common(inject, config=False)
+        if name == "history-store":
+            service.add_argument(
+                "--rebuild",
+                action="store_true",
+                help="empty the history, then replay all the event stream still holds",
+            )
     _add_client_commands(commands)
 
     dev = commands.add_parser(
@@ -155,6 +168,21 @@ def _add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     ports.add_argument("--watch", action="store_true", help="refresh every 2 seconds")
     _add_client(ports)
 
+    history = commands.add_parser("history", help="search or export the message history")
+    history.add_argument("--direction", choices=["out", "in"])
+    history.add_argument("--number", help="the other party (recipient or sender)")
+    history.add_argument("--port", help="port names or numbers, comma-separated")
+    history.add_argument("--sim", help="the SIM's IMSI")
+    history.add_argument("--by", dest="by_user", metavar="USER", help="sent by this user")
+    history.add_argument("--state", help="e.g. delivered,undelivered,expired")
+    history.add_argument("--since", help="ISO 8601 time or Unix seconds")
+    history.add_argument("--until", help="ISO 8601 time or Unix seconds")
+    history.add_argument("--text", help="the text contains this")
+    history.add_argument("--limit", type=int, default=50)
+    history.add_argument("--cursor", help="continue after a page (its `next`)")
+    history.add_argument("--export", choices=["csv", "jsonl"], help="every match, to stdout")
+    _add_client(history)
+
     tail = commands.add_parser("tail", help="follow the live event stream")
     tail.add_argument("--type", choices=["result", "report", "inbound", "port"])
     tail.add_argument("--port")
@@ -185,6 +213,8 @@ async def _client_command(args: argparse.Namespace) -> int:
                     port = m.get("port") or "-"
                     print(f"[{i}/{total}] {m['to']}: {m['state']}{reason} id={m['id']} port={port}")
             return 0 if all(m["state"] not in ("failed",) for m in messages) else 1
+        if args.command == "history":
+            return await _history(api, args)
         if args.command == "status":
             _print_json(await api.status(args.id))
             return 0
@@ -212,6 +242,47 @@ async def _client_command(args: argparse.Namespace) -> int:
                 await asyncio.sleep(2)
         async for _sequence, data in api.events(args.type, args.port, args.since):
             print(data if args.json else client.event_line(data), flush=True)
+    return 0
+
+
+def history_query(args: argparse.Namespace) -> dict[str, str]:
+    """The API query of `smsgate history`'s flags."""
+    pairs = {
+        "direction": args.direction,
+        "number": args.number,
+        "port": args.port,
+        "sim": args.sim,
+        "user": args.by_user,
+        "state": args.state,
+        "since": args.since,
+        "until": args.until,
+        "q": args.text,
+        "cursor": args.cursor,
+    }
+    query = {k: str(v) for k, v in pairs.items() if v}
+    if args.export:
+        query["format"] = args.export
+    else:
+        query["limit"] = str(args.limit)
+    return query
+
+
+async def _history(api: Any, args: argparse.Namespace) -> int:
+    from smsgate_cli import client
+
+    query = history_query(args)
+    if args.export:
+        async for chunk in api.export(query):
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
+        return 0
+    page = await api.history(query)
+    if args.json:
+        _print_json(page)
+        return 0
+    print(client.history_table(page["messages"]) if page["messages"] else "no messages")
+    if page.get("next"):
+        print(f"more: --cursor {page['next']}")
     return 0
 
 
@@ -252,10 +323,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "api":
             _serve_api(config, args.state_dir)
+        elif args.command == "history-store" and args.rebuild:
+            from smsgate_history.service import run_history_store
+
+            _serve(_until_signalled(lambda c, s: run_history_store(c, s, rebuild=True), config))
         elif args.command in SERVICES:
             _serve(_until_signalled(SERVICES[args.command][0], config))
         elif args.command == "dev":
-            from smsgate_cli.dev import DevOptions, run_dev
+            from smsgate_cli.dev import DevOptions, DevStartError, run_dev
 
             options = DevOptions(
                 listen=args.listen,
@@ -265,7 +340,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ports=args.ports,
                 state_dir=args.state_dir,
             )
-            _serve(_until_signalled(lambda c, s: run_dev(c, s, options), config))
+            try:
+                _serve(_until_signalled(lambda c, s: run_dev(c, s, options), config))
+            except DevStartError as exc:
+                print(f"smsgate dev: {exc}", file=sys.stderr)
+                return 1
     except ConfigError as exc:
         # Found while starting (a webhook URL, a listen address): still name the file.
         where = f"{args.config}: " if args.config else ""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable
 
 import uvicorn
@@ -16,6 +17,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp
 
 FIELDS = (
     ("Type", "type"),
@@ -48,6 +50,15 @@ def app(params: CallbackParams, out: Callable[[str], None] = print) -> Starlette
         return PlainTextResponse("OK")
 
     return Starlette(routes=[Route("/{path:path}", receive, methods=["GET", "POST"])])
+
+
+async def serve(app: ASGIApp, sock: socket.socket, stop: asyncio.Event) -> None:
+    """Serve an ASGI app on a bound, listening socket until `stop` is set."""
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    await stop.wait()
+    server.should_exit = True
+    await task
 
 
 class ConsoleReceiver:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import msgspec
@@ -16,6 +17,7 @@ from smsgate.config import (
     ApiUser,
     CallbackConfig,
     Config,
+    HistoryConfig,
     SendPolicy,
     SimConfig,
 )
@@ -23,6 +25,7 @@ from smsgate.embedded import free_port
 from smsgate_agent.agent import run_agent
 from smsgate_api.app import create_app
 from smsgate_callback import run_callback
+from smsgate_history.service import run_history_store
 from smsgate_sim.network import CARRIER_BALANCE_REPLY
 from smsgate_sim.simulator import Simulator
 
@@ -55,7 +58,7 @@ async def serve_api(config: Config) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def farm(nats_bus: Bus) -> AsyncIterator[tuple[str, Receiver, Simulator]]:
+async def farm(nats_bus: Bus, tmp_path: Path) -> AsyncIterator[tuple[str, Receiver, Simulator]]:
     sim = Simulator(
         SimConfig(
             ports=2,
@@ -79,11 +82,13 @@ async def farm(nats_bus: Bus) -> AsyncIterator[tuple[str, Receiver, Simulator]]:
             heartbeat=0.5,
         ),
         callback=CallbackConfig(url=receiver.url, backoff_initial=0.05, backoff_max=0.2),
+        history=HistoryConfig(url=f"sqlite:///{tmp_path / 'history.db'}"),
     )
     stop = asyncio.Event()
     services = [
         asyncio.create_task(run_agent(config, stop)),
         asyncio.create_task(run_callback(config, stop=stop)),
+        asyncio.create_task(run_history_store(config, stop)),
     ]
     try:
         async with serve_api(config) as api:

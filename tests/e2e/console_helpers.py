@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import os
 import shutil
+import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ from smsgate.config import (
     AgentPort,
     ApiUser,
     Config,
+    HistoryConfig,
     NatsConfig,
     SendPolicy,
     SimConfig,
@@ -33,6 +35,7 @@ from smsgate.config import (
 from smsgate.embedded import free_port
 from smsgate_agent.agent import run_agent
 from smsgate_api.app import create_app
+from smsgate_history.service import run_history_store
 from smsgate_sim.simulator import Simulator
 
 USER, PASSWORD = "operator", "console-pw"
@@ -144,11 +147,13 @@ async def wait_ready(url: str) -> None:
 
 
 def api_config(nats: NatsConfig) -> Config:
+    history = HistoryConfig(url=f"sqlite:///{tempfile.mkdtemp(prefix='smsgate-console-')}/h.db")
     return Config(
         nats=nats,
         api=msgspec.structs.replace(
             Config().api, users=[ApiUser(name=USER, password=PASSWORD, ports=["*"])]
         ),
+        history=history,
     )
 
 
@@ -197,6 +202,7 @@ async def running_farm(nats: NatsConfig, ports: int = 8) -> AsyncIterator[Farm]:
     )
     stop = asyncio.Event()
     agent = asyncio.create_task(run_agent(config, stop))
+    history = asyncio.create_task(run_history_store(config, stop))
     try:
         async with serve_api(config) as url:
             await wait_ready(url)
@@ -205,4 +211,5 @@ async def running_farm(nats: NatsConfig, ports: int = 8) -> AsyncIterator[Farm]:
         stop.set()
         async with asyncio.timeout(30):
             await agent
+            await history
         await sim.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from smsgate import contracts
-from smsgate_cli import client
+from smsgate_cli import client, dev
 from smsgate_cli import main as cli
 from smsgate_sim.simulator import Simulator
 
@@ -52,6 +52,41 @@ async def test_send_status_ports(
     assert len(sim.sent()) == 2
 
 
+async def test_history_search_status_timeline_and_export(
+    farm: tuple[str, Receiver, Simulator], capsys: pytest.CaptureFixture[str]
+) -> None:
+    api, _, _ = farm
+    code, out = await smsgate(capsys, api, "send", "+4915100000077", "find me later")
+    assert code == 0, out
+    message_id = out.split("id=")[1].split()[0]
+
+    async def listed() -> str:
+        for _ in range(200):
+            code, out = await smsgate(capsys, api, "history", "--number", "+49 151 00000077")
+            assert code == 0
+            if "delivered" in out:
+                return out
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"never delivered in the history: {out}")
+
+    table = (await listed()).splitlines()
+    assert table[0].split() == ["TIME", "DIR", "NUMBER", "STATE", "PORT", "USER", "ID", "TEXT"]
+    assert message_id in table[1]
+    assert "find me later" in table[1]
+
+    code, out = await smsgate(capsys, api, "status", message_id)
+    assert code == 0
+    steps = [step["step"] for step in json.loads(out)["timeline"]]
+    assert steps == ["queued", "sending", "sent", "delivered"]  # a one-part message
+
+    code, out = await smsgate(capsys, api, "history", "--export", "csv", "--text", "find me")
+    assert code == 0
+    rows = out.splitlines()
+    assert rows[0].startswith("id,direction,number,text,state")
+    assert len(rows) == 2
+    assert rows[1].startswith(f"{message_id},out,+4915100000077,find me later,delivered")
+
+
 async def test_errors_are_plain_sentences(
     farm: tuple[str, Receiver, Simulator], capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -87,7 +122,7 @@ async def test_tail_follows_events(
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    assert "SendResult" in lines[0]
+    assert lines[0].split()[1] == "result"
     assert "sent   id=" in lines[0]
     assert "to=+4915112345678" in lines[0]
 
@@ -125,3 +160,65 @@ def test_target_from_dev_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert (where.api, where.user, where.password) == ("http://h:1", "u", "p")
     with pytest.raises(client.ClientError, match="no credentials"):
         client.target(None, None, state / "missing")
+
+
+def test_cli_uses_the_credentials_of_the_latest_dev_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # scripts/run, then scripts/run --user smsuser:pw123: the client must use pw123.
+    monkeypatch.delenv("SMSGATE_USER", raising=False)
+    state = str(tmp_path / "state")
+    generated = dev.prepare_state(dev.DevOptions(state_dir=state))[1]
+    assert client.target(None, None, Path(state)).password == generated.password
+    dev.prepare_state(dev.DevOptions(state_dir=state, user="smsuser:pw123"))
+    where = client.target(None, None, Path(state))
+    assert (where.user, where.password) == ("smsuser", "pw123")
+    # A later run without --user keeps taking the credentials the client knows.
+    _, again = dev.prepare_state(dev.DevOptions(state_dir=state))
+    assert (again.name, again.password) == ("smsuser", "pw123")
+    assert (Path(state) / "credentials.json").stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("event", "kind"),
+    [
+        (
+            contracts.SendResult(
+                event_id="e",
+                port="lte-1",
+                time=contracts.utcnow(),
+                id="m",
+                to="1",
+                status=contracts.SendStatus.SENT,
+            ),
+            "result",
+        ),
+        (
+            contracts.DeliveryReport(
+                event_id="e",
+                port="lte-1",
+                time=contracts.utcnow(),
+                id="m",
+                to="1",
+                state=contracts.DeliveryState.DELIVERED,
+            ),
+            "report",
+        ),
+        (
+            contracts.InboundSms(
+                event_id="e",
+                port="lte-1",
+                time=contracts.utcnow(),
+                id="m",
+                sender="1",
+                text="hi",
+                smsc_time=contracts.utcnow(),
+            ),
+            "inbound",
+        ),
+    ],
+)
+def test_tail_names_events_as_type_takes_them(event: contracts.Event, kind: str) -> None:
+    line = client.event_line(contracts.encode(event).decode())
+    assert line.split()[1] == kind
+    assert kind in cli.build_parser().parse_args(["tail", "--type", kind]).type

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from playwright.async_api import Browser, Page, expect
 from smsgate.config import NatsConfig
@@ -152,6 +153,43 @@ async def test_an_inbound_sms_appears_joined(browser: Browser, console_farm: Far
         )
         await expect(page.locator("table.inbound tbody tr")).to_have_count(2)
         await screenshot(page, "console-inbound")
+
+
+async def test_messages_and_inbound_come_from_the_history(
+    browser: Browser, console_farm: Farm
+) -> None:
+    # Sent and received before the page opens, so more than the replayed events would say:
+    # the history has the text, and a message's timeline with each part's TP-MR.
+    async with httpx.AsyncClient(base_url=console_farm.url, auth=(USER, PASSWORD)) as client:
+        sent = await client.post(
+            "/api/v1/messages",
+            json={"to": ["+15557000001"], "text": "Kept in the history", "wait": 30},
+        )
+        [message] = sent.json()["messages"]
+        assert message["state"] == "sent"
+    await console_farm.sim.inject("History says hi", sender="+15557000002", to_port="lte-4")
+    async with open_page(browser) as watched:
+        page = watched.page
+        await log_in(page, console_farm.url)
+        await page.click("nav a[data-view=messages]")
+        await page.fill("#message-search", "Kept in the history")
+        row = page.locator(f"tr[data-id='{message['id']}']")
+        await expect(row).to_have_count(1)
+        await row.click()
+        timeline = page.locator(".lookup ol.timeline li")
+        await expect(timeline.first).to_contain_text("queued")
+        await expect(page.locator(".lookup ol.timeline li[data-step=sent]")).to_contain_text(
+            "TP-MR"
+        )
+        await expect(page.locator(".lookup")).to_contain_text("Kept in the history")
+        await page.click("nav a[data-view=inbound]")
+        received = page.locator("table.inbound tbody tr", has_text="+15557000002")
+        await expect(received).to_have_count(1)
+        await expect(received.locator("td.text")).to_have_text("History says hi")
+        assert (
+            await page.locator("#inbound-export").get_attribute("href")
+            == "/api/v1/inbox?format=csv"
+        )
 
 
 async def test_disable_a_port_and_see_its_cell_change(browser: Browser, console_farm: Farm) -> None:

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import ssl
+import tempfile
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ import uvicorn
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js.api import ConsumerConfig
 from smsgate import contracts, subjects
-from smsgate.config import ApiConfig, ApiUser, Config, NatsConfig
+from smsgate.config import ApiConfig, ApiUser, Config, HistoryConfig, NatsConfig
 from smsgate.contracts import (
     MessageState,
     MessageStatus,
@@ -55,10 +56,14 @@ USERS = [
 ]
 
 
-def api_config(nats: NatsConfig, **api: Any) -> Config:
+# Not the default (.smsgate/ in the working directory): a store no test writes to.
+_EMPTY_HISTORY = HistoryConfig(url=f"sqlite:///{tempfile.mkdtemp(prefix='smsgate-api-')}/h.db")
+
+
+def api_config(nats: NatsConfig, *, history: HistoryConfig | None = None, **api: Any) -> Config:
     settings: dict[str, Any] = {"users": USERS, "listen": "127.0.0.1:0"}
     settings.update(api)
-    return Config(nats=nats, api=ApiConfig(**settings))
+    return Config(nats=nats, api=ApiConfig(**settings), history=history or _EMPTY_HISTORY)
 
 
 def port_state(

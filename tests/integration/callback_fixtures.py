@@ -163,7 +163,7 @@ def result(
 ) -> contracts.SendResult:
     return contracts.SendResult(
         event_id=contracts.new_id(),
-        id=contracts.new_id(),
+        id=caller_id or contracts.new_id(),  # one recipient: the message id is the caller's
         caller_id=caller_id,
         port=port,
         port_number=subjects.port_number(port),
@@ -184,7 +184,7 @@ def report(
 ) -> contracts.DeliveryReport:
     return contracts.DeliveryReport(
         event_id=contracts.new_id(),
-        id=contracts.new_id(),
+        id=caller_id or contracts.new_id(),  # one recipient: the message id is the caller's
         caller_id=caller_id,
         port=port,
         port_number=subjects.port_number(port),

@@ -20,7 +20,7 @@ from nats.aio.subscription import Subscription
 from nats.js.api import PubAck
 from smsgate import contracts, subjects
 from smsgate.config import AgentConfig, AgentPort, Config, NatsConfig, SendPolicy
-from smsgate_agent.agent import run_agent
+from smsgate_agent.agent import Agent, run_agent
 from smsgate_sim.simulator import Simulator
 
 FAST = SendPolicy(min_interval=0.0, jitter=0.0)
@@ -41,9 +41,10 @@ def agent_config(
 
 
 @contextlib.asynccontextmanager
-async def agent_running(config: Config) -> AsyncIterator[None]:
+async def agent_running(config: Config, *, agent: Agent | None = None) -> AsyncIterator[None]:
+    """`run_agent(config)` as a task, or `agent.run` when a test wants the Agent at hand."""
     stop = asyncio.Event()
-    task = asyncio.create_task(run_agent(config, stop))
+    task = asyncio.create_task(run_agent(config, stop) if agent is None else agent.run(stop))
     try:
         yield
     finally:
@@ -106,6 +107,10 @@ class EventTap:
 
     async def start(self, nc: Client) -> None:
         async def on_event(msg: Msg) -> None:
+            try:
+                subjects.parse_event_subject(msg.subject)
+            except ValueError:
+                return  # the history's journal (queued, sending): not an event kind
             event = contracts.decode_event(msg.data)
             if isinstance(event, contracts.SendResult):
                 self.results.setdefault(event.id, []).append(event)

@@ -199,6 +199,26 @@ async def test_no_report_has_no_body(api: Api, value: str) -> None:
     assert (status, body) == (200, b"")
 
 
+async def test_no_report_error_says_why_in_a_header(api: Api) -> None:
+    response = await api.client.get(f"/sendsms?{CREDS}&phonenumber=1&message=hi&report=NO")
+    assert (response.status_code, response.content) == (400, b"")
+    assert "phonenumber '1'" in response.headers["x-smsgate-error"]
+    ok = await api.client.get(f"/sendsms?{CREDS}&phonenumber=10086&message=hi&report=NO")
+    assert "x-smsgate-error" not in ok.headers
+
+
+async def test_json_body_is_told_to_be_a_form(api: Api) -> None:
+    response = await api.client.post(
+        "/sendsms",
+        json={"username": "smsuser", "password": PASSWORD, "phonenumber": "10086", "message": "x"},
+    )
+    assert response.status_code == 415
+    error = decode_json(response.content)["error"]
+    assert "application/json body is not read" in error
+    assert "application/x-www-form-urlencoded" in error
+    assert await api.jobs() == []
+
+
 @pytest.mark.parametrize("value", ["json", "JSON", "Json"])
 async def test_json_report_any_case(api: Api, value: str) -> None:
     response = await api.client.get(f"/sendsms?{CREDS}&phonenumber=1&message=hi&report={value}")
@@ -322,6 +342,18 @@ async def test_port_by_name_number_and_list(api: Api) -> None:
         assert decode_json(body)["report"]["0"]["port"] == "3"
     subjects_used = [s for s, _ in await api.jobs()]
     assert subjects_used == [subjects.send_port("lte-3")] * 3
+
+
+@pytest.mark.parametrize("value", ["any", "ANY", "Any"])
+async def test_port_any_is_any_ready_port(api: Api, value: str) -> None:
+    await api.set_ports(port_state("lte-1"))
+    status, body = await send(api, f"{CREDS}&phonenumber=10086&message=hi&port={value}")
+    assert status == 200, body
+    [(subject, job)] = await api.jobs()
+    assert (subject, job.port) == (subjects.SEND_ANY, None)
+    status, body = await send(api, f"{CREDS}&phonenumber=10086&message=hi&port=any,lte-1")
+    assert status == 400
+    assert "port=any stands alone" in decode_json(body)["error"]
 
 
 async def test_least_work_spreads_a_burst(api: Api) -> None:
@@ -459,6 +491,28 @@ async def test_repeated_id_is_not_queued_twice(api: Api, agent: AgentStandIn) ->
     status, third = await send(api, query)
     assert decode_json(third)["report"]["0"]["result"] == "sent"
     assert [job.id for job in agent.handled] == ["once"]
+
+
+async def test_repeated_id_with_other_content_is_refused(api: Api) -> None:
+    status, _ = await send(api, f"{CREDS}&phonenumber=10070&message=first&id=t9-idem")
+    assert status == 200
+    for other in ("phonenumber=10099&message=different", "phonenumber=10070&message=different"):
+        status, body = await send(api, f"{CREDS}&{other}&id=t9-idem")
+        assert status == 409, body
+        answer = decode_json(body)
+        assert answer["report"] == {}
+        assert "t9-idem" in answer["error"]
+        assert "new id" in answer["error"]
+    # Of several recipients, one conflicting: none of them is queued.
+    status, body = await send(api, f"{CREDS}&phonenumber=10070,10071&message=first&id=t9-idem")
+    assert status == 200  # t9-idem-0 and t9-idem-1 are new ids
+    status, body = await send(api, f"{CREDS}&phonenumber=10070,10072&message=first&id=t9-idem")
+    assert status == 409, body
+    info = await api.bus.js.stream_info(subjects.SEND_STREAM)
+    assert info.state.messages == 3
+    # The true repeat still answers with the stored status.
+    status, body = await send(api, f"{CREDS}&phonenumber=10070&message=first&id=t9-idem")
+    assert (status, decode_json(body)["report"]["0"]["phonenumber"]) == (200, "10070")
 
 
 # --- full queue and NATS down --------------------------------------------------------------

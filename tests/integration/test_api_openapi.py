@@ -55,7 +55,7 @@ def test_openapi_conformance(openapi_server: ServerThread, mode: GenerationMode)
     loaded = schemathesis.openapi.from_url(f"{openapi_server.url}/openapi.json")
     schema = loaded.exclude(path=["/api/v1/events", "/api/v1/console/stream"])
     operations = [result.ok() for result in schema.get_all_operations()]  # type: ignore[union-attr]
-    assert len(operations) == 17  # every operation but the two SSE streams
+    assert len(operations) == 19  # every operation but the two SSE streams
     for operation in operations:
 
         @given(case=operation.as_strategy(generation_mode=mode))

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import httpx
 import msgspec
 import pytest
 from nats.aio.msg import Msg
 from smsgate import bus, contracts, subjects
+from smsgate.config import NatsConfig
 from smsgate.contracts import ControlReply, PortCommand, PortStatus, UssdRequest
+from smsgate.embedded import EmbeddedNats
+from smsgate_api import create_app
 
 from tests.conftest import Bus
 from tests.integration.api_fixtures import (
@@ -211,6 +217,56 @@ async def test_ussd(api: Api) -> None:
     assert response.status_code == 200
     assert decode_json(response.content)["text"] == "Balance 21.19"
     assert contracts.decode(seen[0], UssdRequest).code == "*100#"
+
+
+@pytest.mark.parametrize("code", ["abc", "*100#; AT+CFUN=0", "", "1" * 161])
+async def test_ussd_with_an_invalid_code_is_a_bad_request(api: Api, code: str) -> None:
+    await api.set_ports(port_state("lte-2"))
+    seen: list[bytes] = []
+    await _responder(api.bus, subjects.ussd("lte-2"), ControlReply(ok=False, error="no"), seen)
+    response = await api.client.post(
+        "/api/v1/ussd", json={"port": "lte-2", "code": code}, headers=BEARER
+    )
+    assert response.status_code == 400
+    body = decode_json(response.content)
+    assert body["error"] == "bad_parameter"
+    assert "USSD code" in body["message"] if code else "code" in body["message"]
+    assert seen == []  # never asked of the agent
+
+
+async def test_ports_during_a_nats_outage_are_unknown(tmp_path: Path) -> None:
+    server = EmbeddedNats(store_dir=tmp_path / "nats")
+    await server.astart()
+    try:
+        config = api_config(NatsConfig(url=server.url))
+        app = create_app(config)
+        async with app.router.lifespan_context(app):
+            rt = app.runtime
+            async with asyncio.timeout(30):
+                while not rt.connected:  # noqa: ASYNC110 - the runtime connects by itself
+                    await asyncio.sleep(0.05)
+            assert rt.nc is not None
+            kv = await rt.nc.jetstream().key_value(subjects.PORTS_BUCKET)
+            await kv.put("lte-1", contracts.encode(port_state("lte-1")))
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
+                async with asyncio.timeout(30):
+                    while rt.ports.state("lte-1") is None:  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+                seen = decode_json((await client.get("/api/v1/ports", headers=BEARER)).content)
+                assert (seen["bus"], seen["ports"][0]["status"]) == ("connected", "ready")
+                await server.astop()
+                async with asyncio.timeout(30):
+                    while rt.connected:  # noqa: ASYNC110
+                        await asyncio.sleep(0.05)
+                response = await client.get("/api/v1/ports", headers=BEARER)
+                seen = decode_json(response.content)
+                assert response.status_code == 200
+                assert seen["bus"] == "unreachable"
+                assert [p["status"] for p in seen["ports"]] == ["unknown"]
+                assert seen["ports"][0]["port"] == "lte-1"  # the rest is as last seen
+    finally:
+        await server.astop()
 
 
 async def test_health_and_readiness(api: Api) -> None:

@@ -13,7 +13,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +23,7 @@ from smsgate.config import ApiConfig, ApiUser, Config, NatsConfig
 from smsgate.embedded import free_port
 
 from tests.integration.farm import _without_none
+from tests.reliability.ledger import until_async
 
 STOP_TIMEOUT = 20.0
 
@@ -165,3 +166,23 @@ async def wait_ready(api: Service, limit: float = 30.0) -> None:
                     await asyncio.sleep(0.05)
         except TimeoutError:
             raise AssertionError(f"{api.name} not ready:\n{api.log()[-3000:]}") from None
+
+
+async def wait_ports_known(
+    api: Service,
+    ports: Iterable[str],
+    *,
+    auth: tuple[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+    limit: float = 30.0,
+) -> None:
+    """Until the API's port table lists `ports`: a job pinned to a port it has not heard
+    of yet is refused as `unknown port`, rightly."""
+    wanted = set(ports)
+    async with httpx.AsyncClient(base_url=api.url, timeout=5.0, auth=auth) as client:
+
+        async def known() -> bool:
+            answer = await client.get("/api/v1/ports", headers=headers)
+            return wanted <= {p["port"] for p in answer.json()["ports"]}
+
+        await until_async(known, f"the API knows {sorted(wanted)}", limit)

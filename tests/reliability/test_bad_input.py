@@ -40,7 +40,7 @@ from tests.reliability.procs import api_config as process_api_config
 
 EXAMPLES = 5000
 USERS = {"smsuser": PASSWORD, "limited": "limitedpw", "nodr": "nodrpw"}
-ANSWERS = {200, 400, 401, 403, 429, 503}
+ANSWERS = {200, 400, 401, 403, 409, 415, 429, 503}
 
 # Hypothesis spends ~60 µs a draw; 5,000 examples must take seconds, so each field is one
 # draw from a list of good and bad values, and one free-form value (bytes: a single draw,

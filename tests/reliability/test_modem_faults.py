@@ -26,7 +26,7 @@ from tests.reliability.ledger import (
     until_async,
     until_results,
 )
-from tests.reliability.procs import Processes, api_config, wait_ready
+from tests.reliability.procs import Processes, api_config, wait_ports_known, wait_ready
 
 USER, PASSWORD = "loaduser", "load-pw-0c77"
 HUNG, UNPLUGGED, ERRORS, REFUSED, OFF_NETWORK = "lte-1", "lte-2", "lte-3", "lte-6", "lte-7"
@@ -70,6 +70,7 @@ async def test_modem_faults_under_load(
         procs.start("agent", "agent", agent)
         api = procs.start("api", "api", api_config(nats, [ApiUser(name=USER, password=PASSWORD)]))
         await wait_ready(api)
+        await wait_ports_known(api, [ERRORS], auth=(USER, PASSWORD))
         load = Load.of(api.url, USER, PASSWORD, "fault", 800)
         load.messages[:0] = [Message(f"pinned{i:02d}", port=ERRORS) for i in range(PINNED)]
         running = asyncio.create_task(load.run())

@@ -27,8 +27,8 @@ from smsgate_callback import signing
 
 from tests.integration.callback_fixtures import Hit, Receiver, callback_config
 from tests.integration.farm import agent_config, start_sim, until
-from tests.reliability.ledger import OUTSIDE, until_async, until_results
-from tests.reliability.procs import Processes, Service, api_config, wait_ready
+from tests.reliability.ledger import OUTSIDE, until_results
+from tests.reliability.procs import Processes, Service, api_config, wait_ports_known, wait_ready
 
 ALICE_PASSWORD = "alice-Pw-7f3e91c2"  # stored as a scrypt hash
 BOB_PASSWORD = "bob-Pw-04d1e6a8"  # stored as it is (accepted with a warning)
@@ -69,12 +69,7 @@ async def test_credentials_ports_and_throttling(
         await wait_ready(api)
         async with httpx.AsyncClient(base_url=api.url, timeout=10) as http:
             alice = {"Authorization": f"Bearer {ALICE_TOKEN}"}
-
-            async def both_ports_known() -> bool:
-                ports = (await http.get("/api/v1/ports", headers=alice)).json()["ports"]
-                return {p["port"] for p in ports} == set(sim.devices)
-
-            await until_async(both_ports_known, "the API knows both ports", 30)
+            await wait_ports_known(api, sim.devices, headers=alice)
             before = (await js.stream_info(subjects.SEND_STREAM)).state.last_seq
 
             # Missing or wrong credentials, each from its own client: 401, nothing queued.

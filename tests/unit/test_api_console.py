@@ -165,6 +165,7 @@ def test_classify_reads_only_what_it_needs() -> None:
     assert classify("result", _event("result", status="failed")) == ("failed", when)
     assert classify("report", _event("report", state="delivered")) == ("delivered", when)
     assert classify("report", _event("report", state="expired")) == ("undelivered", when)
+    assert classify("report", _event("report", state="unmatched")) is None
     assert classify("inbound", _event("inbound", text="hi")) == ("received", when)
     assert classify("port", _event("port")) is None
     assert classify("result", b"{not json") is None

@@ -417,3 +417,37 @@ def test_random_chunking(transcript: tuple[str | None, bytes], cuts: list[int]) 
     points = sorted({c for c in cuts if 0 < c < len(data)})
     chunks = [data[a:b] for a, b in zip([0, *points], [*points, len(data)], strict=True)]
     assert parse_chunks(chunks, command) == parse(data, command)
+
+
+# --- vendor prefixes and text-mode forms (docs/modems.md) ---------------------------------
+
+
+def test_option_underscore_urcs_mid_reply_are_urcs() -> None:
+    data = b"\r\n+CSQ: 14,99\r\n\r\n_OSSYSI: 2\r\n\r\nOK\r\n"
+    assert_any_split(data, "AT+CSQ", [Urc("_OSSYSI", "_OSSYSI: 2"), ok("+CSQ: 14,99")])
+
+
+def test_sierra_bang_prefix_answers_its_command() -> None:
+    data = b"\r\n!ICCID: 89014103211118510720\r\n\r\nOK\r\n"
+    assert_any_split(data, "AT!ICCID?", [ok("!ICCID: 89014103211118510720")])
+    assert Line("!ICCID: 89014103211118510720").args == "89014103211118510720"
+
+
+def test_boot_words_are_unsolicited() -> None:
+    data = b"\r\nMODEM:STARTUP\r\n\r\nSMS DONE\r\n\r\n+CSQ: 9,99\r\n\r\nOK\r\n"
+    assert_any_split(
+        data,
+        "AT+CSQ",
+        [Urc("MODEM:STARTUP", "MODEM:STARTUP"), Urc("SMS DONE", "SMS DONE"), ok("+CSQ: 9,99")],
+    )
+
+
+def test_text_mode_cds_is_whole_on_its_line() -> None:
+    line = '+CDS: 6,17,"+4915112345678",145,"26/12/03,09:05:07+32","26/12/03,09:05:09+32",0'
+    assert_any_split((f"\r\n{line}\r\n").encode(), None, [Urc("+CDS", line)])
+
+
+def test_text_mode_cmt_keeps_its_data_line() -> None:
+    head = '+CMT: "002B0034",,"26/12/03,09:05:07+32",145,4,0,0,"+1555",145,2'
+    data = f"\r\n{head}\r\n006F006B\r\n".encode()
+    assert_any_split(data, None, [Urc("+CMT", head, "006F006B")])

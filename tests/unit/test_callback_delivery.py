@@ -16,7 +16,7 @@ from smsgate_callback.delivery import AttemptVerdict, Target
 NOW = dt.datetime(2024, 5, 1, 12, 0, 0, tzinfo=dt.UTC)
 EVENT = contracts.SendResult(
     event_id="ev-1",
-    id="m1",
+    id="c 1",
     caller_id="c 1",
     port="lte-4",
     port_number=4,
@@ -212,3 +212,42 @@ async def test_only_the_start_of_a_long_answer_is_read() -> None:
     assert (outcome.verdict, outcome.label) == (AttemptVerdict.RETRY, "5xx")
     assert outcome.error == "HTTP 500 Internal Server Error: " + "x" * delivery.REASON_CAP
     assert sum(sent) <= delivery.BODY_CAP + 4096
+
+
+class _SlowToClose(httpx.AsyncByteStream):
+    """A complete answer whose close takes a while, as httpcore's does when it waits for
+    the connection's lock: the close must finish, or the connection stays busy for good."""
+
+    def __init__(self, pause: float) -> None:
+        self.pause = pause
+        self.closed = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield b"OK"
+
+    async def aclose(self) -> None:
+        await asyncio.sleep(self.pause)  # the time limit runs out in here
+        self.closed = True
+
+
+async def test_the_time_limit_never_cuts_the_close_of_an_answer_short() -> None:
+    # A single-connection pool whose close was cancelled half-way kept its connection
+    # marked busy: every later attempt on it timed out waiting for the pool, forever.
+    stream = _SlowToClose(pause=0.1)
+    answered = httpx.MockTransport(lambda r: httpx.Response(200, stream=stream))
+    outcome = await _attempt(answered, time_limit=0.05)
+    assert stream.closed
+    assert (outcome.verdict, outcome.label) == (AttemptVerdict.DELIVERED, "2xx")
+
+
+async def test_a_failing_close_does_not_change_the_verdict() -> None:
+    class BrokenClose(httpx.AsyncByteStream):
+        async def __aiter__(self) -> AsyncIterator[bytes]:
+            yield b"OK"
+
+        async def aclose(self) -> None:
+            raise httpx.ReadError("connection reset while closing")
+
+    answered = httpx.MockTransport(lambda r: httpx.Response(200, stream=BrokenClose()))
+    outcome = await _attempt(answered)
+    assert (outcome.verdict, outcome.label) == (AttemptVerdict.DELIVERED, "2xx")

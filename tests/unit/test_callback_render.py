@@ -25,7 +25,7 @@ def style(**callback: object) -> GatewayStyle:
 def sent(**fields: object) -> contracts.SendResult:
     values: dict[str, object] = {
         "event_id": "e1",
-        "id": "m1",
+        "id": "39fd7439",  # one recipient: the message id is the caller's id
         "caller_id": "39fd7439",
         "port": "lte-1",
         "port_number": 1,
@@ -83,11 +83,22 @@ def test_send_result_fields_in_gateway_order() -> None:
     ]
 
 
-def test_failed_result_carries_its_reason_and_falls_back_to_the_message_id() -> None:
+def test_failed_result_carries_its_reason_and_the_generated_message_id() -> None:
     fields = dict(
-        gateway_fields(sent(status="failed", reason="+CMS ERROR: 38", caller_id=None), style())
+        gateway_fields(
+            sent(status="failed", reason="+CMS ERROR: 38", id="m1", caller_id=None), style()
+        )
     )
     assert (fields["status"], fields["reason"], fields["id"]) == ("Failed", "+CMS ERROR: 38", "m1")
+
+
+def test_each_recipient_of_several_is_named_by_its_own_message_id() -> None:
+    # phonenumber=10048,10048&id=t4: two messages, t4-0 and t4-1, told apart in callbacks.
+    first = dict(gateway_fields(sent(id="t4-0", caller_id="t4", to="10048"), style()))
+    second = dict(gateway_fields(sent(id="t4-1", caller_id="t4", to="10048"), style()))
+    assert (first["id"], second["id"]) == ("t4-0", "t4-1")
+    report = dlr("delivered")
+    assert dict(gateway_fields(report, style()))["id"] == report.id
 
 
 @pytest.mark.parametrize(
@@ -104,6 +115,31 @@ def test_report_status_texts(state: str, text: str, reason: str) -> None:
     assert (fields["status"], fields["reason"]) == (text, reason)
     assert fields["time"] == "2019/08/02 14:35:40"
     assert (fields["port"], fields["portname"], fields["imsi"]) == ("2", "lte-2", "")
+
+
+def test_expired_without_a_report_says_why_and_prints_when_it_was_decided() -> None:
+    expired = msgspec.structs.replace(
+        dlr("expired", None), reason="no delivery report within 3 days, 1:00:00"
+    )
+    fields = dict(gateway_fields(expired, style()))
+    assert fields["status"] == "Message validity period expired"
+    assert fields["reason"] == "no delivery report within 3 days, 1:00:00"
+    assert fields["time"] == "2019/08/02 14:36:07"
+
+
+def test_unmatched_report_names_what_it_carried_under_its_own_id() -> None:
+    unmatched = msgspec.structs.replace(
+        dlr("unmatched"),
+        id="r0123456789abcdef0123",
+        reference=42,
+        status_code=0,
+        reason="received by the recipient",
+    )
+    fields = dict(gateway_fields(unmatched, style()))
+    assert fields["status"] == "Delivery report not matched"
+    assert fields["id"] == "r0123456789abcdef0123"
+    assert fields["reason"] == "TP-MR 42, status 0: received by the recipient"
+    assert (fields["num"], fields["time"]) == ("10086", "2019/08/02 14:35:40")
 
 
 def test_report_without_smsc_time_uses_its_own_time_in_the_smsc_format() -> None:

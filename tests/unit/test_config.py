@@ -90,6 +90,10 @@ def test_env_overrides_file(tmp_path: Path) -> None:
             r"duplicate port names \['p'\]",
         ),
         ("[api\n", r"not valid TOML"),
+        (
+            "[nats]\nmessages_ttl=86400\n[agent]\nreport_timeout=90000\n",
+            r"agent.report_timeout \(90000 s\) must end before nats.messages_ttl",
+        ),
     ],
 )
 def test_bad_files_name_file_field_and_problem(tmp_path: Path, text: str, message: str) -> None:

@@ -14,6 +14,7 @@ SERVICES = {
     "smsgate_agent": ROOT / "services/modem-agent/smsgate_agent",
     "smsgate_sim": ROOT / "services/modem-sim/smsgate_sim",
     "smsgate_callback": ROOT / "services/callback/smsgate_callback",
+    "smsgate_history": ROOT / "services/history/smsgate_history",
 }
 CORE = ROOT / "shared/smsgate"
 CLI = ROOT / "shared/smsgate_cli"

@@ -134,6 +134,7 @@ class FakePort:
     written: list[int] = field(default_factory=list)  # parts whose PDU reached the modem
     marks: list[Awaitable[object] | None] = field(default_factory=list)
     reported: list[str] = field(default_factory=list)
+    results_when_reported: list[int] = field(default_factory=list)
     requeued_ids: list[str] = field(default_factory=list)
     sending_ids: list[str] = field(default_factory=list)
 
@@ -170,6 +171,7 @@ class FakePort:
 
     async def after_sent(self, job: SendJob, outcome: SendOutcome) -> None:
         self.reported.append(job.id)
+        self.results_when_reported.append(len(self.results))
 
     async def requeued(self, job: SendJob) -> None:
         self.requeued_ids.append(job.id)
@@ -300,6 +302,7 @@ async def test_a_sent_job_is_claimed_first_published_once_and_acked() -> None:
     assert port.results == [Result(SendStatus.SENT, None, TWO_SENT.parts)]
     assert port.recorded == [AfterSend.SENT]
     assert port.reported == ["m1"]
+    assert port.results_when_reported == [0]  # on record for its report before its result
     assert port.sending_ids == ["m1"]
     assert handle.calls == [("ack", None)]
 

@@ -13,7 +13,7 @@ import logging
 import multiprocessing
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 import msgspec
@@ -21,7 +21,9 @@ import uvicorn
 import uvloop
 from nats.aio.client import Client
 from smsgate import gc_tuning, logs
-from smsgate.config import Config, ConfigError
+from smsgate.config import Config
+from smsgate.config import parse_listen as config_listen
+from smsgate.metrics import CONTENT_TYPE, Source
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -30,7 +32,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from smsgate_api import console, events, gateway, openapi, v1
+from smsgate_api import console, events, gateway, history, openapi, v1
 from smsgate_api.access_log import AccessLog
 from smsgate_api.runtime import ApiRuntime
 from smsgate_api.web import json_response, runtime
@@ -65,7 +67,8 @@ async def metrics(request: Request) -> Response:
         ports={str(k): v for k, v in rt.ports.counts().items()},
         nats_connected=rt.connected,
     )
-    return Response(text, media_type="text/plain; version=0.0.4; charset=utf-8")
+    text += "".join(source() for source in request.app.extra_metrics)
+    return Response(text, media_type=CONTENT_TYPE)
 
 
 class ApiApp(Starlette):
@@ -80,6 +83,7 @@ class ApiApp(Starlette):
     runtime: ApiRuntime
     fast_gateway: bool = False
     access_log: AccessLog | None = None
+    extra_metrics: Sequence[Source] = ()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         access = self.access_log
@@ -102,8 +106,14 @@ class ApiApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def create_app(config: Config, *, nc: Client | None = None) -> ApiApp:
-    """The API app; it uses `nc` when given, else connects (and reconnects) by itself."""
+def create_app(
+    config: Config, *, nc: Client | None = None, extra_metrics: Sequence[Source] = ()
+) -> ApiApp:
+    """The API app; it uses `nc` when given, else connects (and reconnects) by itself.
+
+    `extra_metrics`: more Prometheus text for `/metrics`, such as dev mode's agent and
+    callback service, which run in this process.
+    """
     rt = ApiRuntime(config, nc=nc)
     access = AccessLog() if config.api.access_log else None
 
@@ -115,6 +125,7 @@ def create_app(config: Config, *, nc: Client | None = None) -> ApiApp:
         try:
             yield
         finally:
+            await history.close(rt)
             await rt.stop()
             if access is not None:
                 access.stop()
@@ -122,7 +133,9 @@ def create_app(config: Config, *, nc: Client | None = None) -> ApiApp:
     routes = [
         Route("/sendsms", gateway.sendsms, methods=["GET", "POST"]),
         Route("/api/v1/messages", v1.send_message, methods=["POST"]),
-        Route("/api/v1/messages/{id}", v1.get_message, methods=["GET"]),
+        Route("/api/v1/messages", history.list_messages, methods=["GET"]),
+        Route("/api/v1/messages/{id}", history.get_message, methods=["GET"]),
+        Route("/api/v1/inbox", history.inbox, methods=["GET"]),
         Route("/api/v1/ports", v1.list_ports, methods=["GET"]),
         Route("/api/v1/ports/{name}/{action}", v1.port_action, methods=["POST"]),
         Route("/api/v1/ussd", v1.ussd, methods=["POST"]),
@@ -146,6 +159,7 @@ def create_app(config: Config, *, nc: Client | None = None) -> ApiApp:
         )
     app = ApiApp(routes=routes, middleware=middleware, lifespan=lifespan)
     app.runtime = rt
+    app.extra_metrics = tuple(extra_metrics)
     app.fast_gateway = not config.api.cors
     app.access_log = access
     app.state.runtime = rt
@@ -156,11 +170,8 @@ def create_app(config: Config, *, nc: Client | None = None) -> ApiApp:
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
-    """`host:port` or `[v6]:port` into (host, port)."""
-    host, _, port = listen.rpartition(":")
-    if not host or not (port.isascii() and port.isdigit()):
-        raise ConfigError(f"api.listen: must be host:port, not {listen!r}")
-    return host.strip("[]"), int(port)
+    """`api.listen` (`host:port` or `[v6]:port`) into (host, port)."""
+    return config_listen(listen, "api.listen")
 
 
 def server_config(config: Config, app: Starlette, **overrides: object) -> uvicorn.Config:
@@ -225,18 +236,9 @@ async def _exit_with_parent(server: uvicorn.Server, parent: int) -> None:
             return
 
 
-def log_settings() -> tuple[str, str]:
-    """(level, format) of this process's logging, for a child process to log alike."""
-    root = logging.getLogger()
-    json = any(isinstance(handler.formatter, logs.JsonFormatter) for handler in root.handlers)
-    return logging.getLevelName(root.getEffectiveLevel()), "json" if json else "text"
-
-
-def serve_worker(
-    config_json: bytes, parent: int, logging_as: tuple[str, str] = ("INFO", "text")
-) -> None:
-    """A child process's entry: serve the API (config as JSON) until `parent` is gone."""
-    logs.setup(*logging_as)  # secrets redacted in the child's lines too
+def _worker(config_json: bytes, parent: int, log_settings: tuple[str, str]) -> None:
+    # A spawned process starts with no logging set up: set it up as the parent's was.
+    logs.setup(*log_settings)
     config = msgspec.json.decode(config_json, type=Config)
     uvloop.run(_serve(config, parent=parent))
 
@@ -253,7 +255,7 @@ async def run_api(config: Config) -> None:
     asyncio loop the gateway API serves roughly a third fewer requests.
     """
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        logs.setup()
     host, port = parse_listen(config.api.listen)
     scheme = "https" if config.api.tls_cert else "http"
     log.info("smsgate api on %s://%s:%d (%d worker(s))", scheme, host, port, config.api.workers)
@@ -263,7 +265,7 @@ async def run_api(config: Config) -> None:
         payload = msgspec.json.encode(config)
         for _ in range(config.api.workers - 1):
             process = context.Process(
-                target=serve_worker, args=(payload, os.getpid(), log_settings()), daemon=True
+                target=_worker, args=(payload, os.getpid(), logs.settings()), daemon=True
             )
             process.start()
             workers.append(process)

@@ -28,6 +28,7 @@ from smsgate_api.sending import Submission, submit
 log = logging.getLogger("smsgate.api")
 
 ROUTE = "/sendsms"
+ERROR_HEADER = "X-Smsgate-Error"  # why a request failed, with report=NO (no body)
 _FORM = b"application/x-www-form-urlencoded"
 _DEFAULTS = {f.value: f for f in ReportFormat}
 _CONTENT_TYPES = {
@@ -55,7 +56,22 @@ async def _fields(scope: Scope, receive: Receive) -> dict[str, str]:
         body = await read_body(Request(scope, receive))
         if body and (not content_type or content_type.startswith(_FORM)):
             params.parse_urlencoded(body, fields)  # the body wins over the query
+        elif body:
+            media = content_type.split(b";")[0].strip().decode("latin-1")
+            raise ApiError(
+                415,
+                "unsupported_body",
+                f"a {media} body is not read: send the parameters as a form "
+                "(application/x-www-form-urlencoded) or in the query string; "
+                "JSON goes to POST /api/v1/messages",
+            )
     return fields
+
+
+def error_header(message: str) -> str:
+    """An error message as an HTTP header value: one line of printable ASCII."""
+    text = " ".join(message.split())
+    return text.encode("ascii", "backslashreplace").decode("ascii")
 
 
 async def answer(
@@ -96,12 +112,11 @@ async def answer(
             ),
         )
     except ApiError as error:
-        return (
-            error.status,
-            form,
-            sendsms_reply.render_error(form, message, error.message),
-            error.headers,
-        )
+        headers = error.headers
+        if form is ReportFormat.NO:  # no body to carry the reason: a header does
+            headers = {**headers, ERROR_HEADER: error_header(error.message)}
+        body = sendsms_reply.render_error(form, message, error.message)
+        return error.status, form, body, headers
     return 200, form, sendsms_reply.render(form, checked.message, outcomes), {}
 
 

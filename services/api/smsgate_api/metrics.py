@@ -1,4 +1,4 @@
-"""Prometheus metrics in the text exposition format, kept in plain dicts.
+"""The API process's Prometheus metrics, on the core writer (smsgate.metrics).
 
 Requests by route and outcome, latency histograms by route, messages by outcome; the
 queue depth and ports by status are read when scraped.
@@ -6,8 +6,9 @@ queue depth and ports by status are read when scraped.
 
 from __future__ import annotations
 
-import bisect
 from collections.abc import Mapping
+
+from smsgate.metrics import Counter, Gauge, Histogram, render
 
 BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -23,98 +24,42 @@ def outcome(status: int) -> str:
     return "error"
 
 
-def _labels(labels: Mapping[str, str]) -> str:
-    inner = ",".join(
-        f'{k}="{v.replace(chr(92), chr(92) * 2).replace(chr(34), chr(92) + chr(34))}"'
-        for k, v in labels.items()
-    )
-    return "{" + inner + "}" if inner else ""
-
-
-class _Histogram:
-    __slots__ = ("count", "counts", "total")
-
-    def __init__(self) -> None:
-        self.counts = [0] * len(BUCKETS)
-        self.total = 0.0
-        self.count = 0
-
-    def observe(self, value: float) -> None:
-        index = bisect.bisect_left(BUCKETS, value)
-        if index < len(BUCKETS):
-            self.counts[index] += 1
-        self.total += value
-        self.count += 1
-
-
 class Metrics:
     """The API process's own counters and histograms."""
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str], int] = {}
-        self.latency: dict[str, _Histogram] = {}
-        self.messages: dict[str, int] = {}
+        self.requests = Counter(
+            "smsgate_api_requests_total",
+            "HTTP requests by route and outcome.",
+            ("route", "outcome"),
+        )
+        self.latency = Histogram(
+            "smsgate_api_request_duration_seconds", "Time to answer, by route.", ("route",), BUCKETS
+        )
+        self.messages = Counter(
+            "smsgate_api_messages_total",
+            "Messages by outcome (queued, repeat, refused).",
+            ("outcome",),
+        )
 
     def request(self, route: str, status: int, seconds: float) -> None:
-        key = (route, outcome(status))
-        self.requests[key] = self.requests.get(key, 0) + 1
-        histogram = self.latency.get(route)
-        if histogram is None:
-            histogram = self.latency[route] = _Histogram()
-        histogram.observe(seconds)
+        self.requests.inc(route, outcome(status))
+        self.latency.observe(seconds, route)
 
     def message(self, result: str, count: int = 1) -> None:
-        self.messages[result] = self.messages.get(result, 0) + count
+        self.messages.inc(result, amount=count)
 
     def render(
         self, *, queue_depth: int | None, ports: Mapping[str, int], nats_connected: bool
     ) -> str:
-        lines = [
-            "# HELP smsgate_api_requests_total HTTP requests by route and outcome.",
-            "# TYPE smsgate_api_requests_total counter",
-        ]
-        for (route, result), count in sorted(self.requests.items()):
-            lines.append(
-                f"smsgate_api_requests_total{_labels({'route': route, 'outcome': result})} {count}"
-            )
-        lines += [
-            "# HELP smsgate_api_request_duration_seconds Time to answer, by route.",
-            "# TYPE smsgate_api_request_duration_seconds histogram",
-        ]
-        for route, histogram in sorted(self.latency.items()):
-            cumulative = 0
-            for bound, count in zip(BUCKETS, histogram.counts, strict=True):
-                cumulative += count
-                labels = _labels({"route": route, "le": repr(bound)})
-                lines.append(f"smsgate_api_request_duration_seconds_bucket{labels} {cumulative}")
-            labels = _labels({"route": route, "le": "+Inf"})
-            lines.append(f"smsgate_api_request_duration_seconds_bucket{labels} {histogram.count}")
-            route_label = _labels({"route": route})
-            lines.append(f"smsgate_api_request_duration_seconds_sum{route_label} {histogram.total}")
-            lines.append(
-                f"smsgate_api_request_duration_seconds_count{route_label} {histogram.count}"
-            )
-        lines += [
-            "# HELP smsgate_api_messages_total Messages by outcome (queued, repeat, refused).",
-            "# TYPE smsgate_api_messages_total counter",
-        ]
-        for result, count in sorted(self.messages.items()):
-            lines.append(f"smsgate_api_messages_total{_labels({'outcome': result})} {count}")
-        lines += [
-            "# HELP smsgate_send_queue_depth Jobs waiting in the SMS_SEND stream.",
-            "# TYPE smsgate_send_queue_depth gauge",
-        ]
+        depth = Gauge("smsgate_send_queue_depth", "Jobs waiting in the SMS_SEND stream.")
         if queue_depth is not None:
-            lines.append(f"smsgate_send_queue_depth {queue_depth}")
-        lines += [
-            "# HELP smsgate_ports Ports by status, as this API instance sees them.",
-            "# TYPE smsgate_ports gauge",
-        ]
-        for status, count in sorted(ports.items()):
-            lines.append(f"smsgate_ports{_labels({'status': status})} {count}")
-        lines += [
-            "# HELP smsgate_api_nats_connected 1 when connected to NATS.",
-            "# TYPE smsgate_api_nats_connected gauge",
-            f"smsgate_api_nats_connected {int(nats_connected)}",
-        ]
-        return "\n".join(lines) + "\n"
+            depth.set(queue_depth)
+        by_status = Gauge(
+            "smsgate_ports", "Ports by status, as this API instance sees them.", ("status",)
+        )
+        for status, count in ports.items():
+            by_status.set(count, status)
+        connected = Gauge("smsgate_api_nats_connected", "1 when connected to NATS.")
+        connected.set(int(nats_connected))
+        return render((self.requests, self.latency, self.messages, depth, by_status, connected))

@@ -10,11 +10,12 @@ import html
 from typing import Any
 
 import msgspec
-from smsgate.contracts import ControlReply, MessageStatus
+from smsgate.contracts import ControlReply
+from smsgate.history.records import MessagePage
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
-from smsgate_api import console, params, sendsms_reply, settings, v1
+from smsgate_api import console, history, params, sendsms_reply, settings, v1
 from smsgate_api.web import ErrorBody
 
 _REF = "#/components/schemas/{name}"
@@ -50,8 +51,8 @@ _GATEWAY_FIELDS: list[tuple[str, dict[str, Any], str]] = [
     ("message", {"type": "string"}, "UTF-8 text, any script, up to the configured parts."),
     (
         "port",
-        {"type": "string", "examples": ["lte-3", "3", "2,3"]},
-        "Port name, gateway number or comma-separated list; default any ready port.",
+        {"type": "string", "examples": ["lte-3", "3", "2,3", "any"]},
+        "Port name, gateway number or comma-separated list; `any` or none: any ready port.",
     ),
     (
         "report",
@@ -83,6 +84,8 @@ _GATEWAY_ERRORS = {
     "400": _gateway_response("A parameter is missing or wrong; the message says which", True),
     "401": _gateway_response("Wrong or missing credentials", True),
     "403": _gateway_response("Port not allowed for this user, or HTTP sending is off", True),
+    "409": _gateway_response("The id was used before for another recipient or text", True),
+    "415": _gateway_response("A body that is not a form (application/x-www-form-urlencoded)", True),
     "429": _gateway_response("Too many failed logins from this client; see Retry-After", True),
     "503": _gateway_response("The send queue is full or NATS is unreachable; retry later", True),
 }
@@ -159,6 +162,54 @@ def _path_param(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 def _plain(description: str, media: str = "text/plain") -> dict[str, Any]:
     return {"description": description, "content": {media: {"schema": {"type": "string"}}}}
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"name": name, "in": "query", "schema": schema, "description": description}
+
+
+def _history_parameters(*, inbound: bool) -> list[dict[str, Any]]:
+    text = {"type": "string"}
+    found = [
+        _query("number", text, "The other party (recipient or sender), however written"),
+        _query("port", text, "Port names or numbers (comma-separated)"),
+        _query("sim", text, "The SIM's IMSI"),
+        _query("user", text, "The user who sent it (an admin sees every user's)"),
+        _query(
+            "state",
+            text,
+            "Comma-separated: queued, sending, sent, failed, delivered, undelivered, expired, "
+            "received, unmatched",
+        ),
+        _query("since", text, "Created at or after: ISO 8601 or Unix seconds"),
+        _query("until", text, "Created before: ISO 8601 or Unix seconds"),
+        _query("q", text, "Text contains this (case-insensitive)"),
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "Page size (50)"),
+        _query("cursor", text, "`next` of the previous page"),
+        _query(
+            "format",
+            {"type": "string", "enum": ["json", "csv", "jsonl"]},
+            "json: one page; csv or jsonl: every match, streamed",
+        ),
+    ]
+    if not inbound:
+        direction = {"type": "string", "enum": ["out", "in"]}
+        found.insert(0, _query("direction", direction, "out (sent) or in (received)"))
+    return found
+
+
+def _history_listing(summary: str, operation_id: str, *, inbound: bool) -> dict[str, Any]:
+    page = _json("MessagePage", "A page, newest first; `next` continues")
+    page["content"] |= {
+        "text/csv": {"schema": {"type": "string"}},
+        "application/x-ndjson": {"schema": {"type": "string"}},
+    }
+    return _v1(
+        summary,
+        operation_id,
+        {"200": page, "404": _json("ErrorBody", "The history is switched off")},
+        parameters=_history_parameters(inbound=inbound),
+    )
 
 
 def _console_paths() -> dict[str, Any]:
@@ -253,7 +304,8 @@ def build() -> dict[str, Any]:
             v1.SendResponse,
             v1.PortList,
             v1.UssdBody,
-            MessageStatus,
+            history.MessageDetail,
+            MessagePage,
             ControlReply,
             ErrorBody,
             sendsms_reply.Report,
@@ -282,17 +334,24 @@ def build() -> dict[str, Any]:
                 {
                     "202": _json("SendResponse", "Queued (or results, with `wait`)"),
                     "403": _json("ErrorBody", "Port not allowed, or HTTP sending is off"),
+                    "409": _json("ErrorBody", "The id was used before for another message"),
                 },
                 body="SendRequest",
-            )
+            ),
+            "get": _history_listing(
+                "Search the message history (sent and received)", "list_messages", inbound=False
+            ),
         },
         "/api/v1/messages/{id}": {
             "get": _v1(
-                "A message's full status: state, port, parts, delivery",
+                "A message's status and history: state, port, parts, delivery, text, timeline",
                 "get_message",
-                {"200": _json("MessageStatus", "The latest status")} | not_found,
+                {"200": _json("MessageDetail", "The latest status and the timeline")} | not_found,
                 parameters=[_path_param("id", {"type": "string", "maxLength": 128})],
             )
+        },
+        "/api/v1/inbox": {
+            "get": _history_listing("Received messages", "inbox", inbound=True),
         },
         "/api/v1/ports": {
             "get": _v1(

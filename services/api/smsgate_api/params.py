@@ -131,12 +131,20 @@ def check_length(text: str, max_parts: int) -> None:
         )
 
 
+ANY_PORT = "any"
+
+
 def ports(value: str | None) -> list[str] | None:
-    """`port=lte-3`, `port=3` or `port=2,3` as a list of tokens; None means any port."""
+    """`port=lte-3`, `port=3` or `port=2,3` as a list of tokens; None (also `port=any`)
+    means any ready port the user may use."""
     if value is None:
         return None
     tokens = [t.strip() for t in value.split(",")]
     tokens = [t for t in tokens if t]
+    if any(t.lower() == ANY_PORT for t in tokens):
+        if len(tokens) > 1:
+            raise bad_parameter("port=any stands alone: it means any ready port")
+        return None
     return tokens or None
 
 

@@ -33,6 +33,7 @@ _RANK = {
     PortStatus.PARKED: 2,
     PortStatus.DOWN: 3,
     PortStatus.DISABLED: 4,
+    PortStatus.UNKNOWN: 5,
 }
 _STALE_HEARTBEATS = 3
 _LIST_MAX = 40  # names shown in an error message

@@ -14,6 +14,10 @@ was refused (a full queue, NATS down), the jobs that did go in are deleted again
 stream sequence (`js.delete_msg`) and the claimed ids are released, and the request
 fails with 503. The deletion runs within milliseconds of the publish; a job an agent
 took in that window cannot be called back, and is logged.
+
+With the history on, each job goes with its `queued` record on SMS_EVENTS (the text and
+who sent it, which the history store cannot read off the work queue), in the same batch
+and under the same all-or-nothing rule: a refused request leaves neither behind.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from nats.js.kv import KeyValue
 from smsgate import contracts, subjects
 from smsgate.acks import Ack, AckPublisher
 from smsgate.bus import CREATE_ONLY, SEND_DUPLICATE_WINDOW, WRONG_LAST_SEQUENCE
-from smsgate.contracts import MessageState, MessageStatus, SendJob
+from smsgate.contracts import MessageQueued, MessageState, MessageStatus, SendJob
 
 from smsgate_api.errors import ApiError, busy, unavailable
 
@@ -73,6 +77,51 @@ def queued_status(job: SendJob) -> MessageStatus:
         user=job.user,
         created=job.created,
         updated=job.created,
+        digest=contracts.text_digest(job.text),
+    )
+
+
+def conflict(job: SendJob, stored: MessageStatus) -> ApiError | None:
+    """A repeated id that names another message: a different recipient or text.
+
+    Answering it with the stored status would report a send to a number that was never
+    sent to, so it is refused instead. A status without a digest (written by an older
+    agent) is compared by recipient only.
+    """
+    other_text = stored.digest is not None and stored.digest != contracts.text_digest(job.text)
+    if stored.to == job.to and not other_text:
+        return None
+    what = f"recipient {stored.to}" if stored.to != job.to else "another text"
+    return ApiError(
+        409,
+        "id_conflict",
+        f"id {job.id!r} was already used for a message with {what}: "
+        "a repeated id must repeat the same recipient and text; use a new id for a new message",
+    )
+
+
+Publish = tuple[str, bytes, dict[str, str]]
+
+
+def queued_record(job: SendJob) -> Publish:
+    """The job's `queued` record for the history, as (subject, payload, headers)."""
+    record = MessageQueued(
+        # Unique per publish: a record withdrawn with a refused request must not make
+        # JetStream drop the record of a later request for the same id as a duplicate.
+        event_id=f"{job.id}:queued:{contracts.new_id()[:12]}",
+        id=job.id,
+        to=job.to,
+        text=job.text,
+        port=job.port,
+        status_report=job.status_report,
+        user=job.user,
+        caller_id=job.caller_id,
+        time=job.created,
+    )
+    return (
+        subjects.queued(job.port),
+        contracts.encode(record),
+        {Header.MSG_ID.value: record.event_id},
     )
 
 
@@ -108,11 +157,14 @@ class JobQueue:
         js: JetStreamContext,
         messages: KeyValue,
         publisher: AckPublisher,
+        *,
+        journal: bool = False,
     ) -> None:
         self._nc = nc
         self._js = js
         self._publisher = publisher
         self._messages = messages
+        self._journal = journal  # publish each job's `queued` record for the history
 
     @property
     def connected(self) -> bool:
@@ -129,6 +181,14 @@ class JobQueue:
         self._check_connected()
         if claim_ids:
             repeats = await self._claim([job for job, _ in jobs])
+            conflicts = [
+                error
+                for job, _ in jobs
+                if job.id in repeats and (error := conflict(job, repeats[job.id])) is not None
+            ]
+            if conflicts:
+                await self._release([job.id for job, _ in jobs if job.id not in repeats])
+                raise QueueRefused(conflicts[0])
         else:
             repeats = {}
             for job, _ in jobs:
@@ -162,9 +222,20 @@ class JobQueue:
         items = [
             (subject, contracts.encode(job), {Header.MSG_ID.value: job.id}) for job, subject in jobs
         ]
-        failures = [r for r in await self._send(items) if not isinstance(r, Ack)]
+        records = self._records(jobs)
+        results = await self._send([*records, *items])
+        failures = [r for r in results if not isinstance(r, Ack)]
         if failures:
+            await self._withdraw(results[: len(records)])
             raise QueueRefused(_refusal(failures[0]))
+
+    def _records(self, jobs: Sequence[tuple[SendJob, str]]) -> list[Publish]:
+        return [queued_record(job) for job, _ in jobs] if self._journal else []
+
+    async def _withdraw(self, records: Sequence[Ack | BaseException]) -> None:
+        """Delete the `queued` records of a refused request from SMS_EVENTS."""
+        sequences = [r.seq for r in records if isinstance(r, Ack) and not r.duplicate]
+        await self._delete(sequences, subjects.EVENTS_STREAM)
 
     async def _acks(self, futures: list[asyncio.Future[Ack]]) -> list[Ack | BaseException]:
         # The futures resolve together (the publisher times out lost acks), so awaiting
@@ -246,7 +317,11 @@ class JobQueue:
         items = [
             (subject, contracts.encode(job), {Header.MSG_ID.value: job.id}) for job, subject in jobs
         ]
-        results = await self._send(items)
+        records = self._records(jobs)
+        # The records go first: the history has a message's text before an agent can
+        # have sent it.
+        sent = await self._send([*records, *items])
+        recorded, results = sent[: len(records)], sent[len(records) :]
         if all(isinstance(r, Ack) for r in results):
             # A claimed id whose publish is a duplicate: an earlier copy was withdrawn by a
             # refused request, but the stream still remembers its Nats-Msg-Id. Unless that
@@ -272,12 +347,13 @@ class JobQueue:
                 )
                 for (index, _), result in zip(again, retried, strict=True):
                     results[index] = result
-        failures = [r for r in results if not isinstance(r, Ack)]
+        failures = [r for r in [*recorded, *results] if not isinstance(r, Ack)]
         if not failures:
             return
         # A duplicate ack means an earlier publish of the same id holds the slot: keep it.
         sequences = [r.seq for r in results if isinstance(r, Ack) and not r.duplicate]
-        await self._delete(sequences)
+        await self._delete(sequences, subjects.SEND_STREAM)
+        await self._withdraw(recorded)
         raise QueueRefused(_refusal(failures[0]))
 
     async def _still_queued(self, ack: Ack) -> bool:
@@ -287,16 +363,17 @@ class JobQueue:
             return False
         return True
 
-    async def _delete(self, sequences: list[int]) -> None:
+    async def _delete(self, sequences: list[int], stream: str) -> None:
         async def one(seq: int) -> None:
             try:
-                await self._js.delete_msg(subjects.SEND_STREAM, seq)
+                await self._js.delete_msg(stream, seq)
             except Exception as exc:
                 log.warning(
-                    "could not withdraw job seq %d of a refused request (%s): "
-                    "an agent may already have it",
+                    "could not withdraw %s seq %d of a refused request (%s)%s",
+                    stream,
                     seq,
                     exc,
+                    ": an agent may already have it" if stream == subjects.SEND_STREAM else "",
                 )
 
         await asyncio.gather(*(one(seq) for seq in sequences))

@@ -71,8 +71,7 @@ class ApiRuntime:
         if self.publisher is not None:
             await self.publisher.stop()
         if self._owns_connection and self.nc is not None:
-            with contextlib.suppress(Exception):
-                await self.nc.close()
+            await bus.close(self.nc)
 
     async def _connect(self) -> None:
         backoff = Backoff(0.5, _RETRY_MAX)
@@ -110,7 +109,7 @@ class ApiRuntime:
         await self.publisher.start()
         self._tasks.append(asyncio.create_task(self.ports.follow(ports)))
         self.js = js
-        self.queue = JobQueue(nc, js, messages, self.publisher)
+        self.queue = JobQueue(nc, js, messages, self.publisher, journal=self.config.history.enabled)
 
     @property
     def connected(self) -> bool:

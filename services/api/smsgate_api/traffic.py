@@ -49,6 +49,8 @@ def classify(kind: str, data: bytes) -> tuple[str, float] | None:
     if kind == "result":
         return ("sent" if event.status == "sent" else "failed"), when
     if kind == "report":
+        if event.state == "unmatched":
+            return None  # a report about no message we know: no message's outcome
         return ("delivered" if event.state == "delivered" else "undelivered"), when
     if kind == "inbound":
         return "received", when

@@ -7,6 +7,7 @@ Port names are full names (`lte-3`); gateway numbers are accepted where a port i
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Literal, TypeVar
 
 import msgspec
@@ -16,9 +17,9 @@ from smsgate import contracts, subjects
 from smsgate.contracts import (
     ControlReply,
     MessageState,
-    MessageStatus,
     PortCommand,
     PortState,
+    PortStatus,
     UssdRequest,
 )
 from starlette.requests import Request
@@ -67,14 +68,18 @@ class SendResponse(msgspec.Struct, kw_only=True):
 
 class PortList(msgspec.Struct, kw_only=True):
     ports: list[PortState]
+    # "unreachable": this API cannot reach NATS; every status is `unknown`, the rest of each
+    # state is as last seen.
+    bus: Literal["connected", "unreachable"] = "connected"
 
 
 class UssdBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     port: str
-    code: Annotated[str, msgspec.Meta(min_length=1, max_length=160)]
+    code: Annotated[str, msgspec.Meta(min_length=1)]  # checked against USSD_CODE_PATTERN
     timeout: Annotated[float, msgspec.Meta(gt=0, le=180)] = 30.0
 
 
+_USSD_CODE = re.compile(contracts.USSD_CODE_PATTERN)
 PortAction = Literal["disable", "enable", "drain"]
 T = TypeVar("T")
 
@@ -134,21 +139,6 @@ async def send_message(request: Request) -> Response:
     return json_response(SendResponse(messages=[_out(o) for o in outcomes]), 202)
 
 
-@instrument("/api/v1/messages/{id}")
-async def get_message(request: Request) -> Response:
-    rt = runtime(request)
-    try:
-        user = await authenticated_user(request)
-        message_id = request.path_params["id"]
-        status: MessageStatus | None = await rt.require_queue().status(message_id)
-        if status is None or not (user.admin or status.user == user.name):
-            # Someone else's message is reported as unknown, not as forbidden.
-            raise ApiError(404, "not_found", f"no message with id {message_id!r}")
-    except ApiError as error:
-        return json_error(error)
-    return json_response(status)
-
-
 @instrument("/api/v1/ports")
 async def list_ports(request: Request) -> Response:
     rt = runtime(request)
@@ -157,8 +147,15 @@ async def list_ports(request: Request) -> Response:
     except ApiError as error:
         return json_error(error)
     table = rt.ports
-    states = [table.state(name) for name in sorted(table.names) if user.may_use(name)]
-    return json_response(PortList(ports=[s for s in states if s is not None]))
+    states = [
+        state
+        for name in sorted(table.names)
+        if user.may_use(name) and (state := table.state(name)) is not None
+    ]
+    if not rt.connected:
+        unknown = [msgspec.structs.replace(s, status=PortStatus.UNKNOWN) for s in states]
+        return json_response(PortList(ports=unknown, bus="unreachable"))
+    return json_response(PortList(ports=states))
 
 
 def _port_for(request: Request, user: User, name: str) -> str:
@@ -210,6 +207,11 @@ async def ussd(request: Request) -> Response:
     try:
         user = await authenticated_user(request)
         body = _decode(await read_body(request), UssdBody)
+        if not _USSD_CODE.match(body.code):
+            raise bad_parameter(
+                f"code {body.code!r} is not a USSD code: use digits, '*', '#' and '+' "
+                "(such as *100#), at most 160"
+            )
         port = _port_for(request, user, body.port)
         command = UssdRequest(code=body.code, timeout=body.timeout)
         return await _control(

@@ -8,6 +8,7 @@ redirects are not followed), because sending the same request again cannot chang
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import time
 from collections.abc import Mapping
@@ -207,16 +208,14 @@ async def attempt(
     cookies and needs no auth flow, so the client's layers would be work for nothing.
     """
     started = time.perf_counter()
+    response: httpx.Response | None = None
     try:
         # httpx's timeout bounds each phase; this bounds the whole exchange (slow drips too).
         async with asyncio.timeout(time_limit):
             response = await transport.handle_async_request(request)
-            try:
-                stream = response.stream
-                assert isinstance(stream, httpx.AsyncByteStream)
-                body = await _read_capped(stream)
-            finally:
-                await response.aclose()
+            stream = response.stream
+            assert isinstance(stream, httpx.AsyncByteStream)
+            body = await _read_capped(stream)
     except (TimeoutError, httpx.HTTPError) as exc:
         outcome = classify_error(exc, time_limit)
     else:
@@ -227,6 +226,13 @@ async def attempt(
             response.headers.get("Retry-After"),
             dt.datetime.now(dt.UTC),
         )
+    finally:
+        if response is not None:
+            # Outside the time limit: a cancellation landing in the middle of the close
+            # would leave the connection busy for good, and a pool of one unusable. The
+            # verdict stands whatever the close runs into: httpcore drops the connection.
+            with contextlib.suppress(httpx.HTTPError):
+                await response.aclose()
     latency = time.perf_counter() - started
     return AttemptOutcome(
         outcome.verdict,

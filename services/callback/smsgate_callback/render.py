@@ -35,6 +35,7 @@ DEFAULT_STATUS_TEXT: Mapping[str, str] = {
     "delivered": "Message received on handset",
     "undelivered": "Message delivery failed",
     "expired": "Message validity period expired",
+    "unmatched": "Delivery report not matched",
 }
 
 Fields = list[tuple[str, str]]
@@ -126,20 +127,22 @@ def gateway_fields(event: contracts.Event, style: GatewayStyle) -> Fields:
     """The name=value pairs of a gateway GET (or form POST), in a gateway's order."""
     names = style.params
     number = message = status = ""
-    caller_id = reason = None
+    message_id = reason = None
+    # `id` is the recipient's own message id: the caller's `id` for one recipient,
+    # `<id>-<i>` for recipient i of several, so every callback names one message.
     if isinstance(event, contracts.SendResult):
-        kind, number, caller_id = RESULT_TYPE, event.to, event.caller_id or event.id
+        kind, number, message_id = RESULT_TYPE, event.to, event.id
         status = style.status_text[event.status.value]
         time, reason = style.local_time(event.time), event.reason or ""
     elif isinstance(event, contracts.DeliveryReport):
-        kind, number, caller_id = REPORT_TYPE, event.to, event.caller_id or event.id
+        kind, number, message_id = REPORT_TYPE, event.to, event.id
         state = "undelivered" if event.state is contracts.DeliveryState.FAILED else event.state
         status = style.status_text[state]
         if event.smsc_time is not None:
             time = style.smsc_time(event.smsc_time)
         else:
             time = style.local_time(event.time, style.smsc_time_format)
-        reason = "" if event.state is contracts.DeliveryState.DELIVERED else event.reason
+        reason = _report_reason(event)
     elif isinstance(event, contracts.InboundSms):
         kind, number, message = INBOUND_TYPE, event.sender, event.text
         time = style.smsc_time(event.smsc_time)
@@ -149,7 +152,7 @@ def gateway_fields(event: contracts.Event, style: GatewayStyle) -> Fields:
         (names.phonenumber, number),
         (names.port, _port_number(event)),
         (names.portname, event.port),
-        ("id", caller_id or ""),
+        ("id", message_id or ""),
         (names.message, message),
         (names.time, time),
         ("type", kind),
@@ -161,6 +164,17 @@ def gateway_fields(event: contracts.Event, style: GatewayStyle) -> Fields:
     fields: Fields = [(name, value) for name, value in pairs if name and value is not None]
     fields.extend(style.extra)
     return fields
+
+
+def _report_reason(report: contracts.DeliveryReport) -> str:
+    """Empty for `delivered`; an unmatched report names what it carried, since its `id`
+    is the report's own and no caller's id can tell the receiver what it was about."""
+    if report.state is contracts.DeliveryState.DELIVERED:
+        return ""
+    if report.state is not contracts.DeliveryState.UNMATCHED:
+        return report.reason
+    said = f"TP-MR {report.reference}" if report.reference is not None else "no TP-MR"
+    return f"{said}, status {report.status_code}: {report.reason}" if report.reason else said
 
 
 def encode_fields(fields: Fields) -> str:

@@ -13,6 +13,7 @@ from typing import Literal
 import httpx
 from nats.aio.client import Client
 from smsgate import bus
+from smsgate import metrics as metrics_endpoint
 from smsgate.config import CallbackConfig, Config, ConfigError, Webhook
 
 from smsgate_callback.delivery import Target
@@ -128,6 +129,10 @@ class CallbackService:
         self._registry = registry
         self._on_attempt = on_attempt
 
+    def render(self) -> str:
+        """This service's metrics in the Prometheus text format."""
+        return self._registry.render()
+
     async def run(self, nc: Client, stop: asyncio.Event) -> None:
         """Run every worker on `nc` until `stop` is set; a crashing worker stops them all."""
         await bus.provision(nc.jetstream(), self.config.nats)
@@ -206,9 +211,15 @@ async def run_callback(
     if stop is None:
         stop = asyncio.Event()
         remove_signals = _install_signals(stop)
-    nc = await bus.connect(config.nats, name=f"{config.nats.name}-callback")
+    listen = config.callback.metrics_listen
     try:
-        await service.run(nc, stop)
+        async with metrics_endpoint.serving(listen, "callback.metrics_listen", [service.render]):
+            nc = await bus.connect_until(config.nats, stop, name=f"{config.nats.name}-callback")
+            if nc is None:
+                return
+            try:
+                await service.run(nc, stop)
+            finally:
+                await bus.close(nc)
     finally:
         remove_signals()
-        await nc.close()

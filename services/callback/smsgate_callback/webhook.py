@@ -25,7 +25,9 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import Error as NatsError
+from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from smsgate import contracts, subjects
@@ -163,6 +165,19 @@ class WebhookWorker:
 
     # --- consumer ------------------------------------------------------------------------
 
+    async def _subscribe(self, stop: asyncio.Event) -> JetStreamContext.PullSubscription | None:
+        """The worker's pull subscription, retried while NATS is away; None once stopped."""
+        while not stop.is_set():
+            try:
+                await self.ensure_consumer()
+                return await self._js.pull_subscribe_bind(
+                    durable=self.spec.consumer, stream=subjects.EVENTS_STREAM
+                )
+            except (NatsTimeoutError, TimeoutError, NoRespondersError) as exc:  # NATS is away
+                log.warning("webhook %s: cannot set up its consumer: %s", self.spec.name, exc)
+                await _first(asyncio.sleep(FETCH_TIMEOUT), stop.wait())
+        return None
+
     async def ensure_consumer(self) -> None:
         """Create the durable consumer, or update its filter and limits, keeping its position."""
         spec = self.spec
@@ -209,10 +224,9 @@ class WebhookWorker:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Deliver until `stop` is set; then hand every unfinished event back to the server."""
-        await self.ensure_consumer()
-        sub = await self._js.pull_subscribe_bind(
-            durable=self.spec.consumer, stream=subjects.EVENTS_STREAM
-        )
+        sub = await self._subscribe(stop)
+        if sub is None:
+            return
         if self._transport is not None:
             self._free = [self._transport] * self.spec.concurrency
         else:

@@ -10,8 +10,10 @@ Where things live:
 - Receiving: `inbox.Inbox` reads what the modem announced or stored, one at a time;
   `receiving.Receiving` keeps the parts of long SMS across restarts (`reassembly` joins
   them) and publishes each SMS once it is durable.
-- Delivery reports: `reports.ReportBook` matches a status report to its message;
-  `delivery_reports.DeliveryReports` publishes the event and the final status.
+- Delivery reports: `ledger.Ledger` keeps what every sent part awaits on the bus (the
+  `sms_reports` bucket), matches reports through it and sweeps for `expired` and
+  `unmatched`; `reports` holds its pure decisions; `delivery_reports.DeliveryReports` is
+  one port's side of it.
 - URCs: `at_parser` tells them from replies; `modem.Modem._on_urc` routes them (new SMS
   and reports to the inbox, `+CUSD` to `ussd`, registration to a poll, `RDY` to a
   re-initialisation).

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import functools
 import logging
 from collections.abc import Coroutine
 from typing import Any
@@ -19,11 +20,15 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import KeyNotFoundError, NotFoundError
-from smsgate import bus, contracts, gc_tuning, subjects
+from smsgate import bus, contracts, gc_tuning, metrics, subjects
 from smsgate.acks import AckPublisher
-from smsgate.config import AgentPort, Config
+from smsgate.config import Config
 
 from smsgate_agent import discovery
+from smsgate_agent.delivery_reports import ledger_settings
+from smsgate_agent.ledger import KvStore, Ledger
+from smsgate_agent.metrics import render_ports
+from smsgate_agent.modem import open_device
 from smsgate_agent.port import PortWorker
 from smsgate_agent.publisher import Publisher
 from smsgate_agent.receiving import inbound_part_keys
@@ -50,20 +55,45 @@ class Agent:
         self.stopping = asyncio.Event()
         self.workers: list[PortWorker] = []
         self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
         self._idle = IdlePorts()
         self._handling: set[str] = set()  # ids of the jobs the ports hold now
 
+    def metrics_text(self) -> str:
+        """This agent's metrics in the Prometheus text format."""
+        return render_ports(worker.reading() for worker in self.workers)
+
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then drain: finish in-flight sends and exit."""
-        self.nc = nc = await bus.connect(self.config.nats, name=f"smsgate-agent-{self.name}")
-        js = nc.jetstream()
+        nc = await bus.connect_until(self.config.nats, stop, name=f"smsgate-agent-{self.name}")
+        if nc is None:
+            return
+        self.nc = nc
+        self.js = js = nc.jetstream()
         buckets = await bus.provision(js, self.config.nats)
         acks = AckPublisher(nc)
         await acks.start()
         publisher = Publisher(nc=nc, js=js, buckets=buckets, agent=self.name, acks=acks)
-        for port in await self._ports():
+        ledger = Ledger(
+            KvStore(buckets.reports, js, acks), publisher, ledger_settings(self.config.agent)
+        )
+        claims = discovery.DeviceClaims()
+        for port in self.config.agent.ports:
+            opener: discovery.IdentityOpener | None = None
+            if discovery.bound_by_identity(port):
+                # Found wherever its modem answers, at start and after every replug.
+                opener = discovery.IdentityOpener(port, claims, open_device=open_device)
+            else:
+                claims.hold(port.name, port.device)
             worker = PortWorker(
-                self.config.agent, port, publisher, idle_ports=self._idle, handling=self._handling
+                self.config.agent,
+                port,
+                publisher,
+                idle_ports=self._idle,
+                handling=self._handling,
+                opener=opener,
+                device=functools.partial(claims.device_of, port.name),
+                ledger=ledger,
             )
             if await self._claim(worker, publisher):
                 self.workers.append(worker)
@@ -92,6 +122,7 @@ class Agent:
             senders.append(asyncio.create_task(worker.run(self.stopping)))
         spawn(shared.run())
         spawn(self._heartbeat_loop())
+        spawn(self._sweep_loop(ledger))
         if self.settle_heap:
             gc_tuning.settle()  # the ports' workers, modems and subscriptions live as long as we do
         log.info("agent %s serving %d ports", self.name, len(self.workers))
@@ -117,14 +148,7 @@ class Agent:
         with contextlib.suppress(Exception):
             await nc.flush(timeout=2)
         await acks.stop()
-        await nc.close()
-
-    async def _ports(self) -> list[AgentPort]:
-        """Configured ports, with identity-bound ones resolved to the device that answered."""
-        ports = self.config.agent.ports
-        by_path = [p for p in ports if not discovery.bound_by_identity(p)]
-        taken = {p.device for p in by_path}
-        return by_path + await discovery.resolve(ports, taken)
+        await bus.close(nc)
 
     def _consumer_config(self) -> ConsumerConfig:
         return ConsumerConfig(
@@ -258,6 +282,21 @@ class Agent:
         await nc.subscribe(subjects.port_control(worker.name), cb=on_control)
         await nc.subscribe(subjects.ussd(worker.name), cb=on_ussd)
 
+    async def _count_pinned(self) -> None:
+        """Each port's pinned jobs in the stream, from one stream info for the whole farm."""
+        if self.js is None:
+            return
+        try:
+            info = await self.js.stream_info(
+                subjects.SEND_STREAM, subjects_filter=subjects.SEND_PINNED_WILDCARD
+            )
+        except Exception as exc:  # NATS away: keep the last count, the beat goes on
+            log.debug("counting pinned jobs failed: %s", exc)
+            return
+        counts = info.state.subjects or {}
+        for worker in self.workers:
+            worker.pinned_backlog = counts.get(subjects.send_port(worker.name), 0)
+
     async def _heartbeat_loop(self) -> None:
         """Every port's state each heartbeat; in between, the busy/ready flips as they come."""
         beat = self.config.agent.heartbeat
@@ -266,6 +305,7 @@ class Agent:
         while not self.stopping.is_set():
             if loop.time() >= next_beat:
                 next_beat = loop.time() + beat
+                await self._count_pinned()
                 for worker in self.workers:
                     await worker.publish_state(force=True)
                     try:
@@ -280,6 +320,20 @@ class Agent:
                 async with asyncio.timeout(min(STATE_FLUSH, beat)):
                     await self.stopping.wait()
 
+    async def _sweep_loop(self, ledger: Ledger) -> None:
+        """Reports that are due (`expired`) or waited in vain (`unmatched`), farm-wide."""
+        while not self.stopping.is_set():
+            try:
+                await ledger.sweep()
+            except Exception as exc:
+                log.warning("report sweep failed: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.config.agent.report_sweep):
+                    await self.stopping.wait()
+
 
 async def run_agent(config: Config, stop: asyncio.Event, *, settle_heap: bool = False) -> None:
-    await Agent(config, settle_heap=settle_heap).run(stop)
+    agent = Agent(config, settle_heap=settle_heap)
+    listen = config.agent.metrics_listen
+    async with metrics.serving(listen, "agent.metrics_listen", [agent.metrics_text]):
+        await agent.run(stop)

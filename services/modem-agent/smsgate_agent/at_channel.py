@@ -282,25 +282,28 @@ class AtChannel:
         prompt_timeout: float,
         timeout: float,  # noqa: ASYNC109 - +CMGS may take minutes; the caller says how long
         gate: Awaitable[object] | None = None,
+        command: str | None = None,
     ) -> Reply:
         """`AT+CMGS=<length>`, the PDU and Ctrl-Z; the reply holds `+CMGS: <mr>`.
+
+        `command` replaces `AT+CMGS=<length>` (text mode: `AT+CMGS="<da>"`, the text as `pdu`).
 
         `gate` is awaited at the prompt, before the PDU is written; if it fails, the
         prompt is cancelled with ESC and its exception propagates (nothing was sent).
         Raises NoPrompt (nothing was sent), SendTimeout or SendInterrupted (outcome unknown),
         AtClosed (the port was gone before the PDU was written).
         """
-        command = PendingCommand.of(f"AT+CMGS={length}", prompt=True)
+        pending = PendingCommand.of(command or f"AT+CMGS={length}", prompt=True)
         async with self._lock:
             self._raise_if_closed()
             if self._dirty:
                 await self._resync()
-            self._begin(command)
+            self._begin(pending)
             done = False
             try:
                 deadline = self._loop.time() + prompt_timeout
                 try:
-                    await self._write(command.text.encode() + b"\r", deadline)
+                    await self._write(pending.text.encode() + b"\r", deadline)
                     while True:
                         event = await self._next_event(deadline)
                         if isinstance(event, Final):
@@ -311,7 +314,7 @@ class AtChannel:
                 except TimeoutError:
                     await self._escape()
                     done = True
-                    raise NoPrompt(f"{self._name}: no prompt for {command.text}") from None
+                    raise NoPrompt(f"{self._name}: no prompt for {pending.text}") from None
                 if gate is not None:
                     try:
                         await gate

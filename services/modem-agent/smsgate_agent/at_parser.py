@@ -41,6 +41,8 @@ BARE_URCS = frozenset(
         "SMS READY",
         "CALL READY",
         "PB DONE",
+        "SMS DONE",  # SIMCom SIM7600
+        "MODEM:STARTUP",  # Neoway
         "NO CARRIER",
         "NORMAL POWER DOWN",
         "POWERED DOWN",
@@ -50,9 +52,10 @@ BARE_URCS = frozenset(
         "^STIN",
     }
 )
-_PREFIX = re.compile(r"^([+^$%#*][A-Za-z0-9_]+)")
+# "!" is Sierra's (`!ICCID:`), "_" Option's (`_OSSYSI:`): prefixes like the others.
+_PREFIX = re.compile(r"^([+^$%#*!_][A-Za-z0-9_]+)")
 _HEX = re.compile(r"^(?:[0-9A-Fa-f]{2})+$")
-_CMD_PREFIX = re.compile(r"(?:^AT|;)\s*([+^$%#][A-Za-z0-9_]+)", re.IGNORECASE)
+_CMD_PREFIX = re.compile(r"(?:^AT|;)\s*([+^$%#!_][A-Za-z0-9_]+)", re.IGNORECASE)
 _PROMPTED = re.compile(r"^AT\+CMG[SW]=", re.IGNORECASE)
 
 
@@ -399,8 +402,9 @@ class AtParser:
             events.append(Settled(Reply(Status.OK, tuple(pending.lines), final="")))
 
     def _urc(self, urc: Urc, events: list[Event]) -> None:
-        # A URC between a `+CMGR:` header and its PDU does not cut them apart.
-        if urc.name in PDU_URCS:
+        # A URC between a `+CMGR:` header and its PDU does not cut them apart. A text-mode
+        # `+CDS: <fo>,<mr>,...` is whole on its line; the PDU form is `+CDS: <length>`.
+        if urc.name in PDU_URCS and not (urc.name == "+CDS" and "," in urc.args):
             self._flush_pdu_urc(events)
             self._pdu_urc = urc
         else:

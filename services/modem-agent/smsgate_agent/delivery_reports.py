@@ -1,116 +1,57 @@
-"""Delivery reports of what one port sent: matched to their messages, published once.
+"""Delivery reports of what one port sent: filed in the ledger, and matched through it.
 
-The matching itself (references, numbers, multi-part messages, reports that beat the
-last `+CMGS`) is the `ReportBook`'s (smsgate_agent.reports); this turns what it decides
-into a `DeliveryReport` event and the message's final status.
+What a report needs is kept on the bus (smsgate_agent.ledger), not in this process, so
+a report is matched wherever and whenever its SIM reads it; the decisions themselves
+(which part, which message, when it expires) are smsgate_agent.reports'.
 """
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import datetime as dt
+from collections.abc import Callable, Mapping
 
 from smsgate import contracts
+from smsgate.config import AgentConfig
 from smsgate.pdu import StatusReport
 
-from smsgate_agent.publisher import Publisher
-from smsgate_agent.reports import MessageDelivery, ReportBook
-
-log = logging.getLogger("smsgate.agent")
-
-DELIVERY_STATE = {
-    "delivered": contracts.DeliveryState.DELIVERED,
-    "failed": contracts.DeliveryState.FAILED,
-    "expired": contracts.DeliveryState.EXPIRED,
-}
+from smsgate_agent import reports
+from smsgate_agent.ledger import Ledger, LedgerSettings
+from smsgate_agent.send_path import until_done
 
 
-@dataclass
-class _Sent:
-    """What a delivery report needs to know about a sent message."""
-
-    job: contracts.SendJob
-    parts: list[contracts.PartResult]
+def ledger_settings(agent: AgentConfig) -> LedgerSettings:
+    return LedgerSettings(
+        timeout=dt.timedelta(seconds=agent.report_timeout),
+        unmatched_after=dt.timedelta(seconds=agent.report_unmatched_after),
+        sweep=agent.report_sweep,
+    )
 
 
 class DeliveryReports:
-    """One port's sent messages awaiting a report, and the reports that settle them."""
+    """One port's side of the ledger: what it sent, and the reports its SIM reads."""
 
-    def __init__(
-        self,
-        name: str,
-        number: int | None,
-        publisher: Publisher,
-        *,
-        imsi: Callable[[], str | None],
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.name = name
-        self.number = number  # the gateway API's port number
-        self.publisher = publisher
-        self._imsi = imsi
-        self.clock = clock
-        self.reports = ReportBook()
-        self.awaiting_report: dict[str, _Sent] = {}
+    def __init__(self, ledger: Ledger, sim: Callable[[], reports.Sim]) -> None:
+        self.ledger = ledger
+        self._sim = sim  # the port and the SIM in it now
 
     async def expect(
         self, job: contracts.SendJob, parts: list[contracts.PartResult], now: float
     ) -> None:
-        """A message sent at `now` asked for a report."""
-        self.awaiting_report[job.id] = _Sent(job, parts)
-        # A report can beat the last +CMGS; the book then decides right here.
-        early = self.reports.expect(job.id, job.to, parts, now)
-        if early is not None:
-            await self._publish_report(early)
+        """A message sent at `now` asked for a report: on record once this returns."""
+        sent = dt.datetime.fromtimestamp(now, dt.UTC)
+        record = reports.awaiting(job, parts, self._sim(), sent, self.ledger.settings.timeout)
+        if record is None:
+            return  # no part carried a TP-MR: nothing a report could be matched to
+        # Its result waits for this: giving up would leave a sent message `interrupted`.
+        await until_done(lambda: self.ledger.record(record), f"report record of {job.id}")
+        # A report that overtook the last +CMGS was parked: it matches now.
+        await self.ledger.retry_parked(record.sim)
 
     async def on_report(self, report: StatusReport) -> None:
-        delivery = self.reports.match(report, self.clock())
-        if delivery is not None:
-            await self._publish_report(delivery)
+        """Called by the modem; returns once the report is matched or kept on the bus."""
+        await self.ledger.take(report, self._sim())
 
-    async def _publish_report(self, delivery: MessageDelivery) -> None:
-        sent = self.awaiting_report.pop(delivery.message_id, None)
-        if sent is None:
-            return
-        job = sent.job
-        state = DELIVERY_STATE.get(delivery.state, contracts.DeliveryState.FAILED)
-        now = contracts.utcnow()
-        report = contracts.DeliveryReport(
-            event_id=f"{job.id}:report",
-            port=self.name,
-            port_number=self.number,
-            imsi=self._imsi(),
-            time=now,
-            id=job.id,
-            caller_id=job.caller_id,
-            to=job.to,
-            state=state,
-            reason=delivery.reason,
-            status_code=delivery.status,
-            smsc_time=delivery.discharge_time,
-            user=job.user,
-        )
-        # The status this agent wrote when the message was sent, moved on by the report:
-        # built here rather than read back from the KV, and sent beside the event.
-        status = contracts.MessageStatus(
-            id=job.id,
-            to=job.to,
-            state=contracts.MessageState.DELIVERED
-            if state == contracts.DeliveryState.DELIVERED
-            else contracts.MessageState.UNDELIVERED,
-            port=self.name,
-            agent=self.publisher.agent,
-            parts=sent.parts,
-            delivery=state,
-            caller_id=job.caller_id,
-            user=job.user,
-            created=job.created,
-            updated=now,
-        )
-        event_failed, status_failed = await self.publisher.event_and_status(report, status)
-        if event_failed is not None:
-            raise event_failed
-        if status_failed is not None:
-            log.warning("%s: status of %s not updated: %s", self.name, job.id, status_failed)
+    @property
+    def published(self) -> Mapping[str, int]:
+        """Reports of this port's messages this agent published, by state."""
+        return self.ledger.published_for(self._sim().port)

@@ -1,8 +1,10 @@
 """Bind ports by identity: find the device whose modem has a given IMEI or SIM ICCID.
 
-USB modems come back as other `ttyUSB*` numbers after a reboot or replug. A port
-configured with `imei = "…"` or `iccid = "…"` and a device glob is named by what answers,
-so two ports never swap names.
+USB modems come back as other `ttyUSB*` numbers after a reboot, a replug or a USB
+re-enumeration while the agent runs. A port configured with `imei = "…"` or `iccid = "…"`
+and a device glob is named by what answers, so two ports never swap names: every time such
+a port (re)opens, `IdentityOpener` looks for its modem among the devices no other port of
+this agent holds, the one it had first.
 """
 
 from __future__ import annotations
@@ -10,16 +12,16 @@ from __future__ import annotations
 import asyncio
 import glob
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-import msgspec
 from smsgate.config import AgentPort
 
 from smsgate_agent.at_channel import AtChannel, AtError
 from smsgate_agent.at_parser import Urc
 from smsgate_agent.replies import normalise_iccid
-from smsgate_agent.startup import ICCID_COMMANDS
-from smsgate_agent.transport import TransportError, open_transport
+from smsgate_agent.startup import ICCID_COMMANDS, describe
+from smsgate_agent.transport import Transport, TransportError, open_transport
 
 log = logging.getLogger("smsgate.agent")
 
@@ -83,31 +85,57 @@ def matches(port: AgentPort, identity: Identity) -> bool:
     return port.iccid is None or port.iccid == identity.iccid
 
 
-async def resolve(ports: list[AgentPort], taken: set[str]) -> list[AgentPort]:
-    """The identity-bound ports with `device` set to where their modem answered.
+class DeviceClaims:
+    """Which device each port of this agent holds, so a search never opens another's."""
 
-    Ports whose modem is not found are left out (and logged); `taken` devices are
-    never probed (path-bound ports own them).
-    """
-    wanted = [p for p in ports if bound_by_identity(p)]
-    if not wanted:
-        return []
-    devices = sorted({d for p in wanted for d in candidates(p.device)} - taken)
-    identities = await asyncio.gather(*(probe(d, wanted[0].baudrate) for d in devices))
-    found: list[AgentPort] = []
-    free = dict(zip(devices, identities, strict=True))
-    for port in wanted:
-        pool = [d for d in candidates(port.device) if d in free]
-        device = next((d for d in pool if (i := free[d]) is not None and matches(port, i)), None)
-        if device is None:
-            log.error(
-                "port %s: no modem with %s among %s",
-                port.name,
-                f"imei {port.imei}" if port.imei else f"iccid {port.iccid}",
-                port.device,
-            )
-            continue
-        del free[device]
-        log.info("port %s is %s (matched by identity)", port.name, device)
-        found.append(msgspec.structs.replace(port, device=device))
-    return found
+    def __init__(self) -> None:
+        self._held: dict[str, str] = {}  # port name -> device
+        self.searching = asyncio.Lock()  # one search at a time: probes must not overlap
+
+    def device_of(self, port: str) -> str | None:
+        return self._held.get(port)
+
+    def hold(self, port: str, device: str) -> None:
+        self._held[port] = device
+
+    def release(self, port: str) -> None:
+        self._held.pop(port, None)
+
+    def taken(self, port: str) -> set[str]:
+        """Devices held by the other ports."""
+        return {device for name, device in self._held.items() if name != port}
+
+
+Open = Callable[[str, int], Awaitable[Transport]]
+
+
+class IdentityOpener:
+    """Opens an identity-bound port: wherever its modem answers now, among free devices."""
+
+    def __init__(self, port: AgentPort, claims: DeviceClaims, *, open_device: Open) -> None:
+        self.port = port
+        self.claims = claims
+        self._open = open_device
+
+    async def __call__(self, pattern: str, baudrate: int) -> Transport:
+        async with self.claims.searching:
+            device = await self._find(pattern, baudrate)
+            if device is None:
+                self.claims.release(self.port.name)
+                raise TransportError(f"no modem with {describe(self.port)} among {pattern}")
+            if device != self.claims.device_of(self.port.name):
+                log.info("port %s is %s (matched by identity)", self.port.name, device)
+            self.claims.hold(self.port.name, device)
+        return await self._open(device, baudrate)
+
+    async def _find(self, pattern: str, baudrate: int) -> str | None:
+        taken = self.claims.taken(self.port.name)
+        last = self.claims.device_of(self.port.name)
+        pool = [d for d in candidates(pattern) if d not in taken]
+        # The device it had is asked first: after a hiccup the modem is usually still there.
+        ordered = sorted(pool, key=lambda d: d != last)
+        identities = await asyncio.gather(*(probe(d, baudrate) for d in ordered))
+        for device, identity in zip(ordered, identities, strict=True):
+            if identity is not None and matches(self.port, identity):
+                return device
+        return None

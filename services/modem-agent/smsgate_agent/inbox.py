@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from smsgate.backoff import Backoff
 from smsgate.pdu import Deliver, PduError, StatusReport, Submit, decode
 
+from smsgate_agent import text_sms
 from smsgate_agent.at_channel import AtClosed, AtError, AtTimeout
 from smsgate_agent.at_parser import Urc, split_fields, unquote
 from smsgate_agent.link import ModemLink
@@ -117,13 +118,17 @@ class Inbox:
 
     async def _direct(self, urc: Urc) -> None:
         """+CMT / +CDS: the PDU came with the URC; acknowledge only after the handler."""
-        if urc.pdu is None:
-            log.warning("%s: %s without its PDU; the sweep may find it", self.name, urc.line)
-            return
+        message: Deliver | Submit | StatusReport | None
         try:
-            message = decode(urc.pdu)
-        except PduError as exc:
-            log.error("%s: undecodable %s PDU %s: %s", self.name, urc.name, urc.pdu, exc)
+            if self.setup.text_mode:
+                message = text_sms.read_direct(urc.name, urc.args, urc.pdu)
+            else:
+                message = decode(urc.pdu) if urc.pdu is not None else None
+        except (PduError, ValueError) as exc:
+            log.error("%s: undecodable %s %s: %s", self.name, urc.name, urc.pdu, exc)
+            return
+        if message is None:
+            log.warning("%s: %s without its PDU; the sweep may find it", self.name, urc.line)
             return
         backoff = Backoff.between(self.link.timings.retry_delay)
         for attempt in range(self.link.timings.handler_retries + 1):
@@ -173,43 +178,71 @@ class Inbox:
     async def _read_stored(self, memory: str, index: int) -> None:
         """+CMTI / +CDSI: read, hand over, then delete."""
         if not await self._use_memory(memory):
-            log.warning("%s: cannot select storage %s for index %d", self.name, memory, index)
-            return
+            # A memory the modem names but will not select ("MT": SIM and ME together) is
+            # read through the one chosen at start-up, where the message is.
+            fallback = self.setup.storage or "SM"
+            if fallback == memory or not await self._use_memory(fallback):
+                log.warning("%s: cannot select storage %s for index %d", self.name, memory, index)
+                return
+            memory = fallback
         reply = await self.link.at(f"AT+CMGR={index}")
         if not reply.ok:
             return  # gone already (read by a sweep) or an invalid index
         for line in reply.with_prefix("+CMGR"):
-            if line.pdu is not None:
+            if self.setup.text_mode:
+                await self._take_stored(memory, index, line.pdu, text=line.args)
+            elif line.pdu is not None:
                 await self._take_stored(memory, index, line.pdu)
+
+    def _memories(self) -> list[str]:
+        """Every memory a message or report may sit in: the chosen one first, then the
+        others the modem lists for reading (reports in "SR", a second "ME"...)."""
+        chosen = self.setup.storage or "SM"
+        offered = self.setup.storages[0] if self.setup.storages else []
+        others = [m for m in offered if m in ("SM", "ME", "SR") and m != chosen]
+        return [chosen, *others]
 
     async def _sweep(self) -> None:
         """Read everything in storage: URCs get lost, and a crash leaves messages behind."""
-        memories = [self.setup.storage or "SM"]
-        if self.setup.reports == "stored" and any("SR" in opts for opts in self.setup.storages[:1]):
-            memories.append("SR")
-        for memory in memories:
+        for memory in self._memories():
             if not await self._use_memory(memory):
                 continue
-            reply = await self.link.at("AT+CMGL=4", wait=self.link.command_timeout * 3)
+            listing = 'AT+CMGL="ALL"' if self.setup.text_mode else "AT+CMGL=4"
+            reply = await self.link.at(listing, wait=self.link.command_timeout * 3)
             if not reply.ok:
                 continue
-            for line in reply.with_prefix("+CMGL"):
+            lines = reply.with_prefix("+CMGL")
+            if self.setup.text_mode:
+                # The listing has no <fo>/<dcs>: read each message in full by its index.
+                for index in text_sms.listed_indexes([line.args for line in lines]):
+                    await self._read_stored(memory, index)
+                continue
+            for line in lines:
                 first = split_fields(line.args)[0]
                 if line.pdu is not None and first.isdigit():
                     await self._take_stored(memory, int(first), line.pdu)
 
-    async def _take_stored(self, memory: str, index: int, pdu: str) -> None:
+    async def _take_stored(
+        self, memory: str, index: int, pdu: str | None, *, text: str | None = None
+    ) -> None:
         key = (memory, index)
-        if self._undecodable.get(key) == pdu:
+        seen = f"{text}\n{pdu}" if text is not None else pdu or ""
+        if self._undecodable.get(key) == seen:
             return
+        message: Deliver | Submit | StatusReport | None = None
         try:
-            message = decode(pdu)
-        except PduError as exc:
+            if text is not None:
+                message = text_sms.read_stored(text, pdu)
+            elif pdu is not None:
+                message = decode(pdu)
+        except (PduError, ValueError) as exc:
             # Left on the SIM for a person to look at, rather than deleted unread.
-            self._undecodable[key] = pdu
+            self._undecodable[key] = seen
             log.error("%s: undecodable PDU at %s %d kept: %s", self.name, memory, index, exc)
             self.link.update(last_error=f"undecodable SMS at {memory} {index}")
             return
+        if message is None:
+            return  # a text-mode message someone stored to send, or one without data
         try:
             handed = await self._hand_over(message)
         except Exception as exc:

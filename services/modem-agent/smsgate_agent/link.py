@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Literal
 
 from smsgate.backoff import Backoff
 
@@ -47,6 +48,7 @@ class ModemInfo:
     registration: str | None = None  # home | roaming | searching | unregistered | denied | unknown
     smsc: str | None = None  # the service centre stored on the SIM (AT+CSCA?)
     last_error: str | None = None
+    sms_mode: Literal["pdu", "text"] = "pdu"  # text: the firmware refuses PDU mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,9 +66,9 @@ class ModemTimings:
     busy_delay: tuple[float, float] = (1.0, 8.0)  # first and longest pause between asks
     down_delay: tuple[float, float] = (2.0, 60.0)  # back-off while the port is down
     reset_every: int = 5  # while down, send the reset command again every N attempts
-    send_retries: int = 3  # temporary +CMS errors, same part, same modem
+    send_retries: int = 3  # temporary +CMS errors, same part, same modem (agent.retries)
     ambiguous_retries: int = 1  # +CMS ERROR: 500 and other unclear answers
-    retry_delay: tuple[float, float] = (2.0, 30.0)
+    retry_delay: tuple[float, float] = (1.0, 30.0)  # back-off 1, 2, 4 ... s, as documented
     handler_retries: int = 5  # a direct +CMT/+CDS whose handler fails (nothing to re-read)
     settle_time: float = 0.3  # how long an OK may trail an OK-less reply (Wavecom +CPIN)
     quiet_time: float = 0.2  # silence that ends a resync after a command was given up
@@ -88,6 +90,10 @@ class ModemLink:
         self.command_timeout = command_timeout
         self.channel: AtChannel | None = None
         self.trouble = asyncio.Event()  # a command timed out: is the modem still there?
+        # Counted for the agent's metrics: commands answered with ERROR, +CMS or +CME ERROR
+        # (AT+CMGS included), and recoveries after the modem was lost or stopped answering.
+        self.error_replies = 0
+        self.restarts = 0
         self._on_state = on_state
         self._info = ModemInfo()
 
@@ -137,7 +143,7 @@ class ModemLink:
         if channel is None or channel.closed:
             raise AtClosed(f"{self.name}: port not open")
         try:
-            return await channel.command(
+            reply = await channel.command(
                 text,
                 timeout=self.command_timeout if wait is None else wait,
                 prefixes=prefixes,
@@ -146,6 +152,9 @@ class ModemLink:
         except AtTimeout:
             self.trouble.set()
             raise
+        if not reply.ok:
+            self.error_replies += 1
+        return reply
 
     async def ok(self, text: str, **kwargs: float) -> Reply:
         """A command that must succeed (busy SIMs are waited for)."""

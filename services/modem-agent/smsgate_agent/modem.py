@@ -69,11 +69,11 @@ class Modem:
             self.link,
             port,
             setup,
-            opener=opener or _open,
+            opener=opener or open_device,
             on_urc=self._on_urc,
             on_initialised=self.inbox.sweep,  # messages that came while we were away
         )
-        self.sender = Sender(self.link, port, send_timeout=send_timeout, rng=self._rng)
+        self.sender = Sender(self.link, port, setup, send_timeout=send_timeout, rng=self._rng)
         self._ussd = Ussd(self.link)
         self._reinit = asyncio.Event()  # the modem rebooted on its own (RDY)
         self._poll_now = asyncio.Event()
@@ -127,6 +127,8 @@ class Modem:
                     attempts = 0
                     backoff.reset()
                 problem = await self._serve()
+                if not self._closed:  # whatever the problem, the modem is brought back
+                    self.link.restarts += 1
                 if problem == "unresponsive":
                     up = await startup.recover()
                     if not up:
@@ -233,5 +235,6 @@ class Modem:
             log.debug("%s: URC %s", self.name, urc.line)
 
 
-async def _open(device: str, baudrate: int) -> Transport:
+async def open_device(device: str, baudrate: int) -> Transport:
+    """Open a serial device, pty or `socket://` URL: the default opener."""
     return await open_transport(device, baudrate=baudrate)

@@ -21,8 +21,11 @@ from smsgate.backoff import doubled
 from smsgate.config import AgentConfig, AgentPort
 from smsgate.contracts import MessageState, MessageStatus
 
-from smsgate_agent.delivery_reports import DeliveryReports
-from smsgate_agent.link import ModemInfo
+from smsgate_agent import reports
+from smsgate_agent.delivery_reports import DeliveryReports, ledger_settings
+from smsgate_agent.ledger import KvStore, Ledger
+from smsgate_agent.link import ModemInfo, ModemTimings
+from smsgate_agent.metrics import PortReading
 from smsgate_agent.modem import Modem
 from smsgate_agent.policy import PortPolicy, effective
 from smsgate_agent.publisher import Publisher
@@ -37,6 +40,7 @@ from smsgate_agent.send_path import (
 )
 from smsgate_agent.sending import PartHook, SendOutcome
 from smsgate_agent.shared_jobs import IdlePorts
+from smsgate_agent.startup import Opener
 
 log = logging.getLogger("smsgate.agent")
 
@@ -56,8 +60,13 @@ class PortWorker:
         *,
         idle_ports: IdlePorts | None = None,
         handling: set[str] | None = None,
+        ledger: Ledger | None = None,
         clock: Callable[[], float] = time.time,
+        opener: Opener | None = None,
+        device: Callable[[], str | None] | None = None,
     ) -> None:
+        """`opener` opens the modem's device (an identity-bound port's finds it first);
+        `device` says which device it holds now, for the port state."""
         self.agent = agent
         self.cfg = port
         self.name = port.name
@@ -73,21 +82,22 @@ class PortWorker:
             reassembly_timeout=agent.reassembly_timeout,
             clock=clock,
         )
-        self.delivery_reports = DeliveryReports(
-            self.name,
-            self.number,
-            publisher,
-            imsi=lambda: self.modem.info.imsi,
-            clock=clock,
-        )
+        if ledger is None:  # the agent shares one between its ports
+            store = KvStore(publisher.buckets.reports, publisher.js, publisher.acks)
+            ledger = Ledger(store, publisher, ledger_settings(agent))
+        self.delivery_reports = DeliveryReports(ledger, self.sim)
         self.modem = Modem(
             port,
             command_timeout=agent.command_timeout,
             send_timeout=agent.send_timeout,
+            # The one retry of a +CMS error: per part, in the modem's send (sending.py).
+            timings=ModemTimings(send_retries=agent.retries),
             on_inbound=self.receiving.on_inbound,  # returns once the SMS is durable
             on_report=self.delivery_reports.on_report,
             on_state=self._on_modem_state,
+            opener=opener,
         )
+        self._device = device
         self.send_path = SendPath(
             self,
             publisher,
@@ -98,6 +108,9 @@ class PortWorker:
             handling=handling,
         )
         self.inbox: deque[tuple[Msg, bool]] = deque()  # (job, pinned): one at a time
+        # Jobs pinned to this port still in the stream (waiting, or in hand), as the agent
+        # last counted them: a backlog a drained or parked port holds shows in its queue.
+        self.pinned_backlog = 0
         self.idle = asyncio.Event()  # set while the port waits for a job
         self.idle_ports = idle_ports if idle_ports is not None else IdlePorts()
         self._waiter: asyncio.Future[None] | None = None  # the send loop's pause
@@ -115,6 +128,13 @@ class PortWorker:
     @property
     def received(self) -> int:
         return self.receiving.received
+
+    def sim(self) -> reports.Sim:
+        """This port and the SIM in it now, as the report ledger files them."""
+        info = self.modem.info
+        return reports.Sim(
+            port=self.name, port_number=self.number, imsi=info.imsi, iccid=info.iccid
+        )
 
     # --- availability -------------------------------------------------------------------
 
@@ -139,7 +159,7 @@ class PortWorker:
             port=self.name,
             port_number=self.number,
             agent=self.publisher.agent,
-            device=self.cfg.device,
+            device=(self._device() if self._device else None) or self.cfg.device,
             status=self.status(),
             imsi=info.imsi,
             iccid=info.iccid,
@@ -152,10 +172,22 @@ class PortWorker:
             received=self.received,
             sent_today=self.policy.sent_today,
             daily_cap=self.policy.policy.daily_cap,
-            queue=len(self.inbox),
-            last_error=blocked or info.last_error or self.last_error,
+            queue=self.pinned_backlog + sum(1 for _, pinned in self.inbox if not pinned),
+            # The error that parked a port stays its last error: the status says parked.
+            last_error=info.last_error or self.last_error or blocked,
             updated=contracts.utcnow(),
             heartbeat_interval=self.agent.heartbeat,
+            sms_mode=info.sms_mode,
+        )
+
+    def reading(self) -> PortReading:
+        """The port as a metrics scrape sees it."""
+        link = self.modem.link
+        return PortReading(
+            state=self.state(),
+            reports=self.delivery_reports.published,
+            at_errors=link.error_replies,
+            restarts=link.restarts,
         )
 
     async def publish_state(self, *, force: bool = False) -> None:
@@ -289,7 +321,9 @@ class PortWorker:
     # --- what the send path asks of its port (send_path.SendPort) -------------------------
 
     async def attempt(self, job: contracts.SendJob, mark: PartHook) -> SendOutcome:
-        """The modem's send, tried again on the same port while nothing reached a network."""
+        """The modem's send. A +CMS error was retried there already, per part, `agent.retries`
+        times with back-off 1, 2, 4 s; only a modem that did not answer at all (port down or
+        lost, no prompt) is given more tries here, while nothing reached a network."""
         outcome: SendOutcome | None = None
         for attempt in range(self.agent.retries + 1):
             outcome = await self.modem.send(
@@ -297,13 +331,15 @@ class PortWorker:
             )
             if outcome.ok or not outcome.temporary or any_part_sent(outcome):
                 break
+            if outcome.code is not None:  # the modem refused it: its own retries are spent
+                break
             if attempt < self.agent.retries:
                 await asyncio.sleep(doubled(1.0, attempt, 30.0))
         assert outcome is not None
         return outcome
 
     def record(self, job: contracts.SendJob, outcome: SendOutcome, after: AfterSend) -> None:
-        now = self._recorded_at = self.clock()  # also when the report book expects it
+        now = self._recorded_at = self.clock()  # also the send time the ledger records
         if outcome.ok:
             self.policy.record_sent(now, len(outcome.parts))
             self.sent += 1
@@ -323,11 +359,26 @@ class PortWorker:
         await self.publisher.put_status(self._status(job, MessageState.QUEUED))
 
     def sending(self, job: contracts.SendJob) -> None:
-        task = asyncio.get_running_loop().create_task(
-            self.publisher.status_nowait(self._status(job, MessageState.SENDING))
+        sending = contracts.MessageSending(
+            event_id=f"{job.id}:sending:{contracts.new_id()[:12]}",
+            port=self.name,
+            port_number=self.number,
+            imsi=self.modem.info.imsi,
+            time=contracts.utcnow(),
+            id=job.id,
+            to=job.to,
+            agent=self.publisher.agent,
+            user=job.user,
+            caller_id=job.caller_id,
         )
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        loop = asyncio.get_running_loop()
+        for step in (
+            self.publisher.status_nowait(self._status(job, MessageState.SENDING)),
+            self.publisher.journal_nowait(sending),  # the history's `sending` step
+        ):
+            task = loop.create_task(step)
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     async def fail_unavailable(self, msg: Msg, job: contracts.SendJob) -> None:
         await self.finish(msg, job, contracts.SendStatus.FAILED, "port unavailable", [])
@@ -357,7 +408,12 @@ class PortWorker:
         # The outcome is known and only here: keep at it until NATS takes it, however long
         # NATS is away. Giving up would turn a sent message into an `interrupted` one.
         await until_done(
-            lambda: self.publisher.result(result, created=job.created, reply_to=job.reply_to),
+            lambda: self.publisher.result(
+                result,
+                created=job.created,
+                reply_to=job.reply_to,
+                digest=contracts.text_digest(job.text),
+            ),
             f"{self.name}: {job.id}",
         )
         await handle.ack()
@@ -381,6 +437,7 @@ class PortWorker:
             caller_id=job.caller_id,
             user=job.user,
             created=job.created,
+            digest=contracts.text_digest(job.text),
             updated=contracts.utcnow(),
         )
 

@@ -99,9 +99,17 @@ class Publisher:
         )
 
     async def result(
-        self, result: contracts.SendResult, *, created: dt.datetime, reply_to: str | None
+        self,
+        result: contracts.SendResult,
+        *,
+        created: dt.datetime,
+        reply_to: str | None,
+        digest: str | None = None,
     ) -> None:
-        """The send result: event, message status, and the waiting API request if any."""
+        """The send result: event, message status, and the waiting API request if any.
+
+        `digest`: the text's `contracts.text_digest`, kept in the status so that a repeated
+        id with another text is still told apart once the message is sent."""
         state = (
             contracts.MessageState.SENT
             if result.status == contracts.SendStatus.SENT
@@ -119,6 +127,7 @@ class Publisher:
             user=result.user,
             created=created,
             updated=contracts.utcnow(),
+            digest=digest,
         )
         # Both durable, neither depends on the other: one round trip, not two.
         event_failed, status_failed = await self.event_and_status(result, status)
@@ -190,6 +199,17 @@ class Publisher:
             )
         except Exception as exc:  # NATS away: the result's status follows anyway
             log.debug("status of %s not written: %s", status.id, exc)
+
+    async def journal_nowait(self, sending: contracts.MessageSending) -> None:
+        """Tell the history a port took the message, without waiting: nothing depends on it."""
+        try:
+            await self.nc.publish(
+                subjects.sending(sending.port),
+                contracts.encode(sending),
+                headers={"Nats-Msg-Id": sending.event_id},
+            )
+        except Exception as exc:  # NATS away: the history shows the result without it
+            log.debug("sending record of %s not published: %s", sending.id, exc)
 
     async def put_status(self, status: contracts.MessageStatus) -> None:
         await self._durable(

@@ -1,22 +1,26 @@
-"""Status reports matched to the parts they report on, and summed up per message.
+"""Status reports matched to the parts they report on, and one report per message.
 
 A status report names only an 8-bit message reference (TP-MR), the recipient and two SMSC
-times. The MR wraps every 256 sends, so a report is matched by (MR, recipient, time): among
-the open parts with that MR and recipient, the one sent closest to the SMSC's timestamp.
-Pure logic: the caller passes the clock in, as a datetime or as epoch seconds.
+times. The MR wraps every 256 sends, so a report is matched by (SIM, MR, recipient, time):
+among the parts of that SIM awaiting a report with that MR and recipient, the one sent
+closest to the SMSC's timestamp.
 
-Message references are per modem: keep one book per modem.
+What a message awaits is kept on the bus (smsgate_agent.ledger), not in an agent's memory.
+This module is the pure part: the records, and every decision about them (which part a
+report is for, what a report makes of its message, when a message expires, what an
+unmatched report says), with the clock passed in.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import math
 import re
-from collections import OrderedDict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
 
-from smsgate.contracts import DeliveryState, PartResult
+import msgspec
+from smsgate import contracts
+from smsgate.contracts import DeliveryReport, DeliveryState, PartResult
 from smsgate.pdu import ReportState, StatusReport
 
 VALIDITY_EXPIRED = 0x46  # TP-ST: the SMSC gave up when the validity period ran out
@@ -24,49 +28,9 @@ VALIDITY_EXPIRED = 0x46  # TP-ST: the SMSC gave up when the validity period ran 
 # How far an SMSC clock may be off ours and still be believed when choosing between parts
 # that share an MR. Beyond it the oldest open part wins (reports come roughly in order).
 CLOCK_TRUST = dt.timedelta(hours=1)
-# A report may overtake the bookkeeping of its own message (multipart sends): it waits.
-ORPHAN_TTL = dt.timedelta(minutes=10)
-
-Time = dt.datetime | float  # an aware datetime, or seconds since the epoch (time.time())
 
 
-def _at(value: Time) -> dt.datetime:
-    if isinstance(value, dt.datetime):
-        return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    return dt.datetime.fromtimestamp(value, dt.UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class MessageDelivery:
-    """The delivery outcome of one message, decided once from the reports of its parts."""
-
-    message_id: str
-    to: str
-    state: DeliveryState
-    status: int  # TP-ST of the deciding part
-    reason: str
-    discharge_time: dt.datetime | None  # when the SMSC delivered or gave up
-    parts: int  # parts that carried a reference and were tracked
-
-
-@dataclass(slots=True)
-class _Part:
-    message: _Message
-    sequence: int
-    reference: int
-    state: ReportState = ReportState.PENDING
-    status: int | None = None
-
-
-@dataclass(slots=True)
-class _Message:
-    message_id: str
-    to: str
-    digits: str
-    sent_at: dt.datetime
-    parts: list[_Part] = field(default_factory=list)
-    decided: bool = False
-
+# --- numbers -----------------------------------------------------------------------------
 
 _NOT_DIGITS = re.compile(r"[^0-9]+")
 
@@ -85,10 +49,7 @@ def same_number(a: str, b: str, *, min_digits: int = 7) -> bool:
     One form may carry a country code the other lacks, so the shorter must end the longer;
     numbers shorter than `min_digits` (short codes) must match exactly.
     """
-    return _same_digits(a, number_digits(a), b, number_digits(b), min_digits)
-
-
-def _same_digits(a: str, da: str, b: str, db: str, min_digits: int = 7) -> bool:
+    da, db = number_digits(a), number_digits(b)
     if not da or not db:
         return a.strip().lower() == b.strip().lower()  # alphanumeric
     if da == db:
@@ -97,156 +58,327 @@ def _same_digits(a: str, da: str, b: str, db: str, min_digits: int = 7) -> bool:
     return len(short) >= min_digits and long.endswith(short)
 
 
-class ReportBook:
-    """Parts waiting for their status reports, and the messages they belong to."""
+# --- the records -------------------------------------------------------------------------
 
-    def __init__(
-        self,
-        *,
-        window: dt.timedelta = dt.timedelta(days=3),
-        max_orphans: int = 10_000,
-    ) -> None:
-        self._window = window  # how long a part waits for its report
-        self._max_orphans = max_orphans
-        self._messages: OrderedDict[str, _Message] = OrderedDict()
-        self._by_reference: dict[int, list[_Part]] = {}
-        self._orphans: OrderedDict[int, tuple[StatusReport, dt.datetime]] = OrderedDict()
-        self._orphan_seq = 0
 
-    def __len__(self) -> int:
-        """Messages still tracked (decided ones stay until they expire, to absorb late reports)."""
-        return len(self._messages)
+class Sim(msgspec.Struct, frozen=True, kw_only=True):
+    """A port and the SIM in it, as a message went out or a report came in."""
+
+    port: str
+    port_number: int | None = None
+    imsi: str | None = None
+    iccid: str | None = None
 
     @property
-    def orphans(self) -> int:
-        return len(self._orphans)
+    def key(self) -> str:
+        """What identifies the SIM in ledger keys: its IMSI, else its ICCID, else (no
+        identity read) the port, which still survives a restart but not a move."""
+        if self.imsi:
+            return f"i{self.imsi}"
+        if self.iccid:
+            return f"c{self.iccid}"
+        return f"p-{self.port}"
 
-    def expect(
-        self, message_id: str, to: str, parts: Iterable[PartResult], sent_at: Time
-    ) -> MessageDelivery | None:
-        """Track a sent message's parts; returns its outcome if waiting reports decide it.
 
-        Parts without a reference (the modem gave no `+CMGS: <mr>`) cannot be matched and
-        are left out; a message with none is not tracked.
-        """
-        self._drop(message_id)
-        digits = number_digits(to)
-        message = _Message(message_id, to, digits, _at(sent_at))
-        for part in parts:
-            if part.reference is None or part.error is not None:
-                continue
-            tracked = _Part(message, part.sequence, part.reference & 0xFF)
-            message.parts.append(tracked)
-            self._by_reference.setdefault(tracked.reference, []).append(tracked)
-        if not message.parts:
-            return None
-        self._messages[message_id] = message
-        return self._retry_orphans(message)
+class AwaitedPart(msgspec.Struct, frozen=True, kw_only=True):
+    sequence: int
+    reference: int  # TP-MR, 0-255
+    state: ReportState = ReportState.PENDING
+    status: int | None = None  # TP-ST once a final report came
 
-    def match(self, report: StatusReport, now: Time) -> MessageDelivery | None:
-        """Apply one report; returns the message's outcome when this report decides it."""
-        now = _at(now)
-        part = self._find(report, now)
-        if part is None:
-            self._keep_orphan(report, now)
-            return None
-        return self._apply(part, report)
 
-    def expire(self, now: Time) -> list[str]:
-        """Forget messages older than the window; returns the ids of those never decided."""
-        now = _at(now)
-        undecided: list[str] = []
-        while self._messages:
-            message = next(iter(self._messages.values()))
-            if now - message.sent_at < self._window:
-                break
-            self._drop(message.message_id)
-            if not message.decided:
-                undecided.append(message.message_id)
-        for key, (_, seen) in list(self._orphans.items()):
-            if now - seen >= ORPHAN_TTL:
-                del self._orphans[key]
-        return undecided
+class ReportRecord(msgspec.Struct, frozen=True, kw_only=True):
+    """A message awaiting its report, with what its report event will need."""
 
-    def _find(self, report: StatusReport, now: dt.datetime) -> _Part | None:
-        recipient = report.recipient
-        digits = number_digits(recipient)
-        candidates = [
-            part
-            for part in self._by_reference.get(report.message_reference & 0xFF, ())
-            if part.state is ReportState.PENDING
-            and part.message.sent_at - CLOCK_TRUST <= now
-            and now - part.message.sent_at <= self._window
-            and _same_digits(part.message.to, part.message.digits, recipient, digits)
-        ]
-        if not candidates:
-            return None
-        if len(candidates) == 1:
-            return candidates[0]
+    id: str
+    caller_id: str | None = None
+    user: str = ""
+    to: str
+    created: dt.datetime  # the job's, for the message status
+    sent: dt.datetime
+    due: dt.datetime  # `expired` from then on
+    sim: Sim
+    parts: list[AwaitedPart]
+    results: list[PartResult] = msgspec.field(default_factory=list)  # the send's, for status
+    # Once decided: the report published (or about to be); the record stays only while
+    # parts of it may still report (a part failed first) so their reports are absorbed.
+    report: DeliveryReport | None = None
 
-        def distance(part: _Part) -> dt.timedelta:
-            return abs(report.timestamp - part.message.sent_at)
+    def part(self, sequence: int) -> AwaitedPart | None:
+        for part in self.parts:
+            if part.sequence == sequence:
+                return part
+        return None
 
-        closest = min(candidates, key=distance)
-        if distance(closest) <= CLOCK_TRUST:
-            return closest
-        return min(candidates, key=lambda part: part.message.sent_at)
-
-    def _apply(self, part: _Part, report: StatusReport) -> MessageDelivery | None:
-        if report.state is ReportState.PENDING:
-            return None  # the SMSC is still trying; a final report follows
-        part.state = report.state
-        part.status = report.status
-        message = part.message
-        if message.decided:
-            return None
-        failed = report.state is ReportState.FAILED
-        if not failed and any(p.state is not ReportState.DELIVERED for p in message.parts):
-            return None
-        message.decided = True
-        if failed:
-            state = (
-                DeliveryState.EXPIRED if report.status == VALIDITY_EXPIRED else DeliveryState.FAILED
-            )
-        else:
-            state = DeliveryState.DELIVERED
-        return MessageDelivery(
-            message.message_id,
-            message.to,
-            state,
-            report.status,
-            report.reason,
-            report.discharge_time,
-            len(message.parts),
+    @property
+    def settled(self) -> bool:
+        """Decided, and no part will report any more: nothing left to keep."""
+        return self.report is not None and all(
+            p.state is not ReportState.PENDING for p in self.parts
         )
 
-    def _keep_orphan(self, report: StatusReport, now: dt.datetime) -> None:
-        self._orphan_seq += 1
-        self._orphans[self._orphan_seq] = (report, now)
-        while len(self._orphans) > self._max_orphans:
-            self._orphans.popitem(last=False)
 
-    def _retry_orphans(self, message: _Message) -> MessageDelivery | None:
-        references = {part.reference for part in message.parts}
-        outcome: MessageDelivery | None = None
-        for key, (report, seen) in list(self._orphans.items()):
-            if report.message_reference & 0xFF not in references:
-                continue
-            part = self._find(report, seen)
-            if part is None or part.message is not message:
-                continue
-            del self._orphans[key]
-            outcome = self._apply(part, report) or outcome
-        return outcome
+class SlotEntry(msgspec.Struct, frozen=True, array_like=True):
+    """One part awaiting a report, filed under its SIM and TP-MR."""
 
-    def _drop(self, message_id: str) -> None:
-        message = self._messages.pop(message_id, None)
-        if message is None:
-            return
-        for part in message.parts:
-            siblings = self._by_reference.get(part.reference)
-            if siblings is None:
-                continue
-            siblings[:] = [p for p in siblings if p is not part]
-            if not siblings:
-                del self._by_reference[part.reference]
+    record: str  # the key of its message's record
+    sequence: int
+    to: str
+    sent: dt.datetime
+
+
+class WaitingReport(msgspec.Struct, frozen=True, kw_only=True):
+    """A report read before (or without) a record to match: kept until one shows up, or
+    published `unmatched`. `claim` says who is acting on it, so only one does."""
+
+    reader: Sim  # the port and SIM that read it
+    seen: dt.datetime
+    smsc: str | None = None
+    reference: int
+    recipient: str
+    timestamp: dt.datetime
+    discharge_time: dt.datetime
+    status: int
+    state: ReportState
+    reason: str
+    claim: str = ""  # "", "match" or "unmatched"
+
+    @classmethod
+    def of(cls, report: StatusReport, reader: Sim, seen: dt.datetime) -> WaitingReport:
+        return cls(
+            reader=reader,
+            seen=seen,
+            smsc=report.smsc,
+            reference=report.message_reference,
+            recipient=report.recipient,
+            timestamp=report.timestamp,
+            discharge_time=report.discharge_time,
+            status=report.status,
+            state=report.state,
+            reason=report.reason,
+        )
+
+    def report(self) -> StatusReport:
+        return StatusReport(
+            smsc=self.smsc,
+            message_reference=self.reference,
+            recipient=self.recipient,
+            timestamp=self.timestamp,
+            discharge_time=self.discharge_time,
+            status=self.status,
+            state=self.state,
+            reason=self.reason,
+        )
+
+    @property
+    def digest(self) -> str:
+        """Stable over the same report read twice (the SIM and what the SMSC said)."""
+        said = (
+            f"{self.reader.key}|{self.reference}|{self.recipient}|"
+            f"{self.timestamp.isoformat()}|{self.discharge_time.isoformat()}|{self.status}"
+        )
+        return hashlib.sha256(said.encode()).hexdigest()[:20]
+
+
+# --- decisions ---------------------------------------------------------------------------
+
+
+def awaiting(
+    job: contracts.SendJob,
+    parts: list[PartResult],
+    sim: Sim,
+    sent: dt.datetime,
+    timeout: dt.timedelta,
+) -> ReportRecord | None:
+    """The record of a message just sent; None when no part can be matched (no TP-MR)."""
+    awaited = [
+        AwaitedPart(sequence=p.sequence, reference=p.reference & 0xFF)
+        for p in parts
+        if p.reference is not None and p.error is None
+    ]
+    if not awaited:
+        return None
+    return ReportRecord(
+        id=job.id,
+        caller_id=job.caller_id,
+        user=job.user,
+        to=job.to,
+        created=job.created,
+        sent=sent,
+        due=sent + timeout,
+        sim=sim,
+        parts=awaited,
+        results=parts,
+    )
+
+
+def choose(
+    entries: list[SlotEntry], report: StatusReport, now: dt.datetime, window: dt.timedelta
+) -> SlotEntry | None:
+    """The part a report is for, among those filed under its SIM and MR: same recipient,
+    sent before the report was read and within the window; the one sent closest to the
+    SMSC's timestamp if that clock is believable, else the oldest."""
+    candidates = [
+        entry
+        for entry in entries
+        if entry.sent - CLOCK_TRUST <= now
+        and now - entry.sent <= window
+        and same_number(entry.to, report.recipient)
+    ]
+    if len(candidates) <= 1:
+        return candidates[0] if candidates else None
+
+    def distance(entry: SlotEntry) -> dt.timedelta:
+        return abs(report.timestamp - entry.sent)
+
+    closest = min(candidates, key=distance)
+    if distance(closest) <= CLOCK_TRUST:
+        return closest
+    return min(candidates, key=lambda entry: entry.sent)
+
+
+def apply(
+    record: ReportRecord, sequence: int, report: StatusReport, reader: Sim, now: dt.datetime
+) -> tuple[ReportRecord, DeliveryReport | None]:
+    """The record after one part's final report, and the message's report if this one
+    decides it: the first failed part, or the last part delivered."""
+    if report.state is ReportState.PENDING:
+        return record, None  # the SMSC is still trying; a final report follows
+    parts = [
+        msgspec.structs.replace(p, state=report.state, status=report.status)
+        if p.sequence == sequence and p.state is ReportState.PENDING
+        else p
+        for p in record.parts
+    ]
+    updated = msgspec.structs.replace(record, parts=parts)
+    if record.report is not None:
+        return updated, None  # decided before: absorbed
+    failed = report.state is ReportState.FAILED
+    if not failed and any(p.state is not ReportState.DELIVERED for p in parts):
+        return updated, None
+    if not failed:
+        state = DeliveryState.DELIVERED
+    elif report.status == VALIDITY_EXPIRED:
+        state = DeliveryState.EXPIRED
+    else:
+        state = DeliveryState.FAILED
+    event = _event(
+        record,
+        now,
+        state=state,
+        reason=report.reason,
+        status_code=report.status,
+        smsc_time=report.discharge_time,
+        reference=report.message_reference,
+        part=sequence,
+        smsc_submit_time=report.timestamp,
+        report_port=reader.port,
+    )
+    return msgspec.structs.replace(updated, report=event), event
+
+
+def expire(record: ReportRecord, now: dt.datetime) -> tuple[ReportRecord, DeliveryReport]:
+    """An undecided record past its due time: decided `expired`."""
+    waited = record.due - record.sent
+    event = _event(
+        record,
+        now,
+        state=DeliveryState.EXPIRED,
+        reason=f"no delivery report within {duration(waited)}",
+    )
+    return msgspec.structs.replace(record, report=event), event
+
+
+def unmatched(waiting: WaitingReport, now: dt.datetime) -> DeliveryReport:
+    """The event of a report that no record claimed: everything it carried."""
+    report_id = "r" + waiting.digest
+    return DeliveryReport(
+        event_id=f"{report_id}:report",
+        port=waiting.reader.port,
+        port_number=waiting.reader.port_number,
+        imsi=waiting.reader.imsi,
+        iccid=waiting.reader.iccid,
+        time=now,
+        id=report_id,
+        to=waiting.recipient,
+        state=DeliveryState.UNMATCHED,
+        reason=waiting.reason,
+        status_code=waiting.status,
+        smsc_time=waiting.discharge_time,
+        reference=waiting.reference,
+        smsc_submit_time=waiting.timestamp,
+        report_port=waiting.reader.port,
+    )
+
+
+def status(record: ReportRecord, report: DeliveryReport, agent: str) -> contracts.MessageStatus:
+    """The message's status once its report is decided."""
+    delivered = report.state is DeliveryState.DELIVERED
+    return contracts.MessageStatus(
+        id=record.id,
+        to=record.to,
+        state=contracts.MessageState.DELIVERED if delivered else contracts.MessageState.UNDELIVERED,
+        port=record.sim.port,
+        agent=agent,
+        reason=None if delivered else report.reason,
+        parts=record.results,
+        delivery=report.state,
+        caller_id=record.caller_id,
+        user=record.user,
+        created=record.created,
+        updated=report.time,
+    )
+
+
+def due_label(due: dt.datetime, width: float) -> int:
+    """The sweep bucket of a due time: the epoch second that ends its `width`-second slice,
+    so every record in bucket `label` is due by `label`."""
+    return int(math.ceil(due.timestamp() / width) * width)
+
+
+def duration(span: dt.timedelta) -> str:
+    """A readable length of time: `3d 1h`, `90s`."""
+    seconds = int(span.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    units = [(days, "d"), (hours, "h"), (minutes, "min"), (seconds, "s")]
+    said = " ".join(f"{n}{unit}" for n, unit in units if n)
+    return said or "0s"
+
+
+def _event(
+    record: ReportRecord,
+    now: dt.datetime,
+    *,
+    state: DeliveryState,
+    reason: str,
+    status_code: int = 0,
+    smsc_time: dt.datetime | None = None,
+    reference: int | None = None,
+    part: int | None = None,
+    smsc_submit_time: dt.datetime | None = None,
+    report_port: str | None = None,
+) -> DeliveryReport:
+    return DeliveryReport(
+        event_id=f"{record.id}:report",
+        port=record.sim.port,
+        port_number=record.sim.port_number,
+        imsi=record.sim.imsi,
+        iccid=record.sim.iccid,
+        time=now,
+        id=record.id,
+        caller_id=record.caller_id,
+        to=record.to,
+        state=state,
+        reason=reason,
+        status_code=status_code,
+        smsc_time=smsc_time,
+        user=record.user,
+        reference=reference,
+        part=part,
+        part_count=len(record.parts),
+        sent_time=record.sent,
+        smsc_submit_time=smsc_submit_time,
+        report_port=report_port,
+    )

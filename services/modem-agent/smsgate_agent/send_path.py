@@ -101,7 +101,8 @@ class SendPort(Protocol):
         ...
 
     async def after_sent(self, job: SendJob, outcome: SendOutcome) -> None:
-        """After a sent result: wait for the delivery report if one was asked."""
+        """Sent (before its result goes out): file what a delivery report needs, if one
+        was asked for."""
         ...
 
     async def requeued(self, job: SendJob) -> None:
@@ -309,8 +310,10 @@ class SendPath:
         after = after_send(outcome, pinned=pinned)
         self.port.record(job, outcome, after)
         if after is AfterSend.SENT:
-            await self.port.finish(handle, job, SendStatus.SENT, None, outcome.parts)
+            # What its report will need goes on record first: a report that came then
+            # finds it, and the result is not out until nothing of it can be lost.
             await self.port.after_sent(job, outcome)
+            await self.port.finish(handle, job, SendStatus.SENT, None, outcome.parts)
             return Ending.SENT
         if after is AfterSend.REQUEUE:
             # Nothing reached the network: another port may do better, under a new claim.

@@ -19,14 +19,16 @@ from dataclasses import dataclass
 from smsgate.backoff import Backoff
 from smsgate.config import AgentPort
 from smsgate.contracts import PartResult
-from smsgate.pdu import PduError, encode_submit
+from smsgate.pdu import Alphabet, PduError, encode_submit
 
+from smsgate_agent import text_sms
 from smsgate_agent.at_channel import AtClosed, AtError, NoPrompt, SendInterrupted, SendTimeout
 from smsgate_agent.at_parser import Status
 from smsgate_agent.cms import SendErrorKind, classify_cms
+from smsgate_agent.concat import ConcatReferences
 from smsgate_agent.link import ModemLink, ModemStatus
 from smsgate_agent.replies import error_text, message_reference
-from smsgate_agent.reports import number_digits
+from smsgate_agent.startup import ModemSetup
 
 log = logging.getLogger("smsgate.modem")
 
@@ -50,24 +52,23 @@ class Sender:
     """Sends messages through one modem, one at a time."""
 
     def __init__(
-        self, link: ModemLink, port: AgentPort, *, send_timeout: float, rng: random.Random
+        self,
+        link: ModemLink,
+        port: AgentPort,
+        setup: ModemSetup,
+        *,
+        send_timeout: float,
+        rng: random.Random,
     ) -> None:
         self.link = link
+        self.setup = setup
         self.port = port
         self.name = port.name
         self._send_timeout = send_timeout
         self._rng = rng
         self._send_lock = asyncio.Lock()
         self._cmms_supported = True
-        self._concat: dict[str, int] = {}  # next concatenation reference per destination
-
-    def _concat_reference(self, to: str) -> int:
-        key = number_digits(to) or to
-        reference = self._concat.get(key)
-        if reference is None:
-            reference = self._rng.randrange(256)
-        self._concat[key] = (reference + 1) % 256
-        return reference
+        self._concat = ConcatReferences(rng)
 
     async def send(
         self,
@@ -89,22 +90,38 @@ class Sender:
                 reason = f"not registered ({self.link.info.registration})"
             return SendOutcome(False, [], reason, temporary=True)
         async with self._send_lock:
+            text_mode = self.setup.text_mode
             try:
+                reference = self._concat.take(to)
                 parts = encode_submit(
                     to,
                     text,
-                    smsc=self.port.smsc,
+                    smsc=None if text_mode else self.port.smsc,
                     status_report=status_report,
-                    concat_reference=self._concat_reference(to),
+                    concat_reference=reference,
                 )
+                if text_mode and any(text_sms.ambiguous(p) for p in parts):
+                    # As hex user data this GSM 7-bit part would lose a trailing '@'.
+                    parts = encode_submit(
+                        to,
+                        text,
+                        status_report=status_report,
+                        concat_reference=reference,
+                        alphabet=Alphabet.UCS2,
+                    )
             except PduError as exc:
                 return SendOutcome(False, [], f"cannot encode: {exc}")
             if len(parts) > 1:
                 await self._keep_link()
+            texts = text_sms.text_parts(to, parts) if text_mode else []
             results: list[PartResult] = []
             for sequence, part in enumerate(parts, start=1):
                 result, failure = await self._send_part(
-                    sequence, part.tpdu_length, part.pdu, on_part
+                    sequence,
+                    part.tpdu_length,
+                    part.pdu,
+                    on_part,
+                    texts[sequence - 1] if text_mode else None,
                 )
                 if result is not None:
                     results.append(result)
@@ -126,9 +143,18 @@ class Sender:
                 self._cmms_supported = False
 
     async def _send_part(
-        self, sequence: int, length: int, pdu: str, on_part: PartHook | None
+        self,
+        sequence: int,
+        length: int,
+        pdu: str,
+        on_part: PartHook | None,
+        text: text_sms.TextPart | None = None,
     ) -> tuple[PartResult | None, SendOutcome | None]:
-        """One part with its retries: (result, None) when sent, else (result?, failure)."""
+        """One part with its retries: (result, None) when sent, else (result?, failure).
+
+        In text mode (`text`), AT+CSMP sets the part's first octet and coding first, and
+        the text (or the user data as hex) follows `AT+CMGS="<number>"`.
+        """
         t = self.link.timings
         temporary_tries = ambiguous_tries = 0
         backoff = Backoff.between(t.retry_delay)
@@ -136,14 +162,20 @@ class Sender:
             channel = self.link.channel
             if channel is None or channel.closed or self.link.info.status is not ModemStatus.UP:
                 return None, SendOutcome(False, [], "port down", temporary=True)
+            if text is not None:
+                csmp = await self.link.at(text.csmp)
+                if not csmp.ok:
+                    error = f"{text.csmp}: {error_text(csmp)}"
+                    return None, SendOutcome(False, [], error, temporary=True)
             gate = await on_part(sequence) if on_part is not None else None
             try:
                 reply = await channel.send_pdu(
                     length,
-                    pdu,
+                    text.payload if text is not None else pdu,
                     prompt_timeout=t.prompt_timeout,
                     timeout=self._send_timeout,
                     gate=gate,
+                    command=text.command if text is not None else None,
                 )
             except NoPrompt:
                 self.link.trouble.set()
@@ -160,6 +192,7 @@ class Sender:
             if reply.ok:
                 reference = message_reference(reply)
                 return PartResult(sequence=sequence, reference=reference), None
+            self.link.error_replies += 1
             error = error_text(reply)
             code = reply.code if reply.status is Status.CMS_ERROR else None
             verdict = (

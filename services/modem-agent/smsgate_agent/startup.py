@@ -19,12 +19,12 @@ from typing import Literal
 from smsgate.backoff import Backoff
 from smsgate.config import AgentPort
 
+from smsgate_agent import text_sms
 from smsgate_agent.at_channel import (
     AtChannel,
     AtClosed,
     AtError,
     AtTimeout,
-    CommandError,
     UrcHandler,
 )
 from smsgate_agent.at_parser import Status, split_fields
@@ -46,23 +46,48 @@ from smsgate_agent.replies import (
 )
 from smsgate_agent.transport import Transport, TransportError
 
+
+def describe(port: AgentPort) -> str:
+    """How a port bound by identity is known: `imei …` or `iccid …`."""
+    return f"imei {port.imei}" if port.imei else f"iccid {port.iccid}"
+
+
 log = logging.getLogger("smsgate.modem")
 
 Opener = Callable[[str, int], Awaitable[Transport]]
 ReportsMode = Literal["stored", "direct", "none"]
 # +CNMI combinations, best first: stored SMS (+CMTI) and stored reports (+CDSI) survive a
-# crash of ours; direct reports (+CDS) are the fallback, then no reports at all.
+# crash of ours; direct reports (+CDS) are the fallback, then no reports at all. Firmwares
+# that take only <bfr> 1 (Cinterion) or deliver SMS only directly, <mt> 2 (+CMT: Fibocom),
+# get the same choices in those forms.
 CNMI_CHOICES: tuple[tuple[str, ReportsMode], ...] = (
     ("2,1,0,2,0", "stored"),
     ("2,1,0,1,0", "direct"),
+    ("2,1,0,2,1", "stored"),
+    ("2,1,0,1,1", "direct"),
     ("1,1,0,2,0", "stored"),
     ("1,1,0,1,0", "direct"),
+    ("2,2,0,2,0", "stored"),
+    ("2,2,0,1,0", "direct"),
+    ("2,2,0,1,1", "direct"),
     ("2,1,0,0,0", "none"),
     ("1,1,0,0,0", "none"),
+    ("2,2,0,0,0", "none"),
     ("2,1", "none"),
 )
-ICCID_COMMANDS = ("AT+CCID", "AT+QCCID", "AT^ICCID?", "AT+ICCID", "AT+CRSM=176,12258,0,0,10")
-ICCID_COMMANDS = ("AT+CCID", "AT+QCCID", "AT^ICCID?", "AT+ICCID", "AT+CRSM=176,12258,0,0,10")
+# Every family's ICCID command, the standard ones first; +CRSM (EF_ICCID) as the last word.
+ICCID_COMMANDS = (
+    "AT+CCID",
+    "AT+QCCID",  # Quectel
+    "AT^ICCID?",  # Huawei
+    "AT+ICCID",  # Telit, u-blox
+    "AT+CICCID",  # SIMCom SIM7x00
+    "AT#CCID",  # Telit
+    "AT^SCID",  # Cinterion
+    "AT!ICCID?",  # Sierra Wireless
+    "AT$MYCCID",  # Neoway, Longsung
+    "AT+CRSM=176,12258,0,0,10",
+)
 
 
 class InitError(Exception):
@@ -78,6 +103,7 @@ class ModemSetup:
     mem1: str | None = None  # what AT+CPMS last selected for reading; None: unknown
     reports: ReportsMode = "none"
     phase2plus: bool = False  # +CSMS service 1: +CMT/+CDS need +CNMA
+    text_mode: bool = False  # the firmware refuses PDU mode (AT+CMGF=0)
 
 
 class Startup:
@@ -208,15 +234,14 @@ class Startup:
         await self.link.at("ATZ")
         await self.link.at("ATE0")
         await self.link.at("AT+CMEE=1")
+        await self._radio_on()
         await self._unlock_sim()
-        try:
-            await self.link.ok("AT+CMGF=0")
-        except CommandError as exc:
-            raise InitError(f"PDU mode refused: {exc}") from None
+        await self._choose_mode()
         await self._choose_storage()
         await self._choose_indications()
-        # Only matters to text-mode fallbacks of some firmwares; the PDU carries its own.
-        await self.link.at("AT+CSMP=17,167,0,0")
+        if not self.setup.text_mode:
+            # Only matters to text-mode fallbacks of some firmwares; the PDU carries its own.
+            await self.link.at("AT+CSMP=17,167,0,0")
         await self._read_settings()
         await self._identify()
         await self.poll()
@@ -230,6 +255,40 @@ class Startup:
             self.link.info.signal,
         )
         self._on_initialised()  # messages that came while we were away
+
+    async def _radio_on(self) -> None:
+        """Never trust the radio is on: ZTE sticks start offline (AT+CFUN=4), and a modem
+        someone left in flight mode stays there. The SIM is busy for a while after."""
+        reply = await self.link.at("AT+CFUN?")
+        state = (reply.first("+CFUN") or "").split(",")[0].strip()
+        if reply.ok and state.isdigit() and state != "1":
+            log.warning("%s: radio was off (AT+CFUN=%s); switching it on", self.name, state)
+            await self.link.at_busy("AT+CFUN=1", wait=self.link.timings.probe_timeout * 5)
+
+    async def _choose_mode(self) -> None:
+        """PDU mode; text mode (UCS-2, header details) for firmwares that refuse it."""
+        pdu = await self.link.at_busy("AT+CMGF=0")
+        if pdu.ok:
+            self.setup.text_mode = False
+            self.link.update(sms_mode="pdu")
+            return
+        text = await self.link.at_busy("AT+CMGF=1")
+        if not text.ok:
+            raise InitError(f"neither PDU nor text mode: AT+CMGF=0: {error_text(pdu)}")
+        for command in text_sms.SETUP:
+            await self.link.ok(command)
+        if not self.setup.text_mode:
+            log.warning("%s: PDU mode refused (%s); running in text mode", self.name, pdu.final)
+        self.setup.text_mode = True
+        self.link.update(sms_mode="text")
+
+    async def check_mode(self) -> None:
+        """Verify the message mode still holds (a firmware may drop it without a RDY)."""
+        reply = await self.link.at("AT+CMGF?")
+        value = (reply.first("+CMGF") or "").strip()
+        if reply.ok and value.isdigit() and (value == "1") != self.setup.text_mode:
+            log.warning("%s: AT+CMGF is %s, not what we set; setting it again", self.name, value)
+            await self._choose_mode()
 
     async def _unlock_sim(self) -> None:
         pin_sent = False
@@ -300,13 +359,21 @@ class Startup:
         await self.link.at("AT+COPS=3,0")  # operator names in long alphanumeric form
         maker = await self.link.at("AT+CGMI")
         model = await self.link.at("AT+CGMM")
+        iccid = await self._read_iccid()
         self.link.update(
             imsi=imsi,
             imei=imei,
-            iccid=await self._read_iccid(),
+            iccid=iccid,
             manufacturer=first_text(maker, "+CGMI"),
             model=first_text(model, "+CGMM"),
         )
+        if (self.port.imei and imei != self.port.imei) or (
+            self.port.iccid and iccid != self.port.iccid
+        ):
+            # Bound by identity, and this is another modem or SIM now (a SIM moved, the
+            # devices were renumbered): let go of the device; the next open looks again.
+            await self.drop_channel()
+            raise InitError(f"the modem on this device is not {describe(self.port)} any more")
 
     async def _read_iccid(self) -> str | None:
         commands: tuple[str, ...] = ICCID_COMMANDS
@@ -346,3 +413,4 @@ class Startup:
         if best != self.link.info.registration:
             log.info("%s: registration %s", self.name, best)
         self.link.update(registration=best or "unknown", signal=signal, operator=operator)
+        await self.check_mode()

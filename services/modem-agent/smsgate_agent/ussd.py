@@ -6,8 +6,10 @@ import asyncio
 import contextlib
 import re
 
+from smsgate.pdu.text_mode import pack_ussd, unpack_ussd
+
 from smsgate_agent.at_channel import AtError, CommandError
-from smsgate_agent.at_parser import Urc, split_fields, unquote
+from smsgate_agent.at_parser import Reply, Urc, split_fields, unquote
 from smsgate_agent.link import ModemLink, ModemStatus
 from smsgate_agent.replies import decode_ussd
 
@@ -20,6 +22,7 @@ class Ussd:
         self.name = link.name
         self._lock = asyncio.Lock()
         self._pending: asyncio.Future[Urc] | None = None
+        self._packed = False  # this modem wants codes as packed GSM 7-bit hex (Huawei)
 
     def answer(self, urc: Urc) -> None:
         """A `+CUSD` URC: the answer to the code asked, if one is asked."""
@@ -36,7 +39,7 @@ class Ussd:
             future: asyncio.Future[Urc] = asyncio.get_running_loop().create_future()
             self._pending = future
             try:
-                reply = await self.link.at(f'AT+CUSD=1,"{code}",15', prefixes=set())
+                reply = await self._request(code)
                 if not reply.ok:
                     raise CommandError("AT+CUSD", reply)
                 try:
@@ -59,4 +62,21 @@ class Ussd:
             # The network waits for a menu choice we will not make; end the session.
             with contextlib.suppress(AtError):
                 await self.link.at("AT+CUSD=2")
+        if self._packed and dcs in (None, 0, 15):
+            unpacked = unpack_ussd(text)
+            if unpacked is not None:
+                return unpacked  # answered the way it was asked: packed GSM 7-bit hex
         return decode_ussd(text, dcs)
+
+    async def _request(self, code: str) -> Reply:
+        """AT+CUSD with the code as text; a modem that refuses that gets it packed (and is
+        asked that way from then on). Which one a modem wants is learnt, never configured."""
+        forms = [pack_ussd(code), code] if self._packed else [code, pack_ussd(code)]
+        reply: Reply | None = None
+        for form in forms:
+            reply = await self.link.at(f'AT+CUSD=1,"{form}",15', prefixes=set())
+            if reply.ok:
+                self._packed = form != code
+                return reply
+        assert reply is not None
+        return reply

@@ -80,7 +80,7 @@ def cms(code: int) -> ErrorAnswer:
     return ErrorAnswer("cms", code)
 
 
-_EXTENDED_PREFIXES = "+^$%*#"
+_EXTENDED_PREFIXES = "+^$%*#!_"  # "!" Sierra, "_" Option, "$" Neoway/Longsung
 
 
 def parse_command(line: str) -> ParsedCommand | None:

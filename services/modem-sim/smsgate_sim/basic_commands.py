@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from smsgate.pdu.text_mode import pack_ussd, unpack_ussd
+
 from . import codes
 from .atcommand import (
     OK,
@@ -41,6 +43,8 @@ def require_sim(m: VirtualModem, *, sms: bool = False) -> None:
     errors = _SIM_ERRORS.get(m.sim_state())
     if errors is not None:
         raise cms(errors[1]) if sms else cme(errors[0])
+    if sms and m.sms_busy():
+        raise m.busy_error()
 
 
 def only_exec(cmd: ParsedCommand) -> None:
@@ -166,21 +170,37 @@ def cimi(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     return Answer([m.sim.imsi])
 
 
-@HANDLERS.handles("+CCID", "+ICCID", "^ICCID")
+ICCID_COMMANDS = (
+    *("+CCID", "+ICCID", "^ICCID", "+QCCID", "+CICCID", "#CCID", "^SCID", "!ICCID", "$MYCCID"),
+)
+
+
+@HANDLERS.handles(*ICCID_COMMANDS)
 def iccid(m: VirtualModem, cmd: ParsedCommand) -> Answer:
+    """Each family has its own command and answer for the ICCID (see the profile)."""
+    template = dict(m.profile.iccid).get(cmd.name)
+    if template is None:
+        raise unsupported()
     if cmd.op is Op.TEST:
         return OK
     if cmd.op is Op.SET:
         raise syntax_error()
-    style = m.profile.iccid
-    if (cmd.name == "^ICCID") != (style == "huawei"):
-        raise unsupported()
     require_sim(m)
-    if style == "huawei":
-        return Answer([f"^ICCID: {m.sim.iccid}"])
-    if style == "quoted":
-        return Answer([f"+CCID: {quoted(m.sim.iccid)}"])
-    return Answer([f"{cmd.name}: {m.sim.iccid}"])
+    return Answer([template.format(m.sim.iccid)])
+
+
+@HANDLERS.handles("+CRSM")
+def crsm(m: VirtualModem, cmd: ParsedCommand) -> Answer:
+    """Restricted SIM access; only READ BINARY of EF_ICCID (2FE2), as raw swapped nibbles."""
+    if cmd.op is Op.TEST:
+        return OK
+    args = split_args(cmd.args)
+    if cmd.op is not Op.SET or args[:2] != ["176", "12258"]:
+        raise cme(codes.CME_NOT_ALLOWED)
+    require_sim(m)
+    padded = m.sim.iccid.ljust(20, "F")
+    raw = "".join(padded[i + 1] + padded[i] for i in range(0, 20, 2))
+    return Answer([f'+CRSM: 144,0,"{raw}"'])
 
 
 # --------------------------------------------------------------------- radio
@@ -260,7 +280,10 @@ def cfun(m: VirtualModem, cmd: ParsedCommand) -> Answer | None:
         m.reply(OK)  # the OK goes out before the firmware restarts
         m.reset()
         return None
+    was = m.cfun
     m.cfun = fun
+    if fun == 1 and was != 1:
+        m.radio_on()
     m.registration_changed()
     return OK
 
@@ -298,8 +321,21 @@ def cusd(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     require_sim(m)
     if not m.registered:
         raise cme(codes.CME_NO_NETWORK)
+    style = m.profile.ussd
+    if style == "packed":
+        # Huawei takes and gives USSD strings as packed GSM 7-bit in hex (gammu
+        # F_ENCODED_USSD); a plain "*100#" is not hex and is refused.
+        request = unpack_ussd(request)
+        if request is None:
+            raise cme(codes.CME_NOT_ALLOWED)
     answer = m.network.ussd_answer(request)
     m.stats.ussd += 1
+    if style == "packed":
+        line = f'+CUSD: 0,"{pack_ussd(answer)}",15'
+    elif style == "ucs2":
+        line = f'+CUSD: 0,"{answer.encode("utf-16-be").hex().upper()}",72'
+    else:
+        line = f'+CUSD: 0,"{answer}",15'
     if n == 1:
-        m.later(m.network.ussd_delay(), lambda: m.urc(f'+CUSD: 0,"{answer}",15'))
+        m.later(m.network.ussd_delay(), lambda: m.urc(line))
     return OK

@@ -36,6 +36,8 @@ SimState = Literal["READY", "SIM PIN", "SIM PUK", "BUSY"]
 _ESC = 0x1B
 _MAX_LINE = 4096  # a line longer than this is noise; real command buffers are far smaller
 _MAX_HELD = 1000  # URCs kept while CNMI mode 0 buffers them
+# What a u-blox style "SIM busy" still answers: the commands that set up the link itself.
+_ALWAYS_ANSWERED = frozenset({"", "E", "Z", "&F", "V", "Q", "+CMEE"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +99,8 @@ class VirtualModem:
         self._pin_ok = sim.pin is None
         self._pin_tries = 3
         self._last_registration = -1
+        self._sms_ready_at = 0.0  # loop time before which SMS commands answer busy
+        self.cfun = profile.radio_at_boot
         self._settings_defaults()
 
     # ----------------------------------------------------------------- settings
@@ -105,18 +109,18 @@ class VirtualModem:
         """What ATZ, AT&F and a power cycle restore."""
         self.echo = True
         self.cmee = 0
-        self.text_mode = False
-        self.cnmi = [2, 1, 0, 0, 0]  # Quectel's and SIMCom's power-on default
+        self.text_mode = not self.profile.pdu_mode
+        self.cnmi = list(self.profile.cnmi_default)  # standard: Quectel's and SIMCom's default
         self.cpms = ["SM", "SM", "SM"]
         self.csmp = [17, 167, 0, 0]
         self.cscs = "IRA"
+        self.csdh = 0
         self.creg_n = 0
         self.cereg_n = 0
         self.cgreg_n = 0
         self.cops_format = 0
         self.cmms = 0
         self.cusd_n = 0
-        self.cfun = 1
         self.urc_reports = True  # Huawei ^CURC
 
     def reset_settings(self) -> None:
@@ -140,15 +144,41 @@ class VirtualModem:
         self._busy = False
         self._pin_ok = self.sim.pin is None
         self._last_registration = -1
+        self.cfun = self.profile.radio_at_boot
+        profile = self.profile
         if announce:
             self.emit(b"\r\nRDY\r\n")
-        if self.profile.rssi_every:
-            self.later(self.profile.rssi_every * self.rng.uniform(0.5, 1.5), self._report_rssi)
+            for line in profile.boot_urcs:
+                self.emit(f"\r\n{line}\r\n".encode())
+        if profile.rssi_every:
+            self.later(profile.rssi_every * self.rng.uniform(0.5, 1.5), self._report_rssi)
+        if profile.chatter_every:
+            self.later(profile.chatter_every * self.rng.uniform(0.5, 1.5), self._chatter)
         delay = self.config.sim_ready_delay
         self._sim_booting = delay > 0
         if self._sim_booting:
             self.later(delay, self._sim_ready)
+        self._sms_starts(max(delay, 0.0), announce=announce)
         self.registration_changed()
+
+    def _sms_starts(self, after: float, *, announce: bool = True) -> None:
+        """The SMS store gets ready (power-on, radio on): busy until then, then say so."""
+        wait = max(after, self.profile.sms_busy)
+        self._sms_ready_at = self._loop.time() + wait
+        if announce and self.profile.ready_urcs:
+            self.later(wait, lambda: self.urc(*self.profile.ready_urcs))
+
+    def sms_busy(self) -> bool:
+        """Whether SMS commands answer busy now (the profile's busy period after power-on)."""
+        return self._loop.time() < self._sms_ready_at
+
+    def busy_error(self) -> ErrorAnswer:
+        kind, code = self.profile.busy_error
+        return ErrorAnswer(kind, code)
+
+    def radio_on(self) -> None:
+        """AT+CFUN=1 from another state: the SIM is read again and is busy meanwhile."""
+        self._sms_starts(0.0)
 
     def power_off(self) -> None:
         """Lose power: pending work is dropped; storage (on the SIM) is kept."""
@@ -178,6 +208,16 @@ class VirtualModem:
             self.urc(f"^RSSI: {self.signal()}")
         if self.profile.rssi_every:
             self.later(self.profile.rssi_every * self.rng.uniform(0.5, 1.5), self._report_rssi)
+
+    def _chatter(self) -> None:
+        # Lines some firmwares print whenever they like: not held back for a reply, so they
+        # land between an echo and its answer, or after the `>` prompt.
+        profile = self.profile
+        if self._on and not self.faults.hung and profile.chatter:
+            line = self.rng.choice(profile.chatter)
+            self.emit(f"\r\n{line}\r\n".encode())
+        if profile.chatter_every:
+            self.later(profile.chatter_every * self.rng.uniform(0.5, 1.5), self._chatter)
 
     def _sim_ready(self) -> None:
         self._sim_booting = False
@@ -304,6 +344,8 @@ class VirtualModem:
                 continue
             self.stats.commands += 1
             handler = HANDLERS.get(command.name, _unsupported)
+            if self.profile.busy_all and self.sms_busy() and command.name not in _ALWAYS_ANSWERED:
+                handler = _busy
             self._run(handler, self, command)
 
     def _echo(self, upto: int) -> None:
@@ -469,7 +511,8 @@ class VirtualModem:
         index = memory.store(pdu, Stat.REC_UNREAD)
         self.stats.inbound_delivered += 1
         if self.cnmi[1] in (1, 3):
-            self.urc(f'+CMTI: "{memory.name}",{index}', sms_indication=True)
+            named = self.profile.indication_memory or memory.name
+            self.urc(f'+CMTI: "{named}",{index}', sms_indication=True)
         return True
 
     def take_report(self, pdu: str) -> bool:
@@ -515,3 +558,7 @@ def _discard(data: bytes) -> None:
 
 def _unsupported(modem: VirtualModem, command: ParsedCommand) -> Answer | None:
     raise unsupported()
+
+
+def _busy(modem: VirtualModem, command: ParsedCommand) -> Answer | None:
+    raise modem.busy_error()

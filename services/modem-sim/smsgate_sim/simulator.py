@@ -286,11 +286,19 @@ class Simulator:
         modem.power_off()
         self._endpoints[port].unplug()
 
-    async def replug(self, port: str) -> None:
-        """Plug it back: the same device path (pty link or TCP port), the modem boots afresh."""
+    async def replug(self, port: str, *, device_name: str | None = None) -> None:
+        """Plug it back: the same device path (pty link or TCP port), the modem boots afresh.
+
+        `device_name` (ptys only) brings it back under another link name in the same
+        directory, as a USB re-enumeration turns ttyUSB2 into ttyUSB5.
+        """
         modem, endpoint = self.modem(port), self._endpoints[port]
         if endpoint.plugged:
             return
+        if device_name is not None:
+            if not isinstance(endpoint, PtyEndpoint):
+                raise ValueError(f"{port}: only a pty port can come back under another name")
+            endpoint.link = endpoint.link.with_name(device_name)
         await endpoint.plug()
         self._write_map()
         modem.boot(announce=False)
@@ -300,6 +308,19 @@ class Simulator:
         if not self._endpoints[port].plugged:
             await self.replug(port)
         self.modem(port).reset()
+
+    async def swap_sims(self, a: str, b: str) -> None:
+        """Take the SIM cards out of two modems and put each into the other; both restart.
+
+        A SIM carries its number, IMSI and ICCID (and its SMSC); the modem keeps its IMEI.
+        """
+        first, second = self.modem(a), self.modem(b)
+        first.sim, second.sim = second.sim, first.sim
+        first.smsc, second.smsc = second.smsc, first.smsc
+        first.network.attach(first)
+        second.network.attach(second)
+        await self.reset(a)
+        await self.reset(b)
 
     def _reset_by_replug(self, modem: VirtualModem) -> None:
         # A USB modem that restarts drops off the bus a moment later (its OK gets out

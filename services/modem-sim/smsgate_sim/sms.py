@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -14,6 +13,7 @@ from smsgate.pdu import (
     decode,
     encode_submit,
 )
+from smsgate.pdu.text_mode import UDHI, submit_from_user_data, text_time, user_data
 
 from . import basic_commands, codes
 from .atcommand import (
@@ -36,8 +36,9 @@ if TYPE_CHECKING:
 
 HANDLERS = Commands()
 _MAX_TPDU = 176  # 164 octets of SMS-SUBMIT plus slack; beyond that no modem prompts
-_READABLE = ("SM", "ME", "SR")
-_WRITABLE = ("SM", "ME")
+_READABLE = ("SM", "ME", "SR", "MT")
+_SRR = 0x20  # TP-SRR (SMS-SUBMIT) / TP-SRI (SMS-DELIVER)
+_WRITABLE = ("SM", "ME", "MT")
 PromptKind = Literal["send", "write"]
 
 
@@ -64,9 +65,17 @@ def cmgf(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.op is Op.READ:
         return Answer([f"+CMGF: {int(m.text_mode)}"])
     if cmd.op is Op.TEST:
-        return Answer(["+CMGF: (0,1)"])
-    m.text_mode = int_arg(split_args(cmd.args), 0, 0, 1, default=0) == 1
+        return Answer(["+CMGF: (0,1)" if m.profile.pdu_mode else "+CMGF: (1)"])
+    text_mode = int_arg(split_args(cmd.args), 0, 0, 1, default=0) == 1
+    if not text_mode and not m.profile.pdu_mode:
+        raise syntax_error()  # text-only firmwares refuse PDU mode with a plain ERROR
+    m.text_mode = text_mode
     return OK
+
+
+@HANDLERS.handles("+CSDH")
+def csdh(m: VirtualModem, cmd: ParsedCommand) -> Answer:
+    return int_setting(m, cmd, "+CSDH", "csdh", 1)
 
 
 @HANDLERS.handles("+CSMS")
@@ -127,9 +136,17 @@ def cnmi(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.op is not Op.SET or len(args) > 5:
         raise syntax_error()
     highs = (3, 3, 2, 2, 1)
-    values = [int_arg(args, i, 0, highs[i], default=0) for i in range(5)]
+    # An omitted value keeps its setting (Cinterion relies on it for <bfr>).
+    values = [int_arg(args, i, 0, highs[i], default=m.cnmi[i]) for i in range(5)]
     if values[2] == 1:
         raise syntax_error()  # bm=1 (cell broadcast storage) is not offered
+    profile = m.profile
+    if (
+        values[1] not in profile.cnmi_mt
+        or values[3] not in profile.cnmi_ds
+        or values[4] not in profile.cnmi_bfr
+    ):
+        raise cms(codes.CMS_NOT_SUPPORTED)
     m.cnmi = values
     if values[0] != 0:
         m.flush_buffered_urcs(discard=values[4] == 1)
@@ -144,7 +161,7 @@ def _usage(m: VirtualModem, memory: Memory) -> tuple[int, int]:
 @HANDLERS.handles("+CPMS")
 def cpms(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.op is Op.TEST:
-        return Answer(['+CPMS: ("SM","ME","SR"),("SM","ME"),("SM","ME")'])
+        return Answer(['+CPMS: ("SM","ME","SR"),("SM","ME"),("SM","ME")'])  # "MT" taken, not listed
     require_sim(m)
     if cmd.op is Op.READ:
         fields = []
@@ -160,7 +177,7 @@ def cpms(m: VirtualModem, cmd: ParsedCommand) -> Answer:
         name = (value or "").upper()
         if name not in (_READABLE if i == 0 else _WRITABLE):
             raise cms(codes.CMS_NOT_ALLOWED)
-        chosen[i] = name
+        chosen[i] = "SM" if name == "MT" else name  # 27.005 "MT": SIM and ME; here the SIM
     m.cpms = chosen
     counts = [f"{u},{t}" for u, t in (_usage(m, m.memories[n]) for n in chosen)]
     return Answer(["+CPMS: " + ",".join(counts)])
@@ -182,7 +199,7 @@ def cmgs(m: VirtualModem, cmd: ParsedCommand) -> Answer | None:
         Stat(int_arg(args, 1, 0, 3, default=2)) if kind == "write" and not m.text_mode else Stat(2)
     )
     if m.text_mode:
-        number = args[0]
+        number = _number_in(m, args[0] or "")
         if not number:
             raise cms(codes.CMS_INVALID_TEXT)
         m.start_prompt(PendingPrompt(kind, number=number, stat=stat))
@@ -232,13 +249,23 @@ def _submit(pdu: str, length: int | None) -> Submit | None:
 
 
 def _text_submit(m: VirtualModem, number: str, payload: bytes) -> str:
-    """Text mode: the text as one SMS-SUBMIT PDU, with TP-SRR from AT+CSMP's first octet."""
+    """Text mode: the text as one SMS-SUBMIT PDU, with TP-SRR from AT+CSMP's first octet.
+
+    With TP-UDHI set in AT+CSMP the TE gives the user data, header included, as hex octets
+    (27.005 §3.1 <data>): that is how text mode sends one part of a concatenated message.
+    """
+    first, validity, protocol, coding = m.csmp
     try:
+        if first & UDHI:
+            data = bytes.fromhex(payload.decode("ascii").strip())
+            return submit_from_user_data(
+                number, first=first, validity=validity, protocol=protocol, coding=coding, data=data
+            )
         if m.cscs == "UCS2":
             text = bytes.fromhex(payload.decode("ascii").strip()).decode("utf-16-be")
         else:
             text = payload.decode("utf-8", errors="replace").strip("\r\n")
-        parts = encode_submit(number, text, status_report=bool(m.csmp[0] & 0x20))
+        parts = encode_submit(number, text, status_report=bool(first & _SRR))
     except (ValueError, UnicodeError):
         m.stats.pdus_malformed += 1
         raise cms(codes.CMS_INVALID_TEXT) from None
@@ -347,10 +374,16 @@ def _render(m: VirtualModem, stored: Stored, *, prefix: str) -> list[str]:
     if isinstance(message, StatusReport):
         return [f"{prefix}{stat},{_report_fields(message)}"]
     if isinstance(message, Deliver):
-        header = f'{stat},"{message.sender}",,"{scts(message.timestamp)}"'
-        return [prefix + header, _text_out(m, message.text, message.alphabet, message.data)]
+        data, length = _text_data(m, message, stored.pdu)
+        sender = quoted(_number_out(m, message.sender))
+        header = f"{stat},{sender},,{quoted(text_time(message.timestamp))}"
+        if m.csdh and prefix.startswith("+CMGR"):
+            header += "," + _details(message, stored.pdu, length)
+        elif m.csdh:
+            header += f",{_toa(message.sender)},{length}"
+        return [prefix + header, data]
     return [
-        f'{prefix}{stat},"{message.number}",,',
+        f"{prefix}{stat},{quoted(_number_out(m, message.number))},,",
         _text_out(m, message.text, message.alphabet, message.data),
     ]
 
@@ -362,8 +395,13 @@ def indicate_direct(m: VirtualModem, pdu: str) -> None:
         return
     message = decode(pdu)
     assert isinstance(message, Deliver)
-    text = _text_out(m, message.text, message.alphabet, message.data)
-    m.urc(f'+CMT: "{message.sender}",,"{scts(message.timestamp)}"', text, sms_indication=True)
+    data, length = _text_data(m, message, pdu)
+    header = (
+        f"+CMT: {quoted(_number_out(m, message.sender))},,{quoted(text_time(message.timestamp))}"
+    )
+    if m.csdh:
+        header += "," + _details(message, pdu, length)
+    m.urc(header, data, sms_indication=True)
 
 
 def indicate_report(m: VirtualModem, pdu: str) -> None:
@@ -376,11 +414,49 @@ def indicate_report(m: VirtualModem, pdu: str) -> None:
     m.urc(f"+CDS: {_report_fields(report)}", sms_indication=True)
 
 
+def _text_data(m: VirtualModem, message: Deliver, pdu: str) -> tuple[str, int]:
+    """The <data> line of a text-mode message and its <length>.
+
+    With TP-UDHI set the user data, header included, goes out as hex octets and <length>
+    is TP-UDL (27.005 §3.1), which is what lets a TE put concatenated parts together.
+    """
+    fields = user_data(pdu)
+    if fields.first & UDHI:
+        return fields.data.hex().upper(), fields.length
+    return _text_out(m, message.text, message.alphabet, message.data), fields.length
+
+
+def _details(message: Deliver, pdu: str, length: int) -> str:
+    """The AT+CSDH=1 tail: <tooa>,<fo>,<pid>,<dcs>,<sca>,<tosca>,<length>."""
+    fields = user_data(pdu)
+    smsc = message.smsc or ""
+    numbers = f"{_toa(message.sender)},{fields.first},{fields.protocol},{fields.coding}"
+    return f"{numbers},{quoted(smsc)},{_toa(smsc)},{length}"
+
+
+def _toa(number: str) -> int:
+    return 145 if number.startswith("+") else 129
+
+
+def _number_in(m: VirtualModem, raw: str) -> str:
+    """A number as the TE wrote it: UCS-2 hex while AT+CSCS="UCS2" (27.005 <da>)."""
+    if m.cscs == "UCS2" and raw and len(raw) % 4 == 0:
+        try:
+            return bytes.fromhex(raw).decode("utf-16-be")
+        except ValueError:
+            return raw
+    return raw
+
+
+def _number_out(m: VirtualModem, number: str) -> str:
+    return number.encode("utf-16-be").hex().upper() if m.cscs == "UCS2" else number
+
+
 def _report_fields(report: StatusReport) -> str:
     toa = 145 if report.recipient.startswith("+") else 129
     return (
         f'6,{report.message_reference},"{report.recipient}",{toa},'
-        f'"{scts(report.timestamp)}","{scts(report.discharge_time)}",{report.status}'
+        f'"{text_time(report.timestamp)}","{text_time(report.discharge_time)}",{report.status}'
     )
 
 
@@ -391,11 +467,3 @@ def _text_out(m: VirtualModem, text: str, alphabet: Alphabet, data: bytes) -> st
     if alphabet is Alphabet.UCS2 or m.cscs == "UCS2":
         return text.encode("utf-16-be").hex().upper()
     return text
-
-
-def scts(moment: datetime.datetime) -> str:
-    """A time as text mode prints it: yy/MM/dd,hh:mm:ss±zz (quarter hours)."""
-    offset = moment.utcoffset() or datetime.timedelta()
-    quarters = int(offset.total_seconds() // 900)
-    sign = "-" if quarters < 0 else "+"
-    return f"{moment:%y/%m/%d,%H:%M:%S}{sign}{abs(quarters):02d}"

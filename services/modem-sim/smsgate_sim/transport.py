@@ -139,7 +139,8 @@ class _Connection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's TCP transport is no subclass of asyncio.Transport, only alike.
+        # Not an isinstance check: uvloop's TCP transport (the `smsgate sim` command line
+        # runs on uvloop) is no subclass of asyncio.Transport, yet it is one in every way.
         self.transport = cast(asyncio.Transport, transport)
         self.endpoint._connected(self)
 

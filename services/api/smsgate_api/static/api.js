@@ -122,6 +122,7 @@ const events = new Stream("events", () => {
   },
   report(e, raw) {
     lastEventId = Number(raw.lastEventId);
+    if (e.state === "unmatched") return; // about no message of ours: no row to update
     putMessage(e.id, {
       to: e.to, port: e.port, caller_id: e.caller_id, reported: e.time,
       state: e.state === "delivered" ? "delivered" : "undelivered",

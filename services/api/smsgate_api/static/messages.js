@@ -1,13 +1,18 @@
 // Messages (the send form and recent messages with their state) and inbound SMS.
+// Both lists start from the message history (/api/v1/messages, /api/v1/inbox) and are
+// kept current by the event stream; a search also asks the history.
 
 import { api } from "./api.js";
 import { $, clock, fill, h, notice } from "./dom.js";
-import { byName, changed, putMessage, store } from "./store.js";
+import { byName, changed, putInbound, putMessage, store } from "./store.js";
 import { countSegments } from "./segments.js";
 
 const SHOWN = 200; // rows drawn; the store keeps more for searching
 let pinned = []; // ports chosen in the grid ("Send from these…")
-let lookedUp = null; // {id, status | error} for an id not in the recent list
+let lookedUp = null; // {id, status | error}: a message looked up, with its timeline
+const history = { user: null, messages: "idle", inbound: "idle", messagesError: null, inboundError: null };
+const RANK = { queued: 0, sending: 1, sent: 2, failed: 2 }; // anything else is a report: 3
+let searchTimer = null;
 
 export function setupMessages() {
   const form = $("#send-form");
@@ -16,6 +21,8 @@ export function setupMessages() {
   $("#message-search").addEventListener("input", () => {
     lookedUp = null;
     changed();
+    clearTimeout(searchTimer);
+    searchTimer = setTimeout(() => loadMessages($("#message-search").value.trim()), 300);
   });
   $("#inbound-search").addEventListener("input", changed);
   renderCounter();
@@ -107,15 +114,72 @@ function streamProblem(what) {
   return null;
 }
 
+const rank = (state) => RANK[state] ?? 3;
+const newestFirst = (a, b) => (Date.parse(b.time) || 0) - (Date.parse(a.time) || 0);
+
+/** Recent messages from the history (or those matching a search), merged into the store. */
+async function loadMessages(query = "") {
+  const params = new URLSearchParams({ direction: "out", limit: String(SHOWN) });
+  if (/^\+?[\d\s-]{3,}$/.test(query)) params.set("number", query);
+  else if (query) params.set("q", query);
+  history.messages = "loading";
+  try {
+    const page = await api(`/api/v1/messages?${params}`);
+    for (const m of [...page.messages].reverse()) {
+      const held = store.messages.get(m.id);
+      putMessage(m.id, {
+        to: m.number, port: m.port ?? held?.port, time: m.created, caller_id: m.caller_id, text: m.text,
+        state: held && rank(held.state) > rank(m.state) ? held.state : m.state,
+        reason: held?.reason ?? m.reason ?? m.report_reason,
+      });
+    }
+    history.messagesError = null;
+  } catch (error) {
+    history.messagesError = error.message;
+  }
+  history.messages = "loaded";
+  changed();
+}
+
+async function loadInbound() {
+  history.inbound = "loading";
+  try {
+    const page = await api(`/api/v1/inbox?limit=${SHOWN}`);
+    for (const m of [...page.messages].reverse()) {
+      putInbound({
+        id: m.id, sender: m.number, port: m.port, text: m.text, time: m.created,
+        smsc_time: m.smsc_time, parts: m.parts ?? 1, complete: m.complete ?? true,
+      });
+    }
+    history.inboundError = null;
+  } catch (error) {
+    history.inboundError = error.message;
+  }
+  history.inbound = "loaded";
+  changed();
+}
+
+/** Load the history again for whoever is logged in now. */
+function freshFor(session) {
+  if (history.user === session?.user) return;
+  Object.assign(history, { user: session?.user, messages: "idle", inbound: "idle" });
+}
+
+function historyProblem(error) {
+  return error ? notice("error", "The message history is not available", `${error} Only messages seen live are shown.`) : null;
+}
+
 export function renderMessages() {
   renderPortChoice();
+  freshFor(store.session);
+  if (history.messages === "idle") loadMessages();
   const root = $("#message-list");
   const query = $("#message-search").value.trim().toLowerCase();
-  let list = [...store.messages.values()].reverse();
+  let list = [...store.messages.values()].sort(newestFirst);
   if (query) {
-    list = list.filter((m) => [m.id, m.caller_id, m.to].some((v) => v && String(v).toLowerCase().includes(query)));
+    list = list.filter((m) => [m.id, m.caller_id, m.to, m.text].some((v) => v && String(v).toLowerCase().includes(query)));
   }
-  const problem = streamProblem("Message states");
+  const problem = streamProblem("Message states") ?? historyProblem(history.messagesError);
   if (!list.length) {
     const extra = query && !lookedUp ? h("button", { type: "button", onclick: () => lookUp(query) }, `Look up message id “${query}”`) : null;
     fill(root, problem, lookedUp ? lookedUpView() : null, query
@@ -125,14 +189,15 @@ export function renderMessages() {
   }
   fill(root, problem, h("table.messages", {},
     h("thead", {}, h("tr", {}, ["Time", "Id", "To", "Port", "State", "Reason"].map((t) => h("th", {}, t)))),
-    h("tbody", {}, list.slice(0, SHOWN).map((m) => h("tr", { dataset: { id: m.id, state: m.state } },
+    h("tbody", {}, list.slice(0, SHOWN).map((m) => h("tr", { dataset: { id: m.id, state: m.state }, title: "Show its timeline", onclick: () => lookUp(m.id) },
       h("td", {}, clock(m.time)),
       h("td.mono", { title: m.caller_id && m.caller_id !== m.id ? `caller id ${m.caller_id}` : "" }, m.id),
       h("td", {}, m.to ?? ""),
       h("td", {}, m.port ?? "any"),
       h("td", {}, h("span.badge", { dataset: { state: m.state } }, m.state)),
       h("td", {}, m.reason ?? ""))))),
-    list.length > SHOWN ? h("p.muted", {}, `${list.length - SHOWN} older not shown; search to find them.`) : null);
+    list.length > SHOWN ? h("p.muted", {}, `${list.length - SHOWN} older not shown; search to find them.`) : null,
+    lookedUp ? lookedUpView() : null);
 }
 
 async function lookUp(id) {
@@ -150,15 +215,24 @@ function lookedUpView() {
   return h("div.card.lookup", {},
     h("h3", {}, `Message ${s.id}`),
     h("p", {}, h("span.badge", { dataset: { state: s.state } }, s.state), ` to ${s.to} on ${s.port ?? "any port"}, ${clock(s.updated)}`),
-    s.reason ? h("p.muted", {}, s.reason) : null);
+    s.text ? h("p.text", {}, s.text) : null,
+    s.reason ? h("p.muted", {}, s.reason) : null,
+    (s.timeline ?? []).length ? h("ol.timeline", {}, s.timeline.map((t) => h("li", { dataset: { step: t.step } },
+      `${clock(t.time)} ${t.step}`,
+      t.part ? ` · part ${t.part}` : "",
+      t.reference !== undefined && t.reference !== null ? ` · TP-MR ${t.reference}` : "",
+      t.port ? ` · ${t.port}` : "",
+      t.reason ? ` · ${t.reason}` : ""))) : null);
 }
 
 export function renderInbound() {
+  freshFor(store.session);
+  if (history.inbound === "idle") loadInbound();
   const root = $("#inbound-list");
   const query = $("#inbound-search").value.trim().toLowerCase();
-  let list = store.inbound;
+  let list = [...store.inbound].sort(newestFirst);
   if (query) list = list.filter((m) => `${m.sender} ${m.port} ${m.text}`.toLowerCase().includes(query));
-  const problem = streamProblem("Inbound SMS");
+  const problem = streamProblem("Inbound SMS") ?? historyProblem(history.inboundError);
   if (!list.length) {
     fill(root, problem, query
       ? notice("empty", "No inbound SMS matches")

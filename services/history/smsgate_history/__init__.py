@@ -1,0 +1,1 @@
+"""The history store: SMS_EVENTS, folded into SQL (SQLite or PostgreSQL)."""

@@ -1,0 +1,493 @@
+"""The report ledger on the bus: what every sent part awaits, shared by all agents.
+
+Keys of the `sms_reports` bucket (replicated like every bucket):
+
+    m.<due>.<message>   a message awaiting its report (ReportRecord); `<due>` is its
+                        sweep bucket (reports.due_label), so expiry lists only due ones
+    d.<due>             the index of sweep buckets that hold records
+    s.<sim>.<mr>        the parts of a SIM awaiting a report with TP-MR `<mr>` (a list:
+                        the MR wraps every 256 parts)
+    w.<sim>.<digest>    a report read before its record was there (WaitingReport)
+
+Any agent reading a report looks up `s.<sim>.<mr>`, so a restarted agent, or another
+port or host the SIM moved to, matches it like the sender would. Every change to a
+record is a compare-and-set on its revision: of two agents deciding one message (its
+last report and the expiry sweep), one wins and publishes, with the stable event id
+`<message>:report` besides. The agent keeps no record in memory.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import msgspec
+from nats.js import JetStreamContext
+from nats.js.api import Header
+from nats.js.errors import (
+    APIError,
+    KeyDeletedError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+)
+from nats.js.kv import KV_DEL, KV_OP, KeyValue
+from smsgate import contracts, subjects
+from smsgate.acks import AckPublisher
+from smsgate.bus import CREATE_ONLY, WRONG_LAST_SEQUENCE
+from smsgate.pdu import ReportState, StatusReport
+
+from smsgate_agent import reports
+from smsgate_agent.reports import ReportRecord, Sim, SlotEntry, WaitingReport
+from smsgate_agent.send_path import until_done
+
+log = logging.getLogger("smsgate.agent")
+
+# A sweep bucket's index key is dropped only this long after it came due: an agent whose
+# clock is behind may still file a record under it until then.
+INDEX_GRACE = dt.timedelta(minutes=2)
+REMEMBERED_WAITING = 1024  # reports this agent parked, retried as soon as it records more
+
+_slots = msgspec.json.Decoder(list[SlotEntry])
+_record = msgspec.json.Decoder(ReportRecord)
+_waiting = msgspec.json.Decoder(WaitingReport)
+_encode = msgspec.json.Encoder().encode
+_EXPECTED = Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value
+
+
+class Conflict(Exception):
+    """Someone else changed the key since it was read: read again."""
+
+
+class Store(Protocol):
+    """The bucket as the ledger uses it: values with revisions, changed by compare-and-set."""
+
+    async def get(self, key: str) -> tuple[bytes, int] | None: ...
+    async def put(self, key: str, value: bytes) -> int: ...
+    async def create(self, key: str, value: bytes) -> int:
+        """Raises Conflict when the key exists."""
+        ...
+
+    async def update(self, key: str, value: bytes, revision: int) -> int:
+        """Raises Conflict unless the key is still at `revision`."""
+        ...
+
+    async def delete(self, key: str, revision: int | None = None) -> None:
+        """Raises Conflict unless the key is still at `revision` (if given)."""
+        ...
+
+    async def keys(self, pattern: str) -> list[str]:
+        """Keys matching a NATS subject pattern (`*` one token, `>` the rest)."""
+        ...
+
+
+class Reporter(Protocol):
+    """Where decided reports go (smsgate_agent.publisher.Publisher)."""
+
+    agent: str
+
+    async def event(self, event: contracts.Event) -> None: ...
+    async def event_and_status(
+        self, event: contracts.Event, status: contracts.MessageStatus
+    ) -> tuple[Exception | None, Exception | None]: ...
+    async def status(self, message_id: str) -> contracts.MessageStatus | None: ...
+
+
+@dataclass(frozen=True)
+class LedgerSettings:
+    timeout: dt.timedelta  # no report by then: `expired`
+    unmatched_after: dt.timedelta  # a report without a record waits this long
+    sweep: float  # seconds between sweeps (and the width of a sweep bucket)
+
+
+class Ledger:
+    """Records sent parts, matches reports, and sweeps what is due; one per agent."""
+
+    def __init__(
+        self,
+        store: Store,
+        publisher: Reporter,
+        settings: LedgerSettings,
+        *,
+        clock: Callable[[], dt.datetime] = contracts.utcnow,
+    ) -> None:
+        self.store = store
+        self.publisher = publisher
+        self.settings = settings
+        self.clock = clock
+        self._indexed = 0  # the sweep bucket this agent filed its last record under
+        self._parked: dict[str, None] = {}  # keys of reports this agent parked, oldest first
+        # reports this agent published, by the port that sent the message and by state
+        self._reported: dict[str, collections.Counter[str]] = {}
+
+    # --- sending --------------------------------------------------------------------------
+
+    async def record(self, record: ReportRecord) -> None:
+        """Make a sent message's parts matchable by any agent (safe to repeat)."""
+        label = reports.due_label(record.due, self.settings.sweep)
+        key = _record_key(label, record.id)
+        await self.store.put(key, _encode(record))
+        if label != self._indexed:  # due times grow with the clock: one bucket at a time
+            await self._create(f"d.{label}", b"")
+            self._indexed = label
+        for part in record.parts:
+            entry = SlotEntry(key, part.sequence, record.to, record.sent)
+            await self._edit_slot(_slot_key(record.sim.key, part.reference), self._filing(entry))
+
+    async def retry_parked(self, sim: Sim) -> None:
+        """Match the reports of `sim` this agent parked (the sweep has them otherwise)."""
+        prefix = f"w.{sim.key}."
+        for waiting in [k for k in self._parked if k.startswith(prefix)]:
+            try:
+                await self._retry_waiting(waiting)
+            except Exception as exc:
+                log.warning("%s: waiting report %s not retried yet: %s", sim.port, waiting, exc)
+
+    # --- reports --------------------------------------------------------------------------
+
+    async def take(self, report: StatusReport, reader: Sim) -> None:
+        """A report read off a SIM: matched through the ledger, or kept until its record
+        shows up (then published `unmatched` if none does). Durable when this returns."""
+        now = self.clock()
+        if await self._match(report, reader, now):
+            return
+        waiting = WaitingReport.of(report, reader, now)
+        key = f"w.{reader.key}.{waiting.digest}"
+        await self.store.put(key, _encode(waiting))
+        self._parked[key] = None
+        while len(self._parked) > REMEMBERED_WAITING:
+            del self._parked[next(iter(self._parked))]  # the sweep still has it
+        log.info(
+            "%s: report TP-MR %d for %s matches no sent part yet; waiting",
+            reader.port,
+            report.message_reference,
+            report.recipient,
+        )
+
+    async def _match(self, report: StatusReport, reader: Sim, now: dt.datetime) -> bool:
+        """Apply a report to the part it is for; False when no part is waiting for it."""
+        while True:
+            try:
+                return await self._match_once(report, reader, now)
+            except Conflict:
+                continue  # the record or slot moved on meanwhile: look again
+
+    async def _match_once(self, report: StatusReport, reader: Sim, now: dt.datetime) -> bool:
+        slot_key = _slot_key(reader.key, report.message_reference)
+        entries, slot_revision = await self._read_slot(slot_key)
+        while True:
+            chosen = reports.choose(entries, report, now, self.settings.timeout)
+            if chosen is None:
+                return False
+            got = await self._get(chosen.record)
+            record = _record.decode(got[0]) if got is not None else None
+            part = record.part(chosen.sequence) if record is not None else None
+            if record is None or part is None or part.state is not ReportState.PENDING:
+                # Left behind by a settled message (a crash between its steps).
+                await self._edit_slot(slot_key, _without(chosen))
+                entries = _without(chosen)(entries)
+                if record is None or part is None:
+                    continue
+                # The same part's report again: read again after a crash, which may have
+                # come between the decision and its publishing.
+                if record.report is not None and not await self._published(record):
+                    await self._publish(record, record.report)
+                if record.settled and got is not None:
+                    await self._forget(chosen.record, record, got[1])
+                return True
+            assert got is not None
+            updated, event = reports.apply(record, chosen.sequence, report, reader, now)
+            if updated is record:
+                return True  # a temporary status: the final report follows
+            revision = await self._update(chosen.record, updated, got[1])
+            if event is not None:
+                await self._publish(updated, event)
+            if updated.settled:
+                await self._forget(
+                    chosen.record, updated, revision, {slot_key: (entries, slot_revision)}
+                )
+            else:
+                await self._edit_slot(slot_key, _without(chosen), (entries, slot_revision))
+            log.info(
+                "%s: report for %s part %d/%d: %s",
+                reader.port,
+                record.id,
+                chosen.sequence,
+                len(record.parts),
+                report.state.value,
+                extra={"message_id": record.id, "port": reader.port, "event": "report"},
+            )
+            return True
+
+    # --- the sweep ------------------------------------------------------------------------
+
+    async def sweep(self) -> None:
+        """Expire what is due and retry (or give up on) waiting reports. Every agent sweeps;
+        compare-and-set makes one of them act on each record."""
+        now = self.clock()
+        for label in sorted(int(k[2:]) for k in await self.store.keys("d.*") if k[2:].isdigit()):
+            if label > now.timestamp():
+                break
+            keys = await self.store.keys(f"m.{label}.*")
+            for key in keys:
+                await _unless_unreadable(key, self._settle_due(key, now))
+            if not keys and label <= (now - INDEX_GRACE).timestamp():
+                await self._delete(f"d.{label}")
+        for key in await self.store.keys("w.*.*"):
+            await _unless_unreadable(key, self._retry_waiting(key))
+
+    async def _settle_due(self, key: str, now: dt.datetime) -> None:
+        got = await self._get(key)
+        if got is None:
+            return
+        record = _record.decode(got[0])
+        if record.report is None:
+            record, event = reports.expire(record, now)
+            try:
+                revision = await self._update(key, record, got[1])
+            except Conflict:
+                return  # a report decided it meanwhile; the next sweep looks again
+            await self._publish(record, event)
+            log.info("report for %s: expired", record.id, extra={"message_id": record.id})
+        else:
+            revision = got[1]
+            # Decided, but a part never reported; or the decider died before publishing.
+            if not await self._published(record):
+                await self._publish(record, record.report)
+        await self._forget(key, record, revision)
+
+    async def _published(self, record: ReportRecord) -> bool:
+        stored = await self.publisher.status(record.id)
+        return stored is not None and stored.delivery is not None
+
+    async def _retry_waiting(self, key: str) -> None:
+        """Match a parked report now, or publish it `unmatched` once it waited its time."""
+        got = await self._get(key)
+        if got is None:
+            self._parked.pop(key, None)
+            return
+        waiting, revision = _waiting.decode(got[0]), got[1]
+        try:
+            if waiting.claim == "":
+                now = self.clock()
+                if await self._candidate(waiting):
+                    claim = "match"
+                elif now - waiting.seen >= self.settings.unmatched_after:
+                    claim = "unmatched"
+                else:
+                    return
+                waiting = msgspec.structs.replace(waiting, claim=claim)
+                revision = await self._update(key, waiting, revision)
+            if waiting.claim == "match":
+                if not await self._match(waiting.report(), waiting.reader, waiting.seen):
+                    # Taken by another claim since: wait on for a record.
+                    await self._update(key, msgspec.structs.replace(waiting, claim=""), revision)
+                    return
+            else:
+                event = reports.unmatched(waiting, self.clock())
+                await self._publish(None, event)
+                log.warning(
+                    "%s: report TP-MR %d for %s matched no sent message: published unmatched",
+                    waiting.reader.port,
+                    waiting.reference,
+                    waiting.recipient,
+                )
+            await self._delete(key, revision)
+        except Conflict:
+            return  # another agent acts on it
+        self._parked.pop(key, None)
+
+    async def _candidate(self, waiting: WaitingReport) -> bool:
+        entries, _ = await self._read_slot(_slot_key(waiting.reader.key, waiting.reference))
+        chosen = reports.choose(entries, waiting.report(), waiting.seen, self.settings.timeout)
+        return chosen is not None
+
+    # --- steps ----------------------------------------------------------------------------
+
+    async def _publish(self, record: ReportRecord | None, event: contracts.DeliveryReport) -> None:
+        """The report event (and the message's status), however long NATS is away."""
+        status = reports.status(record, event, self.publisher.agent) if record else None
+
+        async def step() -> None:
+            if status is None:
+                await self.publisher.event(event)
+                return
+            failed, status_failed = await self.publisher.event_and_status(event, status)
+            if failed is not None:
+                raise failed
+            if status_failed is not None:
+                log.warning("status of %s not updated: %s", event.id, status_failed)
+
+        await until_done(step, f"report of {event.id}")
+        self._reported.setdefault(event.port, collections.Counter())[event.state.value] += 1
+
+    def published_for(self, port: str) -> Mapping[str, int]:
+        """How many reports of `port`'s messages this agent published, by state."""
+        return self._reported.get(port, {})
+
+    async def _forget(
+        self,
+        key: str,
+        record: ReportRecord,
+        revision: int,
+        known: dict[str, tuple[list[SlotEntry], int | None]] | None = None,
+    ) -> None:
+        """Drop a settled record and what points to it (`known`: slots read already)."""
+        try:
+            await self._delete(key, revision)
+        except Conflict:
+            return  # a late part's report came meanwhile: the next sweep of it settles it
+        for slot in dict.fromkeys(_slot_key(record.sim.key, p.reference) for p in record.parts):
+            await self._edit_slot(
+                slot,
+                lambda es: [e for e in es if e.record != key],
+                (known or {}).get(slot),
+            )
+
+    def _filing(self, entry: SlotEntry) -> Callable[[list[SlotEntry]], list[SlotEntry]]:
+        """Add `entry` to a slot, dropping the parts there whose records are due anyway."""
+
+        def change(entries: list[SlotEntry]) -> list[SlotEntry]:
+            now = self.clock()
+            kept = [e for e in entries if now - e.sent <= self.settings.timeout and e != entry]
+            return [*kept, entry]
+
+        return change
+
+    async def _read_slot(self, key: str) -> tuple[list[SlotEntry], int | None]:
+        got = await self._get(key)
+        if got is None:
+            return [], None
+        return _slots.decode(got[0]) if got[0] else [], got[1]
+
+    async def _edit_slot(
+        self,
+        key: str,
+        change: Callable[[list[SlotEntry]], list[SlotEntry]],
+        known: tuple[list[SlotEntry], int | None] | None = None,
+    ) -> None:
+        """Change a slot's list by compare-and-set (the sweep and a port may meet there),
+        from `known` (a read of it) if given. An emptied slot keeps its key: the SIM's MR
+        comes round to it again."""
+        while True:
+            entries, revision = known if known is not None else await self._read_slot(key)
+            known = None
+            changed = change(entries)
+            if changed == entries:
+                return
+            try:
+                if revision is None:
+                    await self._create(key, _encode(changed), must=True)
+                else:
+                    await self._update(key, changed, revision)
+                return
+            except Conflict:
+                continue
+
+    async def _get(self, key: str) -> tuple[bytes, int] | None:
+        return await self.store.get(key)
+
+    async def _update(self, key: str, value: object, revision: int) -> int:
+        return await self.store.update(key, _encode(value), revision)
+
+    async def _create(self, key: str, value: bytes, *, must: bool = False) -> None:
+        try:
+            await self.store.create(key, value)
+        except Conflict:
+            if must:
+                raise
+
+    async def _delete(self, key: str, revision: int | None = None) -> None:
+        await self.store.delete(key, revision)
+
+
+class KvStore:
+    """A JetStream KV bucket as the ledger's Store. Writes go through the agent's shared
+    ack inbox when it has one: a few times cheaper than nats-py's KV calls, which matters
+    at several writes per message."""
+
+    def __init__(
+        self, kv: KeyValue, js: JetStreamContext, acks: AckPublisher | None = None
+    ) -> None:
+        self.kv = kv
+        self.js = js
+        self.acks = acks
+        self._prefix = subjects.REPORTS_KV_PREFIX
+
+    async def get(self, key: str) -> tuple[bytes, int] | None:
+        try:
+            entry = await self.kv.get(key)
+        except (KeyNotFoundError, KeyDeletedError):
+            return None
+        if entry.value is None or entry.revision is None:
+            return None
+        return entry.value, entry.revision
+
+    async def put(self, key: str, value: bytes) -> int:
+        return await self._write(key, value, {})
+
+    async def create(self, key: str, value: bytes) -> int:
+        try:
+            return await self._write(key, value, dict(CREATE_ONLY))
+        except Conflict:
+            # The key may be a tombstone, which nats-py's create() takes over.
+            try:
+                return await self.kv.create(key, value)
+            except KeyWrongLastSequenceError:
+                raise Conflict(key) from None
+
+    async def update(self, key: str, value: bytes, revision: int) -> int:
+        return await self._write(key, value, {_EXPECTED: str(revision)})
+
+    async def delete(self, key: str, revision: int | None = None) -> None:
+        headers = {KV_OP: KV_DEL}
+        if revision is not None:
+            headers[_EXPECTED] = str(revision)
+        await self._write(key, b"", headers)
+
+    async def _write(self, key: str, value: bytes, headers: dict[str, str]) -> int:
+        try:
+            if self.acks is None:
+                ack = await self.js.publish(self._prefix + key, value, headers=headers)
+                return ack.seq
+            return (await (await self.acks.publish(self._prefix + key, value, headers))).seq
+        except APIError as exc:
+            if exc.err_code not in WRONG_LAST_SEQUENCE:
+                raise
+            raise Conflict(key) from None
+
+    async def keys(self, pattern: str) -> list[str]:
+        """Filtered by the server (kv.keys() lists the whole bucket, then filters)."""
+        watcher = await self.kv.watch(pattern, ignore_deletes=True, meta_only=True)
+        keys: list[str] = []
+        try:
+            async for entry in watcher:
+                if entry is None:
+                    break
+                keys.append(entry.key)
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+        return keys
+
+
+async def _unless_unreadable(key: str, step: Coroutine[Any, Any, None]) -> None:
+    """One key that cannot be read (written by a newer version?) must not stop a sweep."""
+    try:
+        await step
+    except msgspec.MsgspecError as exc:
+        log.error("report ledger: %s unreadable, left as it is: %s", key, exc)
+
+
+def _without(entry: SlotEntry) -> Callable[[list[SlotEntry]], list[SlotEntry]]:
+    return lambda entries: [e for e in entries if e != entry]
+
+
+def _record_key(label: int, message_id: str) -> str:
+    return f"m.{label}.{subjects.message_key(message_id)}"
+
+
+def _slot_key(sim: str, reference: int) -> str:
+    return f"s.{sim}.{reference & 0xFF}"

@@ -1,0 +1,133 @@
+"""The history store as a service on a real nats-server: port changes pass by, an event it
+cannot read goes to the dead letters (never lost, never blocking the rest)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import shutil
+import tempfile
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from smsgate import contracts, subjects
+from smsgate.config import Config, HistoryConfig
+from smsgate.contracts import PortEvent, PortState, PortStatus
+from smsgate.embedded import EmbeddedPostgres
+from smsgate.history import search
+from smsgate.history.search import Filters, Viewer
+from smsgate_history.service import HistoryStore
+
+from tests.conftest import Bus
+from tests.integration.test_history_store import T0, queued
+
+
+@contextlib.asynccontextmanager
+async def running(bus: Bus, url: str) -> AsyncIterator[HistoryStore]:
+    store = HistoryStore(Config(nats=bus.config, history=HistoryConfig(url=url)))
+    stop = asyncio.Event()
+    task = asyncio.create_task(store.run(bus.nc, stop))
+    try:
+        yield store
+    finally:
+        stop.set()
+        await task
+        await store.close()
+
+
+async def test_port_changes_pass_and_unreadable_events_are_dead_lettered(
+    nats_bus: Bus, history_url: str
+) -> None:
+    state = PortState(port="lte-1", agent="a", device="/dev/x", status=PortStatus.READY, updated=T0)
+    port_event = PortEvent(event_id="p1", port="lte-1", time=T0, change="up", state=state)
+    await nats_bus.js.publish(subjects.event("port", "lte-1"), contracts.encode(port_event))
+    await nats_bus.js.publish(subjects.event("result", "lte-1"), b'{"not": "an event"}')
+    record = queued("m1", "+1555", "after the bad one")
+    await nats_bus.js.publish(subjects.queued(None), contracts.encode(record))
+    dead = await nats_bus.js.subscribe(subjects.DEAD_HISTORY, stream=subjects.DEAD_STREAM)
+    async with running(nats_bus, history_url) as store:
+        letter = contracts.decode((await dead.next_msg(timeout=30)).data, contracts.DeadLetter)
+        assert letter.subject == "sms.event.result.lte-1"
+        assert "unreadable event" in letter.reason
+        assert letter.data == '{"not": "an event"}'
+        for _ in range(400):
+            if store.applied:
+                break
+            await asyncio.sleep(0.05)
+        page = await search.page(store.db, Filters(), Viewer(name="x", admin=True))
+    assert [(m.id, m.text) for m in page.messages] == [("m1", "after the bad one")]
+    info = await nats_bus.js.consumer_info(subjects.EVENTS_STREAM, subjects.HISTORY_CONSUMER)
+    assert info.num_ack_pending == 0
+    assert info.num_pending == 0
+
+
+async def test_the_store_prunes_what_is_older_than_its_retention(
+    nats_bus: Bus, history_url: str
+) -> None:
+    old = contracts.utcnow() - dt.timedelta(days=10)
+    for record in (
+        queued("old", "+1555", "ten days ago", at=old),
+        queued("new", "+1555", "now", at=contracts.utcnow()),
+    ):
+        await nats_bus.js.publish(subjects.queued(None), contracts.encode(record))
+    config = Config(
+        nats=nats_bus.config,
+        history=HistoryConfig(url=history_url, retention_days=7, prune_interval=0.1),
+    )
+    store = HistoryStore(config)
+    stop = asyncio.Event()
+    task = asyncio.create_task(store.run(nats_bus.nc, stop))
+    try:
+        for _ in range(400):
+            if store.applied == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert store.applied == 2
+        # Pruned at start (before they came), then every prune_interval.
+        for _ in range(400):
+            page = await search.page(store.db, Filters(), Viewer(name="x", admin=True))
+            if [m.id for m in page.messages] == ["new"]:
+                break
+            await asyncio.sleep(0.05)
+        assert [m.id for m in page.messages] == ["new"]
+    finally:
+        stop.set()
+        await task
+        await store.close()
+
+
+async def test_postgresql_going_away_loses_nothing(nats_bus: Bus) -> None:
+    # A server of its own: this one is stopped and started again mid-test.
+    data = Path(tempfile.mkdtemp(prefix="smsgate-pg-outage-"))
+    server = EmbeddedPostgres(data_dir=data)
+    await asyncio.to_thread(server.start)
+    try:
+        async with running(nats_bus, server.url) as store:
+            for i in range(20):
+                record = queued(f"a{i}", "+1555", "before")
+                await nats_bus.js.publish(subjects.queued(None), contracts.encode(record))
+            await until_applied(store, 20)
+            await asyncio.to_thread(server.stop)
+            for i in range(30):
+                record = queued(f"b{i}", "+1555", "while the database is away")
+                await nats_bus.js.publish(subjects.queued(None), contracts.encode(record))
+            await asyncio.sleep(1.5)  # the store meets the outage and keeps the batch
+            assert store.applied == 20
+            await asyncio.to_thread(server.start)
+            await until_applied(store, 50)
+            page = await search.page(store.db, Filters(), Viewer(name="x", admin=True), limit=100)
+        assert len(page.messages) == 50
+        info = await nats_bus.js.consumer_info(subjects.EVENTS_STREAM, subjects.HISTORY_CONSUMER)
+        assert info.num_ack_pending == 0
+    finally:
+        await asyncio.to_thread(server.stop)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+async def until_applied(store: HistoryStore, count: int) -> None:
+    for _ in range(1200):
+        if store.applied >= count:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{store.applied} events folded, not {count}")
