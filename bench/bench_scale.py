@@ -24,6 +24,7 @@ import contextlib
 import os
 import random
 import re
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -284,6 +285,7 @@ async def run_scale(directory: Path, args: argparse.Namespace) -> dict[str, Any]
         await asyncio.sleep(5)
         figures["idle"] = node_use(cluster.nodes, args.idle_seconds)
         figures["groups"] = await consumers_and_groups(nc)
+        print(f"idle: {_use(figures['idle'])}; streams/consumers/groups {figures['groups']}")
         waits = await pinned_waits(nc, names, args.part_time, args.pinned)
         figures["pinned"] = waits
         print(f"pinned: {len(waits)} of {args.pinned} sent; waits {sorted(waits)}")
@@ -312,7 +314,9 @@ async def run_scale(directory: Path, args: argparse.Namespace) -> dict[str, Any]
         rate = delivered / (t1 - t0)
         figures["rate"], figures["limit"] = rate, limit
         figures["agent_cpu_per_part"] = agent_cpu / max(delivered, 1)
-        print(f"load: {rate:.1f} parts/s of {limit:.1f} ({rate / limit:.3f})")
+        print(
+            f"load: {rate:.1f} parts/s of {limit:.1f} ({rate / limit:.3f}); {_use(figures['load'])}"
+        )
 
         # One more agent, as an operator adds a host: its start-up at this farm's size.
         if args.startup_ports:
@@ -334,6 +338,10 @@ async def run_scale(directory: Path, args: argparse.Namespace) -> dict[str, Any]
             )
         return figures
     finally:
+        # Signal every process first: agents drain their parts in flight (up to L) at once.
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.popen.pid, signal.SIGTERM)
         for proc in reversed(procs):
             proc.stop(timeout=30)
         if nc is not None:
