@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
+import struct
 from dataclasses import dataclass
 
 from nats.aio.client import Client
@@ -49,8 +51,29 @@ def _tls_context(config: NatsConfig) -> ssl.SSLContext | None:
 CLOSE_TIMEOUT = 5.0  # seconds a stopping service gives nats-py to close
 
 
-def _client(config: NatsConfig) -> tuple[Client, dict[str, object]]:
-    """A client with our callbacks, and the connect options the config asks for."""
+def _reset_on_close(client: Client) -> None:
+    """Have the connection's socket dropped with its unsent bytes when it is closed (a
+    reset, SO_LINGER 0). A connection found dead behind a cut cable is closed; without
+    this the kernel keeps sending its old publishes, and they reach the server after the
+    heal, later than the publisher's own retry and past any duplicate window."""
+    writer = getattr(getattr(client, "_transport", None), "_io_writer", None)
+    sock = writer.get_extra_info("socket") if writer is not None else None
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError as exc:
+        log.debug("SO_LINGER not set: %s", exc)
+
+
+def _client(
+    config: NatsConfig, *, buffer_while_away: bool = True
+) -> tuple[Client, dict[str, object]]:
+    """A client with our callbacks, and the connect options the config asks for.
+
+    `buffer_while_away` False: a publish while the connection is down fails at once,
+    instead of waiting in nats-py's buffer to be sent blindly after the reconnect (the
+    agent retries its own publishes, and looks first whether they landed)."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
@@ -60,6 +83,7 @@ def _client(config: NatsConfig) -> tuple[Client, dict[str, object]]:
             log.warning("nats disconnected")
 
     async def on_reconnect() -> None:
+        _reset_on_close(client)
         log.info("nats reconnected to %s", client.connected_url)
 
     client = Client()
@@ -71,7 +95,13 @@ def _client(config: NatsConfig) -> tuple[Client, dict[str, object]]:
         "error_cb": on_error,
         "disconnected_cb": on_disconnect,
         "reconnected_cb": on_reconnect,
+        # Pings find a dead connection (a cut cable) in seconds: nats-py types the
+        # interval as int, but sleeps for any number.
+        "ping_interval": config.ping_interval,
+        "max_outstanding_pings": config.max_outstanding_pings,
     }
+    if not buffer_while_away:
+        options["pending_size"] = 0
     if config.user:
         options["user"] = config.user
         options["password"] = config.password or ""
@@ -85,19 +115,26 @@ def _client(config: NatsConfig) -> tuple[Client, dict[str, object]]:
     return client, options
 
 
-async def connect(config: NatsConfig, *, name: str | None = None) -> Client:
+async def connect(
+    config: NatsConfig, *, name: str | None = None, buffer_while_away: bool = True
+) -> Client:
     """Connect with whatever credentials the config carries; reconnect forever."""
-    client, options = _client(config)
+    client, options = _client(config, buffer_while_away=buffer_while_away)
     await client.connect(name=name or config.name, **options)  # type: ignore[arg-type]
+    _reset_on_close(client)
     return client
 
 
 async def connect_until(
-    config: NatsConfig, stop: asyncio.Event, *, name: str | None = None
+    config: NatsConfig,
+    stop: asyncio.Event,
+    *,
+    name: str | None = None,
+    buffer_while_away: bool = True,
 ) -> Client | None:
     """`connect`, but None once `stop` is set first: a service told to stop while NATS is
     unreachable exits instead of retrying forever."""
-    client, options = _client(config)
+    client, options = _client(config, buffer_while_away=buffer_while_away)
     connecting = asyncio.create_task(
         client.connect(name=name or config.name, **options)  # type: ignore[arg-type]
     )
@@ -108,6 +145,7 @@ async def connect_until(
         stopping.cancel()
     if connecting.done() and not stop.is_set():
         connecting.result()  # raises what made the connect fail
+        _reset_on_close(client)
         return client
     connecting.cancel()
     with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -156,7 +194,7 @@ def stream_configs(config: NatsConfig) -> list[StreamConfig]:
             storage=StorageType.FILE,
             num_replicas=config.replicas,
             max_age=config.events_max_age,
-            duplicate_window=120.0,
+            duplicate_window=config.events_duplicate_window,
         ),
         StreamConfig(
             name=subjects.DEAD_STREAM,
@@ -194,6 +232,7 @@ class Buckets:
     messages: KeyValue
     inbound_parts: KeyValue
     sending: KeyValue
+    agents: KeyValue
     reports: KeyValue
 
 
@@ -206,6 +245,7 @@ def bucket_configs(config: NatsConfig) -> dict[str, KeyValueConfig]:
         subjects.MESSAGES_BUCKET: config.messages_ttl,
         subjects.INBOUND_PARTS_BUCKET: config.events_max_age,
         subjects.SENDING_BUCKET: config.messages_ttl,
+        subjects.AGENTS_BUCKET: None,  # an agent's lease stays until it writes another
         subjects.REPORTS_BUCKET: config.messages_ttl,
     }
     return {
@@ -226,5 +266,6 @@ async def provision(js: JetStreamContext, config: NatsConfig) -> Buckets:
         messages=buckets[subjects.MESSAGES_BUCKET],
         inbound_parts=buckets[subjects.INBOUND_PARTS_BUCKET],
         sending=buckets[subjects.SENDING_BUCKET],
+        agents=buckets[subjects.AGENTS_BUCKET],
         reports=buckets[subjects.REPORTS_BUCKET],
     )

@@ -47,6 +47,12 @@ class NatsConfig(_Section):
     messages_ttl: Seconds = 7 * DAY  # how long `sms_messages` keeps a message's status
     send_max_msgs: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000  # queue capacity
     name: str = "smsgate"  # connection name shown in NATS monitoring
+    # seconds between the client's pings; this many unanswered mean a dead connection
+    # (a cut cable is noticed in seconds, not after TCP's back-off)
+    ping_interval: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    max_outstanding_pings: Annotated[int, msgspec.Meta(ge=1)] = 3
+    # seconds SMS_EVENTS drops an event whose id it has seen (a result published again)
+    events_duplicate_window: Annotated[float, msgspec.Meta(gt=0)] = 120.0
 
     @property
     def servers(self) -> list[str]:
@@ -142,6 +148,14 @@ class AgentConfig(_Section):
     retries: Annotated[int, msgspec.Meta(ge=0)] = 3  # temporary errors, same port
     # A job whose agent died is redelivered after this; live agents keep theirs alive.
     ack_wait: Annotated[float, msgspec.Meta(ge=1)] = 30.0
+    # A send's claim names its agent, whose lease is renewed every heartbeat. Another agent
+    # that meets the claim leaves the send to the holder while the lease is this fresh…
+    lease: Annotated[float, msgspec.Meta(gt=0)] = 15.0
+    # …and while it is stale for less than this (the holder may be cut off and still
+    # report); only then is the send decided `interrupted` by someone else.
+    holder_timeout: Seconds = 900.0
+    # where the agent keeps what it could not publish yet (results, reports, inbound SMS)
+    state_dir: str = ".smsgate"
     # Seconds after a send with no delivery report before its report is `expired`: the
     # 72 h validity most SMSCs give an SMS that names none (we send no TP-VP), plus 1 h.
     # Must stay below nats.messages_ttl, which keeps the ledger's records.

@@ -119,6 +119,7 @@ class EmbeddedNats:
     config_file: Path | None = None
     name: str = "smsgate"
     log_file: Path | None = None
+    launcher: Sequence[str] = ()  # prefixed to the command, e.g. `ip netns exec NS`
     die_with_parent: bool = False
     _process: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False)
     _lock: int | None = field(default=None, init=False, repr=False)
@@ -137,8 +138,15 @@ class EmbeddedNats:
 
     def _command(self) -> list[str]:
         if self.config_file is not None:
-            return [nats_server_binary(), "-c", str(self.config_file), *self.extra_args]
+            return [
+                *self.launcher,
+                nats_server_binary(),
+                "-c",
+                str(self.config_file),
+                *self.extra_args,
+            ]
         return [
+            *self.launcher,
             nats_server_binary(),
             "--jetstream",
             "--store_dir",
@@ -226,6 +234,20 @@ class EmbeddedNats:
         await asyncio.to_thread(self.stop)
 
 
+def cluster_node_config(
+    name: str, listen: str, route_listen: str, routes: Sequence[str], store: Path
+) -> str:
+    """A JetStream cluster node's config: clients on `listen` (HOST:PORT), the other nodes
+    on `route_listen`, `routes` the route addresses of every node (its own included)."""
+    route_urls = ", ".join(f'"nats-route://{route}"' for route in routes)
+    return (
+        f'server_name: "{name}"\n'
+        f"listen: {listen}\n"
+        f'jetstream {{ store_dir: "{store}" }}\n'
+        f'cluster {{ name: "smsgate"\n listen: {route_listen}\n routes: [{route_urls}] }}\n'
+    )
+
+
 @dataclass
 class EmbeddedCluster:
     """A 3-node (by default) JetStream cluster on loopback, for failover tests."""
@@ -241,17 +263,15 @@ class EmbeddedCluster:
     def start(self, timeout: float = 30.0) -> None:
         client_ports = [free_port() for _ in range(self.size)]
         cluster_ports = [free_port() for _ in range(self.size)]
-        routes = ", ".join(f'"nats-route://127.0.0.1:{p}"' for p in cluster_ports)
+        routes = [f"127.0.0.1:{p}" for p in cluster_ports]
         for i in range(self.size):
             store = self.base_dir / f"n{i + 1}"
             store.mkdir(parents=True, exist_ok=True)
             conf = store / "server.conf"
             conf.write_text(
-                f'server_name: "n{i + 1}"\n'
-                f"listen: 127.0.0.1:{client_ports[i]}\n"
-                f'jetstream {{ store_dir: "{store}" }}\n'
-                f'cluster {{ name: "smsgate"\n listen: 127.0.0.1:{cluster_ports[i]}\n'
-                f" routes: [{routes}] }}\n"
+                cluster_node_config(
+                    f"n{i + 1}", f"127.0.0.1:{client_ports[i]}", routes[i], routes, store
+                )
             )
             self.nodes.append(EmbeddedNats(store_dir=store, port=client_ports[i], config_file=conf))
         for node in self.nodes:

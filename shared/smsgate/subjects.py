@@ -43,6 +43,8 @@ INBOUND_PARTS_BUCKET = "sms_inbound_parts"
 # The agents' at-most-once claims: a key is created (never overwritten) before a
 # message's first part goes to a modem (agent-internal).
 SENDING_BUCKET = "sms_sending"
+# Each agent's lease, renewed every heartbeat while it hears the server (agent-internal).
+AGENTS_BUCKET = "sms_agents"
 # The delivery-report ledger: every part awaiting its status report, keyed by the SIM and
 # its TP-MR, so any agent that reads the report (after a restart, or the SIM moved) can
 # match it; and reports waiting for their record (agent-internal, see smsgate_agent.ledger).
@@ -51,8 +53,15 @@ REPORTS_BUCKET = "sms_reports"
 PORTS_KV_PREFIX = f"$KV.{PORTS_BUCKET}."
 MESSAGES_KV_PREFIX = f"$KV.{MESSAGES_BUCKET}."
 SENDING_KV_PREFIX = f"$KV.{SENDING_BUCKET}."
+AGENTS_KV_PREFIX = f"$KV.{AGENTS_BUCKET}."
 REPORTS_KV_PREFIX = f"$KV.{REPORTS_BUCKET}."
 _KV_KEY = re.compile(r"^[-_=a-zA-Z0-9]+$")
+
+
+def result_key(message_id: str) -> str:
+    """The `sms_sending` key of a message's decided send result, beside its claim: created,
+    never overwritten, so the first decision is the only one (agent-internal)."""
+    return f"{message_key(message_id)}.result"
 
 
 def check_port_name(name: str) -> str:

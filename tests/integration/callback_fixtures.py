@@ -62,7 +62,10 @@ async def answer_ok(hit: Hit) -> Response:
 class Receiver:
     """An HTTP server on a random loopback port that records every request."""
 
-    def __init__(self, port: int | None = None, respond: Responder = answer_ok) -> None:
+    def __init__(
+        self, port: int | None = None, respond: Responder = answer_ok, host: str = "127.0.0.1"
+    ) -> None:
+        self.host = host
         self.port = port or free_port()
         self.respond = respond
         self.hits: list[Hit] = []
@@ -72,7 +75,7 @@ class Receiver:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api/http-sms/receive"
+        return f"http://{self.host}:{self.port}/api/http-sms/receive"
 
     async def _endpoint(self, request: Request) -> Response:
         hit = Hit(
@@ -90,7 +93,7 @@ class Receiver:
     async def start(self) -> None:
         app = Starlette(routes=[Route("/{path:path}", self._endpoint, methods=["GET", "POST"])])
         config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="off", ws="none"
+            app, host=self.host, port=self.port, log_level="warning", lifespan="off", ws="none"
         )
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())

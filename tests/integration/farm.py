@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,9 +37,22 @@ def agent_config(
     **agent: object,
 ) -> Config:
     ports = [AgentPort(name=port, device=device) for port, device in sorted(devices.items())]
-    settings: dict[str, object] = {"heartbeat": 0.5, "ack_wait": 3.0, **agent}
+    settings: dict[str, object] = {
+        "heartbeat": 0.5,
+        "ack_wait": 3.0,
+        "state_dir": str(_state_dir(name)),
+        **agent,
+    }
     base = AgentConfig(name=name, ports=ports, policy=policy)
     return Config(nats=nats, agent=msgspec.structs.replace(base, **settings))
+
+
+_configs = itertools.count()
+
+
+def _state_dir(agent: str) -> Path:
+    """A spool directory of this test agent's own (made only if it spools something)."""
+    return Path(tempfile.gettempdir()) / f"smsgate-test-{os.getpid()}-{next(_configs)}-{agent}"
 
 
 @contextlib.asynccontextmanager

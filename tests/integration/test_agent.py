@@ -187,7 +187,11 @@ async def test_sigkill_mid_send_loses_nothing_and_sends_nothing_twice(
 
         await until(in_flight, "a send under way", 30)
         doomed.kill()
-        survivor = agent_config(nats_bus.config, "survivor", {n: sim.devices[n] for n in names[2:]})
+        # The doomed agent never comes back: its sends are decided once it has been silent
+        # for its lease and holder_timeout.
+        survivor = agent_config(
+            nats_bus.config, "survivor", {n: sim.devices[n] for n in names[2:]}, holder_timeout=1.0
+        )
         async with agent_running(survivor):
             await until(lambda: tap.finished(ids), "a result for every message", 120)
     finally:

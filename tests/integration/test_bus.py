@@ -29,6 +29,7 @@ async def test_provision_is_idempotent(nats_bus: Bus) -> None:
             "KV_sms_messages",
             "KV_sms_inbound_parts",
             "KV_sms_sending",
+            "KV_sms_agents",
             "KV_sms_reports",
         ]
     )

@@ -18,11 +18,15 @@ from dataclasses import dataclass, field
 
 import httpx
 import msgspec
+from nats.aio.client import Client
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from smsgate import contracts, subjects
+from nats.js.errors import APIError, KeyDeletedError, KeyNotFoundError, ServiceUnavailableError
+from nats.js.kv import KeyValue
+from smsgate import bus, contracts, subjects
+from smsgate.config import NatsConfig
 from smsgate_sim.stats import SentPart
 
 OUTSIDE = "+4915112345678"
@@ -53,8 +57,10 @@ class Load:
     messages: list[Message]
     concurrency: int = 32
     retry_for: float = 90.0  # seconds a message is retried before the client gives up
+    pause: float = 0.0  # seconds each client waits after a message: a steady pace
     delivery_report: bool = False
     accepted: int = 0
+    unavailable_without_retry_after: int = 0  # 503 answers that did not say when to retry
 
     @classmethod
     def of(cls, url: str, username: str, password: str, tag: str, count: int) -> Load:
@@ -70,6 +76,8 @@ class Load:
             async def worker() -> None:
                 while not queue.empty():
                     await self._send(client, queue.get_nowait())
+                    if self.pause:
+                        await asyncio.sleep(self.pause)
 
             await asyncio.gather(*(worker() for _ in range(self.concurrency)))
 
@@ -95,6 +103,8 @@ class Load:
                 message.answers.append(0)
             else:
                 message.answers.append(response.status_code)
+                if response.status_code == 503 and "retry-after" not in response.headers:
+                    self.unavailable_without_retry_after += 1
                 if response.status_code == 200:
                     result = response.json()["report"]["0"]["result"]
                     message.accepted = result in ("sending", "sent")
@@ -211,6 +221,11 @@ class Tally:
     unaccepted_results: int  # results for messages the client was refused (sent anyway)
     retried: Counter[int]  # answers before the last try (503; 0 = no answer at all)
     interrupted_on_network: int  # failed `interrupted`, but the network had taken the part
+    # failed, although the network took every part (`interrupted` included: the holder of
+    # the send knew better); phantom is the other kind of wrong result
+    wrong: list[str] = field(default_factory=list)
+    # the stream, the stored status or the callbacks disagree about the outcome
+    contradictory: list[str] = field(default_factory=list)
 
     def summary(self, scenario: str) -> str:
         failed = ", ".join(f"{n} {r!r}" for r, n in self.failed.most_common()) or "0"
@@ -218,26 +233,35 @@ class Tally:
             f"[{scenario}] accepted={self.accepted} sent={self.sent} failed: {failed}; "
             f"lost={len(self.lost)} duplicated={len(self.duplicated)} "
             f"resent={len(self.resent)} phantom={len(self.phantom)} "
+            f"wrong={len(self.wrong)} contradictory={len(self.contradictory)} "
             f"unaccepted_results={self.unaccepted_results}; client retries after "
             f"{dict(self.retried) or 'none'}; interrupted but on the network: "
             f"{self.interrupted_on_network}"
         )
 
     def check(self, scenario: str) -> None:
-        """Nothing lost, nothing twice, nothing claimed that did not happen."""
+        """Nothing lost, nothing twice, nothing claimed that did not happen, and every
+        record of an outcome telling the same story."""
         print(self.summary(scenario))
         assert not self.lost, f"lost: {self.lost[:20]}"
         assert not self.duplicated, f"more than one result: {self.duplicated[:20]}"
         assert not self.resent, f"sent twice: {self.resent[:20]}"
         assert not self.phantom, f"reported sent, never sent: {self.phantom[:20]}"
+        assert not self.contradictory, f"contradictory results: {self.contradictory[:20]}"
 
 
 def tally(
     messages: Iterable[Message],
     results: dict[str, list[contracts.SendResult]],
     network: Iterable[SentPart],
+    *,
+    stored: dict[str, contracts.MessageStatus] | None = None,
+    called_back: dict[str, set[str]] | None = None,
 ) -> Tally:
+    """The books. `stored`: the `sms_messages` status by id; `called_back`: the statuses
+    each id's result callbacks carried (`Sent`, `Failed`); either is compared when given."""
     messages = list(messages)
+    network = list(network)
     accepted = [m for m in messages if m.accepted]
     on_network = Counter(part.text for part in network)
     mine = {m.id for m in messages}
@@ -266,11 +290,68 @@ def tally(
         + sum(1 for i in results if i not in mine),
         retried=Counter(a for m in messages for a in m.answers if a != 200),
         interrupted_on_network=interrupted_on_network,
+        wrong=[
+            m.id
+            for m in accepted
+            if any(r.status is contracts.SendStatus.FAILED for r in results.get(m.id, []))
+            and on_network[m.text]
+        ],
+        contradictory=_contradictory(results, stored or {}, called_back or {}),
     )
+
+
+_OUTCOME = {
+    contracts.MessageState.SENT: "sent",
+    contracts.MessageState.DELIVERED: "sent",
+    contracts.MessageState.UNDELIVERED: "sent",
+    contracts.MessageState.FAILED: "failed",
+}
+
+
+def _contradictory(
+    results: dict[str, list[contracts.SendResult]],
+    stored: dict[str, contracts.MessageStatus],
+    called_back: dict[str, set[str]],
+) -> list[str]:
+    """Ids whose outcome is told differently by the stream, the KV or the callbacks."""
+    found: list[str] = []
+    for message_id, said in results.items():
+        outcomes = {r.status.value for r in said}
+        status = stored.get(message_id)
+        if status is not None:
+            outcomes.add(_OUTCOME.get(status.state, status.state.value))
+        outcomes |= {s.lower() for s in called_back.get(message_id, set())}
+        if len(outcomes) > 1:
+            found.append(message_id)
+    return found
+
+
+async def stored_statuses(kv: KeyValue, ids: Iterable[str]) -> dict[str, contracts.MessageStatus]:
+    """The `sms_messages` status of each id that has one."""
+    statuses: dict[str, contracts.MessageStatus] = {}
+    for message_id in ids:
+        with contextlib.suppress(KeyNotFoundError, KeyDeletedError):
+            entry = await kv.get(subjects.message_key(message_id))
+            if entry.value:
+                statuses[message_id] = contracts.decode(entry.value, contracts.MessageStatus)
+    return statuses
 
 
 def port_state(value: bytes | None) -> contracts.PortState:
     return msgspec.json.decode(value or b"", type=contracts.PortState)
+
+
+async def provisioned(config: NatsConfig, name: str, limit: float = 30.0) -> Client:
+    """A connection once the servers have elected their JetStream leaders and the streams
+    and buckets exist (a cluster takes a moment to)."""
+    nc = await bus.connect(config, name=name)
+    async with asyncio.timeout(limit):
+        while True:
+            try:
+                await bus.provision(nc.jetstream(), config)
+                return nc
+            except (NatsError, APIError, ServiceUnavailableError, TimeoutError):
+                await asyncio.sleep(0.5)
 
 
 async def until_async(check: Callable[[], Awaitable[bool]], what: str, limit: float) -> None:
@@ -290,3 +371,36 @@ async def until_async(check: Callable[[], Awaitable[bool]], what: str, limit: fl
         if loop.time() >= deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.1)
+
+
+@dataclass
+class Deliveries:
+    """Inbound SMS or delivery reports: each one expected exactly once in the stream."""
+
+    kind: str
+    expected: int
+    lost: list[str]
+    duplicated: list[str]
+
+    def summary(self, scenario: str) -> str:
+        return (
+            f"[{scenario}] {self.kind}: expected={self.expected} lost={len(self.lost)} "
+            f"duplicated={len(self.duplicated)}"
+        )
+
+    def check(self, scenario: str) -> None:
+        print(self.summary(scenario))
+        assert not self.lost, f"{self.kind} lost: {self.lost[:20]}"
+        assert not self.duplicated, f"{self.kind} more than once: {self.duplicated[:20]}"
+
+
+def deliveries(kind: str, expected: Iterable[str], delivered: Iterable[str]) -> Deliveries:
+    """`expected`: what should arrive once each (texts, message ids); `delivered`: what did."""
+    wanted = set(expected)
+    seen = Counter(delivered)
+    return Deliveries(
+        kind=kind,
+        expected=len(wanted),
+        lost=sorted(wanted - seen.keys()),
+        duplicated=sorted(k for k, n in seen.items() if n > 1),
+    )

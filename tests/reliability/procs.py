@@ -43,6 +43,7 @@ class Service:
     config: Config
     workdir: Path
     args: Sequence[str] = ()
+    launcher: Sequence[str] = ()  # prefixed to the command, e.g. `ip netns exec NS`
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -64,6 +65,7 @@ class Service:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [
+                    *self.launcher,
                     sys.executable,
                     "-m",
                     "smsgate_cli",
@@ -110,8 +112,10 @@ class Processes:
     workdir: Path
     services: list[Service] = field(default_factory=list)
 
-    def start(self, kind: str, name: str, config: Config, *args: str) -> Service:
-        service = Service(kind, name, config, self.workdir, args)
+    def start(
+        self, kind: str, name: str, config: Config, *args: str, launcher: Sequence[str] = ()
+    ) -> Service:
+        service = Service(kind, name, config, self.workdir, args, launcher)
         self.services.append(service)
         service.start()
         return service

@@ -40,8 +40,12 @@ async def start_farm(
     procs: Processes, nats: NatsConfig, sim: Simulator
 ) -> tuple[str, dict[str, str], dict[str, str]]:
     host_a, host_b = halves(sim)
-    procs.start("agent", "host-a", agent_config(nats, "host-a", host_a, ack_wait=2.0, retries=0))
-    procs.start("agent", "host-b", agent_config(nats, "host-b", host_b, ack_wait=2.0, retries=0))
+    # A killed agent is taken for lost once silent for its lease and holder_timeout.
+    for name, devices in (("host-a", host_a), ("host-b", host_b)):
+        config = agent_config(
+            nats, name, devices, ack_wait=2.0, lease=1.5, holder_timeout=1.0, retries=0
+        )
+        procs.start("agent", name, config)
     api = procs.start("api", "api", api_config(nats, [ApiUser(name=USER, password=PASSWORD)]))
     await wait_ready(api)
     return api.url, host_a, host_b

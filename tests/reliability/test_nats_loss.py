@@ -16,15 +16,13 @@ from pathlib import Path
 import httpx
 import pytest
 from nats.aio.client import Client
-from nats.errors import Error as NatsError
-from nats.js.errors import APIError, ServiceUnavailableError
-from smsgate import bus, subjects
+from smsgate import subjects
 from smsgate.config import ApiUser, NatsConfig
 from smsgate.embedded import EmbeddedCluster, EmbeddedNats
 
 from tests.integration.callback_fixtures import Receiver, callback_config
 from tests.integration.farm import agent_config, start_sim, until
-from tests.reliability.ledger import Load, stream_events, tally, until_results
+from tests.reliability.ledger import Load, provisioned, stream_events, tally, until_results
 from tests.reliability.procs import Processes, Service, api_config, wait_ready
 
 USER, PASSWORD = "loaduser", "load-pw-91c3"
@@ -99,21 +97,9 @@ def cluster(tmp_path: Path) -> Iterator[EmbeddedCluster]:
         nodes.stop()
 
 
-async def provisioned(config: NatsConfig, limit: float = 30.0) -> Client:
-    """A connection once the cluster has elected its JetStream leaders and the streams exist."""
-    nc = await bus.connect(config, name="reliability")
-    async with asyncio.timeout(limit):
-        while True:
-            try:
-                await bus.provision(nc.jetstream(), config)
-                return nc
-            except (NatsError, APIError, ServiceUnavailableError, TimeoutError):
-                await asyncio.sleep(0.5)
-
-
 async def test_cluster_node_lost(cluster: EmbeddedCluster, procs: Processes) -> None:
     nats = NatsConfig(url=cluster.url, replicas=3)
-    client = await provisioned(nats)
+    client = await provisioned(nats, "reliability")
     js = client.jetstream()
     sim = await start_sim(ports=8, transport="tcp", part_time=(0.03, 0.06), sent_log=5000)
     receiver = Receiver()

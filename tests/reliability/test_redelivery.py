@@ -9,15 +9,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
 import urllib.parse
 
+import msgspec
 from smsgate import contracts, subjects
 from smsgate.config import ApiUser
+from smsgate_agent.liveness import Claim, Lease
+from smsgate_agent.publisher import Publisher
 
 from tests.conftest import Bus
 from tests.integration.api_fixtures import api_config, running_api
 from tests.integration.farm import agent_config, agent_running, job, start_sim
-from tests.reliability.ledger import OUTSIDE, stream_results, until_async
+from tests.reliability.ledger import OUTSIDE, stream_results, until_async, until_results
 
 
 async def test_a_job_handed_out_twice_keeps_the_result_of_the_port_that_sent_it(
@@ -73,3 +78,92 @@ async def test_a_claim_left_behind_is_queued_when_the_request_is_retried(nats_bu
     print(f"[redelivery] a claim left behind: answers {answers}, jobs queued {len(queued)}")
     assert answers == [200, 200, 200]
     assert len(queued) == 1  # queued by the first retry, and only once
+
+
+async def _held_by_another_agent(nats_bus: Bus, lease_age: float) -> contracts.SendJob:
+    """A job whose claim host-x holds (its modem has it), host-x's lease renewed
+    `lease_age` seconds ago; the job handed out again, as after host-x was cut off."""
+    held = job(OUTSIDE, f"held by host-x {lease_age}", status_report=False)
+    now = time.time()
+    claim = Claim(agent="host-x", boot="x1", port="lte-9", token="t", time=now - lease_age)
+    lease = Lease(agent="host-x", boot="x1", renewed=now - lease_age, lease=2.0)
+    await nats_bus.buckets.sending.create(subjects.message_key(held.id), msgspec.json.encode(claim))
+    await nats_bus.buckets.agents.put("host-x", msgspec.json.encode(lease))
+    sending = contracts.MessageStatus(
+        id=held.id,
+        to=held.to,
+        state=contracts.MessageState.SENDING,
+        port="lte-9",
+        agent="host-x",
+        created=held.created,
+        updated=held.created,
+    )
+    await nats_bus.buckets.messages.put(held.id, contracts.encode(sending))
+    await nats_bus.js.publish(
+        subjects.SEND_ANY, contracts.encode(held), headers={"Nats-Msg-Id": held.id}
+    )
+    return held
+
+
+async def test_a_send_held_by_an_agent_that_may_be_alive_is_left_to_it(nats_bus: Bus) -> None:
+    """Issue 20: the holder is cut off, not dead. Another agent must not decide the send;
+    the holder's late result is the only one, and nothing is sent twice."""
+    sim = await start_sim(ports=1, transport="tcp")
+    held = await _held_by_another_agent(nats_bus, lease_age=5.0)  # stale: not heard from
+    config = agent_config(nats_bus.config, "host-y", sim.devices, ack_wait=1.0, holder_timeout=60.0)
+    try:
+        async with agent_running(config):
+            js = nats_bus.js
+
+            async def left_to_its_holder() -> bool:  # the interim status says why
+                entry = await nats_bus.buckets.messages.get(held.id)
+                status = contracts.decode(entry.value or b"", contracts.MessageStatus)
+                return status.reason is not None and "host-x" in status.reason
+
+            await until_async(left_to_its_holder, "the interim status", 30)
+            await asyncio.sleep(3.0)  # handed out again and again meanwhile
+            assert held.id not in await stream_results(js)
+            # host-x comes back with the truth: its result is decided and published.
+            holder = Publisher(nc=nats_bus.nc, js=js, buckets=nats_bus.buckets, agent="host-x")
+            sent = contracts.SendResult(
+                event_id=f"{held.id}:result",
+                port="lte-9",
+                time=contracts.utcnow(),
+                id=held.id,
+                to=held.to,
+                status=contracts.SendStatus.SENT,
+            )
+            assert await holder.settle(sent, created=held.created, reply_to=None) == sent
+
+            async def acked() -> bool:
+                info = await js.stream_info(subjects.SEND_STREAM)
+                return info.state.messages == 0
+
+            await until_async(acked, "the job acknowledged by host-y", 30)
+        # A result decided by someone else first wins over a late one: never two.
+        late = msgspec.structs.replace(sent, status=contracts.SendStatus.FAILED, reason="late")
+        assert await holder.settle(late, created=held.created, reply_to=None) == sent
+    finally:
+        await sim.stop()
+    [result] = (await stream_results(nats_bus.js))[held.id]
+    stored = contracts.decode(
+        (await nats_bus.buckets.messages.get(held.id)).value or b"", contracts.MessageStatus
+    )
+    print(f"[redelivery] held by a silent agent: {result.status}, stored {stored.state}")
+    assert result.status is contracts.SendStatus.SENT
+    assert stored.state is contracts.MessageState.SENT
+    assert not sim.sent()  # host-y never sent it
+
+
+async def test_a_send_held_by_an_agent_gone_for_good_is_interrupted(nats_bus: Bus) -> None:
+    sim = await start_sim(ports=1, transport="tcp")
+    held = await _held_by_another_agent(nats_bus, lease_age=10.0)
+    config = agent_config(nats_bus.config, "host-y", sim.devices, ack_wait=1.0, holder_timeout=2.0)
+    try:
+        async with agent_running(config):
+            [result] = (await until_results(nats_bus.js, [held.id], 30))[held.id]
+    finally:
+        await sim.stop()
+    assert result.status is contracts.SendStatus.FAILED
+    assert result.reason == "interrupted"
+    assert not sim.sent()

@@ -230,3 +230,17 @@ async def test_flush_writes_escape_then_ctrl_z() -> None:
     async with channel() as (at, line, _):
         await at.flush()
         assert bytes(line.written) == b"\x1b\x1a"
+
+
+async def test_a_late_ok_before_the_prompt_is_no_send() -> None:
+    """Seen in the multi-host minority-node scenario: the OK answering an ESC came after
+    the line was quiet again, while the next AT+CMGS waited for its prompt. Taken as the
+    answer to AT+CMGS, it made a message `sent` whose PDU was never written."""
+    async with channel() as (at, line, _):
+        pending = asyncio.create_task(at.send_pdu(19, "0011AB", prompt_timeout=1, timeout=2))
+        await line.heard(b"AT+CMGS=19\r")
+        line.say(b"\r\nOK\r\n")  # a stale OK, not this command's answer
+        with pytest.raises(NoPrompt):
+            await pending
+        assert b"0011AB" not in line.written
+        assert line.written.endswith(b"\x1b")  # the prompt, if it still comes, is cancelled

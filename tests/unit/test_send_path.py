@@ -13,10 +13,11 @@ from collections.abc import Awaitable
 from dataclasses import dataclass, field
 
 import pytest
+from nats.js.errors import KeyNotFoundError
 from smsgate import contracts
-from smsgate.backoff import Backoff
 from smsgate.contracts import MessageState, MessageStatus, PartResult, SendJob, SendStatus
 from smsgate_agent import send_path
+from smsgate_agent.liveness import Claim, Lease
 from smsgate_agent.send_path import (
     AfterSend,
     ClaimFound,
@@ -27,11 +28,12 @@ from smsgate_agent.send_path import (
     after_send,
     claim_found,
     claim_unconfirmed,
-    until_done,
 )
 from smsgate_agent.sending import PartHook, SendOutcome
 
-OWNER = "agent-a/lte-1"
+AGENT, BOOT = "agent-a", "run-1"  # the agent of the port under test, and its run
+NOW = 1_000_000.0  # the wall clock the send path sees
+HOLDER_TIMEOUT = 900.0
 
 
 class ClaimTaken(Exception):
@@ -69,33 +71,45 @@ class FakeJob:
 RELEASED = ""  # a claim dropped by unclaim: the key is deleted, create() may take it over
 
 
+def held_by(token: str) -> Claim:
+    """A claim given as a bare token: an agent's that died long ago (no lease since)."""
+    return Claim(agent="agent-b", boot="gone", port="lte-9", token=token, time=0.0)
+
+
 @dataclass
 class FakeClaims:
-    """The `sms_sending` claims (id -> token) and the `sms_messages` statuses."""
+    """The `sms_sending` claims (id -> token; `holders`: the whole claims this run made)
+    and decided results, the agents' leases and the `sms_messages` statuses."""
 
     claims: dict[str, str] = field(default_factory=dict)
+    holders: dict[str, Claim] = field(default_factory=dict)
+    leases: dict[str, Lease] = field(default_factory=dict)
+    results: dict[str, contracts.SendResult] = field(default_factory=dict)
+    silent: list[str] = field(default_factory=list)  # interim statuses written
     statuses: dict[str, MessageStatus] = field(default_factory=dict)
     ack_lost: bool = False  # the claim is written, but its ack never comes
     unclaim_failures: int = 0  # NATS away for this many unclaims
     status_fails: bool = False
     unclaimed: list[str] = field(default_factory=list)
 
-    async def claim(self, message_id: str, token: str) -> Awaitable[object]:
+    async def claim(self, message_id: str, claim: Claim) -> Awaitable[object]:
         ack: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         if message_id in self.claims:  # a released key too: its delete is its last sequence
             ack.set_exception(ClaimTaken(message_id))
             return ack
-        self.claims[message_id] = token
+        self.claims[message_id] = claim.token
+        self.holders[message_id] = claim
         if self.ack_lost:
             ack.set_exception(NatsAway("no ack for the claim"))
         else:
             ack.set_result(None)
         return ack
 
-    async def reclaim(self, message_id: str, token: str) -> bool:
+    async def reclaim(self, message_id: str, claim: Claim) -> bool:
         if self.claims.get(message_id) != RELEASED:
             return False
-        self.claims[message_id] = token
+        self.claims[message_id] = claim.token
+        self.holders[message_id] = claim
         return True
 
     async def unclaim(self, message_id: str, token: str) -> None:
@@ -113,6 +127,25 @@ class FakeClaims:
 
     def is_taken(self, exc: BaseException) -> bool:
         return isinstance(exc, ClaimTaken)
+
+    async def decided(self, message_id: str) -> contracts.SendResult | None:
+        return self.results.get(message_id)
+
+    async def announced(self, result: contracts.SendResult, *, created: object) -> None:
+        pass
+
+    async def holder(self, message_id: str) -> Claim | None:
+        token = self.claims.get(message_id, RELEASED)
+        if token == RELEASED:
+            raise KeyNotFoundError
+        held = self.holders.get(message_id)
+        return held if held is not None and held.token == token else held_by(token)
+
+    async def lease(self, agent: str) -> Lease | None:
+        return self.leases.get(agent)
+
+    async def holder_silent(self, message_id: str, claim: Claim, since: float) -> None:
+        self.silent.append(message_id)
 
 
 @dataclass
@@ -137,6 +170,8 @@ class FakePort:
     results_when_reported: list[int] = field(default_factory=list)
     requeued_ids: list[str] = field(default_factory=list)
     sending_ids: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # claims handed to the backlog to drop
+    spooled: dict[str, Result] = field(default_factory=dict)  # results waiting for the bus
 
     async def attempt(self, job: SendJob, mark: PartHook) -> SendOutcome:
         if self.attempt_error is not None:
@@ -165,9 +200,21 @@ class FakePort:
         status: SendStatus,
         reason: str | None,
         parts: list[PartResult],
-    ) -> None:
+    ) -> bool:
         self.results.append(Result(status, reason, parts))
         await handle.ack()
+        return True
+
+    async def settle_pending(self, job: SendJob, handle: JobHandle) -> bool:
+        waiting = self.spooled.pop(job.id, None)
+        if waiting is None:
+            return False
+        self.results.append(waiting)
+        await handle.ack()
+        return True
+
+    async def drop_claim(self, job: SendJob, token: str) -> None:
+        self.dropped.append(token)
 
     async def after_sent(self, job: SendJob, outcome: SendOutcome) -> None:
         self.reported.append(job.id)
@@ -218,16 +265,13 @@ def path(port: FakePort, claims: FakeClaims, *, resend: bool = False) -> SendPat
         port,
         claims,
         name="lte-1",
-        owner=OWNER,
+        agent=AGENT,
+        boot=BOOT,
         resend_interrupted=resend,
         held_delay=30.0,
+        holder_timeout=HOLDER_TIMEOUT,
+        clock=lambda: NOW,
     )
-
-
-@pytest.fixture(autouse=True)
-def quick_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Bus writes retried at once: the retries are counted, not waited for."""
-    monkeypatch.setattr(send_path, "Backoff", lambda first, longest: Backoff(0.0, 0.0))
 
 
 # --- the rules, as plain functions ---------------------------------------------------------
@@ -295,7 +339,7 @@ async def test_a_sent_job_is_claimed_first_published_once_and_acked() -> None:
     ending = await path(port, claims).send(handle, job(), pinned=False)
     await asyncio.sleep(0)  # the `sending` status follows the claim's ack
     assert ending is Ending.SENT
-    assert claims.claims["m1"].startswith(OWNER + "/")
+    assert (claims.holders["m1"].agent, claims.holders["m1"].boot) == (AGENT, BOOT)
     assert port.written == [1, 2]
     assert port.marks[0] is not None
     assert port.marks[1] is None
@@ -410,7 +454,7 @@ async def test_a_released_claim_is_taken_over_and_the_job_sent() -> None:
     port, handle = FakePort([SENT, SENT]), FakeJob()
     ending = await path(port, claims).send(handle, job(), pinned=False)
     assert ending is Ending.SENT
-    assert claims.claims["m1"].startswith(OWNER + "/")
+    assert (claims.holders["m1"].agent, claims.holders["m1"].boot) == (AGENT, BOOT)
     assert port.results == [Result(SendStatus.SENT, None, SENT.parts)]
 
 
@@ -420,8 +464,7 @@ async def test_a_taken_over_claim_is_dropped_again_when_nothing_was_sent() -> No
     ending = await path(port, claims).send(handle, job(), pinned=False)
     assert ending is Ending.REQUEUED
     assert claims.claims["m1"] == RELEASED
-    assert len(claims.unclaimed) == 1
-    assert claims.unclaimed[0].startswith(OWNER + "/")
+    assert claims.unclaimed == [claims.holders["m1"].token]
 
 
 async def test_a_claim_refused_after_a_part_failed_before_the_prompt_still_decides() -> None:
@@ -444,19 +487,19 @@ async def test_a_claim_whose_ack_never_came_is_dropped_and_the_job_given_back() 
     ending = await path(port, claims).send(handle, job(), pinned=False)
     assert ending is Ending.GIVEN_BACK
     assert port.written == []  # the prompt was cancelled: nothing went out
-    assert claims.claims["m1"] == RELEASED  # a redelivery is not `interrupted`
+    # dropped (now, or by the backlog once NATS is back): a redelivery is not `interrupted`
+    assert port.dropped == [claims.holders["m1"].token]
     assert port.results == []
     assert port.sending_ids == []
     assert handle.calls == [("nak", None)]
 
 
 async def test_a_lost_claim_is_dropped_however_long_nats_stays_away() -> None:
-    claims = FakeClaims(ack_lost=True, unclaim_failures=3)
+    claims = FakeClaims(ack_lost=True)
     port, handle = FakePort([SENT]), FakeJob(nak_fails=True)
     ending = await path(port, claims).send(handle, job(), pinned=False)
     assert ending is Ending.GIVEN_BACK
-    assert claims.unclaim_failures == 0
-    assert claims.claims["m1"] == RELEASED
+    assert port.dropped == [claims.holders["m1"].token]  # the backlog keeps it until it is done
     assert handle.calls == []  # the nak was lost too: ack_wait hands the job out again
 
 
@@ -486,18 +529,6 @@ async def test_an_unclaim_failing_on_requeue_leaves_the_job_for_redelivery() -> 
     assert handle.calls == []
 
 
-async def test_a_bus_write_that_must_happen_is_kept_at_until_it_does() -> None:
-    tries: list[int] = []
-
-    async def step() -> None:
-        tries.append(1)
-        if len(tries) < 4:
-            raise NatsAway("no responders")
-
-    await until_done(step, "lte-1: m1")
-    assert len(tries) == 4
-
-
 # --- admission and progress -------------------------------------------------------------------
 
 
@@ -508,7 +539,8 @@ async def test_a_job_held_by_another_port_of_this_agent_waits_for_it() -> None:
             FakePort(),
             FakeClaims(),
             name=name,
-            owner=f"agent-a/{name}",
+            agent=AGENT,
+            boot=BOOT,
             resend_interrupted=False,
             held_delay=30.0,
             handling=handling,
@@ -534,3 +566,99 @@ async def test_a_slow_send_tells_the_queue_it_is_still_in_progress() -> None:
     told = len(handle.calls)
     await asyncio.sleep(0.05)
     assert handle.calls == [("in_progress", None)] * told
+
+
+# --- a claim another agent holds (issue 20: decided by whoever knows) -------------------------
+
+
+def claimed_by_host_b(
+    *, renewed: float, boot: str = "b-run", claimed: float = NOW - 60
+) -> FakeClaims:
+    claims = FakeClaims(claims={"m1": "t-b"})
+    claims.holders["m1"] = Claim(
+        agent="agent-b", boot="b-run", port="lte-9", token="t-b", time=claimed
+    )
+    claims.leases["agent-b"] = Lease(agent="agent-b", boot=boot, renewed=renewed, lease=15.0)
+    claims.statuses["m1"] = status("m1", MessageState.SENDING)
+    return claims
+
+
+async def test_a_send_whose_holder_is_alive_is_left_to_it() -> None:
+    claims = claimed_by_host_b(renewed=NOW - 1)
+    port, handle = FakePort([SENT]), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.LEFT_TO_HOLDER
+    assert port.written == []  # never sent twice
+    assert port.results == []  # and not decided here
+    assert handle.calls == [("nak", 30.0)]
+    assert claims.silent == []
+
+
+async def test_a_send_whose_holder_is_cut_off_is_left_to_it_and_said_so() -> None:
+    claims = claimed_by_host_b(renewed=NOW - 15 - HOLDER_TIMEOUT + 5)  # silent, not yet lost
+    port, handle = FakePort([SENT]), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.LEFT_TO_HOLDER
+    assert port.results == []
+    assert claims.silent == ["m1"]  # `sending`, holder not heard from since …
+
+
+async def test_a_send_whose_holder_is_lost_for_good_is_interrupted() -> None:
+    claims = claimed_by_host_b(renewed=NOW - 15 - HOLDER_TIMEOUT - 5, claimed=NOW - 2000)
+    port, handle = FakePort([SENT]), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.INTERRUPTED
+    assert port.results == [Result(SendStatus.FAILED, "interrupted", [])]
+
+
+async def test_a_send_whose_holder_started_again_is_interrupted_at_once() -> None:
+    claims = claimed_by_host_b(renewed=NOW - 1, boot="b-run-2")  # its spool is published
+    port, handle = FakePort([SENT]), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.INTERRUPTED
+
+
+async def test_a_decided_result_is_only_acked() -> None:
+    claims = claimed_by_host_b(renewed=NOW - 1)
+    claims.results["m1"] = contracts.SendResult(
+        event_id="m1:result",
+        port="lte-9",
+        time=contracts.utcnow(),
+        id="m1",
+        to="+4917612345678",
+        status=SendStatus.SENT,
+    )
+    port, handle = FakePort([SENT]), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.ALREADY_SETTLED
+    assert port.results == []
+    assert handle.calls == [("ack", None)]
+
+
+async def test_this_agents_own_result_waiting_in_its_spool_settles_the_job() -> None:
+    claims = FakeClaims(claims={"m1": "t-a"})
+    claims.holders["m1"] = Claim(agent=AGENT, boot=BOOT, port="lte-2", token="t-a", time=NOW - 9)
+    port, handle = FakePort([SENT]), FakeJob()
+    port.spooled["m1"] = Result(SendStatus.SENT, None, SENT.parts)
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.ALREADY_SETTLED
+    assert port.results == [Result(SendStatus.SENT, None, SENT.parts)]  # not `interrupted`
+    assert port.written == []
+
+
+async def test_a_claim_dropped_by_its_holder_meanwhile_is_claimed_anew() -> None:
+    claims = FakeClaims(claims={"m1": RELEASED})
+    claims.holder = _gone  # type: ignore[method-assign]
+    claims.reclaim = _refused  # type: ignore[method-assign]
+    port, handle = FakePort([SENT]), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.REQUEUED
+    assert handle.calls == [("nak", None)]
+
+
+async def _gone(message_id: str) -> Claim | None:
+    raise KeyNotFoundError
+
+
+async def _refused(message_id: str, claim: Claim) -> bool:
+    return False

@@ -5,6 +5,8 @@ Where things live:
 - Sending: `port.PortWorker` takes a job when its port is idle; `send_path` decides how
   each job ends (the at-most-once claim in `sms_sending`, sent, back to the queue, failed
   `interrupted`, given back) through two protocols, so it is unit-tested without NATS;
+  `liveness` says whether a claim another agent holds may be decided here (its lease);
+  `backlog` keeps what the bus cannot take yet in the `spool` on this host's disk;
   `sending.Sender` puts the parts on the modem (AT+CMGS); `shared_jobs` fetches jobs of
   `sms.send.any` for idle ports, `agent` the pinned ones.
 - Receiving: `inbox.Inbox` reads what the modem announced or stored, one at a time;

@@ -11,6 +11,7 @@ import contextlib
 import datetime as dt
 import functools
 import logging
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -25,14 +26,17 @@ from smsgate.acks import AckPublisher
 from smsgate.config import Config
 
 from smsgate_agent import discovery
+from smsgate_agent.backlog import Backlog
 from smsgate_agent.delivery_reports import ledger_settings
 from smsgate_agent.ledger import KvStore, Ledger
+from smsgate_agent.liveness import Lease
 from smsgate_agent.metrics import render_ports
 from smsgate_agent.modem import open_device
-from smsgate_agent.port import PortWorker
+from smsgate_agent.port import PortWorker, spool_path
 from smsgate_agent.publisher import Publisher
 from smsgate_agent.receiving import inbound_part_keys
 from smsgate_agent.shared_jobs import IdlePorts, SharedWork
+from smsgate_agent.spool import Spool
 
 log = logging.getLogger("smsgate.agent")
 
@@ -58,6 +62,10 @@ class Agent:
         self.js: JetStreamContext | None = None
         self._idle = IdlePorts()
         self._handling: set[str] = set()  # ids of the jobs the ports hold now
+        # When the server last answered: no job is taken before it has (after a partition
+        # the way back to this host may lag the way out, or be dead without a word).
+        self._heard_at = -float("inf")
+        self._deaf = False  # the last lease renewal failed
 
     def metrics_text(self) -> str:
         """This agent's metrics in the Prometheus text format."""
@@ -65,7 +73,9 @@ class Agent:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then drain: finish in-flight sends and exit."""
-        nc = await bus.connect_until(self.config.nats, stop, name=f"smsgate-agent-{self.name}")
+        nc = await bus.connect_until(
+            self.config.nats, stop, name=f"smsgate-agent-{self.name}", buffer_while_away=False
+        )
         if nc is None:
             return
         self.nc = nc
@@ -73,7 +83,19 @@ class Agent:
         buckets = await bus.provision(js, self.config.nats)
         acks = AckPublisher(nc)
         await acks.start()
-        publisher = Publisher(nc=nc, js=js, buckets=buckets, agent=self.name, acks=acks)
+        publisher = Publisher(
+            nc=nc,
+            js=js,
+            buckets=buckets,
+            agent=self.name,
+            acks=acks,
+            duplicate_window=self.config.nats.events_duplicate_window,
+        )
+        self.backlog = backlog = Backlog(publisher, Spool(spool_path(self.config.agent)))
+        # What an earlier run could not publish goes out before this run claims anything
+        # or renews its lease (see liveness.py).
+        await self._drain_backlog(stop)
+        await self._renew(publisher)
         ledger = Ledger(
             KvStore(buckets.reports, js, acks), publisher, ledger_settings(self.config.agent)
         )
@@ -89,6 +111,7 @@ class Agent:
                 self.config.agent,
                 port,
                 publisher,
+                backlog=backlog,
                 idle_ports=self._idle,
                 handling=self._handling,
                 opener=opener,
@@ -105,7 +128,12 @@ class Agent:
 
         await self._ensure_consumer(js, subjects.SEND_ANY_CONSUMER, subjects.SEND_ANY)
         shared = SharedWork(
-            nc, subjects.SEND_STREAM, subjects.SEND_ANY_CONSUMER, self._idle, self.stopping
+            nc,
+            subjects.SEND_STREAM,
+            subjects.SEND_ANY_CONSUMER,
+            self._idle,
+            self.stopping,
+            hearing=self.hearing,
         )
         part_keys = await inbound_part_keys(publisher.buckets.inbound_parts)
         for worker in self.workers:
@@ -121,7 +149,7 @@ class Agent:
             await self._serve_control(nc, worker)
             senders.append(asyncio.create_task(worker.run(self.stopping)))
         spawn(shared.run())
-        spawn(self._heartbeat_loop())
+        spawn(self._heartbeat_loop(publisher))
         spawn(self._sweep_loop(ledger))
         if self.settle_heap:
             gc_tuning.settle()  # the ports' workers, modems and subscriptions live as long as we do
@@ -148,6 +176,7 @@ class Agent:
         with contextlib.suppress(Exception):
             await nc.flush(timeout=2)
         await acks.stop()
+        backlog.spool.close()
         await bus.close(nc)
 
     def _consumer_config(self) -> ConsumerConfig:
@@ -199,6 +228,11 @@ class Agent:
     ) -> None:
         """Pull the port's own jobs while it is idle; fail them if it stays unavailable."""
         while not self.stopping.is_set():
+            if not self.hearing():
+                with contextlib.suppress(TimeoutError):  # no jobs before the server answers
+                    async with asyncio.timeout(min(1.0, self.config.agent.heartbeat)):
+                        await self.stopping.wait()
+                continue
             if not worker.idle.is_set():
                 if worker.status() in (
                     contracts.PortStatus.DOWN,
@@ -282,6 +316,48 @@ class Agent:
         await nc.subscribe(subjects.port_control(worker.name), cb=on_control)
         await nc.subscribe(subjects.ussd(worker.name), cb=on_ussd)
 
+    def hearing(self) -> bool:
+        """Whether the server answered within the last three heartbeats."""
+        return time.monotonic() - self._heard_at < 3 * self.config.agent.heartbeat
+
+    async def _renew(self, publisher: Publisher) -> None:
+        """Renew the lease, an acknowledged write: once the server has answered it (the way
+        there and the way back both work), take jobs and publish what waits in the spool.
+        A server not heard renews nothing: the lease runs out. Bounded, never hangs."""
+        beat = self.config.agent.heartbeat
+        lease = Lease(
+            agent=self.name, boot=publisher.boot, renewed=time.time(), lease=self.config.agent.lease
+        )
+        try:
+            async with asyncio.timeout(max(1.0, 2 * beat)):
+                await publisher.renew(lease)
+        except Exception as exc:
+            if not self._deaf:
+                reason = str(exc) or type(exc).__name__
+                log.warning("server not heard (%s): no new jobs until it answers", reason)
+            self._deaf = True
+            return
+        if self._deaf:
+            log.info("server heard again: %d entries in the spool", len(self.backlog))
+            # What the SIMs kept while the bus was away (reports, parts of long SMS whose
+            # handler failed) is read again now, not at the next storage sweep.
+            for worker in self.workers:
+                worker.modem.inbox.sweep()
+        self._deaf = False
+        self._heard_at = time.monotonic()
+        if len(self.backlog):
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(5.0, 4 * beat)):
+                    await self.backlog.replay()
+
+    async def _drain_backlog(self, stop: asyncio.Event) -> None:
+        """Publish what an earlier run kept in the spool, however long the bus refuses."""
+        while len(self.backlog) and not stop.is_set():
+            if await self.backlog.replay():
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(1.0):
+                        await stop.wait()
+
     async def _count_pinned(self) -> None:
         """Each port's pinned jobs in the stream, from one stream info for the whole farm."""
         if self.js is None:
@@ -297,21 +373,28 @@ class Agent:
         for worker in self.workers:
             worker.pinned_backlog = counts.get(subjects.send_port(worker.name), 0)
 
-    async def _heartbeat_loop(self) -> None:
-        """Every port's state each heartbeat; in between, the busy/ready flips as they come."""
+    async def _heartbeat_loop(self, publisher: Publisher) -> None:
+        """Every port's state each heartbeat; in between, the busy/ready flips as they come.
+
+        Each beat also renews the lease, an answer from the server that the spool and
+        taking work wait on."""
         beat = self.config.agent.heartbeat
         next_beat = 0.0
         loop = asyncio.get_running_loop()
         while not self.stopping.is_set():
             if loop.time() >= next_beat:
                 next_beat = loop.time() + beat
+                await self._renew(publisher)
                 await self._count_pinned()
                 for worker in self.workers:
-                    await worker.publish_state(force=True)
                     try:
-                        await worker.expire_parts()
+                        async with asyncio.timeout(max(1.0, beat)):
+                            await worker.publish_state(force=True)
+                            await worker.expire_parts()
                     except Exception as exc:
-                        log.warning("%s: expiring inbound parts failed: %s", worker.name, exc)
+                        log.warning(
+                            "%s: heartbeat: %s", worker.name, str(exc) or type(exc).__name__
+                        )
             else:
                 for worker in self.workers:
                     if worker.state_dirty:

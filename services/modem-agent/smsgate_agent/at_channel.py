@@ -306,6 +306,10 @@ class AtChannel:
                     await self._write(pending.text.encode() + b"\r", deadline)
                     while True:
                         event = await self._next_event(deadline)
+                        if isinstance(event, Final) and event.reply.ok:
+                            # AT+CMGS gets a prompt or an error, never a bare OK: this one
+                            # answered something earlier (an ESC's OK that came late).
+                            raise TimeoutError
                         if isinstance(event, Final):
                             done = True
                             return event.reply  # refused before the prompt

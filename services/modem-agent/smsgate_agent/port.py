@@ -13,6 +13,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 
 import msgspec
 from nats.aio.msg import Msg
@@ -22,6 +23,7 @@ from smsgate.config import AgentConfig, AgentPort
 from smsgate.contracts import MessageState, MessageStatus
 
 from smsgate_agent import reports
+from smsgate_agent.backlog import Backlog
 from smsgate_agent.delivery_reports import DeliveryReports, ledger_settings
 from smsgate_agent.ledger import KvStore, Ledger
 from smsgate_agent.link import ModemInfo, ModemTimings
@@ -36,10 +38,10 @@ from smsgate_agent.send_path import (
     KeepAlive,
     SendPath,
     any_part_sent,
-    until_done,
 )
 from smsgate_agent.sending import PartHook, SendOutcome
 from smsgate_agent.shared_jobs import IdlePorts
+from smsgate_agent.spool import Spool
 from smsgate_agent.startup import Opener
 
 log = logging.getLogger("smsgate.agent")
@@ -58,6 +60,7 @@ class PortWorker:
         port: AgentPort,
         publisher: Publisher,
         *,
+        backlog: Backlog | None = None,
         idle_ports: IdlePorts | None = None,
         handling: set[str] | None = None,
         ledger: Ledger | None = None,
@@ -65,19 +68,24 @@ class PortWorker:
         opener: Opener | None = None,
         device: Callable[[], str | None] | None = None,
     ) -> None:
-        """`opener` opens the modem's device (an identity-bound port's finds it first);
+        """`backlog`: what the agent owes the bus (shared by its ports; see backlog.py);
+        `opener` opens the modem's device (an identity-bound port's finds it first);
         `device` says which device it holds now, for the port state."""
         self.agent = agent
         self.cfg = port
         self.name = port.name
         self.number = port.gateway_number  # the gateway API's port number
         self.publisher = publisher
+        self.backlog = (
+            backlog if backlog is not None else Backlog(publisher, Spool(spool_path(agent)))
+        )
         self.clock = clock
         self.policy = PortPolicy(effective(agent.policy, port.policy))
         self.receiving = Receiving(
             self.name,
             self.number,
             publisher,
+            backlog=self.backlog,
             imsi=lambda: self.modem.info.imsi,
             reassembly_timeout=agent.reassembly_timeout,
             clock=clock,
@@ -102,10 +110,13 @@ class PortWorker:
             self,
             publisher,
             name=self.name,
-            owner=f"{publisher.agent}/{self.name}",
+            agent=publisher.agent,
+            boot=publisher.boot,
             resend_interrupted=agent.resend_interrupted,
             held_delay=agent.ack_wait,
+            holder_timeout=agent.holder_timeout,
             handling=handling,
+            clock=clock,
         )
         self.inbox: deque[tuple[Msg, bool]] = deque()  # (job, pinned): one at a time
         # Jobs pinned to this port still in the stream (waiting, or in hand), as the agent
@@ -320,6 +331,15 @@ class PortWorker:
 
     # --- what the send path asks of its port (send_path.SendPort) -------------------------
 
+    async def settle_pending(self, job: contracts.SendJob, handle: JobHandle) -> bool:
+        """Settle this agent's result of the job if it waits in the spool (its job came
+        back); whether one waited."""
+        return await self.backlog.settle_pending(job.id, handle) is not None
+
+    async def drop_claim(self, job: contracts.SendJob, token: str) -> None:
+        """Drop a claim whose message reached no network, now or once the bus is back."""
+        await self.backlog.unclaim(job.id, token)
+
     async def attempt(self, job: contracts.SendJob, mark: PartHook) -> SendOutcome:
         """The modem's send. A +CMS error was retried there already, per part, `agent.retries`
         times with back-off 1, 2, 4 s; only a modem that did not answer at all (port down or
@@ -390,7 +410,8 @@ class PortWorker:
         status: contracts.SendStatus,
         reason: str | None,
         parts: list[contracts.PartResult],
-    ) -> None:
+    ) -> bool:
+        """Settle the job's result; False when another result was decided before it."""
         result = contracts.SendResult(
             event_id=f"{job.id}:result",
             port=self.name,
@@ -405,18 +426,26 @@ class PortWorker:
             parts=parts,
             user=job.user,
         )
-        # The outcome is known and only here: keep at it until NATS takes it, however long
-        # NATS is away. Giving up would turn a sent message into an `interrupted` one.
-        await until_done(
-            lambda: self.publisher.result(
-                result,
-                created=job.created,
-                reply_to=job.reply_to,
-                digest=contracts.text_digest(job.text),
-            ),
-            f"{self.name}: {job.id}",
+        # The outcome is known and only here: kept on this host's disk until the bus takes
+        # it, however long the bus is away. Losing it would turn a sent message into an
+        # `interrupted` one.
+        winner = await self.backlog.result(
+            result,
+            created=job.created,
+            reply_to=job.reply_to,
+            handle=handle,
+            digest=contracts.text_digest(job.text),
         )
-        await handle.ack()
+        if winner is not None and winner != result:
+            log.error(
+                "%s message %s: %s came after %s %s was decided; not published",
+                self.name,
+                job.id,
+                status.value,
+                winner.status.value,
+                winner.reason or "",
+            )
+            return False
         log.info(
             "%s message %s to %s: %s%s",
             self.name,
@@ -426,6 +455,7 @@ class PortWorker:
             f" ({reason})" if reason else "",
             extra={"message_id": job.id, "port": self.name, "event": "result"},
         )
+        return True
 
     def _status(self, job: contracts.SendJob, state: contracts.MessageState) -> MessageStatus:
         return MessageStatus(
@@ -448,3 +478,8 @@ class PortWorker:
 
     async def expire_parts(self) -> None:
         await self.receiving.expire_parts()
+
+
+def spool_path(agent: AgentConfig) -> Path:
+    """Where an agent keeps what it owes the bus (see spool.py)."""
+    return Path(agent.state_dir) / f"spool-{agent.name or 'agent'}.sqlite"

@@ -10,12 +10,12 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.api import Header
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, Header
 from nats.js.errors import (
     APIError,
     KeyDeletedError,
@@ -25,6 +25,8 @@ from nats.js.errors import (
 from smsgate import contracts, subjects
 from smsgate.acks import AckPublisher
 from smsgate.bus import CREATE_ONLY, WRONG_LAST_SEQUENCE, Buckets
+
+from smsgate_agent.liveness import Claim, Lease
 
 log = logging.getLogger("smsgate.agent")
 
@@ -36,6 +38,17 @@ _KINDS: dict[type, str] = {
 }
 
 
+_encode_claim = msgspec.json.Encoder().encode
+
+
+def _decode_claim(value: bytes | None) -> Claim | None:
+    """A claim's holder; None for one this version cannot read (an older agent's token)."""
+    try:
+        return msgspec.json.decode(value or b"", type=Claim)
+    except msgspec.MsgspecError:
+        return None
+
+
 @dataclass
 class Publisher:
     nc: Client
@@ -43,6 +56,8 @@ class Publisher:
     buckets: Buckets
     agent: str
     acks: AckPublisher | None = None
+    boot: str = field(default_factory=contracts.new_id)  # this run of the agent
+    duplicate_window: float = 120.0  # SMS_EVENTS drops a repeated event id for this long
 
     async def event(self, event: contracts.Event) -> None:
         """Publish durably (waits for the JetStream ack)."""
@@ -98,18 +113,66 @@ class Publisher:
             headers={Header.MSG_ID.value: event.event_id},
         )
 
-    async def result(
+    async def settle(
         self,
         result: contracts.SendResult,
         *,
         created: dt.datetime,
         reply_to: str | None,
+        tried_since: dt.datetime | None = None,
+        digest: str | None = None,
+    ) -> contracts.SendResult:
+        """Make `result` the message's one result, then publish it: event, message status,
+        and the waiting API request if any. When another result was decided first (the
+        send's holder was taken for lost), publish nothing and return that one.
+
+        `tried_since`: when it was first tried; an attempt whose ack was lost may have
+        published the event, and past the stream's duplicate window only looking tells."""
+        winner = await self.decide(result)
+        if winner == result:
+            event = tried_since is None or not await self.in_stream(result, tried_since)
+            await self.announce(
+                result, created=created, reply_to=reply_to, event=event, digest=digest
+            )
+        return winner
+
+    async def decide(self, result: contracts.SendResult) -> contracts.SendResult:
+        """Create the message's result record; the result that holds it (the first)."""
+        key = subjects.result_key(result.id)
+        try:
+            await self._durable(
+                subjects.SENDING_KV_PREFIX + key, contracts.encode(result), dict(CREATE_ONLY)
+            )
+        except APIError as exc:
+            if exc.err_code not in WRONG_LAST_SEQUENCE:
+                raise
+            decided = await self.decided(result.id)
+            if decided is None:  # the record expired with the claim: decide again
+                return await self.decide(result)
+            return decided
+        return result
+
+    async def decided(self, message_id: str) -> contracts.SendResult | None:
+        """The message's decided result, if one was decided."""
+        try:
+            entry = await self.buckets.sending.get(subjects.result_key(message_id))
+        except (KeyNotFoundError, KeyDeletedError):
+            return None
+        if not entry.value:
+            return None
+        return contracts.decode(entry.value, contracts.SendResult)
+
+    async def announce(
+        self,
+        result: contracts.SendResult,
+        *,
+        created: dt.datetime,
+        reply_to: str | None,
+        event: bool = True,
         digest: str | None = None,
     ) -> None:
-        """The send result: event, message status, and the waiting API request if any.
-
-        `digest`: the text's `contracts.text_digest`, kept in the status so that a repeated
-        id with another text is still told apart once the message is sent."""
+        """Publish a decided result: the event (unless `event` is False: it is in the
+        stream already), the message status, the waiting request."""
         state = (
             contracts.MessageState.SENT
             if result.status == contracts.SendStatus.SENT
@@ -129,13 +192,55 @@ class Publisher:
             updated=contracts.utcnow(),
             digest=digest,
         )
-        # Both durable, neither depends on the other: one round trip, not two.
-        event_failed, status_failed = await self.event_and_status(result, status)
-        failure = event_failed or status_failed
-        if failure is not None:
-            raise failure
+        if event:
+            # Both durable, neither depends on the other: one round trip, not two.
+            event_failed, status_failed = await self.event_and_status(result, status)
+            failure = event_failed or status_failed
+            if failure is not None:
+                raise failure
+        else:
+            await self.put_status(status)
         if reply_to:
             await self.nc.publish(reply_to, contracts.encode(result))
+
+    async def announced(self, result: contracts.SendResult, *, created: dt.datetime) -> None:
+        """A decided result found again (its job was handed out again): publish it once more
+        unless its status shows it published (its publisher may have died in between)."""
+        status = await self.status(result.id)
+        if status is None or status.state in (
+            contracts.MessageState.QUEUED,
+            contracts.MessageState.SENDING,
+        ):
+            event = not await self.in_stream(result, result.time)
+            await self.announce(result, created=created, reply_to=None, event=event)
+
+    async def in_stream(self, event: contracts.Event, since: dt.datetime) -> bool:
+        """Whether SMS_EVENTS holds `event`: its subject's events since `since` (less a
+        minute of clock skew) are looked through by their Nats-Msg-Id. Only inside the
+        duplicate window does the stream answer this by itself."""
+        window = self.duplicate_window
+        if contracts.utcnow() - since < dt.timedelta(seconds=window / 2):
+            return False  # publishing again is safe: the stream drops the copy
+        sub = await self.js.pull_subscribe(
+            subjects.event(_KINDS[type(event)], event.port),
+            stream=subjects.EVENTS_STREAM,
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.NONE,
+                deliver_policy=DeliverPolicy.BY_START_TIME,
+                opt_start_time=since - dt.timedelta(minutes=1),
+                headers_only=True,
+                inactive_threshold=30.0,
+            ),
+        )
+        try:
+            while (await sub.consumer_info()).num_pending:
+                for msg in await sub.fetch(256, timeout=2.0):
+                    if (msg.headers or {}).get("Nats-Msg-Id") == event.event_id:
+                        return True
+            return False
+        finally:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     async def status(self, message_id: str) -> contracts.MessageStatus | None:
         """The message's stored status; None when there is none. Raises when NATS cannot say.
@@ -154,13 +259,12 @@ class Publisher:
             log.warning("unreadable status for %s", message_id)
             return None
 
-    async def claim(self, message_id: str, token: str) -> Awaitable[object]:
-        """Create the message's send claim (holding `token`) now; the awaitable is its ack,
-        which fails with `APIError` (err_code in WRONG_LAST_SEQUENCE) when the message was
-        claimed before."""
+    async def claim(self, message_id: str, claim: Claim) -> Awaitable[object]:
+        """Create the message's send claim now; the awaitable is its ack, which fails with
+        `APIError` (err_code in WRONG_LAST_SEQUENCE) when the message was claimed before."""
         return await self._begin(
             subjects.SENDING_KV_PREFIX + subjects.message_key(message_id),
-            token.encode(),
+            _encode_claim(claim),
             dict(CREATE_ONLY),
         )
 
@@ -175,20 +279,70 @@ class Publisher:
         key = subjects.message_key(message_id)
         try:
             entry = await self.buckets.sending.get(key)
-        except KeyNotFoundError:
+        except (KeyNotFoundError, KeyDeletedError):
             return  # it was never stored
-        if entry.value == token.encode():
+        held = _decode_claim(entry.value)
+        if held is not None and held.token == token:
             with contextlib.suppress(KeyWrongLastSequenceError):
                 await self.buckets.sending.delete(key, last=entry.revision)
 
-    async def reclaim(self, message_id: str, token: str) -> bool:
+    async def reclaim(self, message_id: str, claim: Claim) -> bool:
         """After a refused claim: take the key over if it holds only a released claim
         (nats-py's create() does that for a deleted key); False when a claim stands."""
         try:
-            await self.buckets.sending.create(subjects.message_key(message_id), token.encode())
+            await self.buckets.sending.create(
+                subjects.message_key(message_id), _encode_claim(claim)
+            )
         except KeyWrongLastSequenceError:
             return False
         return True
+
+    async def holder(self, message_id: str) -> Claim | None:
+        """The message's standing claim (None: unreadable). Raises KeyNotFoundError when
+        the claim is gone (dropped by its holder since)."""
+        entry = await self.buckets.sending.get(subjects.message_key(message_id))
+        if not entry.value:
+            raise KeyNotFoundError
+        return _decode_claim(entry.value)
+
+    async def lease(self, agent: str) -> Lease | None:
+        """The agent's last lease, if it ever wrote one."""
+        try:
+            entry = await self.buckets.agents.get(subjects.message_key(agent))
+        except (KeyNotFoundError, KeyDeletedError):
+            return None
+        try:
+            return msgspec.json.decode(entry.value or b"", type=Lease)
+        except msgspec.MsgspecError:
+            return None
+
+    async def renew(self, lease: Lease) -> None:
+        """Write this agent's lease, and wait for the server's ack: proof that it hears."""
+        await self._durable(
+            subjects.AGENTS_KV_PREFIX + subjects.message_key(lease.agent),
+            msgspec.json.encode(lease),
+            {},
+        )
+
+    async def holder_silent(self, message_id: str, claim: Claim, since: float) -> None:
+        """The interim status of a send whose holder is not heard from: still `sending`,
+        with the reason. Written only over the `sending` status it read, so it never
+        hides a result that was published meanwhile."""
+        key = subjects.message_key(message_id)
+        try:
+            entry = await self.buckets.messages.get(key)
+        except (KeyNotFoundError, KeyDeletedError):
+            return
+        status = contracts.decode(entry.value or b"", contracts.MessageStatus)
+        reason = (
+            f"holder {claim.agent} ({claim.port}) not heard from since "
+            f"{dt.datetime.fromtimestamp(since, dt.UTC).isoformat(timespec='seconds')}"
+        )
+        if status.state != contracts.MessageState.SENDING or status.reason == reason:
+            return
+        update = msgspec.structs.replace(status, reason=reason, updated=contracts.utcnow())
+        with contextlib.suppress(KeyWrongLastSequenceError):
+            await self.buckets.messages.update(key, contracts.encode(update), last=entry.revision)
 
     async def status_nowait(self, status: contracts.MessageStatus) -> None:
         """Write a status that nothing depends on (`sending`) without waiting for its ack."""

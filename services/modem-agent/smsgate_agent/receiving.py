@@ -19,6 +19,7 @@ from nats.js.kv import KeyValue
 from smsgate import contracts
 from smsgate.pdu import Deliver
 
+from smsgate_agent.backlog import Backlog
 from smsgate_agent.publisher import Publisher
 from smsgate_agent.reassembly import InboundPart, Joined, Reassembler
 
@@ -32,13 +33,16 @@ class Receiving:
         number: int | None,
         publisher: Publisher,
         *,
+        backlog: Backlog,
         imsi: Callable[[], str | None],
         reassembly_timeout: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """`backlog`: where an SMS the bus cannot take now waits (on this host's disk)."""
         self.name = name
         self.number = number  # the gateway API's port number
         self.publisher = publisher
+        self.backlog = backlog
         self._imsi = imsi
         self.clock = clock
         self.reassembler = Reassembler(timeout=reassembly_timeout)
@@ -94,7 +98,7 @@ class Receiving:
             f"{self.name}|{first.sender}|{first.smsc_time.isoformat()}|{first.reference}|"
             f"{joined.text}".encode()
         ).hexdigest()[:20]
-        await self.publisher.event(
+        await self.backlog.event(
             contracts.InboundSms(
                 event_id=f"{digest}:inbound",
                 port=self.name,

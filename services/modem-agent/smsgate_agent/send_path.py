@@ -22,15 +22,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from typing import Protocol
 
+from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from smsgate import contracts
 from smsgate.backoff import Backoff
-from smsgate.contracts import MessageState, MessageStatus, PartResult, SendJob, SendStatus
+from smsgate.contracts import (
+    MessageState,
+    MessageStatus,
+    PartResult,
+    SendJob,
+    SendResult,
+    SendStatus,
+)
 
+from smsgate_agent.liveness import Claim, Judgement, Lease, Verdict, judge
 from smsgate_agent.sending import PartHook, SendOutcome
 
 log = logging.getLogger("smsgate.agent")
@@ -58,12 +69,12 @@ class JobHandle(Protocol):
 class ClaimStore(Protocol):
     """The at-most-once claims of messages handed to a modem, and their statuses."""
 
-    async def claim(self, message_id: str, token: str) -> Awaitable[object]:
+    async def claim(self, message_id: str, claim: Claim) -> Awaitable[object]:
         """Create the claim now; the awaitable is its acknowledgement, which fails with an
         error `is_taken` recognises when the message was claimed before."""
         ...
 
-    async def reclaim(self, message_id: str, token: str) -> bool:
+    async def reclaim(self, message_id: str, claim: Claim) -> bool:
         """Take the key over if it holds only a released claim; False when a claim stands."""
         ...
 
@@ -75,6 +86,26 @@ class ClaimStore(Protocol):
 
     def is_taken(self, exc: BaseException) -> bool:
         """Whether `exc` says the claim existed already."""
+        ...
+
+    async def decided(self, message_id: str) -> SendResult | None:
+        """The message's decided result (its create-only record), if any."""
+        ...
+
+    async def announced(self, result: SendResult, *, created: dt.datetime) -> None:
+        """Publish a decided result once more unless its status shows it published."""
+        ...
+
+    async def holder(self, message_id: str) -> Claim | None:
+        """The standing claim (None: unreadable); KeyNotFoundError when it is gone."""
+        ...
+
+    async def lease(self, agent: str) -> Lease | None:
+        """The agent's last lease, if any."""
+        ...
+
+    async def holder_silent(self, message_id: str, claim: Claim, since: float) -> None:
+        """The interim status: still `sending`, its holder not heard from since `since`."""
         ...
 
 
@@ -96,8 +127,17 @@ class SendPort(Protocol):
         status: SendStatus,
         reason: str | None,
         parts: list[PartResult],
-    ) -> None:
-        """Publish the job's one result (however long NATS is away), then ack it."""
+    ) -> bool:
+        """Settle the job's one result (kept on disk while NATS is away), ack the job;
+        False when another result was decided before it."""
+        ...
+
+    async def settle_pending(self, job: SendJob, handle: JobHandle) -> bool:
+        """Settle this agent's own result of the job waiting for the bus; whether one did."""
+        ...
+
+    async def drop_claim(self, job: SendJob, token: str) -> None:
+        """Drop a claim whose message reached no network, now or once the bus is back."""
         ...
 
     async def after_sent(self, job: SendJob, outcome: SendOutcome) -> None:
@@ -118,6 +158,7 @@ class ClaimFound(StrEnum):
     """What a job becomes whose claim stands: it was handed to a modem before."""
 
     ACK = "ack"  # settled before; only its ack was lost
+    HOLDER_DECIDES = "holder decides"  # its holder may be alive: give the job back to it
     FAIL_INTERRUPTED = "fail interrupted"  # a send may have happened: fail it `interrupted`
     RESEND = "resend"  # the operator asked for interrupted messages to be sent again
 
@@ -140,15 +181,24 @@ class Ending(StrEnum):
     REQUEUED = "requeued"  # nothing reached a network: claim dropped, job back to the queue
     GIVEN_BACK = "given back"  # the claim's write never confirmed: claim dropped, nak'ed
     HELD_HERE = "held here"  # another port of this agent holds the job: nak'ed for later
+    LEFT_TO_HOLDER = "left to its holder"  # another agent holds the claim and may report
     LEFT = "left for redelivery"  # NATS failed before the outcome was settled
 
 
-def claim_found(previous: MessageStatus | None, *, resend_interrupted: bool) -> ClaimFound:
+def claim_found(
+    previous: MessageStatus | None,
+    judgement: Judgement | None = None,
+    *,
+    resend_interrupted: bool,
+) -> ClaimFound:
     """The rule for a job whose claim stands (a modem had it before: an agent died
-    mid-send, or a result's ack was lost): settled by its status, never sent a second
-    time by surprise."""
+    mid-send, or a result's ack was lost, or its holder is cut off): settled by its
+    status, left to a holder that may be alive (`judgement`, see liveness.py), never sent
+    a second time by surprise."""
     if previous is not None and previous.state in FINAL:
         return ClaimFound.ACK
+    if judgement is not None and judgement.verdict is Verdict.HOLDER_DECIDES:
+        return ClaimFound.HOLDER_DECIDES
     if resend_interrupted:
         return ClaimFound.RESEND
     return ClaimFound.FAIL_INTERRUPTED
@@ -184,7 +234,8 @@ def claim_unconfirmed(
 
 
 async def until_done(step: Callable[[], Awaitable[None]], what: str) -> None:
-    """Keep at a bus write that must happen, however long NATS is away."""
+    """Keep at a bus write that must happen, however long NATS is away (the report
+    ledger's records; results go through the agent's spool instead)."""
     backoff = Backoff(0.5, RESULT_RETRY_MAX)
     while True:
         try:
@@ -204,22 +255,29 @@ class SendPath:
         claims: ClaimStore,
         *,
         name: str,
-        owner: str,
+        agent: str,
+        boot: str,
         resend_interrupted: bool,
         held_delay: float,
+        holder_timeout: float = 900.0,
         handling: set[str] | None = None,
+        clock: Callable[[], float] = time.time,
     ) -> None:
-        """`name`: the port's, for the log; `owner`: agent/port, the start of every claim
-        token; `held_delay`: how long a job held by another port of this agent waits
-        before it is handed out again; `handling`: the ids of the jobs this agent's ports
-        hold now (one set shared by its ports)."""
+        """`name`: the port's; `agent` and `boot`: its agent and that agent's run (every
+        claim names them); `held_delay`: how long a job held by another port, or another
+        agent, waits before it is handed out again; `holder_timeout`: how long a claim's
+        silent holder may still report (liveness.py); `handling`: the ids of the jobs
+        this agent's ports hold now (one set shared by its ports)."""
         self.port = port
         self.claims = claims
         self.name = name
-        self.owner = owner
+        self.agent = agent
+        self.boot = boot
         self.resend_interrupted = resend_interrupted
         self.held_delay = held_delay
+        self.holder_timeout = holder_timeout
         self.handling = handling if handling is not None else set()
+        self.clock = clock
 
     async def admit(self, handle: JobHandle, job: SendJob) -> bool:
         """Take the job, unless another port of this agent holds it: handed out again
@@ -246,50 +304,91 @@ class SendPath:
             return Ending.LEFT
 
     async def _send(self, handle: JobHandle, job: SendJob, *, pinned: bool) -> Ending:
-        token = f"{self.owner}/{contracts.new_id()}"  # this handling's
+        mine = Claim(  # this handling's
+            agent=self.agent,
+            boot=self.boot,
+            port=self.name,
+            token=contracts.new_id(),
+            time=self.clock(),
+        )
         try:
-            return await self._send_claimed(handle, job, token, pinned=pinned, claim=True)
+            return await self._send_claimed(handle, job, mine, pinned=pinned, claim=True)
         except Exception as exc:
             if not self.claims.is_taken(exc):
                 raise
-        if await self.claims.reclaim(job.id, token):  # only a released claim was there
+        if await self.claims.reclaim(job.id, mine):  # only a released claim was there
             return await self._send_claimed(
-                handle, job, token, pinned=pinned, claim=False, holding=True
+                handle, job, mine, pinned=pinned, claim=False, holding=True
             )
         return await self._claimed_before(handle, job, pinned=pinned)
 
     async def _claimed_before(self, handle: JobHandle, job: SendJob, *, pinned: bool) -> Ending:
+        """The message was claimed before: its result is decided, or its holder decides
+        it, or (the holder gone) it is `interrupted` (see liveness.py)."""
+        decided = await self.claims.decided(job.id)
+        if decided is not None:
+            await self.claims.announced(decided, created=job.created)
+            await handle.ack()  # decided before; the ack was lost
+            return Ending.ALREADY_SETTLED
+        if await self.port.settle_pending(job, handle):
+            return Ending.ALREADY_SETTLED  # this agent's result was waiting for the bus
         previous = await self.claims.status(job.id)
-        found = claim_found(previous, resend_interrupted=self.resend_interrupted)
+        judgement: Judgement | None = None
+        if previous is None or previous.state not in FINAL:
+            try:
+                holder = await self.claims.holder(job.id)
+            except (KeyNotFoundError, KeyDeletedError):
+                await handle.nak()  # its holder dropped it meanwhile: claim it anew
+                return Ending.REQUEUED
+            lease = await self.claims.lease(holder.agent) if holder is not None else None
+            judgement = judge(
+                holder,
+                lease,
+                agent=self.agent,
+                boot=self.boot,
+                now=self.clock(),
+                holder_timeout=self.holder_timeout,
+            )
+            since = judgement.holder_silent_since
+            if judgement.verdict is Verdict.HOLDER_DECIDES and holder and since is not None:
+                await self.claims.holder_silent(job.id, holder, since)
+        found = claim_found(previous, judgement, resend_interrupted=self.resend_interrupted)
         if found is ClaimFound.ACK:
             await handle.ack()
             return Ending.ALREADY_SETTLED
+        if found is ClaimFound.HOLDER_DECIDES:
+            assert judgement is not None
+            log.info("%s: %s left to its holder: %s", self.name, job.id, judgement.why)
+            await handle.nak(delay=self.held_delay)
+            return Ending.LEFT_TO_HOLDER
+        if judgement is not None:
+            log.warning("%s: %s interrupted: %s", self.name, job.id, judgement.why)
         if found is ClaimFound.FAIL_INTERRUPTED:
             await self.port.finish(handle, job, SendStatus.FAILED, "interrupted", [])
             return Ending.INTERRUPTED
         log.warning("%s: re-sending interrupted message %s", self.name, job.id)
-        return await self._send_claimed(handle, job, "", pinned=pinned, claim=False)
+        return await self._send_claimed(handle, job, None, pinned=pinned, claim=False)
 
     async def _send_claimed(
         self,
         handle: JobHandle,
         job: SendJob,
-        token: str,
+        mine: Claim | None,
         *,
         pinned: bool,
         claim: bool,
         holding: bool = False,
     ) -> Ending:
-        """`claim`: create the claim (holding `token`) at the first part; `holding`: the
-        claim with `token` is ours already."""
+        """`claim`: create the claim `mine` at the first part; `holding`: `mine` stands
+        already. `mine` None: re-sending an interrupted message under its old claim."""
         claim_ack: Awaitable[object] | None = None
 
         async def mark(sequence: int) -> Awaitable[object] | None:
             # The claim is sent before the first AT+CMGS; its ack is awaited at the prompt.
             nonlocal claim_ack
-            if sequence != 1 or claim_ack is not None or not claim:
+            if sequence != 1 or claim_ack is not None or not claim or mine is None:
                 return None
-            claim_ack = await self.claims.claim(job.id, token)
+            claim_ack = await self.claims.claim(job.id, mine)
             if isinstance(claim_ack, asyncio.Future):
                 claim_ack.add_done_callback(lambda done: self._claimed(done, job))
             return claim_ack
@@ -302,7 +401,8 @@ class SendPath:
             if not claim_unconfirmed(claim_ack, exc, is_taken=self.claims.is_taken):
                 raise
             log.warning("%s: claim of %s unconfirmed (%s); nothing sent", self.name, job.id, exc)
-            await until_done(lambda: self.claims.unclaim(job.id, token), f"{self.name}: {job.id}")
+            assert mine is not None
+            await self.port.drop_claim(job, mine.token)
             with contextlib.suppress(Exception):
                 await handle.nak()
             return Ending.GIVEN_BACK
@@ -317,8 +417,8 @@ class SendPath:
             return Ending.SENT
         if after is AfterSend.REQUEUE:
             # Nothing reached the network: another port may do better, under a new claim.
-            if claim_ack is not None or holding:
-                await self.claims.unclaim(job.id, token)
+            if mine is not None and (claim_ack is not None or holding):
+                await self.claims.unclaim(job.id, mine.token)
             await self.port.requeued(job)
             await handle.nak(delay=REQUEUE_DELAY)
             return Ending.REQUEUED

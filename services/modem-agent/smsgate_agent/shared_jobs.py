@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -82,12 +83,15 @@ class SharedWork:
         idle: IdlePorts,
         stopping: asyncio.Event,
         *,
+        hearing: Callable[[], bool] = lambda: True,
         api_prefix: str = "$JS.API",
     ) -> None:
+        """`hearing`: whether the server answered lately; no work is asked for until then."""
         self._nc = nc
         self._next = f"{api_prefix}.CONSUMER.MSG.NEXT.{stream}.{consumer}"
         self._idle = idle
         self._stopping = stopping
+        self._hearing = hearing
         self._inbox = ""
         self._counter = 0
         self._token: str | None = None  # the request out now, if any
@@ -105,7 +109,7 @@ class SharedWork:
                 now = time.monotonic()
                 if self._token is not None and now >= self._deadline:
                     self._token = None  # its end never came (the connection dropped)
-                if self._token is None and self._idle.ports:
+                if self._token is None and self._idle.ports and self._hearing():
                     await self._ask(min(len(self._idle.ports), MAX_BATCH))
                     continue
                 wait = self._deadline - now if self._token is not None else 1.0
