@@ -28,7 +28,6 @@ from smsgate.embedded import EmbeddedNats
 from smsgate_api.auth import hash_password
 
 from bench.common import (
-    PYTHON,
     ROOT,
     Proc,
     command_line,
@@ -39,12 +38,14 @@ from bench.common import (
     note_load,
     parse_wrk,
     processes,
+    smsgate_argv,
     spawn,
     table,
     verdict,
     wait_port,
     workdir,
     write_section,
+    write_toml,
 )
 
 USER, PASSWORD = "bench", "benchpass"
@@ -109,15 +110,6 @@ def run_kannel(script: Path, seconds: float) -> Round:
 # --- smsgate's shapes ------------------------------------------------------------------------
 
 
-def smsgate(*args: str) -> list[str]:
-    return [PYTHON, "-m", "smsgate_cli", *args]
-
-
-def _toml(path: Path, config: dict[str, object]) -> Path:
-    path.write_bytes(msgspec.toml.encode(config))
-    return path
-
-
 def start_production(
     directory: Path,
     procs: list[Proc],
@@ -132,11 +124,11 @@ def start_production(
     nats.start()
     stops.append(nats.stop)
     map_file = directory / "devices.json"
-    sim_toml = _toml(
+    sim_toml = write_toml(
         directory / "sim.toml",
         {"nats": {"url": nats.url}, "sim": {"ports": 8, "map_file": str(map_file)}},
     )
-    sim = spawn("sim", smsgate("sim", "-c", str(sim_toml)), directory)
+    sim = spawn("sim", smsgate_argv("sim", "-c", str(sim_toml)), directory)
     procs.append(sim)
     deadline = time.monotonic() + 30
     while not map_file.exists() or not map_file.read_text().strip():
@@ -145,7 +137,7 @@ def start_production(
             raise TimeoutError(f"the simulator wrote no {map_file}")
         time.sleep(0.1)
     devices: dict[str, str] = msgspec.json.decode(map_file.read_bytes())
-    agent_toml = _toml(
+    agent_toml = write_toml(
         directory / "agent.toml",
         {
             "nats": {"url": nats.url},
@@ -157,10 +149,10 @@ def start_production(
             },
         },
     )
-    agent = spawn("agent", smsgate("agent", "-c", str(agent_toml)), directory)
+    agent = spawn("agent", smsgate_argv("agent", "-c", str(agent_toml)), directory)
     procs.append(agent)
     port = free_port()
-    api_toml = _toml(
+    api_toml = write_toml(
         directory / "api.toml",
         {
             "nats": {"url": nats.url},
@@ -172,7 +164,7 @@ def start_production(
             },
         },
     )
-    api = spawn("api", smsgate("api", "-c", str(api_toml)), directory)
+    api = spawn("api", smsgate_argv("api", "-c", str(api_toml)), directory)
     procs.append(api)
     url = f"http://127.0.0.1:{port}/sendsms?{QUERY}"
     _ready(url, api)
@@ -182,7 +174,7 @@ def start_production(
 
 def start_dev(directory: Path, procs: list[Proc]) -> tuple[str, list[tuple[str, int]]]:
     port = free_port()
-    argv = smsgate(
+    argv = smsgate_argv(
         "dev",
         "--listen",
         f"127.0.0.1:{port}",
@@ -234,7 +226,7 @@ def process_tree(roots: list[tuple[str, int]]) -> dict[int, str]:
     return found
 
 
-def run_smsgate(url: str, roots: list[tuple[str, int]], seconds: float) -> Round:
+def runsmsgate_argv(url: str, roots: list[tuple[str, int]], seconds: float) -> Round:
     tree = process_tree(roots)
     before = {pid: _cpu(pid) for pid in tree}
     argv = ["wrk", "-t1", "-c64", f"-d{seconds:g}s", "--latency", url]
@@ -314,7 +306,7 @@ def main(argv: list[str] | None = None) -> dict[str, list[Round]]:
                     results["kannel"].append(got)
                     print(f"round {round_ + 1} kannel: {_line(got)}", flush=True)
                 for name, url, roots in contenders:
-                    got = run_smsgate(url, roots, args.seconds)
+                    got = runsmsgate_argv(url, roots, args.seconds)
                     results[name].append(got)
                     print(f"round {round_ + 1} {name}: {_line(got)}", flush=True)
         finally:

@@ -40,8 +40,8 @@ from smsgate import bus, contracts, subjects
 from smsgate.config import NatsConfig
 from smsgate.embedded import EmbeddedCluster, EmbeddedNats
 
+from bench.bench_farm import publish_jobs
 from bench.common import (
-    PYTHON,
     Proc,
     command_line,
     cpu_seconds,
@@ -50,11 +50,13 @@ from bench.common import (
     note_load,
     percentile,
     rss_bytes,
+    smsgate_argv,
     spawn,
     table,
     verdict,
     workdir,
     write_section,
+    write_toml,
 )
 
 SERVING = re.compile(rb"agent \S+ serving (\d+) ports")
@@ -64,15 +66,6 @@ SERVING = re.compile(rb"agent \S+ serving (\d+) ports")
 class NodeUse:
     cpu: list[float]  # share of one core, per node
     rss: list[int]  # bytes, per node
-
-
-def _smsgate(*args: str) -> list[str]:
-    return [PYTHON, "-m", "smsgate_cli", *args]
-
-
-def _toml(path: Path, config: dict[str, Any]) -> Path:
-    path.write_bytes(msgspec.toml.encode(config))
-    return path
 
 
 def start_sims(
@@ -95,8 +88,10 @@ def start_sims(
                 "msisdn_base": f"+1555{index + 1:02d}",
             },
         }
-        path = _toml(directory / f"sim-{tag}{index + 1}.toml", config)
-        procs.append(spawn(f"sim-{tag}{index + 1}", _smsgate("sim", "-c", str(path)), directory))
+        path = write_toml(directory / f"sim-{tag}{index + 1}.toml", config)
+        procs.append(
+            spawn(f"sim-{tag}{index + 1}", smsgate_argv("sim", "-c", str(path)), directory)
+        )
         maps.append(map_file)
     devices: dict[str, str] = {}
     deadline = time.monotonic() + 120
@@ -124,8 +119,8 @@ def start_agent(
             "policy": {"min_interval": 0.0, "jitter": 0.0},  # virtual SIMs: no pacing
         },
     }
-    path = _toml(directory / f"{name}.toml", config)
-    return spawn(name, _smsgate("agent", "-c", str(path)), directory)
+    path = write_toml(directory / f"{name}.toml", config)
+    return spawn(name, smsgate_argv("agent", "-c", str(path)), directory)
 
 
 async def serving_after(proc: Proc, started: float, limit: float) -> float:
@@ -182,29 +177,6 @@ async def consumers_and_groups(nc: Client) -> tuple[int, int, int]:
     streams = await nc.jetstream().streams_info()
     consumers = sum(s.state.consumer_count for s in streams)
     return len(streams), consumers, 1 + len(streams) + consumers
-
-
-async def publish_jobs(nc: Client, count: int) -> None:
-    js = nc.jetstream()
-    now = contracts.utcnow()
-    pending = []
-    for index in range(count):
-        job = contracts.SendJob(
-            id=os.urandom(16).hex(),
-            to=f"+1555020{index % 10000:04d}",
-            text="scale",
-            status_report=False,
-            created=now,
-        )
-        pending.append(
-            await js.publish_async(
-                subjects.SEND_ANY, contracts.encode(job), headers={"Nats-Msg-Id": job.id}
-            )
-        )
-        if len(pending) >= 500:
-            await asyncio.gather(*pending)
-            pending.clear()
-    await asyncio.gather(*pending)
 
 
 async def pinned_waits(nc: Client, ports: list[str], part_time: float, count: int) -> list[float]:
@@ -301,7 +273,7 @@ async def run_scale(directory: Path, args: argparse.Namespace) -> dict[str, Any]
 
         sub = await nc.subscribe(subjects.event_filter("result"), cb=on_result)
         t_publish = time.monotonic()
-        await publish_jobs(nc, jobs)
+        await publish_jobs(nc, jobs, status_report=False)
         print(f"published {jobs} jobs in {time.monotonic() - t_publish:.1f}s")
         await asyncio.sleep(max(0.0, t_publish + warmup - time.monotonic()))
         t0 = time.monotonic()
