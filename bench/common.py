@@ -24,6 +24,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import msgspec
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "RESULTS.md"
 PYTHON = sys.executable
@@ -112,6 +114,16 @@ def spawn(
             cwd=workdir,
         )
     return Proc(name, popen, log)
+
+
+def smsgate_argv(*args: str) -> list[str]:
+    """The `smsgate` command line, run by this Python."""
+    return [PYTHON, "-m", "smsgate_cli", *args]
+
+
+def write_toml(path: Path, config: dict[str, object]) -> Path:
+    path.write_bytes(msgspec.toml.encode(config))
+    return path
 
 
 @contextlib.contextmanager

@@ -12,6 +12,8 @@ BENCHMARKS = {
     "callback": "bench_callback",  # 5
     "kannel-at": "bench_kannel_at",  # 0 and 2 (one modem vs Kannel's AT driver)
     "history": "bench_history",  # 7 (the message history at 1,000,000 messages)
+    "front": "bench_front",  # 1 as deployed: Kannel run.sh, smsgate api, smsgate dev, interleaved
+    "scale": "bench_scale",  # 8: 3-node cluster, replicas = 3, many TCP modems and agents
 }
 
 

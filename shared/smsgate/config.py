@@ -86,7 +86,7 @@ class ApiConfig(_Section):
     cors_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])
     # Proxies trusted for X-Forwarded-For/-Proto (comma-separated IPs or "*").
     forwarded_allow_ips: str = "127.0.0.1"
-    access_log: bool = True  # query strings are redacted either way
+    access_log: bool = True  # written off the event loop, in batches; queries redacted
     login_max_failures: Annotated[int, msgspec.Meta(ge=1)] = 5  # per client and user
     login_block: Annotated[float, msgspec.Meta(gt=0)] = 60.0  # doubles per further failure
     publish_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0  # wait for JetStream acks

@@ -30,12 +30,21 @@ def redact(text: str) -> str:
     return text
 
 
+class RedactedRecord(logging.LogRecord):
+    """A record whose writer has masked every secret already (the API's access log).
+
+    The formatters skip their own search for secrets in it: run on every line of a
+    busy access log, those regular expressions were a third of the log's cost.
+    """
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
 
     def format(self, record: logging.LogRecord) -> str:
-        return redact(super().format(record))
+        text = super().format(record)
+        return text if isinstance(record, RedactedRecord) else redact(text)
 
 
 class JsonFormatter(logging.Formatter):
@@ -46,7 +55,11 @@ class JsonFormatter(logging.Formatter):
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
             "level": record.levelname.lower(),
             "logger": record.name,
-            "msg": redact(record.getMessage()),
+            "msg": (
+                record.getMessage()
+                if isinstance(record, RedactedRecord)
+                else redact(record.getMessage())
+            ),
         }
         for key, value in vars(record).items():
             if key not in _STANDARD:

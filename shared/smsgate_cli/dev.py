@@ -187,6 +187,7 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
         api=msgspec.structs.replace(
             base.api,
             listen=options.listen,
+            access_log=False,  # the console shows callbacks; a line per request would bury them
             users=[ApiUser(name=user.name, password=hash_password(user.password))],
         ),
         agent=AgentConfig(

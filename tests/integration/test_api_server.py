@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import subprocess
@@ -44,7 +45,7 @@ async def agent(nats_bus: Bus) -> AsyncIterator[AgentStandIn]:
 async def test_gateway_over_http_and_the_access_log_is_redacted(
     server: ServerThread, agent: AgentStandIn, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.INFO, logger="uvicorn.access")
+    caplog.set_level(logging.INFO, logger="smsgate.access")
     async with httpx.AsyncClient(base_url=server.url) as client:
         response = await client.get(
             "/sendsms?username=smsuser&password=smspwd&phoneNumber=10086"
@@ -53,9 +54,18 @@ async def test_gateway_over_http_and_the_access_log_is_redacted(
     assert response.status_code == 200
     record = decode_json(response.content)["report"]["0"]
     assert (record["id"], record["result"], record["port"]) == ("39fd7439", "sent", "1")
-    access = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
-    assert any("GET /sendsms?username=***&password=***" in line for line in access), access
-    assert any("id=39fd7439" in line and "timeout=60" in line for line in access)
+
+    def access() -> list[str]:
+        return [r.getMessage() for r in caplog.records if r.name == "smsgate.access"]
+
+    # The writer thread writes the line a moment later, off the event loop.
+    for _ in range(500):  # polls state; the assertions below say what must hold
+        if any("GET /sendsms" in line for line in access()):
+            break
+        await asyncio.sleep(0.01)
+    access_lines = access()
+    assert any("GET /sendsms?username=***&password=***" in line for line in access_lines)
+    assert any("id=39fd7439" in line and "timeout=60" in line for line in access_lines)
     assert PASSWORD not in caplog.text
     assert "10086" not in caplog.text
 

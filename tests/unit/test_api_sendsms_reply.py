@@ -8,7 +8,8 @@ import msgspec
 import smsgate_api
 from smsgate.contracts import MessageState
 from smsgate_api import sendsms_reply
-from smsgate_api.app import parse_listen, redact_target
+from smsgate_api.access_log import redact_target
+from smsgate_api.app import parse_listen
 from smsgate_api.metrics import Metrics
 from smsgate_api.params import ReportFormat
 from smsgate_api.sending import RecipientOutcome, message_ids

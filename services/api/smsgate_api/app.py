@@ -15,7 +15,6 @@ import os
 import socket
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from urllib.parse import unquote_plus
 
 import msgspec
 import uvicorn
@@ -31,16 +30,15 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from smsgate_api import console, events, gateway, history, openapi, v1
+from smsgate_api.access_log import AccessLog
 from smsgate_api.runtime import ApiRuntime
 from smsgate_api.web import json_response, runtime
 
 log = logging.getLogger("smsgate.api")
 
-# Parameters whose values may appear in the access log; every other value is masked.
-_LOGGED_PARAMS = frozenset({"port", "report", "timeout", "id", "dr", "type", "since"})
 _GATEWAY_METHODS = frozenset({"GET", "POST"})
 
 
@@ -84,9 +82,19 @@ class ApiApp(Starlette):
 
     runtime: ApiRuntime
     fast_gateway: bool = False
+    access_log: AccessLog | None = None
     extra_metrics: Sequence[Source] = ()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        access = self.access_log
+        if access is not None and scope["type"] == "http":
+            outer = send
+
+            async def send(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    access.note(scope, message)
+                await outer(message)
+
         if (
             self.fast_gateway
             and scope["type"] == "http"
@@ -107,15 +115,20 @@ def create_app(
     callback service, which run in this process.
     """
     rt = ApiRuntime(config, nc=nc)
+    access = AccessLog() if config.api.access_log else None
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if access is not None:
+            access.start()
         await rt.start()
         try:
             yield
         finally:
             await history.close(rt)
             await rt.stop()
+            if access is not None:
+                access.stop()
 
     routes = [
         Route("/sendsms", gateway.sendsms, methods=["GET", "POST"]),
@@ -148,41 +161,12 @@ def create_app(
     app.runtime = rt
     app.extra_metrics = tuple(extra_metrics)
     app.fast_gateway = not config.api.cors
+    app.access_log = access
     app.state.runtime = rt
     return app
 
 
 # --- serving -------------------------------------------------------------------------------
-
-
-def redact_target(target: str) -> str:
-    """A request target with every query value masked except harmless ones (port, id...)."""
-    path, sep, query = target.partition("?")
-    if not sep:
-        return target
-    pairs = []
-    for pair in query.split("&"):
-        name, eq, value = pair.partition("=")
-        if eq and unquote_plus(name).strip().lower() not in _LOGGED_PARAMS:
-            value = "***"
-        pairs.append(f"{name}{eq}{value}")
-    return f"{path}?{'&'.join(pairs)}"
-
-
-class RedactQuery(logging.Filter):
-    """Masks query values in uvicorn's access log records."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
-            record.args = (*args[:2], redact_target(args[2]), *args[3:])
-        return True
-
-
-def install_access_log_redaction() -> None:
-    access = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, RedactQuery) for f in access.filters):
-        access.addFilter(RedactQuery())
 
 
 def parse_listen(listen: str) -> tuple[str, int]:
@@ -202,16 +186,14 @@ def server_config(config: Config, app: Starlette, **overrides: object) -> uvicor
         "lifespan": "on",
         "proxy_headers": True,
         "forwarded_allow_ips": api.forwarded_allow_ips,
-        "access_log": api.access_log,
-        "log_config": None,  # the process's logging setup applies; see install_access_log...
+        "access_log": False,  # ours (access_log.py) writes off the event loop
+        "log_config": None,  # the process's logging setup applies
         "server_header": False,
         "ssl_certfile": api.tls_cert,
         "ssl_keyfile": api.tls_key,
     }
     options.update(overrides)
-    uv_config = uvicorn.Config(app, **options)  # type: ignore[arg-type]
-    install_access_log_redaction()
-    return uv_config
+    return uvicorn.Config(app, **options)  # type: ignore[arg-type]
 
 
 def _bind(host: str, port: int) -> socket.socket:
