@@ -89,3 +89,25 @@ def test_no_secret_slips_through_a_kept_value(stream: CountingStream) -> None:
     line = stream.getvalue()
     assert "hunter" not in line
     assert "id=***&port=lte-1&password=***" in line
+
+
+def test_a_broken_stream_is_reported_and_the_other_handlers_still_write(
+    stream: CountingStream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A handler whose stream was closed (a closed pipe; in the suite, a capture file left
+    # on the root logger): logging's own handlers report it and go on, and so must we,
+    # or the writer thread dies and every later request piles up in memory.
+    broken = io.StringIO()
+    broken.close()
+    dead = logging.StreamHandler(broken)
+    reported: list[logging.LogRecord] = []
+    monkeypatch.setattr(dead, "handleError", reported.append)
+    logger.handlers.insert(0, dead)
+    try:
+        access = AccessLog()
+        access.note(scope(b"id=a"), {"type": "http.response.start", "status": 200})
+        access.flush()
+    finally:
+        logger.removeHandler(dead)
+    assert len(reported) == 1
+    assert stream.getvalue() == 'smsgate.access 10.0.0.7:50123 - "GET /sendsms?id=a HTTP/1.1" 200\n'

@@ -131,10 +131,16 @@ def _emit(records: list[logging.LogRecord]) -> None:
                 and not handler.filters
                 and stream is not None
             ):
-                text = "".join(handler.format(r) + handler.terminator for r in records)
-                with handler.lock or threading.Lock():
-                    stream.write(text)
-                    handler.flush()
+                try:
+                    text = "".join(handler.format(r) + handler.terminator for r in records)
+                    with handler.lock or threading.Lock():
+                        stream.write(text)
+                        handler.flush()
+                except Exception:
+                    # As StreamHandler.emit does: a broken stream (a closed pipe, a full
+                    # disk) is reported and skipped, never the end of the writer thread,
+                    # which would leave every later request to pile up in memory.
+                    handler.handleError(records[0])
                 continue
             for record in records:
                 handler.handle(record)
