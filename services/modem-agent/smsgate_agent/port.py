@@ -20,7 +20,7 @@ from nats.aio.msg import Msg
 from smsgate import contracts
 from smsgate.backoff import doubled
 from smsgate.config import AgentConfig, AgentPort
-from smsgate.contracts import MessageState, MessageStatus
+from smsgate.contracts import MessageState
 
 from smsgate_agent import reports
 from smsgate_agent.backlog import Backlog
@@ -30,6 +30,8 @@ from smsgate_agent.link import ModemInfo, ModemTimings
 from smsgate_agent.metrics import PortReading
 from smsgate_agent.modem import Modem
 from smsgate_agent.policy import PortPolicy, effective
+from smsgate_agent.port_records import PortIdentity, message_status, send_result, sending_record
+from smsgate_agent.port_state import PortStateWriter
 from smsgate_agent.publisher import Publisher
 from smsgate_agent.receiving import Receiving
 from smsgate_agent.send_path import (
@@ -45,10 +47,6 @@ from smsgate_agent.spool import Spool
 from smsgate_agent.startup import Opener
 
 log = logging.getLogger("smsgate.agent")
-
-# Busy and ready alternate with every message: not an event, and written to the KV by the
-# agent's state loop (at most every STATE_FLUSH seconds), not twice per message.
-ROUTINE = {contracts.PortStatus.BUSY, contracts.PortStatus.READY}
 
 
 class PortWorker:
@@ -130,9 +128,9 @@ class PortWorker:
         self.busy = False
         self.sent = self.failed = 0
         self.last_error: str | None = None
-        self._last_status: contracts.PortStatus | None = None
-        self._last_imsi: str | None = None
-        self.state_dirty = False  # a routine change (busy/ready) not yet in the KV
+        self.state_writer = PortStateWriter(
+            self.name, publisher, self.status, lambda: self.modem.info.imsi, self.state
+        )
         self._background: set[asyncio.Task[None]] = set()
         self._recorded_at = 0.0  # when the last send's outcome was counted
 
@@ -202,47 +200,14 @@ class PortWorker:
         )
 
     async def publish_state(self, *, force: bool = False) -> None:
-        """Write the port's state to the KV when it changed; a change becomes a port event.
+        await self.state_writer.publish(force=force)
 
-        Busy/ready flips only mark the state dirty: `flush_state` writes it soon after.
-        """
-        status = self.status()
-        imsi = self.modem.info.imsi
-        change = None
-        if status != self._last_status:
-            if self._last_status in ROUTINE and status in ROUTINE:
-                self.state_dirty = True
-            else:
-                change = status.value
-        elif imsi != self._last_imsi and self._last_imsi is not None:
-            change = "sim changed"
-        if change is None and not force:
-            return
-        state = self.state()
-        self._last_status, self._last_imsi = state.status, state.imsi or self._last_imsi
-        self.state_dirty = False
-        try:
-            await self.publisher.port_state(state)
-            if change is not None:
-                await self.publisher.event_nowait(
-                    contracts.PortEvent(
-                        event_id=f"{self.name}:{state.updated.isoformat()}:{change}",
-                        port=self.name,
-                        port_number=state.port_number,
-                        imsi=state.imsi,
-                        time=state.updated,
-                        change=change,
-                        state=state,
-                    )
-                )
-        except Exception as exc:
-            log.warning("%s: port state not published: %s", self.name, exc)
+    @property
+    def state_dirty(self) -> bool:
+        return self.state_writer.dirty
 
     async def flush_state(self) -> None:
-        """Write a busy/ready flip that is still so (a port busy again is not rewritten)."""
-        self.state_dirty = False
-        if self.status() != self._last_status:
-            await self.publish_state(force=True)
+        await self.state_writer.flush()
 
     def _on_modem_state(self, info: ModemInfo) -> None:
         self.poke()
@@ -375,26 +340,18 @@ class PortWorker:
         if job.status_report:
             await self.delivery_reports.expect(job, outcome.parts, self._recorded_at)
 
+    def identity(self) -> PortIdentity:
+        return PortIdentity(self.name, self.number, self.publisher.agent, self.modem.info.imsi)
+
     async def requeued(self, job: contracts.SendJob) -> None:
-        await self.publisher.put_status(self._status(job, MessageState.QUEUED))
+        await self.publisher.put_status(message_status(job, self.identity(), MessageState.QUEUED))
 
     def sending(self, job: contracts.SendJob) -> None:
-        sending = contracts.MessageSending(
-            event_id=f"{job.id}:sending:{contracts.new_id()[:12]}",
-            port=self.name,
-            port_number=self.number,
-            imsi=self.modem.info.imsi,
-            time=contracts.utcnow(),
-            id=job.id,
-            to=job.to,
-            agent=self.publisher.agent,
-            user=job.user,
-            caller_id=job.caller_id,
-        )
+        at = self.identity()
         loop = asyncio.get_running_loop()
         for step in (
-            self.publisher.status_nowait(self._status(job, MessageState.SENDING)),
-            self.publisher.journal_nowait(sending),  # the history's `sending` step
+            self.publisher.status_nowait(message_status(job, at, MessageState.SENDING)),
+            self.publisher.journal_nowait(sending_record(job, at)),  # the history's step
         ):
             task = loop.create_task(step)
             self._background.add(task)
@@ -412,20 +369,7 @@ class PortWorker:
         parts: list[contracts.PartResult],
     ) -> bool:
         """Settle the job's result; False when another result was decided before it."""
-        result = contracts.SendResult(
-            event_id=f"{job.id}:result",
-            port=self.name,
-            port_number=self.number,
-            imsi=self.modem.info.imsi,
-            time=contracts.utcnow(),
-            id=job.id,
-            caller_id=job.caller_id,
-            to=job.to,
-            status=status,
-            reason=reason,
-            parts=parts,
-            user=job.user,
-        )
+        result = send_result(job, self.identity(), status, reason, parts)
         # The outcome is known and only here: kept on this host's disk until the bus takes
         # it, however long the bus is away. Losing it would turn a sent message into an
         # `interrupted` one.
@@ -456,20 +400,6 @@ class PortWorker:
             extra={"message_id": job.id, "port": self.name, "event": "result"},
         )
         return True
-
-    def _status(self, job: contracts.SendJob, state: contracts.MessageState) -> MessageStatus:
-        return MessageStatus(
-            id=job.id,
-            to=job.to,
-            state=state,
-            port=self.name,
-            agent=self.publisher.agent,
-            caller_id=job.caller_id,
-            user=job.user,
-            created=job.created,
-            digest=contracts.text_digest(job.text),
-            updated=contracts.utcnow(),
-        )
 
     # --- receiving ----------------------------------------------------------------------
 
