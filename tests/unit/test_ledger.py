@@ -1,6 +1,6 @@
 """The ledger's protocol over a store: matching across restarts and agents, one report per
 message, expiry and unmatched reports decided once. The store is an in-memory bucket with
-revisions (the JetStream one is tested in tests/integration/test_report_ledger.py)."""
+revisions (the JetStream one is tested in tests/reliability/test_report_ledger.py)."""
 
 from __future__ import annotations
 
@@ -108,6 +108,40 @@ class Bus:
 
     def states(self) -> dict[str, DeliveryState]:
         return {event.id: event.state for event in self.events}
+
+
+class Stalled:
+    """An agent's way to the bus that hangs on every publish: the agent is caught between
+    deciding a report and publishing it (slow, cut off, or about to die)."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.agent = bus.agent
+        self.attempts = 0
+
+    async def event(self, event: contracts.Event) -> None:
+        self.attempts += 1
+        await asyncio.Event().wait()
+
+    async def event_and_status(
+        self, event: contracts.Event, status: contracts.MessageStatus
+    ) -> tuple[Exception | None, Exception | None]:
+        await self.event(event)
+        return None, None
+
+    async def status(self, message_id: str) -> contracts.MessageStatus | None:
+        return await self.bus.status(message_id)
+
+
+async def stalled_sweep(store: MemoryStore, bus: Bus, clock: Clock) -> asyncio.Task[None]:
+    """An agent's sweep that decided something and hangs publishing it."""
+    stalled = Stalled(bus)
+    task = asyncio.create_task(Ledger(store, stalled, SETTINGS, clock=clock).sweep())
+    for _ in range(100):
+        if stalled.attempts:
+            return task
+        await asyncio.sleep(0)
+    raise AssertionError("the sweep published nothing")
 
 
 class Clock:
@@ -240,6 +274,38 @@ async def test_a_silent_message_expires_once_however_many_agents_sweep() -> None
     clock.advance(minutes=3)
     await sweepers[0].sweep()
     assert store.values == {k: v for k, v in store.values.items() if k.startswith("s.")}
+
+
+async def test_a_claimed_unmatched_report_is_left_to_its_claimer_until_it_is_overdue() -> None:
+    """Another agent's sweep while the claimer publishes must not publish it too (CI saw
+    the same event twice); a claimer that never finishes is taken over."""
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    await agent(store, bus, clock).take(report(99, 0x41), SIM)
+    clock.advance(minutes=10)
+    claimer = await stalled_sweep(store, bus, clock)
+    await agent(store, bus, clock).sweep()
+    assert bus.published == []
+    clock.advance(seconds=2 * SETTINGS.sweep + 1)
+    await agent(store, bus, clock).sweep()
+    claimer.cancel()
+    assert [(e.state, e.reference) for e in bus.events] == [(DeliveryState.UNMATCHED, 99)]
+    assert len(bus.published) == 1
+    assert ledger_empty(store)
+
+
+async def test_an_expiry_being_published_is_not_published_again_by_another_sweep() -> None:
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    await send(agent(store, bus, clock), "m1", 1)
+    clock.advance(hours=73, seconds=30)
+    decider = await stalled_sweep(store, bus, clock)
+    await agent(store, bus, clock).sweep()
+    assert bus.published == []
+    clock.advance(seconds=2 * SETTINGS.sweep + 1)
+    await agent(store, bus, clock).sweep()
+    decider.cancel()
+    assert bus.published == ["m1:report"]
+    assert bus.states() == {"m1": DeliveryState.EXPIRED}
+    assert ledger_empty(store)
 
 
 async def test_a_report_racing_the_expiry_sweep_gives_exactly_one_report() -> None:

@@ -49,6 +49,9 @@ log = logging.getLogger("smsgate.agent")
 # A sweep bucket's index key is dropped only this long after it came due: an agent whose
 # clock is behind may still file a record under it until then.
 INDEX_GRACE = dt.timedelta(minutes=2)
+# A claim or a decision left unpublished this long is taken over: its agent died or was cut
+# off. A live agent publishes in milliseconds; acting sooner would publish it twice.
+TAKEOVER_AFTER = dt.timedelta(seconds=5)
 REMEMBERED_WAITING = 1024  # reports this agent parked, retried as soon as it records more
 
 _slots = msgspec.json.Decoder(list[SlotEntry])
@@ -118,6 +121,8 @@ class Ledger:
         self.publisher = publisher
         self.settings = settings
         self.clock = clock
+        # a takeover must also wait out a couple of sweeps' worth of clock skew and delay
+        self._takeover = max(TAKEOVER_AFTER, dt.timedelta(seconds=2 * settings.sweep))
         self._indexed = 0  # the sweep bucket this agent filed its last record under
         self._parked: dict[str, None] = {}  # keys of reports this agent parked, oldest first
         # reports this agent published, by the port that sent the message and by state
@@ -256,6 +261,8 @@ class Ledger:
             revision = got[1]
             # Decided, but a part never reported; or the decider died before publishing.
             if not await self._published(record):
+                if now - record.report.time < self._takeover:
+                    return  # its decider is publishing it
                 await self._publish(record, record.report)
         await self._forget(key, record, revision)
 
@@ -270,21 +277,24 @@ class Ledger:
             self._parked.pop(key, None)
             return
         waiting, revision = _waiting.decode(got[0]), got[1]
+        now = self.clock()
         try:
             if waiting.claim == "":
-                now = self.clock()
                 if await self._candidate(waiting):
                     claim = "match"
                 elif now - waiting.seen >= self.settings.unmatched_after:
                     claim = "unmatched"
                 else:
                     return
-                waiting = msgspec.structs.replace(waiting, claim=claim)
+                waiting = msgspec.structs.replace(waiting, claim=claim, claimed=now)
                 revision = await self._update(key, waiting, revision)
+            elif now - (waiting.claimed or waiting.seen) < self._takeover:
+                return  # its claimer is acting on it
             if waiting.claim == "match":
                 if not await self._match(waiting.report(), waiting.reader, waiting.seen):
                     # Taken by another claim since: wait on for a record.
-                    await self._update(key, msgspec.structs.replace(waiting, claim=""), revision)
+                    unclaimed = msgspec.structs.replace(waiting, claim="", claimed=None)
+                    await self._update(key, unclaimed, revision)
                     return
             else:
                 event = reports.unmatched(waiting, self.clock())

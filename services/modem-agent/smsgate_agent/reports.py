@@ -142,6 +142,7 @@ class WaitingReport(msgspec.Struct, frozen=True, kw_only=True):
     state: ReportState
     reason: str
     claim: str = ""  # "", "match" or "unmatched"
+    claimed: dt.datetime | None = None  # when, by the claimer's clock
 
     @classmethod
     def of(cls, report: StatusReport, reader: Sim, seen: dt.datetime) -> WaitingReport:
