@@ -168,6 +168,7 @@ async def start_farm(directory: Path, args: argparse.Namespace, procs: list[Proc
     )
     procs.append(nats)
     wait_port(nats_port)
+    nats.alive()  # the port might have been someone else's
     nats_url = f"nats://127.0.0.1:{nats_port}"
     config = farm_config(directory, args, nats_url)
     path = write_toml(directory / "smsgate.toml", config)
