@@ -143,6 +143,7 @@ def farm_config(directory: Path, args: argparse.Namespace, nats_url: str) -> dic
             "part_time": args.part_time,
             "control": f"127.0.0.1:{free_port()}",
             "device_dir": str(devices),
+            "sent_log": 16,  # parts kept per modem for its control interface; not read here
         },
         "agent": {
             "name": "soak",
