@@ -46,6 +46,7 @@ from smsgate.bus import CREATE_ONLY, SEND_DUPLICATE_WINDOW, WRONG_LAST_SEQUENCE
 from smsgate.contracts import MessageQueued, MessageState, MessageStatus, SendJob
 
 from smsgate_api.errors import ApiError, busy, unavailable
+from smsgate_api.ids import fresh_id
 
 log = logging.getLogger("smsgate.api.queue")
 
@@ -108,7 +109,7 @@ def queued_record(job: SendJob) -> Publish:
     record = MessageQueued(
         # Unique per publish: a record withdrawn with a refused request must not make
         # JetStream drop the record of a later request for the same id as a duplicate.
-        event_id=f"{job.id}:queued:{contracts.new_id()[:12]}",
+        event_id=f"{job.id}:queued:{fresh_id()[:12]}",
         id=job.id,
         to=job.to,
         text=job.text,
