@@ -1,9 +1,8 @@
 """`smsgate dev`: the whole farm on one machine, for a first five minutes that work.
 
 An embedded nats-server (data in `.smsgate/`), a simulator with virtual modems
-`lte-1`..`lte-8`, one agent, the API and the callback service in one process, and the
-history store (SQLite in `.smsgate/history.db` unless `[history] url` says otherwise) in
-a process of its own (dev_history.py).
+`lte-1`..`lte-8`, one agent, the API, the callback service and the history store
+(SQLite in `.smsgate/history.db` unless `[history] url` says otherwise), in one process.
 """
 
 from __future__ import annotations
@@ -32,7 +31,6 @@ from smsgate.config import (
 )
 from smsgate.embedded import EmbeddedNats, StoreInUse
 
-from smsgate_cli.dev_history import run_history_process
 from smsgate_cli.receiver import ConsoleReceiver, serve
 
 log = logging.getLogger("smsgate.dev")
@@ -155,6 +153,7 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
     from smsgate_api.auth import hash_password
     from smsgate_callback.metrics import render_metrics
     from smsgate_callback.service import run_callback
+    from smsgate_history.service import run_history_store
     from smsgate_sim.network import CARRIER_BALANCE_REPLY
     from smsgate_sim.simulator import Simulator
 
@@ -207,7 +206,7 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
         asyncio.create_task(agent.run(stop), name="agent"),
         asyncio.create_task(serve(app, listener, stop), name="api"),
         asyncio.create_task(run_callback(config, stop=stop), name="callback"),
-        asyncio.create_task(run_history_process(config, stop), name="history"),
+        asyncio.create_task(run_history_store(config, stop), name="history"),
     ]
     host, _, port = options.listen.rpartition(":")
     numbers = {name: sim.modem(name).sim.msisdn for name in sim.devices}
