@@ -3,6 +3,7 @@ in one turn of the event loop go out as one message, and each request gets its a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -88,3 +89,20 @@ async def test_a_batch_nats_refuses_fails_every_request_in_it(
     for future in waiting:
         with pytest.raises(Exception, match=r"no response|stream"):
             await future
+
+
+async def test_a_request_cancelled_while_it_waits_leaves_the_batch_to_the_others(
+    nats_bus: Bus, publisher: AckPublisher
+) -> None:
+    # The queue waits for a shared batch: a client gone mid-request must not fail the
+    # requests whose records went out with its own.
+    from smsgate_api.queue import journal_failure_of
+
+    log = Journal(publisher)
+    gone = asyncio.create_task(journal_failure_of(log.add([record("m1")])))
+    staying = asyncio.create_task(journal_failure_of(log.add([record("m2")])))
+    await asyncio.sleep(0)
+    gone.cancel()
+    assert await staying is None
+    with pytest.raises(asyncio.CancelledError):
+        await gone

@@ -144,12 +144,14 @@ def _refusal(exc: BaseException) -> ApiError:
     return unavailable(f"NATS refused the message ({exc}); try again shortly")
 
 
-async def _failure_of(journaled: asyncio.Future[Ack] | None) -> BaseException | None:
+async def journal_failure_of(journaled: asyncio.Future[Ack] | None) -> BaseException | None:
     """Why the journal batch was not stored; None when it was (or there was none)."""
     if journaled is None:
         return None
     try:
-        await journaled
+        # Shielded: the batch is shared, and a request cancelled while it waits must not
+        # cancel it for the others.
+        await asyncio.shield(journaled)
     except Exception as exc:
         return exc
     return None
@@ -232,7 +234,7 @@ class JobQueue:
         journaled = self._journal_records(jobs)
         results = await self._send(items)
         failures = [r for r in results if not isinstance(r, Ack)]
-        journal_failure = await _failure_of(journaled)
+        journal_failure = await journal_failure_of(journaled)
         if journal_failure is not None:
             failures.append(journal_failure)
         if failures:
@@ -361,7 +363,7 @@ class JobQueue:
                 for (index, _), result in zip(again, retried, strict=True):
                     results[index] = result
         failures = [r for r in results if not isinstance(r, Ack)]
-        journal_failure = await _failure_of(journaled)
+        journal_failure = await journal_failure_of(journaled)
         if journal_failure is not None:
             failures.append(journal_failure)
         if not failures:
