@@ -87,6 +87,9 @@ class Journal:
         else:
             if not batch.stored.done():
                 batch.stored.set_result(ack)
+        finally:
+            # Cancelled (the API stopping): its requests must not wait forever.
+            _settle(batch.stored, ConnectionError("the API is stopping"))
 
     async def withdraw(self, ids: Sequence[str]) -> None:
         """Tell the history that the messages of a refused request were never accepted."""
