@@ -4,6 +4,11 @@ Like `js.publish_async`, but every outcome resolves the future: nats-py's versio
 raises inside its reply handler on an error reply (a full stream, a KV key that
 already exists) and leaves the future pending. Acks are decoded with msgspec, and
 one sweeper task times out acks that never come, so a publish costs no timer of its own.
+
+The same inbox answers reads of a stream's last message on a subject (a KV key):
+`last_message`, the stream leader's answer to `$JS.API.STREAM.MSG.GET` decoded with
+msgspec, without the new inbox, JSON and base64 modules and e-mail header parser that
+nats-py's `kv.get()` costs per read.
 """
 
 from __future__ import annotations
@@ -12,6 +17,8 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 import msgspec
 from nats.aio.client import Client
@@ -40,6 +47,76 @@ class Ack(msgspec.Struct):
 _decode_ack = msgspec.json.Decoder(Ack).decode
 
 
+class StoredMessage(msgspec.Struct):
+    """A message as the stream keeps it (a KV entry: its value and revision)."""
+
+    subject: str = ""
+    seq: int = 0
+    hdrs: bytes | None = None  # base64 in the JSON, raw NATS headers here
+    data: bytes = b""
+
+    @property
+    def kv_removed(self) -> bool:
+        """A KV delete or purge marker: the key holds no value."""
+        return self.hdrs is not None and b"KV-Operation" in self.hdrs
+
+
+class _Got(msgspec.Struct):
+    message: StoredMessage | None = None
+    error: _Error | None = None
+
+
+_decode_got = msgspec.json.Decoder(_Got).decode
+_NO_MESSAGE = 10037  # JetStream's err_code for "no message found"
+_encode_request = msgspec.json.Encoder().encode
+
+
+class _LastBySubject(msgspec.Struct):
+    last_by_subj: str
+
+
+def _on_ack_reply(msg: Msg, future: asyncio.Future[Any]) -> None:
+    if msg.headers and msg.headers.get("Status") == "503":
+        future.set_exception(NoStreamResponseError())
+        return
+    try:
+        ack = _decode_ack(msg.data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        future.set_exception(APIError(description=f"unreadable ack: {exc}"))
+        return
+    if ack.error is not None:
+        error = ack.error
+        future.set_exception(
+            APIError(code=error.code, err_code=error.err_code, description=error.description)
+        )
+    else:
+        future.set_result(ack)
+
+
+def _on_get_reply(msg: Msg, future: asyncio.Future[Any]) -> None:
+    if msg.headers and msg.headers.get("Status") == "503":
+        future.set_exception(NoStreamResponseError())
+        return
+    try:
+        got = _decode_got(msg.data)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        future.set_exception(APIError(description=f"unreadable answer: {exc}"))
+        return
+    if got.error is not None:
+        error = got.error
+        if error.err_code == _NO_MESSAGE:
+            future.set_result(None)
+            return
+        future.set_exception(
+            APIError(code=error.code, err_code=error.err_code, description=error.description)
+        )
+    else:
+        future.set_result(got.message)
+
+
+_Reader = Callable[[Msg, "asyncio.Future[Any]"], None]
+
+
 class AckPublisher:
     """Publishes to JetStream and hands back a future for each ack."""
 
@@ -48,7 +125,8 @@ class AckPublisher:
         self._ack_timeout = ack_timeout
         self._prefix = ""
         # Insertion order is publish order, so the oldest pending acks come first.
-        self._pending: dict[str, tuple[float, asyncio.Future[Ack]]] = {}
+        # Each with what makes its reply an outcome (an ack, or a stored message).
+        self._pending: dict[str, tuple[float, asyncio.Future[Any], _Reader]] = {}
         self._sub: Subscription | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self._counter = 0
@@ -67,7 +145,7 @@ class AckPublisher:
             await asyncio.sleep(interval)
             deadline = time.monotonic() - self._ack_timeout
             expired = []
-            for token, (sent, _) in self._pending.items():
+            for token, (sent, _, _) in self._pending.items():
                 if sent > deadline:
                     break
                 expired.append(token)
@@ -86,7 +164,7 @@ class AckPublisher:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
             self._sub = None
-        for _, future in self._pending.values():
+        for _, future, _ in self._pending.values():
             future.cancel()
         self._pending.clear()
 
@@ -98,11 +176,22 @@ class AckPublisher:
         self, subject: str, payload: bytes, headers: dict[str, str]
     ) -> asyncio.Future[Ack]:
         """Send one message; the future resolves to its Ack, or raises APIError/TimeoutError."""
+        return await self._send(subject, payload, headers, _on_ack_reply)
+
+    async def last_message(self, stream: str, subject: str) -> asyncio.Future[StoredMessage | None]:
+        """Ask the stream's leader for its last message on `subject`; the future resolves to
+        it, to None when there is none, or raises APIError/TimeoutError."""
+        request = _encode_request(_LastBySubject(subject))
+        return await self._send(f"$JS.API.STREAM.MSG.GET.{stream}", request, None, _on_get_reply)
+
+    async def _send(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None, reader: _Reader
+    ) -> asyncio.Future[Any]:
         self._counter += 1
         token = str(self._counter)
         loop = self._loop or asyncio.get_running_loop()
-        future: asyncio.Future[Ack] = loop.create_future()
-        self._pending[token] = (time.monotonic(), future)
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending[token] = (time.monotonic(), future, reader)
         try:
             await self._nc.publish(
                 subject, payload, reply=f"{self._prefix}.{token}", headers=headers
@@ -116,19 +205,4 @@ class AckPublisher:
         entry = self._pending.pop(msg.subject[len(self._prefix) + 1 :], None)
         if entry is None or entry[1].done():
             return
-        future = entry[1]
-        if msg.headers and msg.headers.get("Status") == "503":
-            future.set_exception(NoStreamResponseError())
-            return
-        try:
-            ack = _decode_ack(msg.data)
-        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-            future.set_exception(APIError(description=f"unreadable ack: {exc}"))
-            return
-        if ack.error is not None:
-            error = ack.error
-            future.set_exception(
-                APIError(code=error.code, err_code=error.err_code, description=error.description)
-            )
-        else:
-            future.set_result(ack)
+        entry[2](msg, entry[1])
