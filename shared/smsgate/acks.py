@@ -143,8 +143,16 @@ class _Inline(asyncio.Queue[Msg]):
 
 
 def _header_block(headers: dict[str, str]) -> bytes:
-    lines = "".join(f"{key}: {value.translate(_UNSAFE)}\r\n" for key, value in headers.items())
+    if len(headers) == 1:  # all but a KV delete on a revision: no generator, no join
+        [(key, value)] = headers.items()
+        return f"NATS/1.0\r\n{key}: {_safe(value)}\r\n\r\n".encode()
+    lines = "".join(f"{key}: {_safe(value)}\r\n" for key, value in headers.items())
     return f"NATS/1.0\r\n{lines}\r\n".encode()
+
+
+def _safe(value: str) -> str:
+    """A header value that cannot end its line early."""
+    return value.translate(_UNSAFE) if "\r" in value or "\n" in value else value
 
 
 class AckPublisher:

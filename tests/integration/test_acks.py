@@ -62,3 +62,15 @@ async def test_many_in_flight_each_resolve_once(acks: AckPublisher) -> None:
     seqs = [(await future).seq for future in futures]
     assert len(set(seqs)) == 300
     assert seqs == sorted(seqs)
+
+
+async def test_a_header_value_cannot_break_its_frame(acks: AckPublisher) -> None:
+    subject = subjects.event("result", "lte-2")
+    ack = await (await acks.publish(subject, b"{}", {"Nats-Msg-Id": "m2\r\nX-Evil: 1"}))
+    stored = await (await acks.last_message(subjects.EVENTS_STREAM, subject))
+    assert stored is not None
+    assert stored.seq == ack.seq
+    assert stored.hdrs is not None
+    lines = stored.hdrs.split(b"\r\n")
+    assert lines[1].startswith(b"Nats-Msg-Id: m2")
+    assert lines[2:] == [b"", b""]  # one header line, then the blank line: nothing injected
