@@ -26,7 +26,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from nats.aio.client import Client
@@ -76,6 +76,7 @@ class _Got(msgspec.Struct):
 
 
 _decode_got = msgspec.json.Decoder(_Got).decode
+_R = TypeVar("_R")
 _NO_MESSAGE = 10037  # JetStream's err_code for "no message found"
 _encode_request = msgspec.json.Encoder().encode
 
@@ -84,43 +85,42 @@ class _LastBySubject(msgspec.Struct):
     last_by_subj: str
 
 
-def _on_ack_reply(msg: Msg, future: asyncio.Future[Any]) -> None:
+def _read_reply(msg: Msg, future: asyncio.Future[Any], decode: Callable[[bytes], _R]) -> _R | None:
+    """A JetStream reply decoded; None once `future` holds why there is none."""
     if msg.headers and msg.headers.get("Status") == "503":
         future.set_exception(NoStreamResponseError())
-        return
+        return None
     try:
-        ack = _decode_ack(msg.data)
+        return decode(msg.data)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        future.set_exception(APIError(description=f"unreadable ack: {exc}"))
+        future.set_exception(APIError(description=f"unreadable reply: {exc}"))
+        return None
+
+
+def _api_error(error: _Error) -> APIError:
+    return APIError(code=error.code, err_code=error.err_code, description=error.description)
+
+
+def _on_ack_reply(msg: Msg, future: asyncio.Future[Any]) -> None:
+    ack = _read_reply(msg, future, _decode_ack)
+    if ack is None:
         return
     if ack.error is not None:
-        error = ack.error
-        future.set_exception(
-            APIError(code=error.code, err_code=error.err_code, description=error.description)
-        )
+        future.set_exception(_api_error(ack.error))
     else:
         future.set_result(ack)
 
 
 def _on_get_reply(msg: Msg, future: asyncio.Future[Any]) -> None:
-    if msg.headers and msg.headers.get("Status") == "503":
-        future.set_exception(NoStreamResponseError())
+    got = _read_reply(msg, future, _decode_got)
+    if got is None:
         return
-    try:
-        got = _decode_got(msg.data)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        future.set_exception(APIError(description=f"unreadable answer: {exc}"))
-        return
-    if got.error is not None:
-        error = got.error
-        if error.err_code == _NO_MESSAGE:
-            future.set_result(None)
-            return
-        future.set_exception(
-            APIError(code=error.code, err_code=error.err_code, description=error.description)
-        )
-    else:
+    if got.error is None:
         future.set_result(got.message)
+    elif got.error.err_code == _NO_MESSAGE:
+        future.set_result(None)
+    else:
+        future.set_exception(_api_error(got.error))
 
 
 _Reader = Callable[[Msg, "asyncio.Future[Any]"], None]
