@@ -139,7 +139,10 @@ class _Inline(asyncio.Queue[Msg]):
 
     def put_nowait(self, item: Msg) -> None:
         self._sub._pending_size -= len(item.data)  # counted by nats-py as it queued it
-        self._deliver(item)
+        try:
+            self._deliver(item)
+        except Exception:  # never into nats-py's read loop, which would drop the connection
+            log.exception("reply on %s not handled", item.subject)
 
 
 def _header_block(headers: dict[str, str]) -> bytes:
