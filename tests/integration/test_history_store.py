@@ -22,10 +22,13 @@ from smsgate.contracts import (
     SendResult,
     SendStatus,
 )
+from smsgate.embedded import EmbeddedPostgres
 from smsgate.history import schema, search
 from smsgate.history.database import Database, Session
 from smsgate.history.search import BadFilter, Filters, Viewer
 from smsgate_history import ingest, retention
+
+from tests.history_fixtures import fresh_database
 
 T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 ADMIN = Viewer(name="root", admin=True)
@@ -421,13 +424,13 @@ async def test_a_prune_can_be_taken_a_few_transactions_at_a_time(db: Database) -
     assert await retention.prune(db, before) == 0
 
 
-async def test_the_schema_once_there_waits_for_no_writer(history_url: str) -> None:
+async def test_the_schema_once_there_waits_for_no_writer(postgres_server: EmbeddedPostgres) -> None:
     # Every API process makes sure of the schema on first use, while the store writes.
     # In PostgreSQL `CREATE INDEX IF NOT EXISTS` locks its table first even when the
     # index exists: it waited for the store's writes and deadlocked with them (the
-    # store's transaction holds the events table and wants the messages table).
-    if not history_url.startswith("postgresql"):
-        pytest.skip("PostgreSQL's locks; SQLite has one writer at a time anyway")
+    # store's transaction holds the events table and wants the messages table). SQLite
+    # has one writer at a time: PostgreSQL only.
+    history_url = fresh_database(postgres_server)
     store = Database(history_url, size=2, name="test")
     await store.run(schema.create)
     locked, release = threading.Event(), threading.Event()
