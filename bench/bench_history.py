@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
+import heapq
 import random
 import shutil
 import tempfile
@@ -39,16 +41,17 @@ from pathlib import Path
 
 import httpx
 import msgspec
-import psycopg
-import tomli_w
 import uvloop
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from smsgate import bus, contracts, subjects
-from smsgate.config import Config, HistoryConfig, NatsConfig
+from smsgate.config import NatsConfig
 from smsgate.contracts import (
     DeliveryReport,
     DeliveryState,
     InboundSms,
     MessageQueued,
+    MessageSending,
     PartResult,
     SendResult,
     SendStatus,
@@ -58,23 +61,25 @@ from smsgate.history import schema
 from smsgate.history.database import Database, Session
 from smsgate_api.auth import hash_password
 from smsgate_history import ingest
-from smsgate_history.service import HistoryStore
 
 from bench.bench_api import SERVE_API
 from bench.common import (
     PYTHON,
     command_line,
+    cpu_seconds,
     free_port,
     note_load,
     percentile,
     processes,
     rss_bytes,
+    smsgate_argv,
     spawn,
     table,
     verdict,
     wait_port,
     workdir,
     write_section,
+    write_toml,
 )
 
 ADMIN, USER, PASSWORD = "bench-admin", "user-7", "benchpass"
@@ -85,31 +90,58 @@ NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 TARGET_EVENTS_PER_S = 20_000
 
 
-def events(count: int, seed: int = 7) -> Iterator[bytes]:
-    """The wire JSON of `count` messages' events, oldest message first."""
+SENDING_AFTER, RESULT_AFTER, REPORT_AFTER = 0.05, 2.0, 9.0  # seconds after `queued`
+FARM_PEAK_MESSAGES_PER_S = 1000  # single-part messages: the farm's peak parts/s, rounded
+
+
+def events(count: int, seed: int = 7, spacing: float | None = None) -> Iterator[bytes]:
+    """The wire JSON of `count` messages' events in the order of their times, as the
+    stream holds them: one message every `spacing` seconds (default: spread over DAYS),
+    the last at NOW; each sent one's `sending`, result and report follow its `queued`
+    by SENDING_AFTER, RESULT_AFTER and REPORT_AFTER, interleaved with later messages'
+    events. Message ids are random hex, like the API's."""
     rng = random.Random(seed)
-    span = DAYS * 86400
+    gap = spacing if spacing is not None else DAYS * 86400 / max(count, 1)
     numbers = max(count // 10, 1)
+    waiting: list[tuple[dt.datetime, int, bytes]] = []  # a heap, by time
+    order = 0
     for i in range(count):
-        when = NOW - dt.timedelta(seconds=span * (count - i) / count)
-        mid = f"m{i:08d}"
-        number = f"+1555{rng.randrange(numbers):07d}"
-        port = f"lte-{rng.randrange(1, PORTS + 1)}"
-        if i % 10 == 9:
-            yield contracts.encode(
-                InboundSms(
-                    event_id=f"{mid}:in",
-                    port=port,
-                    time=when,
-                    id=mid,
-                    sender=number,
-                    text=f"reply {i} to offer {rng.randrange(1000)}",
-                    smsc_time=when,
-                )
-            )
-            continue
-        user = f"user-{rng.randrange(USERS)}"
-        yield contracts.encode(
+        when = NOW - dt.timedelta(seconds=gap * (count - 1 - i))
+        while waiting and waiting[0][0] <= when:
+            yield heapq.heappop(waiting)[2]
+        for at, data in message_events(rng, i, when, numbers):
+            order += 1
+            heapq.heappush(waiting, (at, order, data))
+    while waiting:
+        yield heapq.heappop(waiting)[2]
+
+
+def message_events(
+    rng: random.Random, i: int, when: dt.datetime, numbers: int
+) -> list[tuple[dt.datetime, bytes]]:
+    """One message's events with their times: one in ten is inbound, the rest sent."""
+    mid = f"{rng.getrandbits(128):032x}"
+    number = f"+1555{rng.randrange(numbers):07d}"
+    port = f"lte-{rng.randrange(1, PORTS + 1)}"
+    if i % 10 == 9:
+        inbound = InboundSms(
+            event_id=f"{mid}:in",
+            port=port,
+            time=when,
+            id=mid,
+            sender=number,
+            text=f"reply {i} to offer {rng.randrange(1000)}",
+            smsc_time=when,
+        )
+        return [(when, contracts.encode(inbound))]
+    user = f"user-{rng.randrange(USERS)}"
+    sending = when + dt.timedelta(seconds=SENDING_AFTER)
+    done = when + dt.timedelta(seconds=RESULT_AFTER)
+    reported = when + dt.timedelta(seconds=REPORT_AFTER)
+    failed = rng.random() < 0.03
+    found: list[tuple[dt.datetime, msgspec.Struct]] = [
+        (
+            when,
             MessageQueued(
                 event_id=f"{mid}:queued",
                 id=mid,
@@ -117,35 +149,50 @@ def events(count: int, seed: int = 7) -> Iterator[bytes]:
                 user=user,
                 text=f"Your code is {rng.randrange(10**6):06d}, order {i}",
                 time=when,
-            )
-        )
-        failed = rng.random() < 0.03
-        yield contracts.encode(
+            ),
+        ),
+        (
+            sending,
+            MessageSending(
+                event_id=f"{mid}:sending",
+                port=port,
+                port_number=int(port.rsplit("-", 1)[1]),
+                imsi="460004372167365",
+                time=sending,
+                id=mid,
+                to=number,
+                agent="bench-agent",
+                user=user,
+            ),
+        ),
+        (
+            done,
             SendResult(
                 event_id=f"{mid}:result",
                 port=port,
                 imsi="460004372167365",
-                time=when + dt.timedelta(seconds=2),
+                time=done,
                 id=mid,
                 to=number,
                 user=user,
                 status=SendStatus.FAILED if failed else SendStatus.SENT,
                 reason="+CMS ERROR: 38" if failed else None,
                 parts=[] if failed else [PartResult(sequence=1, reference=i % 256)],
-            )
+            ),
+        ),
+    ]
+    if not failed:
+        report = DeliveryReport(
+            event_id=f"{mid}:report",
+            port=port,
+            id=mid,
+            to=number,
+            user=user,
+            time=reported,
+            state=DeliveryState.DELIVERED,
         )
-        if not failed:
-            yield contracts.encode(
-                DeliveryReport(
-                    event_id=f"{mid}:report",
-                    port=port,
-                    id=mid,
-                    to=number,
-                    user=user,
-                    time=when + dt.timedelta(seconds=9),
-                    state=DeliveryState.DELIVERED,
-                )
-            )
+        found.append((reported, report))
+    return [(at, contracts.encode(event)) for at, event in found]
 
 
 def batches(count: int, size: int) -> Iterator[list[bytes]]:
@@ -161,7 +208,7 @@ def batches(count: int, size: int) -> Iterator[list[bytes]]:
 
 async def fill(url: str, count: int, batch: int) -> tuple[int, float]:
     """Fold `count` messages' events into a fresh store; (events, seconds)."""
-    db = Database(url)
+    db = Database(url, writer=True)
     await db.run(schema.create)
     folded = 0
     started = time.perf_counter()
@@ -222,8 +269,7 @@ def measure_api(url: str, count: int, queries: int, work: Path) -> ApiFigures:
         },
         "history": {"url": url},
     }
-    path = work / "api.toml"
-    path.write_bytes(tomli_w.dumps(config).encode())
+    path = write_toml(work / "api.toml", config)
     rng = random.Random(11)
     numbers = [f"+1555{rng.randrange(max(count // 10, 1)):07d}" for _ in range(queries)]
     since = (NOW - dt.timedelta(hours=1)).isoformat().replace("+00:00", "Z")
@@ -266,41 +312,106 @@ def measure_api(url: str, count: int, queries: int, work: Path) -> ApiFigures:
     )
 
 
-async def stream_ingest(url: str, count: int, batch: int, work: Path) -> tuple[int, float]:
-    """Publish `count` messages' events to SMS_EVENTS, then time the store folding them."""
+@dataclass
+class StreamFigures:
+    events: int  # folded in the timed window (from the first ack to the last)
+    seconds: float
+    store_cpu_us: float  # the store process's CPU per event
+    nats_cpu_us: float
+    database_cpu_us: float  # PostgreSQL's server processes (0 for SQLite: in the store)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+def children_cpu(parent: int) -> float:
+    """CPU seconds of `parent` and its direct children (PostgreSQL's backends)."""
+    total = cpu_seconds(parent)
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            with contextlib.suppress(OSError, ValueError):
+                total += cpu_seconds(int(stat.parent.name))
+    return total
+
+
+async def publish(js: JetStreamContext, count: int) -> int:
+    published = 0
+    pending = []
+    for data in events(count, seed=13, spacing=1 / FARM_PEAK_MESSAGES_PER_S):
+        kind = msgspec.json.decode(data)["type"]
+        if kind == "queued":
+            subject = subjects.queued(None)
+        elif kind == "sending":
+            subject = subjects.sending("lte-1")
+        else:
+            subject = subjects.event(kind, "lte-1")
+        pending.append(js.publish(subject, data))
+        if len(pending) == 500:
+            await asyncio.gather(*pending)
+            published += len(pending)
+            pending = []
+    await asyncio.gather(*pending)
+    return published + len(pending)
+
+
+async def stream_ingest(
+    url: str, count: int, batch: int, work: Path, database_pid: int | None
+) -> StreamFigures:
+    """Publish `count` messages' events to SMS_EVENTS, then start `smsgate history-store`
+    (its own process, by its command line) on the store and time it folding them all: from
+    its consumer's first ack to its last, read from the consumer's state on the server."""
     nats = EmbeddedNats(store_dir=work / "nats")
     await nats.astart()
     try:
-        config = Config(nats=NatsConfig(url=nats.url), history=HistoryConfig(url=url, batch=batch))
-        nc = await bus.connect(config.nats)
+        nc = await bus.connect(NatsConfig(url=nats.url))
         js = nc.jetstream()
-        await bus.provision(js, config.nats)
-        published = 0
-        pending = []
-        for data in events(count, seed=13):
-            kind = msgspec.json.decode(data)["type"]
-            subject = subjects.queued(None) if kind == "queued" else subjects.event(kind, "lte-1")
-            pending.append(js.publish(subject, data))
-            if len(pending) == 200:
-                await asyncio.gather(*pending)
-                published += len(pending)
-                pending = []
-        await asyncio.gather(*pending)
-        published += len(pending)
-        store = HistoryStore(config)
-        stop = asyncio.Event()
-        started = time.perf_counter()
-        task = asyncio.create_task(store.run(nc, stop))
-        while store.applied < published and not task.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        elapsed = time.perf_counter() - started
-        stop.set()
-        await task
-        await store.close()
+        await bus.provision(js, NatsConfig(url=nats.url))
+        print(f"  publishing {count:,} messages' events to SMS_EVENTS", flush=True)
+        published = await publish(js, count)
+        config = write_toml(
+            work / "history-store.toml",
+            {"nats": {"url": nats.url}, "history": {"url": url, "batch": batch}},
+        )
+        print(f"  {published:,} events published; starting smsgate history-store", flush=True)
+        with processes() as started:
+            store = spawn("history-store", smsgate_argv("history-store", "-c", str(config)), work)
+            started.append(store)
+            pids = [store.popen.pid, nats.pid or 0]
+            first: tuple[float, int, list[float]] | None = None
+            while True:
+                store.alive()
+                try:
+                    info = await js.consumer_info(subjects.EVENTS_STREAM, subjects.HISTORY_CONSUMER)
+                except NotFoundError:
+                    await asyncio.sleep(0.02)
+                    continue
+                now = time.perf_counter()
+                floor = info.ack_floor.stream_seq if info.ack_floor else 0
+                floor = floor or 0
+                if first is None and floor > 0:
+                    first = (now, floor, _cpu(pids, database_pid))
+                if floor >= published and not info.num_ack_pending and not info.num_pending:
+                    break
+                await asyncio.sleep(0.02)
+            assert first is not None
+            cpu = _cpu(pids, database_pid)
+            folded = floor - first[1]
+            pairs = zip(first[2], cpu, strict=True)
+            per_event = [(after - before) * 1e6 / folded for before, after in pairs]
         await nc.close()
-        return published, elapsed
+        return StreamFigures(folded, now - first[0], *per_event)
     finally:
         await nats.astop()
+
+
+def _cpu(pids: list[int], database_pid: int | None) -> list[float]:
+    database = children_cpu(database_pid) if database_pid else 0.0
+    return [cpu_seconds(pids[0]), cpu_seconds(pids[1]), database]
 
 
 def ms(values: list[float], q: float) -> str:
@@ -311,7 +422,6 @@ async def amain(args: argparse.Namespace) -> None:
     note_load("history")
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     rows: list[list[object]] = []
-    notes: list[str] = []
     for backend in backends:
         with workdir(f"history-{backend}") as work:
             pg_dir = Path(tempfile.mkdtemp(prefix="smsgate-bench-pg-"))
@@ -322,19 +432,14 @@ async def amain(args: argparse.Namespace) -> None:
                     url = postgres.url
                 else:
                     url = f"sqlite:///{work / 'history.db'}"
-                print(f"[{backend}] folding {args.messages} messages", flush=True)
+                print(f"[{backend}] seeding {args.messages:,} messages", flush=True)
                 folded, seconds = await fill(url, args.messages, args.batch)
                 fold_rate = folded / seconds
-                print(f"[{backend}] {folded} events in {seconds:.1f} s: {fold_rate:.0f}/s")
+                print(f"[{backend}] {folded:,} events in {seconds:.1f} s: {fold_rate:,.0f}/s")
                 found = await asyncio.to_thread(measure_api, url, args.messages, args.queries, work)
-                if backend == "postgresql":
-                    stream_url = postgres.url.rsplit("/", 1)[0] + "/stream"
-                    with psycopg.connect(postgres.url, autocommit=True) as conn:
-                        conn.execute("CREATE DATABASE stream")
-                else:
-                    stream_url = f"sqlite:///{work / 'stream.db'}"
-                published, stream_s = await stream_ingest(stream_url, args.stream, args.batch, work)
-                stream_rate = published / stream_s
+                print(f"[{backend}] ingest of {args.stream:,} more messages from NATS", flush=True)
+                database_pid = postgres.pid if backend == "postgresql" else None
+                stream = await stream_ingest(url, args.stream, args.batch, work, database_pid)
             finally:
                 await asyncio.to_thread(postgres.stop)
                 shutil.rmtree(pg_dir, ignore_errors=True)
@@ -344,9 +449,11 @@ async def amain(args: argparse.Namespace) -> None:
         rows.append(
             [
                 backend,
-                args.messages,
-                f"{fold_rate:,.0f}",
-                f"{stream_rate:,.0f} {verdict(stream_rate >= TARGET_EVENTS_PER_S)}",
+                f"{args.messages:,}",
+                f"{folded:,} in {seconds:.0f} s: {fold_rate:,.0f}/s",
+                f"{stream.rate:,.0f} {verdict(stream.rate >= TARGET_EVENTS_PER_S)}",
+                f"{stream.store_cpu_us:.0f} / {stream.nats_cpu_us:.0f} / "
+                f"{stream.database_cpu_us:.0f}",
                 f"{ms(number, 50)} / {ms(number, 99)} {verdict(percentile(number, 99) < 50)}",
                 f"{ms(user, 50)} / {ms(user, 99)}",
                 f"{ms(hour, 50)} / {ms(hour, 99)}",
@@ -357,15 +464,18 @@ async def amain(args: argparse.Namespace) -> None:
         print(table(HEADER, rows[-1:]), flush=True)
     body = "\n\n".join(
         [
-            f"{args.messages:,} messages per store (one in ten inbound; sent ones with a result "
-            f"and a delivery report), times spread over {DAYS} days, {args.queries} requests "
-            f"per query kind, one at a time over HTTP to one API process. Fold: through "
-            f"`ingest.apply_batch` in batches of {args.batch}. Stream: {args.stream:,} messages' "
-            "events on a real nats-server, folded by the history store service from its durable "
-            f"consumer. Targets: number search p99 < 50 ms; export growth < 100 MiB; ingest "
-            f"≥ {TARGET_EVENTS_PER_S:,} events/s (5x the farm's peak).",
+            f"Seeded: {args.messages:,} messages per store (one in ten inbound; each sent one "
+            "with its queued, sending, result and delivery report events), times spread over "
+            f"{DAYS} days, folded straight into the store by `ingest.apply_batch` in batches "
+            f"of {args.batch} (no NATS). Queries: {args.queries} requests per kind, one at a "
+            "time over HTTP to one API process on that store. Ingest: then "
+            f"{args.stream:,} more messages' events published to SMS_EVENTS on a real "
+            "nats-server and folded into the same store by `smsgate history-store` (its own "
+            "process, by its command line), timed from its consumer's first ack to its last; "
+            "CPU per event of the store process, nats-server and PostgreSQL's server "
+            "processes over that window. Targets: number search p99 < 50 ms; export growth "
+            f"< 100 MiB; ingest ≥ {TARGET_EVENTS_PER_S:,} events/s (5× the farm's peak).",
             table(HEADER, rows),
-            *notes,
         ]
     )
     if args.write:
@@ -377,8 +487,9 @@ async def amain(args: argparse.Namespace) -> None:
 HEADER = [
     "store",
     "messages",
-    "fold events/s",
-    "stream ingest events/s",
+    "seeded (events, in-process)",
+    "ingest from NATS, events/s",
+    "ingest CPU µs/event: store / nats / PostgreSQL",
     "number p50 / p99 ms (admin)",
     "number p50 / p99 ms (user)",
     "last hour p50 / p99 ms",
@@ -390,7 +501,7 @@ HEADER = [
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=1_000_000)
-    parser.add_argument("--stream", type=int, default=50_000, help="messages for the stream run")
+    parser.add_argument("--stream", type=int, default=100_000, help="messages ingested from NATS")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
