@@ -45,7 +45,7 @@ import uvloop
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from smsgate import bus, contracts, subjects
-from smsgate.config import NatsConfig
+from smsgate.config import HistoryConfig, NatsConfig
 from smsgate.contracts import (
     DeliveryReport,
     DeliveryState,
@@ -503,7 +503,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--messages", type=int, default=1_000_000)
     parser.add_argument("--stream", type=int, default=100_000, help="messages ingested from NATS")
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=HistoryConfig().batch)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument(
         "--no-write", dest="write", action="store_false", help="print, do not touch RESULTS.md"
