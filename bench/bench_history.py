@@ -40,7 +40,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -324,23 +324,39 @@ class StreamFigures:
     store_cpu_us: float  # the store process's CPU per event
     nats_cpu_us: float
     database_cpu_us: float  # PostgreSQL's server processes (0 for SQLite: in the store)
+    written: float  # bytes per event written by the database (WAL, checkpoints, files)
 
     @property
     def rate(self) -> float:
         return self.events / self.seconds
 
 
-def children_cpu(parent: int) -> float:
-    """CPU seconds of `parent` and its direct children (PostgreSQL's backends)."""
-    total = cpu_seconds(parent)
+def family(parent: int) -> list[int]:
+    """`parent` and its direct children (PostgreSQL's postmaster and its backends)."""
+    found = [parent]
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             fields = stat.read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
         if int(fields[1]) == parent:
-            with contextlib.suppress(OSError, ValueError):
-                total += cpu_seconds(int(stat.parent.name))
+            found.append(int(stat.parent.name))
+    return found
+
+
+def written_bytes(pid: int) -> int:
+    """Bytes the process has written with write() and the like (/proc/PID/io `wchar`)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _sum(read: Callable[[int], float], pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError):
+            total += read(pid)
     return total
 
 
@@ -407,7 +423,8 @@ async def stream_ingest(
             cpu = _cpu(pids, database_pid)
             folded = floor - first[1]
             pairs = zip(first[2], cpu, strict=True)
-            per_event = [(after - before) * 1e6 / folded for before, after in pairs]
+            deltas = [(after - before) / folded for before, after in pairs]
+            per_event = [delta * 1e6 for delta in deltas[:3]] + deltas[3:]
         await nc.close()
         return StreamFigures(folded, now - first[0], *per_event)
     finally:
@@ -415,8 +432,16 @@ async def stream_ingest(
 
 
 def _cpu(pids: list[int], database_pid: int | None) -> list[float]:
-    database = children_cpu(database_pid) if database_pid else 0.0
-    return [cpu_seconds(pids[0]), cpu_seconds(pids[1]), database]
+    """CPU seconds of the store, nats-server and PostgreSQL; bytes the database wrote (the
+    store's own writes for SQLite, PostgreSQL's processes' otherwise)."""
+    database = family(database_pid) if database_pid else []
+    writers = database or [pids[0]]
+    return [
+        cpu_seconds(pids[0]),
+        cpu_seconds(pids[1]),
+        _sum(cpu_seconds, database),
+        _sum(written_bytes, writers),
+    ]
 
 
 def ms(values: list[float], q: float) -> str:
@@ -459,6 +484,7 @@ async def amain(args: argparse.Namespace) -> None:
                 f"{stream.rate:,.0f} {verdict(stream.rate >= TARGET_EVENTS_PER_S)}",
                 f"{stream.store_cpu_us:.0f} / {stream.nats_cpu_us:.0f} / "
                 f"{stream.database_cpu_us:.0f}",
+                f"{stream.written / 1024:.1f}",
                 f"{ms(number, 50)} / {ms(number, 99)} {verdict(percentile(number, 99) < 50)}",
                 f"{ms(user, 50)} / {ms(user, 99)}",
                 f"{ms(hour, 50)} / {ms(hour, 99)}",
@@ -495,6 +521,7 @@ HEADER = [
     "seeded (events, in-process)",
     "ingest from NATS, events/s",
     "ingest CPU µs/event: store / nats / PostgreSQL",
+    "ingest: database writes KiB/event",
     "number p50 / p99 ms (admin)",
     "number p50 / p99 ms (user)",
     "last hour p50 / p99 ms",

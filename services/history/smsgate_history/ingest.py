@@ -218,7 +218,7 @@ def _upsert_parts(dialect: Dialect) -> str:
 # New events come back: the ones seen before (by id) are left out of the fold.
 _INSERT_EVENTS = (
     f"INSERT INTO {schema.EVENTS} (event_id, message_id, at, step, port, detail) "
-    "VALUES {values} ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+    "VALUES {values} ON CONFLICT (message_id, event_id) DO NOTHING RETURNING event_id"
 )
 _EVENTS_PER_INSERT = 1000  # 6000 parameters: well inside SQLite's limit
 _EVENT_COLUMNS = (
@@ -231,7 +231,7 @@ _EVENT_COLUMNS = (
 )
 _INSERT_EVENTS_ARRAYS = (
     _insert(schema.EVENTS, _EVENT_COLUMNS, {}, arrays=True)
-    + " ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+    + " ON CONFLICT (message_id, event_id) DO NOTHING RETURNING event_id"
 )
 
 
