@@ -99,12 +99,15 @@ SENDING_AFTER, RESULT_AFTER, REPORT_AFTER = 0.05, 2.0, 9.0  # seconds after `que
 FARM_PEAK_MESSAGES_PER_S = 1000  # single-part messages: the farm's peak parts/s, rounded
 
 
-def events(count: int, seed: int = 7, spacing: float | None = None) -> Iterator[bytes]:
+def events(
+    count: int, seed: int = 7, spacing: float | None = None, *, ordered_ids: bool = False
+) -> Iterator[bytes]:
     """The wire JSON of `count` messages' events in the order of their times, as the
     stream holds them: one message every `spacing` seconds (default: spread over DAYS),
     the last at NOW; each sent one's `sending`, result and report follow its `queued`
     by SENDING_AFTER, RESULT_AFTER and REPORT_AFTER, interleaved with later messages'
-    events. Message ids are random hex, like the API's."""
+    events. Message ids are random hex, like the API's, or (`ordered_ids`) the time in
+    microseconds followed by random hex, so that they sort by time."""
     rng = random.Random(seed)
     gap = spacing if spacing is not None else DAYS * 86400 / max(count, 1)
     numbers = max(count // 10, 1)
@@ -114,7 +117,7 @@ def events(count: int, seed: int = 7, spacing: float | None = None) -> Iterator[
         when = NOW - dt.timedelta(seconds=gap * (count - 1 - i))
         while waiting and waiting[0][0] <= when:
             yield heapq.heappop(waiting)[2]
-        for at, data in message_events(rng, i, when, numbers):
+        for at, data in message_events(rng, i, when, numbers, ordered_ids):
             order += 1
             heapq.heappush(waiting, (at, order, data))
     while waiting:
@@ -122,10 +125,12 @@ def events(count: int, seed: int = 7, spacing: float | None = None) -> Iterator[
 
 
 def message_events(
-    rng: random.Random, i: int, when: dt.datetime, numbers: int
+    rng: random.Random, i: int, when: dt.datetime, numbers: int, ordered_ids: bool
 ) -> list[tuple[dt.datetime, bytes]]:
     """One message's events with their times: one in ten is inbound, the rest sent."""
     mid = f"{rng.getrandbits(128):032x}"
+    if ordered_ids:
+        mid = f"{int(when.timestamp() * 1e6):016x}{mid[:16]}"
     number = f"+1555{rng.randrange(numbers):07d}"
     port = f"lte-{rng.randrange(1, PORTS + 1)}"
     if i % 10 == 9:
@@ -200,9 +205,9 @@ def message_events(
     return [(at, contracts.encode(event)) for at, event in found]
 
 
-def batches(count: int, size: int) -> Iterator[list[bytes]]:
+def batches(count: int, size: int, ordered_ids: bool) -> Iterator[list[bytes]]:
     batch: list[bytes] = []
-    for data in events(count):
+    for data in events(count, ordered_ids=ordered_ids):
         batch.append(data)
         if len(batch) == size:
             yield batch
@@ -211,14 +216,14 @@ def batches(count: int, size: int) -> Iterator[list[bytes]]:
         yield batch
 
 
-async def fill(url: str, count: int, batch: int) -> tuple[int, float]:
+async def fill(url: str, count: int, batch: int, ordered_ids: bool) -> tuple[int, float]:
     """Fold `count` messages' events into a fresh store; (events, seconds)."""
     db = Database(url, writer=True)
     await db.run(schema.create)
     folded = 0
     started = time.perf_counter()
     last = started
-    for chunk in batches(count, batch):
+    for chunk in batches(count, batch, ordered_ids):
 
         def work(session: Session, chunk: list[bytes] = chunk) -> None:
             ingest.apply_batch(session, [ingest.decode(data) for data in chunk])
@@ -360,10 +365,11 @@ def _sum(read: Callable[[int], float], pids: list[int]) -> float:
     return total
 
 
-async def publish(js: JetStreamContext, count: int) -> int:
+async def publish(js: JetStreamContext, count: int, ordered_ids: bool) -> int:
     published = 0
     pending = []
-    for data in events(count, seed=13, spacing=1 / FARM_PEAK_MESSAGES_PER_S):
+    gap = 1 / FARM_PEAK_MESSAGES_PER_S
+    for data in events(count, seed=13, spacing=gap, ordered_ids=ordered_ids):
         kind = msgspec.json.decode(data)["type"]
         if kind == "queued":
             subject = subjects.queued(None)
@@ -381,7 +387,7 @@ async def publish(js: JetStreamContext, count: int) -> int:
 
 
 async def stream_ingest(
-    url: str, count: int, batch: int, work: Path, database_pid: int | None
+    url: str, count: int, batch: int, work: Path, database_pid: int | None, ordered_ids: bool
 ) -> StreamFigures:
     """Publish `count` messages' events to SMS_EVENTS, then start `smsgate history-store`
     (its own process, by its command line) on the store and time it folding them all: from
@@ -393,7 +399,7 @@ async def stream_ingest(
         js = nc.jetstream()
         await bus.provision(js, NatsConfig(url=nats.url))
         print(f"  publishing {count:,} messages' events to SMS_EVENTS", flush=True)
-        published = await publish(js, count)
+        published = await publish(js, count, ordered_ids)
         config = write_toml(
             work / "history-store.toml",
             {"nats": {"url": nats.url}, "history": {"url": url, "batch": batch}},
@@ -463,13 +469,15 @@ async def amain(args: argparse.Namespace) -> None:
                 else:
                     url = f"sqlite:///{work / 'history.db'}"
                 print(f"[{backend}] seeding {args.messages:,} messages", flush=True)
-                folded, seconds = await fill(url, args.messages, args.batch)
+                folded, seconds = await fill(url, args.messages, args.batch, args.ordered_ids)
                 fold_rate = folded / seconds
                 print(f"[{backend}] {folded:,} events in {seconds:.1f} s: {fold_rate:,.0f}/s")
                 found = await asyncio.to_thread(measure_api, url, args.messages, args.queries, work)
                 print(f"[{backend}] ingest of {args.stream:,} more messages from NATS", flush=True)
                 database_pid = postgres.pid if backend == "postgresql" else None
-                stream = await stream_ingest(url, args.stream, args.batch, work, database_pid)
+                stream = await stream_ingest(
+                    url, args.stream, args.batch, work, database_pid, args.ordered_ids
+                )
             finally:
                 await asyncio.to_thread(postgres.stop)
                 shutil.rmtree(pg_dir, ignore_errors=True)
@@ -497,7 +505,8 @@ async def amain(args: argparse.Namespace) -> None:
         [
             f"Seeded: {args.messages:,} messages per store (one in ten inbound; each sent one "
             "with its queued, sending, result and delivery report events), times spread over "
-            f"{DAYS} days, folded straight into the store by `ingest.apply_batch` in batches "
+            f"{DAYS} days, message ids {IDS[args.ordered_ids]}, folded straight into the "
+            "store by `ingest.apply_batch` in batches "
             f"of {args.batch} (no NATS). Queries: {args.queries} requests per kind, one at a "
             "time over HTTP to one API process on that store. Ingest: then "
             f"{args.stream:,} more messages' events published to SMS_EVENTS on a real "
@@ -514,6 +523,8 @@ async def amain(args: argparse.Namespace) -> None:
     else:
         print(body)
 
+
+IDS = {False: "random (as the API makes them)", True: "sorting by time (an experiment)"}
 
 HEADER = [
     "store",
@@ -536,6 +547,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stream", type=int, default=100_000, help="messages ingested from NATS")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--batch", type=int, default=HistoryConfig().batch)
+    parser.add_argument(
+        "--time-ordered-ids",
+        dest="ordered_ids",
+        action="store_true",
+        help="message ids that sort by time (not what the API makes today: an experiment)",
+    )
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument(
         "--no-write", dest="write", action="store_false", help="print, do not touch RESULTS.md"
