@@ -22,10 +22,10 @@ For each backend, in one fresh store:
 
 Targets (issue 19): number search p99 < 50 ms; export memory growth < 100 MiB; ingest
 at least 5x the farm benchmark's peak event rate. The farm's peak (`scripts/bench farm`,
-P = 1024, 1 agent, reports on) is 998.3 delivered parts/s; a single-part message with a
-report brings four events to SMS_EVENTS (the API's `queued` record, the agent's
-`sending` record, its result, its report; the report ledger lives in a KV, not here):
-998.3 x 4 = 3,993 events/s, x 5 = 19,966, so 20,000 events/s.
+P = 1024, 1 agent, reports on; its full run of 2026-11-25) is 998.3 delivered parts/s;
+a single-part message with a report brings four events to SMS_EVENTS (the API's
+`queued` record, the agent's `sending` record, its result, its report; the report ledger
+lives in a KV, not here): 998.3 x 4 = 3,993 events/s, x 5 = 19,966, so 20,000 events/s.
 """
 
 from __future__ import annotations
