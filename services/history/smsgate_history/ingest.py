@@ -85,14 +85,17 @@ def _updated(dialect_greatest: str) -> str:
 
 
 # The columns each kind of row gives, in the order of its parameters, with their SQL
-# types (PostgreSQL's arrays need them), and the columns fixed for that direction.
-_OUT_COLUMNS = (
+# types (PostgreSQL's JSON rows need them), and the columns fixed for that direction.
+_EVERY_ROW = (
     ("id", "text"),
     ("created", "bigint"),
     ("updated", "bigint"),
     ("number", "text"),
     ("number_key", "text"),
     ("text", "text"),
+)
+_OUT_COLUMNS = (
+    *_EVERY_ROW,
     ("user_name", "text"),
     ("caller_id", "text"),
     ("port", "text"),
@@ -111,12 +114,7 @@ _OUT_COLUMNS = (
     ("smsc_time", "bigint"),
 )
 _IN_COLUMNS = (
-    ("id", "text"),
-    ("created", "bigint"),
-    ("updated", "bigint"),
-    ("number", "text"),
-    ("number_key", "text"),
-    ("text", "text"),
+    *_EVERY_ROW,
     ("port", "text"),
     ("port_number", "integer"),
     ("sim", "text"),
