@@ -106,12 +106,18 @@ def start_sims(
 
 
 def start_agent(
-    directory: Path, nats: NatsConfig, name: str, devices: dict[str, str], numbers: dict[str, int]
+    directory: Path,
+    nats: NatsConfig,
+    name: str,
+    devices: dict[str, str],
+    numbers: dict[str, int],
+    heartbeat: float,
 ) -> Proc:
-    config = {
+    config: dict[str, object] = {
         "nats": {"url": nats.url, "replicas": nats.replicas},
         "agent": {
             "name": name,
+            "heartbeat": heartbeat,
             "ports": [
                 {"name": port, "device": device, "number": numbers[port]}
                 for port, device in sorted(devices.items())
@@ -245,6 +251,7 @@ async def run_scale(directory: Path, args: argparse.Namespace) -> dict[str, Any]
                 f"agent-{i + 1}",
                 {n: devices[n] for n in names[i :: args.agents]},
                 numbers,
+                args.heartbeat,
             )
             for i in range(args.agents)
         ]
@@ -299,7 +306,9 @@ async def run_scale(directory: Path, args: argparse.Namespace) -> dict[str, Any]
             base = len(numbers)
             extra_numbers = {n: base + i + 1 for i, n in enumerate(sorted(extra))}
             started = time.monotonic()
-            newcomer = start_agent(directory, nats, "agent-new", extra, extra_numbers)
+            newcomer = start_agent(
+                directory, nats, "agent-new", extra, extra_numbers, args.heartbeat
+            )
             procs.append(newcomer)
             figures["startup_serving"] = await serving_after(newcomer, started, args.ready_limit)
             await wait_ready(nc, set(extra), [newcomer], args.ready_limit)
@@ -338,6 +347,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--pinned", type=int, default=10, help="pinned jobs to time")
     parser.add_argument("--startup-ports", type=int, default=500)
+    parser.add_argument(
+        "--heartbeat",
+        type=float,
+        default=5.0,
+        help="agent.heartbeat: every port's state is rewritten in the KV this often",
+    )
     parser.add_argument("--ready-limit", type=float, default=900.0)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
@@ -382,6 +397,12 @@ def report(figures: dict[str, Any], args: argparse.Namespace, load_before: str) 
         ],
         ["nats-server per node, under load", _use(figures["load"]), ""],
         ["streams / consumers / Raft groups", f"{streams} / {consumers} / {groups}", ""],
+        [
+            "port states rewritten idle (P / agent.heartbeat), KV writes at replicas = "
+            f"{args.replicas}",
+            f"{args.ports / args.heartbeat:.0f} /s",
+            "",
+        ],
         [
             "agents start to 'serving', whole farm at once",
             f"{serving_min:.1f}–{serving_max:.1f} s",
