@@ -12,7 +12,7 @@ Also measured: each nats-server node's CPU (user + system from /proc) and reside
 memory, idle (every port ready, no jobs) and under load; the consumers on the cluster
 and the Raft groups they make (with replicas > 1 every stream and every consumer is one,
 plus the meta group); the start-up of one more agent with `--startup-ports` ports
-(to its "serving" line and to every port ready); and how long a job pinned to a port
+(to its "serving" line and to every port up: ready, or busy with a job); and how long a job pinned to a port
 (`port=`, subject `sms.send.port.<name>`) waits for that idle port before it is sent.
 """
 
@@ -139,8 +139,12 @@ async def serving_after(proc: Proc, started: float, limit: float) -> float:
     raise TimeoutError(f"{proc.name} not serving after {limit}s:\n{proc.tail()}")
 
 
+UP = frozenset({contracts.PortStatus.READY, contracts.PortStatus.BUSY})
+
+
 async def ready_ports(nc: Client) -> set[str]:
-    """Names of the ports the sms_ports KV shows ready (one watch over every key)."""
+    """Names of the ports the sms_ports KV shows up: ready, or busy with a job already
+    (a port that starts while jobs wait takes one at once); one watch over every key."""
     kv = await nc.jetstream().key_value(subjects.PORTS_BUCKET)
     ready: set[str] = set()
     watcher = await kv.watchall()
@@ -149,7 +153,7 @@ async def ready_ports(nc: Client) -> set[str]:
             break
         with contextlib.suppress(msgspec.MsgspecError):
             state = contracts.decode(entry.value or b"", contracts.PortState)
-            if state.status is contracts.PortStatus.READY:
+            if state.status in UP:
                 ready.add(entry.key)
     await watcher.stop()  # type: ignore[no-untyped-call]
     return ready
@@ -178,11 +182,14 @@ def node_use(nodes: list[EmbeddedNats], seconds: float) -> NodeUse:
     )
 
 
-async def consumers_and_groups(nc: Client) -> tuple[int, int, int]:
-    """(streams, consumers, Raft groups): with replicas > 1 each stream and consumer is one."""
-    streams = await nc.jetstream().streams_info()
+async def consumers_and_groups(nc: Client) -> tuple[int, int, int, int]:
+    """(streams, consumers, Raft groups, consumers on SMS_SEND): with replicas > 1 each
+    stream and consumer is one (ephemeral ones too: KV watches, key listings)."""
+    js = nc.jetstream()
+    streams = await js.streams_info()
     consumers = sum(s.state.consumer_count for s in streams)
-    return len(streams), consumers, 1 + len(streams) + consumers
+    send = (await js.stream_info(subjects.SEND_STREAM)).state.consumer_count
+    return len(streams), consumers, 1 + len(streams) + consumers, send
 
 
 async def pinned_waits(nc: Client, ports: list[str], part_time: float, count: int) -> list[float]:
@@ -380,7 +387,7 @@ def report(figures: dict[str, Any], args: argparse.Namespace, load_before: str) 
     rate, limit = float(figures["rate"]), float(figures["limit"])
     idle = figures["idle"]
     assert isinstance(idle, NodeUse)
-    streams, consumers, groups = figures["groups"]
+    streams, consumers, groups, send_consumers = figures["groups"]
     waits: list[float] = figures["pinned"]
     serving_min, serving_max = figures["farm_serving"]
     rows: list[list[object]] = [
@@ -397,6 +404,7 @@ def report(figures: dict[str, Any], args: argparse.Namespace, load_before: str) 
         ],
         ["nats-server per node, under load", _use(figures["load"]), ""],
         ["streams / consumers / Raft groups", f"{streams} / {consumers} / {groups}", ""],
+        ["consumers on SMS_SEND (`send-any` and the agents')", str(send_consumers), ""],
         [
             "port states rewritten idle (P / agent.heartbeat), KV writes at replicas = "
             f"{args.replicas}",
@@ -429,7 +437,7 @@ def report(figures: dict[str, Any], args: argparse.Namespace, load_before: str) 
         serving, ready = float(figures["startup_serving"]), float(figures["startup_ready"])
         rows.append(
             [
-                f"one more agent with {args.startup_ports} ports: 'serving' / every port ready",
+                f"one more agent with {args.startup_ports} ports: 'serving' / every port up",
                 f"{serving:.1f} s / {ready:.1f} s",
                 f"≤ 10 s: {verdict(ready <= 10)}",
             ]
