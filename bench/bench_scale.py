@@ -12,8 +12,9 @@ Also measured: each nats-server node's CPU (user + system from /proc) and reside
 memory, idle (every port ready, no jobs) and under load; the consumers on the cluster
 and the Raft groups they make (with replicas > 1 every stream and every consumer is one,
 plus the meta group); the start-up of one more agent with `--startup-ports` ports
-(to its "serving" line and to every port up: ready, or busy with a job); and how long a job pinned to a port
-(`port=`, subject `sms.send.port.<name>`) waits for that idle port before it is sent.
+(to its "serving" line and to every port up: ready, or busy with a job); and how long
+a job pinned to a port (`port=`, subject `sms.send.port.<name>`) waits for that idle
+port before it is sent.
 """
 
 from __future__ import annotations
