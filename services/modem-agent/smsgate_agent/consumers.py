@@ -28,14 +28,20 @@ from dataclasses import dataclass
 
 import msgspec
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
 from smsgate import subjects
+from smsgate.backoff import Backoff
 
 log = logging.getLogger("smsgate.agent")
 
 ATTEMPTS = 3  # an agent starting beside another that takes the same port meanwhile
+# Seconds to wait for the cluster to make a consumer: with replicas = 3 it is a Raft
+# group, and twenty agents starting at once queue their creates at the meta leader.
+API_TIMEOUT = 30.0
 # JetStream's error code for a consumer whose filter overlaps another's on a work queue.
 FILTER_NOT_UNIQUE = 10100
 
@@ -135,7 +141,8 @@ async def consumers(nc: Client, stream: str, *, api_prefix: str = "$JS.API") -> 
     offset = 0
     while True:
         request = msgspec.json.encode({"offset": offset})
-        reply = await nc.request(f"{api_prefix}.CONSUMER.LIST.{stream}", request, timeout=10)
+        subject = f"{api_prefix}.CONSUMER.LIST.{stream}"
+        reply = await nc.request(subject, request, timeout=API_TIMEOUT)
         page = _decode_page(reply.data)
         for item in page.consumers:
             filters = set(item.config.filter_subjects)
@@ -150,35 +157,53 @@ async def consumers(nc: Client, stream: str, *, api_prefix: str = "$JS.API") -> 
 async def reconcile(
     nc: Client, js: JetStreamContext, agent: str, ports: Sequence[str], *, ack_wait: float
 ) -> str | None:
-    """Make the agent's consumer filter exactly `ports`' subjects; its name (None: no ports)."""
-    mine = subjects.send_agent_consumer(agent)
-    for attempt in range(ATTEMPTS):
-        steps = plan(agent, ports, await consumers(nc, subjects.SEND_STREAM))
-        for name in steps.delete:
-            log.info("deleting consumer %s: its pinned jobs go to %s", name, mine)
-            with contextlib.suppress(NotFoundError):  # gone meanwhile
-                await js.delete_consumer(subjects.SEND_STREAM, name)
-        for other in steps.narrow:
-            log.info("consumer %s gives up the subjects of ports now on %s", other.name, agent)
-            with contextlib.suppress(NotFoundError):
-                config = (await js.consumer_info(subjects.SEND_STREAM, other.name)).config
-                config.filter_subject = None
-                config.filter_subjects = sorted(other.filters)
-                await js.add_consumer(subjects.SEND_STREAM, config)
-        if steps.keep:
-            return mine
-        if not steps.create:
-            return None
+    """Make the agent's consumer filter exactly `ports`' subjects; its name (None: no ports).
+
+    A cluster busy with many agents starting at once can take longer than an API
+    timeout to answer: the steps are looked at again and retried (a create that did
+    happen is then found in place and kept)."""
+    backoff = Backoff(1.0, 10.0)
+    overlaps = 0
+    while True:
         try:
-            await js.add_consumer(
-                subjects.SEND_STREAM, consumer_config(mine, filters_of(ports), ack_wait=ack_wait)
-            )
-            return mine
+            return await _reconcile_once(nc, js, agent, ports, ack_wait=ack_wait)
         except BadRequestError as exc:
             # Another agent took one of these ports between our look and our create.
-            if exc.err_code != FILTER_NOT_UNIQUE or attempt == ATTEMPTS - 1:
+            overlaps += 1
+            if exc.err_code != FILTER_NOT_UNIQUE or overlaps >= ATTEMPTS:
                 raise
-            log.warning("consumer %s overlaps another agent's; looking again", mine)
+            log.warning("consumer of %s overlaps another agent's; looking again", agent)
+        except (NatsTimeoutError, NoRespondersError, ServiceUnavailableError) as exc:
+            log.warning(
+                "pinned jobs' consumer of %s not made yet (%s); trying again",
+                agent,
+                str(exc) or type(exc).__name__,
+            )
+            await backoff.sleep()
+
+
+async def _reconcile_once(
+    nc: Client, js: JetStreamContext, agent: str, ports: Sequence[str], *, ack_wait: float
+) -> str | None:
+    mine = subjects.send_agent_consumer(agent)
+    steps = plan(agent, ports, await consumers(nc, subjects.SEND_STREAM))
+    for name in steps.delete:
+        log.info("deleting consumer %s: its pinned jobs go to %s", name, mine)
+        with contextlib.suppress(NotFoundError):  # gone meanwhile
+            await js.delete_consumer(subjects.SEND_STREAM, name)
+    for other in steps.narrow:
+        log.info("consumer %s gives up the subjects of ports now on %s", other.name, agent)
+        with contextlib.suppress(NotFoundError):
+            config = (await js.consumer_info(subjects.SEND_STREAM, other.name)).config
+            config.filter_subject = None
+            config.filter_subjects = sorted(other.filters)
+            await js.add_consumer(subjects.SEND_STREAM, config, timeout=API_TIMEOUT)
+    if steps.keep:
+        return mine
+    if not steps.create:
+        return None
+    config = consumer_config(mine, filters_of(ports), ack_wait=ack_wait)
+    await js.add_consumer(subjects.SEND_STREAM, config, timeout=API_TIMEOUT)
     return mine
 
 
@@ -189,5 +214,7 @@ async def ensure(js: JetStreamContext, name: str, ports: Sequence[str], *, ack_w
     except NotFoundError:
         log.warning("consumer %s was gone: made again", name)
         await js.add_consumer(
-            subjects.SEND_STREAM, consumer_config(name, filters_of(ports), ack_wait=ack_wait)
+            subjects.SEND_STREAM,
+            consumer_config(name, filters_of(ports), ack_wait=ack_wait),
+            timeout=API_TIMEOUT,
         )
