@@ -12,16 +12,19 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError, ServiceUnavailableError
 from smsgate import bus, contracts, gc_tuning, metrics, subjects
 from smsgate.acks import AckPublisher
+from smsgate.backoff import Backoff
 from smsgate.config import Config
 
 from smsgate_agent import consumers, discovery
@@ -78,7 +81,7 @@ class Agent:
             return
         self.nc = nc
         self.js = js = nc.jetstream()
-        buckets = await bus.provision(js, self.config.nats)
+        buckets = await until_answered(lambda: bus.provision(js, self.config.nats), "streams")
         acks = AckPublisher(nc)
         await acks.start()
         publisher = Publisher(
@@ -116,7 +119,8 @@ class Agent:
                 device=functools.partial(claims.device_of, port.name),
                 ledger=ledger,
             )
-            if await self._claim(worker, publisher):
+            claim = functools.partial(self._claim, worker, publisher)
+            if await until_answered(claim, worker.name):
                 self.workers.append(worker)
         background: list[asyncio.Task[Any]] = []
         senders: list[asyncio.Task[None]] = []
@@ -124,7 +128,10 @@ class Agent:
         def spawn(coro: Coroutine[Any, Any, None]) -> None:
             background.append(asyncio.create_task(coro))
 
-        await self._ensure_consumer(js, subjects.SEND_ANY_CONSUMER, subjects.SEND_ANY)
+        await until_answered(
+            lambda: self._ensure_consumer(js, subjects.SEND_ANY_CONSUMER, subjects.SEND_ANY),
+            subjects.SEND_ANY_CONSUMER,
+        )
         shared = SharedWork(
             nc,
             subjects.SEND_STREAM,
@@ -135,7 +142,9 @@ class Agent:
         )
         # One consumer for the jobs pinned to every port here (consumers.py).
         pinned = await self._pinned_work(nc, js)
-        part_keys = await inbound_part_keys(publisher.buckets.inbound_parts)
+        part_keys = await until_answered(
+            lambda: inbound_part_keys(publisher.buckets.inbound_parts), "inbound parts"
+        )
         for worker in self.workers:
             await worker.restore_parts(part_keys)
             spawn(worker.modem.run())
@@ -213,7 +222,10 @@ class Agent:
         """The agent's consumer made to filter its ports' subjects, and its fetcher."""
         ports = [worker.name for worker in self.workers]
         ack_wait = self.config.agent.ack_wait
-        name = await consumers.reconcile(nc, js, self.name, ports, ack_wait=ack_wait)
+        name = await until_answered(
+            lambda: consumers.reconcile(nc, js, self.name, ports, ack_wait=ack_wait),
+            "the pinned jobs' consumer",
+        )
         if name is None:
             return None
         self._pinned = pinned = PinnedWork(
@@ -378,6 +390,25 @@ class Agent:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.agent.report_sweep):
                     await self.stopping.wait()
+
+
+T = TypeVar("T")
+# The server did not answer in time: a cluster busy with many agents starting at once.
+UNANSWERED = (NatsTimeoutError, NoRespondersError, ServiceUnavailableError)
+
+
+async def until_answered(step: Callable[[], Awaitable[T]], what: str) -> T:
+    """A start-up step against the JetStream API, tried again while the server does not
+    answer in time (twenty agents of 500 ports starting at once keep a 3-node cluster
+    busy for longer than an API timeout); any other error is the caller's."""
+    backoff = Backoff(1.0, 10.0)
+    while True:
+        try:
+            return await step()
+        except UNANSWERED as exc:
+            reason = str(exc) or type(exc).__name__
+            log.warning("start-up, %s: the server did not answer (%s); trying again", what, reason)
+            await backoff.sleep()
 
 
 async def run_agent(config: Config, stop: asyncio.Event, *, settle_heap: bool = False) -> None:

@@ -28,13 +28,10 @@ from dataclasses import dataclass
 
 import msgspec
 from nats.aio.client import Client
-from nats.errors import NoRespondersError
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import BadRequestError, NotFoundError, ServiceUnavailableError
+from nats.js.errors import BadRequestError, NotFoundError
 from smsgate import subjects
-from smsgate.backoff import Backoff
 
 log = logging.getLogger("smsgate.agent")
 
@@ -159,10 +156,8 @@ async def reconcile(
 ) -> str | None:
     """Make the agent's consumer filter exactly `ports`' subjects; its name (None: no ports).
 
-    A cluster busy with many agents starting at once can take longer than an API
-    timeout to answer: the steps are looked at again and retried (a create that did
-    happen is then found in place and kept)."""
-    backoff = Backoff(1.0, 10.0)
+    Safe to call again after a timeout: a create that did happen is found in place and
+    kept."""
     overlaps = 0
     while True:
         try:
@@ -173,13 +168,6 @@ async def reconcile(
             if exc.err_code != FILTER_NOT_UNIQUE or overlaps >= ATTEMPTS:
                 raise
             log.warning("consumer of %s overlaps another agent's; looking again", agent)
-        except (NatsTimeoutError, NoRespondersError, ServiceUnavailableError) as exc:
-            log.warning(
-                "pinned jobs' consumer of %s not made yet (%s); trying again",
-                agent,
-                str(exc) or type(exc).__name__,
-            )
-            await backoff.sleep()
 
 
 async def _reconcile_once(
