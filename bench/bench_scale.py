@@ -112,13 +112,15 @@ def start_agent(
     name: str,
     devices: dict[str, str],
     numbers: dict[str, int],
-    heartbeat: float,
+    args: argparse.Namespace,
 ) -> Proc:
     config: dict[str, object] = {
         "nats": {"url": nats.url, "replicas": nats.replicas},
         "agent": {
             "name": name,
-            "heartbeat": heartbeat,
+            "heartbeat": args.heartbeat,
+            # A part takes L here: the wait for +CMGS (60 s by default) must outlast it.
+            "send_timeout": args.part_time + 60.0,
             "ports": [
                 {"name": port, "device": device, "number": numbers[port]}
                 for port, device in sorted(devices.items())
@@ -259,7 +261,7 @@ async def run_scale(directory: Path, args: argparse.Namespace) -> dict[str, Any]
                 f"agent-{i + 1}",
                 {n: devices[n] for n in names[i :: args.agents]},
                 numbers,
-                args.heartbeat,
+                args,
             )
             for i in range(args.agents)
         ]
@@ -282,9 +284,16 @@ async def run_scale(directory: Path, args: argparse.Namespace) -> dict[str, Any]
         limit = args.ports / args.part_time
         jobs = int(limit * (warmup + args.window + args.part_time))
         results: list[float] = []
+        failed: list[str] = []
 
         async def on_result(msg: Msg) -> None:
-            results.append(time.monotonic())
+            # Only a part sent is delivered: a send that timed out is a result too.
+            with contextlib.suppress(msgspec.MsgspecError):
+                result = contracts.decode(msg.data, contracts.SendResult)
+                if result.status is contracts.SendStatus.SENT:
+                    results.append(time.monotonic())
+                else:
+                    failed.append(result.reason or "")
 
         sub = await nc.subscribe(subjects.event_filter("result"), cb=on_result)
         t_publish = time.monotonic()
@@ -300,6 +309,7 @@ async def run_scale(directory: Path, args: argparse.Namespace) -> dict[str, Any]
         delivered = sum(1 for moment in results if t0 <= moment < t1)
         rate = delivered / (t1 - t0)
         figures["rate"], figures["limit"] = rate, limit
+        figures["failed"] = len(failed)
         figures["agent_cpu_per_part"] = agent_cpu / max(delivered, 1)
         print(
             f"load: {rate:.1f} parts/s of {limit:.1f} ({rate / limit:.3f}); {_use(figures['load'])}"
@@ -314,9 +324,7 @@ async def run_scale(directory: Path, args: argparse.Namespace) -> dict[str, Any]
             base = len(numbers)
             extra_numbers = {n: base + i + 1 for i, n in enumerate(sorted(extra))}
             started = time.monotonic()
-            newcomer = start_agent(
-                directory, nats, "agent-new", extra, extra_numbers, args.heartbeat
-            )
+            newcomer = start_agent(directory, nats, "agent-new", extra, extra_numbers, args)
             procs.append(newcomer)
             figures["startup_serving"] = await serving_after(newcomer, started, args.ready_limit)
             await wait_ready(nc, set(extra), [newcomer], args.ready_limit)
@@ -443,6 +451,7 @@ def report(figures: dict[str, Any], args: argparse.Namespace, load_before: str) 
                 f"≤ 10 s: {verdict(ready <= 10)}",
             ]
         )
+    rows.append(["results not `sent` during the load (any reason)", str(figures["failed"]), ""])
     return "\n".join(
         [
             f"P = {args.ports} TCP modems in {args.sims} `smsgate sim` processes, {args.agents} "

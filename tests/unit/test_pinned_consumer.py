@@ -11,9 +11,11 @@ from typing import Any, cast
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import TimeoutError as NatsTimeoutError
 from smsgate import contracts, subjects
 from smsgate.contracts import PortStatus
 from smsgate_agent import consumers, pinned_jobs
+from smsgate_agent.agent import until_answered
 from smsgate_agent.consumers import Consumer, Plan, plan
 from smsgate_agent.pinned_jobs import DEPTH, PinnedWork
 
@@ -183,3 +185,26 @@ async def test_a_job_for_a_port_not_held_here_goes_back() -> None:
     stray = FakeMsg("lte-5", pinned_job("lte-5"))
     await deliver(pinned, stray)
     assert stray.acts == [("nak", pinned_jobs.SWEEP_EVERY)]
+
+
+async def test_a_start_up_step_is_tried_again_while_the_server_does_not_answer() -> None:
+    """Twenty agents of 500 ports starting at once kept a loaded 3-node cluster from
+    answering an API request in 5 s, and the agent exited; it waits instead."""
+    tries: list[int] = []
+
+    async def listing() -> list[str]:
+        tries.append(1)
+        if len(tries) < 2:
+            raise NatsTimeoutError
+        return ["lte-1.x"]
+
+    assert await until_answered(listing, "inbound parts") == ["lte-1.x"]
+    assert len(tries) == 2
+
+
+async def test_a_start_up_step_that_fails_otherwise_is_not_hidden() -> None:
+    async def refused() -> None:
+        raise ValueError("bad config")
+
+    with pytest.raises(ValueError, match="bad config"):
+        await until_answered(refused, "streams")
