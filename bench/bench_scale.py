@@ -275,6 +275,8 @@ async def run_scale(directory: Path, args: argparse.Namespace) -> dict[str, Any]
         figures["idle"] = node_use(cluster.nodes, args.idle_seconds)
         figures["groups"] = await consumers_and_groups(nc)
         print(f"idle: {_use(figures['idle'])}; streams/consumers/groups {figures['groups']}")
+        if args.idle_only:
+            return figures
         waits = await pinned_waits(nc, names, args.part_time, args.pinned)
         figures["pinned"] = waits
         print(f"pinned: {len(waits)} of {args.pinned} sent; waits {sorted(waits)}")
@@ -371,11 +373,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     parser.add_argument("--ready-limit", type=float, default=900.0)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--idle-only", action="store_true", help="the farm idle only: no load, nothing written"
+    )
     args = parser.parse_args(argv)
     args.window = args.window or args.part_time
     load_before = note_load("scale")
     with workdir("scale") as directory:
         figures = asyncio.run(run_scale(directory, args))
+    if args.idle_only:
+        print(f"load average before {load_before}, after {load_average()}")
+        return figures
     body = report(figures, args, load_before)
     print(body)
     if not args.no_write:
