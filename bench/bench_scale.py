@@ -197,6 +197,8 @@ async def consumers_and_groups(nc: Client) -> tuple[int, int, int, int]:
 
 async def pinned_waits(nc: Client, ports: list[str], part_time: float, count: int) -> list[float]:
     """Publish one job pinned to each of `count` idle ports; result time minus L, each."""
+    if count == 0:
+        return []
     js = nc.jetstream()
     published: dict[str, float] = {}
     waits: list[float] = []
@@ -378,6 +380,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     )
     args = parser.parse_args(argv)
     args.window = args.window or args.part_time
+    if args.window % args.part_time:
+        # Every part takes exactly L and the ports start together: they finish in waves,
+        # and a window of a fraction of L counts a wave's burst (2.000 at L/2).
+        parser.error("--window must be a whole number of --part-time")
     load_before = note_load("scale")
     with workdir("scale") as directory:
         figures = asyncio.run(run_scale(directory, args))
