@@ -82,6 +82,12 @@ def setup(level: str = "info", fmt: str = "text") -> None:
     _settings = (level, fmt)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    # Our lines show no caller, thread or process: logging need not look them up for
+    # every record (the logging HOWTO's "Optimization"; two lines a message in the agent).
+    logging._srcfile = None
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -34,8 +34,10 @@ class MemoryStore:
     def __init__(self) -> None:
         self.values: dict[str, tuple[bytes, int]] = {}
         self.revision = 0
+        self.reads: list[str] = []  # every key read, in order
 
     async def get(self, key: str) -> tuple[bytes, int] | None:
+        self.reads.append(key)
         value = self.values.get(key)
         await asyncio.sleep(0)  # the answer's way back: others may run meanwhile
         return value
@@ -444,6 +446,56 @@ async def test_another_sims_report_with_the_same_mr_is_not_matched() -> None:
     assert len(store.under("w.")) == 1
 
 
+async def test_a_report_of_a_message_this_agent_sent_reads_only_its_slot() -> None:
+    """The record it wrote is a hint: its compare-and-set confirms it, no read needed."""
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    ledger = agent(store, bus, clock)
+    await send(ledger, "m1", 4)
+    store.reads.clear()
+    await ledger.take(report(4), SIM)
+    assert store.reads == [f"s.{SIM.key}.4"]
+    assert bus.states() == {"m1": DeliveryState.DELIVERED}
+    assert ledger_empty(store)
+    # The MR comes round again: the emptied slot is filed into from its hint, unread.
+    store.reads.clear()
+    await send(ledger, "m2", 4)
+    assert store.reads == []
+
+
+async def test_a_record_hint_another_agent_moved_on_is_read_again() -> None:
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    sender = agent(store, bus, clock)
+    await send(sender, "m1", 20, 21)  # the sender's hint: both parts pending
+    await agent(store, bus, clock).take(report(20), MOVED)  # another agent: part 1
+    await sender.take(report(21), SIM)  # its hint is stale: refused, read again
+    [event] = bus.events
+    assert (event.id, event.state, event.part) == ("m1", DeliveryState.DELIVERED, 2)
+    assert ledger_empty(store)
+
+
+async def test_a_slot_hint_another_agent_moved_on_is_read_again() -> None:
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    first, second = agent(store, bus, clock), agent(store, bus, clock)
+    await send(first, "m1", 30)
+    await send(second, "m2", 30, to="+4915112345678")  # the SIM moved: same slot
+    await send(first, "m3", 30, to="+4917000000003")  # its hint of the slot is stale
+    slot = msgspec.json.decode(store.values[f"s.{SIM.key}.30"][0])
+    assert sorted(entry[0].rsplit(".", 1)[1] for entry in slot) == ["m1", "m2", "m3"]
+
+
+async def test_a_slot_hint_missing_a_part_is_read_before_nothing_is_dropped() -> None:
+    """A hint that lacks the part to drop proves nothing: the slot is read again."""
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    sweeper = agent(store, bus, clock)
+    await send(sweeper, "m0", 41)
+    await sweeper.take(report(41), SIM)  # its hint of slot 41: empty
+    await send(agent(store, bus, clock), "m1", 40, 41)  # filed there by another agent
+    clock.advance(hours=74)
+    await sweeper.sweep()
+    assert bus.states() == {"m0": DeliveryState.DELIVERED, "m1": DeliveryState.EXPIRED}
+    assert ledger_empty(store)
+
+
 async def test_the_agent_keeps_nothing_per_message() -> None:
     store, bus, clock = MemoryStore(), Bus(), Clock()
     ledger = agent(store, bus, clock)
@@ -453,7 +505,9 @@ async def test_the_agent_keeps_nothing_per_message() -> None:
         await ledger.take(report(index % 256, at=clock()), SIM)
     assert len(bus.events) == 600
     assert ledger_empty(store)
-    assert ledger._parked == {}  # and no record, slot or report in memory at all
+    assert ledger._parked == {}  # no report in memory
+    assert len(ledger._records) == 0  # and no record: hints of slots only, bounded
+    assert len(ledger._slots) <= 256
 
 
 @settings(max_examples=40, deadline=None)

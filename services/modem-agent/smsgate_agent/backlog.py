@@ -63,14 +63,11 @@ class Backlog:
     ) -> contracts.SendResult | None:
         """Keep `result`, settle it, ack its job. The result that was decided (another
         one when this one came too late), or None: it waits here for the bus."""
-        earlier = self.spool.get(result.event_id)
-        tried_since = _utc(earlier.stored) if earlier is not None else None
-        if earlier is None:
-            self.spool.put(
-                result.event_id,
-                "result",
-                msgspec.json.encode(SpooledResult(result, created, reply_to, digest)),
-            )
+        tried_since = None
+        spooled = msgspec.json.encode(SpooledResult(result, created, reply_to, digest))
+        if not self.spool.add(result.event_id, "result", spooled):  # tried before
+            earlier = self.spool.get(result.event_id)
+            tried_since = _utc(earlier.stored) if earlier is not None else None
         self.settling.add(result.event_id)
         try:
             winner = await self.publisher.settle(

@@ -13,7 +13,14 @@ Any agent reading a report looks up `s.<sim>.<mr>`, so a restarted agent, or ano
 port or host the SIM moved to, matches it like the sender would. Every change to a
 record is a compare-and-set on its revision: of two agents deciding one message (its
 last report and the expiry sweep), one wins and publishes, with the stable event id
-`<message>:report` besides. The agent keeps no record in memory.
+`<message>:report` besides.
+
+The agent keeps no record in memory, only hints (`Hints`): the value and revision of the
+keys it wrote or read last, a bounded number of them. A hint is where a compare-and-set
+starts instead of a read: the record a report is for (written when its message was sent)
+and a slot being filed into. A stale hint fails its compare-and-set and is read afresh;
+nothing is decided from a hint that a write does not confirm. Which part a report is for
+is always chosen from a slot read just then.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import msgspec
 from nats.js import JetStreamContext
@@ -53,6 +60,9 @@ INDEX_GRACE = dt.timedelta(minutes=2)
 # off. A live agent publishes in milliseconds; acting sooner would publish it twice.
 TAKEOVER_AFTER = dt.timedelta(seconds=5)
 REMEMBERED_WAITING = 1024  # reports this agent parked, retried as soon as it records more
+# Hints kept (see the module's docstring): records awaiting reports, and slots (256 per SIM).
+RECORD_HINTS = 8192
+SLOT_HINTS = 32768
 
 _slots = msgspec.json.Decoder(list[SlotEntry])
 _record = msgspec.json.Decoder(ReportRecord)
@@ -63,6 +73,32 @@ _EXPECTED = Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value
 
 class Conflict(Exception):
     """Someone else changed the key since it was read: read again."""
+
+
+T = TypeVar("T")
+
+
+class Hints(Generic[T]):
+    """The last known value and revision of up to `size` keys, least recently used out."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._known: dict[str, tuple[T, int]] = {}
+
+    def get(self, key: str) -> tuple[T, int] | None:
+        return self._known.get(key)
+
+    def remember(self, key: str, value: T, revision: int) -> None:
+        self._known.pop(key, None)
+        self._known[key] = (value, revision)
+        if len(self._known) > self.size:
+            del self._known[next(iter(self._known))]
+
+    def forget(self, key: str) -> None:
+        self._known.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._known)
 
 
 class Store(Protocol):
@@ -127,6 +163,8 @@ class Ledger:
         self._parked: dict[str, None] = {}  # keys of reports this agent parked, oldest first
         # reports this agent published, by the port that sent the message and by state
         self._reported: dict[str, collections.Counter[str]] = {}
+        self._records: Hints[ReportRecord] = Hints(RECORD_HINTS)
+        self._slots: Hints[list[SlotEntry]] = Hints(SLOT_HINTS)
 
     # --- sending --------------------------------------------------------------------------
 
@@ -134,13 +172,14 @@ class Ledger:
         """Make a sent message's parts matchable by any agent (safe to repeat)."""
         label = reports.due_label(record.due, self.settings.sweep)
         key = _record_key(label, record.id)
-        await self.store.put(key, _encode(record))
+        self._records.remember(key, record, await self.store.put(key, _encode(record)))
         if label != self._indexed:  # due times grow with the clock: one bucket at a time
             await self._create(f"d.{label}", b"")
             self._indexed = label
         for part in record.parts:
             entry = SlotEntry(key, part.sequence, record.to, record.sent)
-            await self._edit_slot(_slot_key(record.sim.key, part.reference), self._filing(entry))
+            slot = _slot_key(record.sim.key, part.reference)
+            await self._edit_slot(slot, self._filing(entry), self._slots.get(slot), hint=True)
 
     async def retry_parked(self, sim: Sim) -> None:
         """Match the reports of `sim` this agent parked (the sweep has them otherwise)."""
@@ -187,8 +226,7 @@ class Ledger:
             chosen = reports.choose(entries, report, now, self.settings.timeout)
             if chosen is None:
                 return False
-            got = await self._get(chosen.record)
-            record = _record.decode(got[0]) if got is not None else None
+            record, record_revision = await self._read_record(chosen.record, chosen.sequence)
             part = record.part(chosen.sequence) if record is not None else None
             if record is None or part is None or part.state is not ReportState.PENDING:
                 # Left behind by a settled message (a crash between its steps).
@@ -200,14 +238,13 @@ class Ledger:
                 # come between the decision and its publishing.
                 if record.report is not None and not await self._published(record):
                     await self._publish(record, record.report)
-                if record.settled and got is not None:
-                    await self._forget(chosen.record, record, got[1])
+                if record.settled:
+                    await self._forget(chosen.record, record, record_revision)
                 return True
-            assert got is not None
             updated, event = reports.apply(record, chosen.sequence, report, reader, now)
             if updated is record:
                 return True  # a temporary status: the final report follows
-            revision = await self._update(chosen.record, updated, got[1])
+            revision = await self._update_record(chosen.record, updated, record_revision)
             if event is not None:
                 await self._publish(updated, event)
             if updated.settled:
@@ -252,7 +289,7 @@ class Ledger:
         if record.report is None:
             record, event = reports.expire(record, now)
             try:
-                revision = await self._update(key, record, got[1])
+                revision = await self._update_record(key, record, got[1])
             except Conflict:
                 return  # a report decided it meanwhile; the next sweep looks again
             await self._publish(record, event)
@@ -346,15 +383,18 @@ class Ledger:
         known: dict[str, tuple[list[SlotEntry], int | None]] | None = None,
     ) -> None:
         """Drop a settled record and what points to it (`known`: slots read already)."""
+        self._records.forget(key)
         try:
             await self._delete(key, revision)
         except Conflict:
             return  # a late part's report came meanwhile: the next sweep of it settles it
         for slot in dict.fromkeys(_slot_key(record.sim.key, p.reference) for p in record.parts):
+            read = (known or {}).get(slot)
             await self._edit_slot(
                 slot,
                 lambda es: [e for e in es if e.record != key],
-                (known or {}).get(slot),
+                read if read is not None else self._slots.get(slot),
+                hint=read is None,
             )
 
     def _filing(self, entry: SlotEntry) -> Callable[[list[SlotEntry]], list[SlotEntry]]:
@@ -367,35 +407,73 @@ class Ledger:
 
         return change
 
+    async def _read_record(self, key: str, sequence: int) -> tuple[ReportRecord | None, int]:
+        """The record at `key` and its revision (0: none). A hint serves when it shows the
+        part still awaiting its report: deciding from it takes a compare-and-set, which
+        fails if the record moved on since."""
+        hinted = self._records.get(key)
+        if hinted is not None:
+            part = hinted[0].part(sequence)
+            if part is not None and part.state is ReportState.PENDING:
+                return hinted
+        got = await self._get(key)
+        if got is None:
+            self._records.forget(key)
+            return None, 0
+        record = _record.decode(got[0])
+        self._records.remember(key, record, got[1])
+        return record, got[1]
+
+    async def _update_record(self, key: str, record: ReportRecord, revision: int) -> int:
+        try:
+            revision = await self._update(key, record, revision)
+        except Conflict:
+            self._records.forget(key)
+            raise
+        self._records.remember(key, record, revision)
+        return revision
+
     async def _read_slot(self, key: str) -> tuple[list[SlotEntry], int | None]:
         got = await self._get(key)
         if got is None:
+            self._slots.forget(key)
             return [], None
-        return _slots.decode(got[0]) if got[0] else [], got[1]
+        entries = _slots.decode(got[0]) if got[0] else []
+        self._slots.remember(key, entries, got[1])
+        return entries, got[1]
 
     async def _edit_slot(
         self,
         key: str,
         change: Callable[[list[SlotEntry]], list[SlotEntry]],
         known: tuple[list[SlotEntry], int | None] | None = None,
+        *,
+        hint: bool = False,
     ) -> None:
         """Change a slot's list by compare-and-set (the sweep and a port may meet there),
-        from `known` (a read of it) if given. An emptied slot keeps its key: the SIM's MR
-        comes round to it again."""
+        from `known` (a read of it, or a hint if `hint`) if given. A hint that the change
+        leaves as it is is read again: only a read says there is nothing to change. An
+        emptied slot keeps its key: the SIM's MR comes round to it again."""
         while True:
             entries, revision = known if known is not None else await self._read_slot(key)
+            trusted = known is None or not hint
             known = None
             changed = change(entries)
             if changed == entries:
-                return
+                if trusted:
+                    return
+                continue
             try:
                 if revision is None:
-                    await self._create(key, _encode(changed), must=True)
+                    written = await self._create(key, _encode(changed), must=True)
                 else:
-                    await self._update(key, changed, revision)
-                return
+                    written = await self._update(key, changed, revision)
             except Conflict:
+                self._slots.forget(key)
                 continue
+            if written is not None:
+                self._slots.remember(key, changed, written)
+            return
 
     async def _get(self, key: str) -> tuple[bytes, int] | None:
         return await self.store.get(key)
@@ -403,12 +481,13 @@ class Ledger:
     async def _update(self, key: str, value: object, revision: int) -> int:
         return await self.store.update(key, _encode(value), revision)
 
-    async def _create(self, key: str, value: bytes, *, must: bool = False) -> None:
+    async def _create(self, key: str, value: bytes, *, must: bool = False) -> int | None:
         try:
-            await self.store.create(key, value)
+            return await self.store.create(key, value)
         except Conflict:
             if must:
                 raise
+            return None
 
     async def _delete(self, key: str, revision: int | None = None) -> None:
         await self.store.delete(key, revision)
@@ -426,8 +505,16 @@ class KvStore:
         self.js = js
         self.acks = acks
         self._prefix = subjects.REPORTS_KV_PREFIX
+        self._stream = f"KV_{subjects.REPORTS_BUCKET}"
 
     async def get(self, key: str) -> tuple[bytes, int] | None:
+        """Read by the stream's leader, like kv.get() (a direct get may answer from a
+        replica that is behind)."""
+        if self.acks is not None:
+            stored = await (await self.acks.last_message(self._stream, self._prefix + key))
+            if stored is None or stored.kv_removed:
+                return None
+            return stored.data, stored.seq
         try:
             entry = await self.kv.get(key)
         except (KeyNotFoundError, KeyDeletedError):

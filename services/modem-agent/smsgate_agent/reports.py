@@ -14,6 +14,7 @@ unmatched report says), with the clock passed in.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import math
 import re
@@ -35,6 +36,7 @@ CLOCK_TRUST = dt.timedelta(hours=1)
 _NOT_DIGITS = re.compile(r"[^0-9]+")
 
 
+@functools.lru_cache(maxsize=4096)  # every report compares its recipient with each candidate
 def number_digits(number: str) -> str:
     """The significant digits of a number: no `+`, no international or trunk prefix."""
     digits = _NOT_DIGITS.sub("", number)

@@ -41,10 +41,13 @@ class Spool:
             db = sqlite3.connect(self.path, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=NORMAL")
+            # Clustered by key (WITHOUT ROWID): an entry is one b-tree's page to write, not
+            # a table's and its key index's. A file an earlier version made keeps its rowid
+            # table: the statements below read and write both the same way.
             db.execute(
                 "CREATE TABLE IF NOT EXISTS spool ("
                 " key TEXT PRIMARY KEY, kind TEXT NOT NULL, body BLOB NOT NULL,"
-                " stored REAL NOT NULL)"
+                " stored REAL NOT NULL) WITHOUT ROWID"
             )
             self._db = db
         return self._db
@@ -54,6 +57,15 @@ class Spool:
             "INSERT OR REPLACE INTO spool (key, kind, body, stored) VALUES (?, ?, ?, ?)",
             (key, kind, body, time.time()),
         )
+
+    def add(self, key: str, kind: str, body: bytes) -> bool:
+        """Keep an entry unless one is kept under `key` already; whether it was added."""
+        cursor = self._open().execute(
+            "INSERT INTO spool (key, kind, body, stored) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (key) DO NOTHING",
+            (key, kind, body, time.time()),
+        )
+        return cursor.rowcount == 1
 
     def remove(self, key: str) -> None:
         if self._db is not None:

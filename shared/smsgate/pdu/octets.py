@@ -1,8 +1,11 @@
 """Hex conversion and bounds-checked reading of PDU octets."""
 
+import re
+
 from .errors import PduError
 
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+_HEX = re.compile("[0-9a-fA-F]*")
 
 
 def from_hex(pdu_hex: str) -> bytes:
@@ -12,8 +15,8 @@ def from_hex(pdu_hex: str) -> bytes:
     text = pdu_hex.strip()
     if not text:
         raise PduError("PDU is empty")
-    bad = next((ch for ch in text if ch not in _HEX_DIGITS), None)
-    if bad is not None:
+    if not _HEX.fullmatch(text):  # one C scan for every PDU; the error names the culprit
+        bad = next(ch for ch in text if ch not in _HEX_DIGITS)
         raise PduError(f"PDU contains a non-hex character {bad!r}")
     if len(text) % 2:
         raise PduError(f"PDU hex has an odd number of digits ({len(text)})")

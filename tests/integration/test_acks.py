@@ -1,0 +1,76 @@
+"""Publishes with acks on one inbox, against a real nats-server, through the shortcuts the
+installed nats-py allows (framed here, replies handed on inline) and through its public
+calls: the same outcomes either way."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from nats.js.errors import APIError
+from smsgate import subjects
+from smsgate.acks import AckPublisher
+from smsgate.bus import CREATE_ONLY
+
+from tests.conftest import Bus
+
+
+@pytest.fixture(params=[True, False], ids=["shortcuts", "public"])
+async def acks(request: pytest.FixtureRequest, nats_bus: Bus) -> AsyncIterator[AckPublisher]:
+    publisher = AckPublisher(nats_bus.nc)
+    await publisher.start()
+    if request.param:
+        assert publisher.fast, "the installed nats-py lacks what the shortcuts use"
+    else:
+        publisher.fast = False
+    yield publisher
+    await publisher.stop()
+
+
+async def test_acks_carry_the_sequence_and_headers_reach_the_stream(
+    nats_bus: Bus, acks: AckPublisher
+) -> None:
+    subject = subjects.event("result", "lte-1")
+    first = await (await acks.publish(subject, b"{}", {"Nats-Msg-Id": "m1:result"}))
+    again = await (await acks.publish(subject, b"{}", {"Nats-Msg-Id": "m1:result"}))
+    assert first.seq > 0
+    assert not first.duplicate
+    assert again.duplicate
+    stored = await (await acks.last_message(subjects.EVENTS_STREAM, subject))
+    assert stored is not None
+    assert stored.hdrs is not None
+    assert b"Nats-Msg-Id: m1:result" in stored.hdrs
+    assert stored.seq == first.seq
+
+
+async def test_a_refused_write_fails_its_future_and_later_ones_still_resolve(
+    acks: AckPublisher,
+) -> None:
+    key = subjects.REPORTS_KV_PREFIX + "s.i1.9"
+    await (await acks.publish(key, b"[]", dict(CREATE_ONLY)))
+    with pytest.raises(APIError):
+        await (await acks.publish(key, b"[1]", dict(CREATE_ONLY)))
+    assert (await (await acks.publish(key, b"[2]", {}))).seq > 0
+    assert acks.in_flight == 0
+
+
+async def test_many_in_flight_each_resolve_once(acks: AckPublisher) -> None:
+    futures = [
+        await acks.publish(subjects.REPORTS_KV_PREFIX + f"m.1.k{i}", b"x" * i, {})
+        for i in range(300)
+    ]
+    seqs = [(await future).seq for future in futures]
+    assert len(set(seqs)) == 300
+    assert seqs == sorted(seqs)
+
+
+async def test_a_header_value_cannot_break_its_frame(acks: AckPublisher) -> None:
+    subject = subjects.event("result", "lte-2")
+    ack = await (await acks.publish(subject, b"{}", {"Nats-Msg-Id": "m2\r\nX-Evil: 1"}))
+    stored = await (await acks.last_message(subjects.EVENTS_STREAM, subject))
+    assert stored is not None
+    assert stored.seq == ack.seq
+    assert stored.hdrs is not None
+    lines = stored.hdrs.split(b"\r\n")
+    assert lines[1].startswith(b"Nats-Msg-Id: m2")
+    assert lines[2:] == [b"", b""]  # one header line, then the blank line: nothing injected

@@ -1,0 +1,49 @@
+"""The report ledger's store on a real nats-server: reads through the agent's shared ack
+inbox agree with nats-py's own KV calls, for values, revisions, absent and deleted keys."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from smsgate.acks import AckPublisher
+from smsgate_agent.ledger import Conflict, KvStore
+
+from tests.conftest import Bus
+
+
+@pytest.fixture
+async def store(nats_bus: Bus) -> AsyncIterator[KvStore]:
+    acks = AckPublisher(nats_bus.nc)
+    await acks.start()
+    yield KvStore(nats_bus.buckets.reports, nats_bus.js, acks)
+    await acks.stop()
+
+
+async def test_a_read_gives_the_value_and_revision_kv_get_gives(
+    nats_bus: Bus, store: KvStore
+) -> None:
+    revision = await store.put("m.60.a", b'{"x":1}')
+    await store.update("m.60.a", b'{"x":2}', revision)
+    entry = await nats_bus.buckets.reports.get("m.60.a")
+    assert await store.get("m.60.a") == (b'{"x":2}', entry.revision)
+    assert entry.revision is not None
+    assert entry.revision > revision
+
+
+async def test_an_absent_or_deleted_key_reads_as_none(store: KvStore) -> None:
+    assert await store.get("s.i1.7") is None
+    revision = await store.create("s.i1.7", b"[]")
+    assert await store.get("s.i1.7") == (b"[]", revision)
+    await store.delete("s.i1.7", revision)
+    assert await store.get("s.i1.7") is None
+    # A deleted key can be created again; a live one cannot.
+    again = await store.create("s.i1.7", b"[1]")
+    assert await store.get("s.i1.7") == (b"[1]", again)
+    with pytest.raises(Conflict):
+        await store.create("s.i1.7", b"[2]")
+
+
+async def test_an_empty_value_is_a_value(store: KvStore) -> None:
+    revision = await store.put("d.60", b"")
+    assert await store.get("d.60") == (b"", revision)
