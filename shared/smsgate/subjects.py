@@ -26,6 +26,10 @@ EVENT_KINDS = ("result", "report", "inbound", "port")
 # text) and `sending` (a port took it). Not among EVENT_KINDS: callbacks and the SSE
 # stream do not carry them.
 QUEUED_ANY = "any"
+# The API's journal: the `queued` records of the requests it accepted together, in one
+# message (contracts.QueuedBatch), and the messages of refused requests it takes back.
+JOURNAL_QUEUED = "sms.event.journal.queued"
+JOURNAL_WITHDRAWN = "sms.event.journal.withdrawn"
 
 # Dead letters: jobs that could not be decoded, callbacks that exhausted their retries.
 DEAD_STREAM = "SMS_DEAD"

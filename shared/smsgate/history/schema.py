@@ -87,6 +87,11 @@ def create(session: Session) -> None:
         # Concurrent CREATE ... IF NOT EXISTS can still collide in PostgreSQL's catalog
         # (API replicas and the store starting together): one at a time.
         session.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+        # `CREATE INDEX IF NOT EXISTS` locks its table before it looks whether the index
+        # exists: run against the store's writes, it waited for them and could deadlock
+        # with them. A schema that is there and current needs nothing.
+        if _current(session):
+            return
     session.script(TABLES)
     session.script(INDEXES)
     found = session.one(f"SELECT value FROM {META} WHERE key = 'schema'")
@@ -99,6 +104,15 @@ def create(session: Session) -> None:
         raise RuntimeError(
             f"the history store has schema {found[0]}, newer than this smsgate ({SCHEMA_VERSION})"
         )
+
+
+def _current(session: Session) -> bool:
+    """The schema of this version is there (read without locking any table but META's)."""
+    exists = session.one("SELECT to_regclass(?) IS NOT NULL", (META,))
+    if exists is None or not exists[0]:
+        return False
+    found = session.one(f"SELECT value FROM {META} WHERE key = 'schema'")
+    return found is not None and int(found[0]) == SCHEMA_VERSION
 
 
 def wipe(session: Session) -> None:
