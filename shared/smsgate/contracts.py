@@ -195,8 +195,10 @@ Event = SendResult | DeliveryReport | InboundSms | PortEvent
 class MessageQueued(_Wire, kw_only=True, frozen=True, tag_field="type", tag="queued"):
     """A message the API accepted, with its text: the first step of its history.
 
-    Published by the API together with its job (`sms.event.queued.<port|any>`); the job
-    itself sits on a work queue that only agents read.
+    Published by the API in a `QueuedBatch` with the records of the other requests it
+    accepted at the same time; the job itself sits on a work queue that only agents read.
+    A record alone on `sms.event.queued.<port|any>` (what earlier versions published)
+    reads the same.
     """
 
     event_id: str  # `<id>:queued`
@@ -208,6 +210,31 @@ class MessageQueued(_Wire, kw_only=True, frozen=True, tag_field="type", tag="que
     user: str = ""
     caller_id: str | None = None
     time: dt.datetime  # when it was accepted (the job's `created`)
+
+
+class QueuedBatch(_Wire, kw_only=True, frozen=True, tag_field="type", tag="queued_batch"):
+    """The `queued` records of the messages one API process accepted together (in one turn
+    of its event loop), as one message: one publish and one ack for many requests.
+
+    Published by the API on `sms.event.journal.queued`; each request is answered only once
+    both its jobs and the batch holding its records are stored.
+    """
+
+    event_id: str
+    time: dt.datetime
+    records: list[MessageQueued]
+
+
+class MessagesWithdrawn(_Wire, kw_only=True, frozen=True, tag_field="type", tag="withdrawn"):
+    """Messages whose `queued` records were stored, but whose request was refused after
+    all (a job the queue did not take): the history forgets them unless a port took one.
+
+    Published by the API on `sms.event.journal.withdrawn`.
+    """
+
+    event_id: str
+    time: dt.datetime
+    ids: list[MessageId]
 
 
 class MessageSending(_Event, kw_only=True, frozen=True, tag="sending"):

@@ -275,29 +275,34 @@ async def test_the_store_catches_up_after_downtime_and_rebuilds_from_the_stream(
     ]
 
 
-async def test_a_refused_request_leaves_no_queued_record(
+async def test_a_refused_request_leaves_nothing_in_the_history(
     setup: tuple[Api, AgentStandIn, Config],
 ) -> None:
-    api, agent, _config = setup
+    api, agent, config = setup
     await agent.stop()
     await bus.provision(api.bus.js, msgspec.structs.replace(api.bus.config, send_max_msgs=1))
+    # Room for one job, two recipients: the request is refused, its records withdrawn.
     response = await api.client.post(
-        "/api/v1/messages", json={"to": ["10086", "10087"], "text": "hi"}, headers=BEARER
+        "/api/v1/messages", json={"to": ["10086", "10087"], "text": "refused"}, headers=BEARER
     )
     assert response.status_code == 503
-    info = await api.bus.js.stream_info(
-        subjects.EVENTS_STREAM, subjects_filter="sms.event.queued.>"
-    )
-    assert info.state.subjects in (None, {})
-    # An accepted one has its record, beside its job.
     response = await api.client.post(
-        "/api/v1/messages", json={"to": ["10086"], "text": "hi"}, headers=BEARER
+        "/api/v1/messages", json={"to": ["10088"], "text": "accepted"}, headers=BEARER
     )
     assert response.status_code == 202
+    # One journal message per request here (they came one after the other), and the
+    # withdrawal between them.
     info = await api.bus.js.stream_info(
-        subjects.EVENTS_STREAM, subjects_filter="sms.event.queued.>"
+        subjects.EVENTS_STREAM, subjects_filter="sms.event.journal.>"
     )
-    assert info.state.subjects == {"sms.event.queued.any": 1}
+    assert info.state.subjects == {
+        subjects.JOURNAL_QUEUED: 2,
+        subjects.JOURNAL_WITHDRAWN: 1,
+    }
+    async with history_store(config, api.bus):
+        await until(lambda: _count(api, "", 1), "the accepted message in the history")
+        # The withdrawal was published before the accepted request: it is folded in too.
+        assert [(m["number"], m["text"]) for m in await listing(api)] == [("10088", "accepted")]
 
 
 async def test_with_the_history_off_nothing_is_journaled(nats_bus: Bus, tmp_path: object) -> None:

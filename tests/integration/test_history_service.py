@@ -185,3 +185,36 @@ def _subject_of(event: object) -> str:
         return subjects.event("result", event.port)
     assert isinstance(event, DeliveryReport)
     return subjects.event("report", event.port)
+
+
+async def test_a_journal_batch_folds_in_as_its_records_and_a_withdrawal_takes_back_queued_ones(
+    nats_bus: Bus, history_url: str
+) -> None:
+    # The API publishes the `queued` records of the requests it accepted together as one
+    # message; a refused request withdraws its records, but not a message a port took.
+    records = [queued(f"m{i}", "+1555", f"text {i}") for i in range(3)]
+    batch = contracts.QueuedBatch(event_id="journal:1", time=T0, records=records)
+    await nats_bus.js.publish(subjects.JOURNAL_QUEUED, contracts.encode(batch))
+    taken = contracts.MessageSending(
+        event_id="m2:sending", port="lte-1", time=T0, id="m2", to="+1555", agent="a"
+    )
+    await nats_bus.js.publish(subjects.sending("lte-1"), contracts.encode(taken))
+    withdrawn = contracts.MessagesWithdrawn(event_id="withdrawn:1", time=T0, ids=["m1", "m2"])
+    await nats_bus.js.publish(subjects.JOURNAL_WITHDRAWN, contracts.encode(withdrawn))
+    # The same batch delivered again (a store that died before its ack) brings nothing back.
+    await nats_bus.js.publish(subjects.JOURNAL_QUEUED, contracts.encode(batch))
+    later = contracts.QueuedBatch(
+        event_id="journal:2", time=T0, records=[queued("m3", "+1555", "after")]
+    )
+    await nats_bus.js.publish(subjects.JOURNAL_QUEUED, contracts.encode(later))
+    async with running(nats_bus, history_url) as store:
+        await until_applied(store, 9)  # 3 records, sending, withdrawn, 3 again, 1
+        page = await search.page(store.db, Filters(), Viewer(name="x", admin=True))
+    assert sorted((m.id, m.text, m.state) for m in page.messages) == [
+        ("m0", "text 0", "queued"),
+        ("m2", "text 2", "sending"),
+        ("m3", "after", "queued"),
+    ]
+    info = await nats_bus.js.consumer_info(subjects.EVENTS_STREAM, subjects.HISTORY_CONSUMER)
+    assert info.num_ack_pending == 0
+    assert info.num_pending == 0

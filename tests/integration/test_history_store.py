@@ -3,8 +3,10 @@ each once; search, pages, visibility, timelines, export and pruning."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import random
+import threading
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -20,10 +22,13 @@ from smsgate.contracts import (
     SendResult,
     SendStatus,
 )
+from smsgate.embedded import EmbeddedPostgres
 from smsgate.history import schema, search
 from smsgate.history.database import Database, Session
 from smsgate.history.search import BadFilter, Filters, Viewer
 from smsgate_history import ingest, retention
+
+from tests.history_fixtures import fresh_database
 
 T0 = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 ADMIN = Viewer(name="root", admin=True)
@@ -464,3 +469,35 @@ async def test_a_store_of_schema_1_keeps_its_events_keyed_anew(history_url: str)
         assert [s.step for s in found[1]] == ["queued", "sending", "sent", "sent", "delivered"]
     finally:
         await database.close()
+
+
+async def test_the_schema_once_there_waits_for_no_writer(postgres_server: EmbeddedPostgres) -> None:
+    # Every API process makes sure of the schema on first use, while the store writes.
+    # In PostgreSQL `CREATE INDEX IF NOT EXISTS` locks its table first even when the
+    # index exists: it waited for the store's writes and deadlocked with them (the
+    # store's transaction holds the events table and wants the messages table). SQLite
+    # has one writer at a time: PostgreSQL only.
+    history_url = fresh_database(postgres_server)
+    store = Database(history_url, size=2, name="test")
+    await store.run(schema.create)
+    locked, release = threading.Event(), threading.Event()
+
+    def writer(session: Session) -> None:
+        session.execute(f"LOCK TABLE {schema.MESSAGES} IN ROW EXCLUSIVE MODE")
+        session.execute(f"LOCK TABLE {schema.EVENTS} IN ROW EXCLUSIVE MODE")
+        locked.set()
+        release.wait(60)
+
+    def create_again(session: Session) -> None:
+        # Fails (LockNotAvailable) instead of waiting, should it need a table's lock.
+        session.execute("SET LOCAL lock_timeout = '2s'")
+        schema.create(session)
+
+    writing = asyncio.create_task(store.run(writer))
+    try:
+        assert await asyncio.to_thread(locked.wait, 60)
+        await store.run(create_again)
+    finally:
+        release.set()
+        await writing
+        await store.close()

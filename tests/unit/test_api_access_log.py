@@ -111,3 +111,48 @@ def test_a_broken_stream_is_reported_and_the_other_handlers_still_write(
         logger.removeHandler(dead)
     assert len(reported) == 1
     assert stream.getvalue() == 'smsgate.access 10.0.0.7:50123 - "GET /sendsms?id=a HTTP/1.1" 200\n'
+
+
+def test_text_lines_read_exactly_as_the_text_formatter_writes_them(
+    stream: CountingStream,
+) -> None:
+    # The writer formats TextFormatter's lines itself (no LogRecord each): they must not
+    # differ by a byte from what the formatter makes of the same request.
+    formatter = logs.TextFormatter()
+    logger.handlers[-1].setFormatter(formatter)
+    access = AccessLog()
+    times = [
+        1_780_000_000.0,
+        1_780_000_000.0009,
+        1_780_000_000.999,
+        1_780_000_001.5,
+        1_780_003_599.25,
+    ]
+    expected = []
+    for n, when in enumerate(times):
+        query = f"username=u&password=p&Port=lte-{n}&p%61ssword=x&message=a+b".encode()
+        access._entries.append((when, ("10.0.0.7", 50123), "GET", "/sendsms", query, "1.1", 200))
+        message = (
+            f'10.0.0.7:50123 - "GET /sendsms?username=***&password=***&Port=lte-{n}'
+            f'&p%61ssword=***&message=*** HTTP/1.1" 200'
+        )
+        record = logging.makeLogRecord(
+            {"name": "smsgate.access", "levelno": logging.INFO, "levelname": "INFO", "msg": message}
+        )
+        record.created = when
+        record.msecs = int((when - int(when)) * 1000)
+        expected.append(formatter.format(record))
+    access._entries.append((times[0], None, "POST", "/sendsms", b"", "1.0", 415))
+    record = logging.makeLogRecord(
+        {
+            "name": "smsgate.access",
+            "levelno": logging.INFO,
+            "levelname": "INFO",
+            "msg": '- - "POST /sendsms HTTP/1.0" 415',
+        }
+    )
+    record.created, record.msecs = times[0], 0
+    expected.append(formatter.format(record))
+    access.flush()
+    assert stream.getvalue().splitlines() == expected
+    assert stream.writes == 1

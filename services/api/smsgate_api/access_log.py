@@ -3,8 +3,10 @@
 uvicorn's own access log builds a log record, formats it and writes and flushes it on
 the event loop for every request; at the gateway's rates that is a large share of a
 request's cost (see bench/RESULTS.md). Here the loop only notes the request (a tuple
-appended to a deque); a writer thread turns what gathered into log records every
-`interval` seconds and hands each plain stream handler one write of all of them.
+appended to a deque); a writer thread turns what gathered into lines every `interval`
+seconds and hands each plain stream handler one write of all of them. The lines of the
+usual text format are made without a log record each (the records and the formatter's
+machinery were most of the writer's cost); other formatters get log records.
 Lines read as uvicorn's did, on the logger `smsgate.access`, and every query value is
 masked except harmless ones, so no password, number or text reaches a log line.
 """
@@ -15,9 +17,10 @@ import collections
 import logging
 import threading
 import time
+from typing import Any
 from urllib.parse import unquote_plus
 
-from smsgate.logs import RedactedRecord
+from smsgate.logs import RedactedRecord, TextFormatter
 from starlette.types import Message, Scope
 
 logger = logging.getLogger("smsgate.access")
@@ -43,9 +46,14 @@ def redact_target(target: str) -> str:
     pairs = []
     for pair in query.split("&"):
         name, eq, value = pair.partition("=")
-        # A kept value holding `=` could smuggle `password=...` past the formatter.
-        if eq and (unquote_plus(name).strip().lower() not in _LOGGED_PARAMS or "=" in value):
-            value = "***"
+        if eq:
+            if "%" in name or "+" in name:
+                key = unquote_plus(name).strip().lower()
+            else:  # the usual plain name: nothing to unquote (a tenth of a line's cost)
+                key = name.strip().lower()
+            # A kept value holding `=` could smuggle `password=...` past the formatter.
+            if key not in _LOGGED_PARAMS or "=" in value:
+                value = "***"
         pairs.append(f"{name}{eq}{value}")
     return f"{path}?{'&'.join(pairs)}"
 
@@ -58,6 +66,7 @@ class AccessLog:
         self._entries: collections.deque[Entry] = collections.deque()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lines = _TextLines()  # the writer thread's (and stop's, after it)
 
     def note(self, scope: Scope, message: Message) -> None:
         """Called with each `http.response.start`: its status and the request's scope."""
@@ -96,52 +105,115 @@ class AccessLog:
         entries = self._entries
         enabled = logger.isEnabledFor(logging.INFO)
         while entries:
-            records: list[logging.LogRecord] = []
-            while entries and len(records) < _CHUNK:
-                entry = entries.popleft()  # atomic: the loop may append meanwhile
-                if enabled:
-                    records.append(_record(entry))
-            if records:
-                _emit(records)
+            chunk: list[Entry] = []
+            while entries and len(chunk) < _CHUNK:
+                chunk.append(entries.popleft())  # atomic: the loop may append meanwhile
+            if enabled:
+                _emit(chunk, self._lines)
             # Hand the GIL back between chunks: the event loop waits for none of this.
             time.sleep(0)
 
 
-def _record(entry: Entry) -> logging.LogRecord:
-    created, client, method, path, query, http_version, status = entry
+def _message(entry: Entry) -> str:
+    """The line's message: `client - "METHOD target HTTP/v" status`, the query redacted."""
+    _, client, method, path, query, http_version, status = entry
     target = path if not query else redact_target(f"{path}?{query.decode('latin-1')}")
     where = f"{client[0]}:{client[1]}" if client else "-"
-    args = (where, method, target, http_version, status)
-    record = RedactedRecord(logger.name, logging.INFO, __file__, 0, _FORMAT, args, None)
+    return _FORMAT % (where, method, target, http_version, status)
+
+
+def _record(entry: Entry) -> logging.LogRecord:
+    created = entry[0]
+    record = RedactedRecord(logger.name, logging.INFO, __file__, 0, _message(entry), None, None)
     record.created = created
     record.msecs = (created - int(created)) * 1000
     return record
 
 
-def _emit(records: list[logging.LogRecord]) -> None:
+class _TextLines:
+    """Lines exactly as `TextFormatter` writes them, without a LogRecord each.
+
+    Building a record and running the formatter's machinery was half of a line's cost
+    on the writer thread, whose CPU the event loop shares through the GIL.
+    """
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._stamp = ""
+        self._prefix = f" {logging.getLevelName(logging.INFO):<7} {logger.name}: "
+
+    def line(self, entry: Entry) -> str:
+        created = entry[0]
+        second = int(created)
+        if second != self._second:  # as Formatter.formatTime, once a second
+            self._second = second
+            self._stamp = time.strftime(
+                logging.Formatter.default_time_format, time.localtime(second)
+            )
+        msecs = int((created - second) * 1000)
+        return f"{self._stamp},{msecs:03d}{self._prefix}{_message(entry)}"
+
+
+def _writes_text(handler: logging.Handler) -> bool:
+    formatter = handler.formatter
+    return (
+        type(formatter) is TextFormatter
+        and formatter.converter is time.localtime
+        and formatter.default_time_format == logging.Formatter.default_time_format
+        and formatter.default_msec_format == "%s,%03d"
+    )
+
+
+def _plain(handler: logging.Handler) -> logging.StreamHandler[Any] | None:
+    """The handler, when its emit() is exactly "format, write, flush" (one write serves many)."""
+    if (
+        isinstance(handler, logging.StreamHandler)
+        and type(handler) in _PLAIN_STREAMS
+        and not handler.filters
+        and getattr(handler, "stream", None) is not None
+    ):
+        return handler
+    return None
+
+
+def _emit(entries: list[Entry], lines: _TextLines) -> None:
+    records: list[logging.LogRecord] | None = None
     source: logging.Logger | None = logger
     while source is not None:
         for handler in source.handlers:
-            if records[0].levelno < handler.level:
+            if handler.level > logging.INFO:
                 continue
-            stream = getattr(handler, "stream", None)
-            if (
-                isinstance(handler, _PLAIN_STREAMS)
-                and type(handler) in _PLAIN_STREAMS
-                and not handler.filters
-                and stream is not None
-            ):
+            plain = _plain(handler)
+            if plain is not None and _writes_text(plain):
                 try:
-                    text = "".join(handler.format(r) + handler.terminator for r in records)
-                    with handler.lock or threading.Lock():
-                        stream.write(text)
-                        handler.flush()
+                    text = "".join(lines.line(e) + plain.terminator for e in entries)
                 except Exception:
-                    # As StreamHandler.emit does: a broken stream (a closed pipe, a full
-                    # disk) is reported and skipped, never the end of the writer thread,
-                    # which would leave every later request to pile up in memory.
-                    handler.handleError(records[0])
+                    plain.handleError(_record(entries[0]))
+                    continue
+                _write(plain, text, entries)
+                continue
+            if records is None:
+                records = [_record(entry) for entry in entries]
+            if plain is not None:
+                try:
+                    text = "".join(plain.format(r) + plain.terminator for r in records)
+                except Exception:
+                    plain.handleError(records[0])
+                    continue
+                _write(plain, text, entries)
                 continue
             for record in records:
                 handler.handle(record)
         source = source.parent if source.propagate else None
+
+
+def _write(handler: logging.StreamHandler[Any], text: str, entries: list[Entry]) -> None:
+    try:
+        with handler.lock or threading.Lock():
+            handler.stream.write(text)
+            handler.flush()
+    except Exception:
+        # As StreamHandler.emit does: a broken stream (a closed pipe, a full disk) is
+        # reported and skipped, never the end of the writer thread, which would leave
+        # every later request to pile up in memory.
+        handler.handleError(_record(entries[0]))

@@ -15,9 +15,11 @@ stream sequence (`js.delete_msg`) and the claimed ids are released, and the requ
 fails with 503. The deletion runs within milliseconds of the publish; a job an agent
 took in that window cannot be called back, and is logged.
 
-With the history on, each job goes with its `queued` record on SMS_EVENTS (the text and
-who sent it, which the history store cannot read off the work queue), in the same batch
-and under the same all-or-nothing rule: a refused request leaves neither behind.
+With the history on, each job's `queued` record (the text and who sent it, which the
+history store cannot read off the work queue) goes into the journal (journal.py), which
+publishes the records of all requests accepted in one turn of the event loop as one
+message. A request answers only once its jobs and its journal batch are stored; a refused
+request deletes its jobs and withdraws its records, so it leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ from smsgate.bus import CREATE_ONLY, SEND_DUPLICATE_WINDOW, WRONG_LAST_SEQUENCE
 from smsgate.contracts import MessageQueued, MessageState, MessageStatus, SendJob
 
 from smsgate_api.errors import ApiError, busy, unavailable
+from smsgate_api.ids import fresh_id
+from smsgate_api.journal import Journal
 
 log = logging.getLogger("smsgate.api.queue")
 
@@ -100,15 +104,12 @@ def conflict(job: SendJob, stored: MessageStatus) -> ApiError | None:
     )
 
 
-Publish = tuple[str, bytes, dict[str, str]]
-
-
-def queued_record(job: SendJob) -> Publish:
-    """The job's `queued` record for the history, as (subject, payload, headers)."""
-    record = MessageQueued(
-        # Unique per publish: a record withdrawn with a refused request must not make
-        # JetStream drop the record of a later request for the same id as a duplicate.
-        event_id=f"{job.id}:queued:{contracts.new_id()[:12]}",
+def queued_record(job: SendJob) -> MessageQueued:
+    """The job's `queued` record for the history."""
+    return MessageQueued(
+        # Unique per publish: a record withdrawn with a refused request must not be taken
+        # for the record of a later request for the same id.
+        event_id=f"{job.id}:queued:{fresh_id()[:12]}",
         id=job.id,
         to=job.to,
         text=job.text,
@@ -117,11 +118,6 @@ def queued_record(job: SendJob) -> Publish:
         user=job.user,
         caller_id=job.caller_id,
         time=job.created,
-    )
-    return (
-        subjects.queued(job.port),
-        contracts.encode(record),
-        {Header.MSG_ID.value: record.event_id},
     )
 
 
@@ -148,6 +144,19 @@ def _refusal(exc: BaseException) -> ApiError:
     return unavailable(f"NATS refused the message ({exc}); try again shortly")
 
 
+async def journal_failure_of(journaled: asyncio.Future[Ack] | None) -> BaseException | None:
+    """Why the journal batch was not stored; None when it was (or there was none)."""
+    if journaled is None:
+        return None
+    try:
+        # Shielded: the batch is shared, and a request cancelled while it waits must not
+        # cancel it for the others.
+        await asyncio.shield(journaled)
+    except Exception as exc:
+        return exc
+    return None
+
+
 class JobQueue:
     """Publishes jobs and their first status for one NATS connection."""
 
@@ -158,13 +167,13 @@ class JobQueue:
         messages: KeyValue,
         publisher: AckPublisher,
         *,
-        journal: bool = False,
+        journal: Journal | None = None,
     ) -> None:
         self._nc = nc
         self._js = js
         self._publisher = publisher
         self._messages = messages
-        self._journal = journal  # publish each job's `queued` record for the history
+        self._journal = journal  # where each job's `queued` record goes, for the history
 
     @property
     def connected(self) -> bool:
@@ -222,20 +231,27 @@ class JobQueue:
         items = [
             (subject, contracts.encode(job), {Header.MSG_ID.value: job.id}) for job, subject in jobs
         ]
-        records = self._records(jobs)
-        results = await self._send([*records, *items])
+        journaled = self._journal_records(jobs)
+        results = await self._send(items)
         failures = [r for r in results if not isinstance(r, Ack)]
+        journal_failure = await journal_failure_of(journaled)
+        if journal_failure is not None:
+            failures.append(journal_failure)
         if failures:
-            await self._withdraw(results[: len(records)])
+            if journaled is not None and journal_failure is None:
+                await self._withdraw(jobs)
             raise QueueRefused(_refusal(failures[0]))
 
-    def _records(self, jobs: Sequence[tuple[SendJob, str]]) -> list[Publish]:
-        return [queued_record(job) for job, _ in jobs] if self._journal else []
+    def _journal_records(self, jobs: Sequence[tuple[SendJob, str]]) -> asyncio.Future[Ack] | None:
+        """The jobs' `queued` records into the journal; the future of their batch's ack."""
+        if self._journal is None or not jobs:
+            return None
+        return self._journal.add([queued_record(job) for job, _ in jobs])
 
-    async def _withdraw(self, records: Sequence[Ack | BaseException]) -> None:
-        """Delete the `queued` records of a refused request from SMS_EVENTS."""
-        sequences = [r.seq for r in records if isinstance(r, Ack) and not r.duplicate]
-        await self._delete(sequences, subjects.EVENTS_STREAM)
+    async def _withdraw(self, jobs: Sequence[tuple[SendJob, str]]) -> None:
+        """Take a refused request's `queued` records back from the history."""
+        if self._journal is not None:
+            await self._journal.withdraw([job.id for job, _ in jobs])
 
     async def _acks(self, futures: list[asyncio.Future[Ack]]) -> list[Ack | BaseException]:
         # The futures resolve together (the publisher times out lost acks), so awaiting
@@ -317,11 +333,10 @@ class JobQueue:
         items = [
             (subject, contracts.encode(job), {Header.MSG_ID.value: job.id}) for job, subject in jobs
         ]
-        records = self._records(jobs)
-        # The records go first: the history has a message's text before an agent can
-        # have sent it.
-        sent = await self._send([*records, *items])
-        recorded, results = sent[: len(records)], sent[len(records) :]
+        # The records join this turn's journal batch, which goes out at the next turn; the
+        # history folds its records in whatever order they come.
+        journaled = self._journal_records(jobs)
+        results = await self._send(items)
         if all(isinstance(r, Ack) for r in results):
             # A claimed id whose publish is a duplicate: an earlier copy was withdrawn by a
             # refused request, but the stream still remembers its Nats-Msg-Id. Unless that
@@ -347,13 +362,24 @@ class JobQueue:
                 )
                 for (index, _), result in zip(again, retried, strict=True):
                     results[index] = result
-        failures = [r for r in [*recorded, *results] if not isinstance(r, Ack)]
+        failures = [r for r in results if not isinstance(r, Ack)]
+        journal_failure = await journal_failure_of(journaled)
+        if journal_failure is not None:
+            failures.append(journal_failure)
         if not failures:
             return
         # A duplicate ack means an earlier publish of the same id holds the slot: keep it.
         sequences = [r.seq for r in results if isinstance(r, Ack) and not r.duplicate]
         await self._delete(sequences, subjects.SEND_STREAM)
-        await self._withdraw(recorded)
+        if journaled is not None and journal_failure is None:
+            # Not those whose earlier copy holds the slot (a duplicate ack): that one is queued.
+            await self._withdraw(
+                [
+                    (job, subject)
+                    for (job, subject), result in zip(jobs, results, strict=True)
+                    if not (isinstance(result, Ack) and result.duplicate)
+                ]
+            )
         raise QueueRefused(_refusal(failures[0]))
 
     async def _still_queued(self, ack: Ack) -> bool:

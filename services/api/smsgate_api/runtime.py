@@ -19,6 +19,7 @@ from smsgate.config import Config
 
 from smsgate_api.auth import Authenticator
 from smsgate_api.errors import unavailable
+from smsgate_api.journal import Journal
 from smsgate_api.metrics import Metrics
 from smsgate_api.port_choice import PortTable
 from smsgate_api.queue import JobQueue
@@ -109,7 +110,8 @@ class ApiRuntime:
         await self.publisher.start()
         self._tasks.append(asyncio.create_task(self.ports.follow(ports)))
         self.js = js
-        self.queue = JobQueue(nc, js, messages, self.publisher, journal=self.config.history.enabled)
+        journal = Journal(self.publisher) if self.config.history.enabled else None
+        self.queue = JobQueue(nc, js, messages, self.publisher, journal=journal)
 
     @property
     def connected(self) -> bool:

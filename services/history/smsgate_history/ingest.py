@@ -69,6 +69,8 @@ class Envelope(msgspec.Struct, kw_only=True):
     complete: bool | None = None
     reference: int | None = None  # a report's TP-MR
     part: int | None = None  # the part that decided a report
+    records: list[Envelope] | None = None  # a journal batch's `queued` records
+    ids: list[str] | None = None  # the messages a `withdrawn` record takes back
 
 
 _decoder = msgspec.json.Decoder(Envelope)
@@ -231,6 +233,7 @@ _INSERT_EVENTS_ARRAYS = (
     _insert(schema.EVENTS, _EVENT_COLUMNS, {}, arrays=True)
     + " ON CONFLICT (message_id, event_id) DO NOTHING RETURNING event_id"
 )
+_WITHDRAW = f"DELETE FROM {M} WHERE id = ? AND direction = 'out' AND state_rank = 0"
 
 
 def _detail(values: dict[str, Any]) -> str | None:
@@ -243,9 +246,27 @@ def apply(session: Session, event: Envelope) -> bool:
     return apply_batch(session, [event]) == 1
 
 
+def expand(events: Sequence[Envelope]) -> list[Envelope]:
+    """The events, each journal batch (`queued_batch`) replaced by the records it holds."""
+    if not any(event.type == "queued_batch" for event in events):
+        return list(events)
+    expanded: list[Envelope] = []
+    for event in events:
+        if event.type == "queued_batch":
+            expanded.extend(event.records or [])
+        else:
+            expanded.append(event)
+    return expanded
+
+
 def apply_batch(session: Session, events: Sequence[Envelope]) -> int:
     """Fold a batch of events in (one statement per table and kind, not per event); the
-    number folded in now, leaving out those seen before and those not kept."""
+    number folded in now, leaving out those seen before and those not kept.
+
+    Journal batches count as the records they hold. A `withdrawn` record comes after the
+    records it takes back (the API publishes it once their batch is stored): it removes
+    those messages that no port has taken since, after the rest is folded in."""
+    events = expand(events)
     rows: dict[str, tuple[Envelope, Row]] = {}
     for event in events:
         row = _event_row(event)
@@ -270,6 +291,11 @@ def apply_batch(session: Session, events: Sequence[Envelope]) -> int:
         _write(session, _upsert(kind, dialect), kind_rows, key=lambda r: r[0])
     if parts:
         _write(session, _upsert_parts(dialect), parts, key=lambda r: (r[0], r[1]))
+    withdrawn = [(i,) for event in events if event.type == "withdrawn" for i in event.ids or []]
+    if withdrawn:
+        # Only what is still just `queued`: a message a port took was accepted after all.
+        # Its `queued` event stays recorded, so a batch delivered again cannot bring it back.
+        session.many(_WITHDRAW, withdrawn)
     return len(fresh)
 
 

@@ -185,7 +185,7 @@ class HistoryStore:
                 return
         for msg in readable:
             await msg.ack()
-        self.applied += len(events)
+        self.applied += len(ingest.expand(events))  # a journal batch: its records
 
     async def _one_by_one(self, events: list[ingest.Envelope], msgs: list[Msg], nc: Client) -> None:
         for event, msg in zip(events, msgs, strict=True):
@@ -197,7 +197,7 @@ class HistoryStore:
                 log.exception("history: event %s refused by the store", event.event_id)
                 await self._dead_letter(nc, msg, f"refused by the history store: {exc}")
             await msg.ack()
-            self.applied += 1
+            self.applied += len(ingest.expand([event]))
 
     async def _dead_letter(self, nc: Client, msg: Msg, reason: str) -> None:
         letter = contracts.DeadLetter(

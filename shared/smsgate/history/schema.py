@@ -97,6 +97,11 @@ def create(session: Session) -> None:
         # Concurrent CREATE ... IF NOT EXISTS can still collide in PostgreSQL's catalog
         # (API replicas and the store starting together): one at a time.
         session.execute("SELECT pg_advisory_xact_lock(?)", (_SCHEMA_LOCK,))
+        # `CREATE INDEX IF NOT EXISTS` locks its table before it looks whether the index
+        # exists: run against the store's writes, it waited for them and could deadlock
+        # with them. A schema that is there and current needs nothing.
+        if _current(session):
+            return
     session.script(TABLES)
     found = session.one(f"SELECT value FROM {META} WHERE key = 'schema'")
     if found is not None and int(found[0]) > SCHEMA_VERSION:
@@ -138,6 +143,15 @@ def _leave_room(session: Session) -> None:
     found = session.one("SELECT reloptions FROM pg_class WHERE relname = ?", (MESSAGES,))
     if found is None or wanted not in (found[0] or []):
         session.execute(f"ALTER TABLE {MESSAGES} SET ({wanted})")
+
+
+def _current(session: Session) -> bool:
+    """The schema of this version is there (read without locking any table but META's)."""
+    exists = session.one("SELECT to_regclass(?) IS NOT NULL", (META,))
+    if exists is None or not exists[0]:
+        return False
+    found = session.one(f"SELECT value FROM {META} WHERE key = 'schema'")
+    return found is not None and int(found[0]) == SCHEMA_VERSION
 
 
 def wipe(session: Session) -> None:
