@@ -65,6 +65,7 @@ from smsgate.embedded import EmbeddedNats, EmbeddedPostgres
 from smsgate.history import schema
 from smsgate.history.database import Database, Session
 from smsgate_api.auth import hash_password
+from smsgate_api.ids import time_ordered
 from smsgate_history import ingest
 
 from bench.bench_api import SERVE_API
@@ -100,14 +101,14 @@ FARM_PEAK_MESSAGES_PER_S = 1000  # single-part messages: the farm's peak parts/s
 
 
 def events(
-    count: int, seed: int = 7, spacing: float | None = None, *, ordered_ids: bool = False
+    count: int, seed: int = 7, spacing: float | None = None, *, ordered_ids: bool = True
 ) -> Iterator[bytes]:
     """The wire JSON of `count` messages' events in the order of their times, as the
     stream holds them: one message every `spacing` seconds (default: spread over DAYS),
     the last at NOW; each sent one's `sending`, result and report follow its `queued`
     by SENDING_AFTER, RESULT_AFTER and REPORT_AFTER, interleaved with later messages'
-    events. Message ids are random hex, like the API's, or (`ordered_ids`) the time in
-    microseconds followed by random hex, so that they sort by time."""
+    events. Message ids sort by time as the API's do (`ids.time_ordered`), or are random
+    hex as the API made them before (`ordered_ids` false)."""
     rng = random.Random(seed)
     gap = spacing if spacing is not None else DAYS * 86400 / max(count, 1)
     numbers = max(count // 10, 1)
@@ -130,7 +131,7 @@ def message_events(
     """One message's events with their times: one in ten is inbound, the rest sent."""
     mid = f"{rng.getrandbits(128):032x}"
     if ordered_ids:
-        mid = f"{int(when.timestamp() * 1e6):016x}{mid[:16]}"
+        mid = time_ordered(int(when.timestamp() * 1000), mid)
     number = f"+1555{rng.randrange(numbers):07d}"
     port = f"lte-{rng.randrange(1, PORTS + 1)}"
     if i % 10 == 9:
@@ -524,7 +525,10 @@ async def amain(args: argparse.Namespace) -> None:
         print(body)
 
 
-IDS = {False: "random (as the API makes them)", True: "sorting by time (an experiment)"}
+IDS = {
+    False: "random (as the API made them before)",
+    True: "sorting by time (as the API makes them)",
+}
 
 HEADER = [
     "store",
@@ -548,10 +552,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--batch", type=int, default=HistoryConfig().batch)
     parser.add_argument(
-        "--time-ordered-ids",
+        "--random-ids",
         dest="ordered_ids",
-        action="store_true",
-        help="message ids that sort by time (not what the API makes today: an experiment)",
+        action="store_false",
+        help="random message ids, as the API made them before they sorted by time",
     )
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument(
