@@ -1,54 +1,62 @@
 """Benchmark 7: the message history at scale, on SQLite and on PostgreSQL.
 
-For each backend: N messages go into a fresh store through the history store's own
-folding code (`ingest.apply_batch`, batches of `[history] batch` events per transaction, each
-event decoded from its wire JSON): a queued record, a send result with its TP-MR, and a
-delivery report for each sent message; one in ten is an inbound SMS instead. Their times
-are spread over the last 30 days, their numbers over N/10 parties. That gives the fold
-rate (events/s) and a store of N messages. Then the API is started as its own process on
-that store and asked over HTTP, one request at a time:
+For each backend, in one fresh store:
 
-- a search by number (`?number=`, a page of 50), as an admin and as a user: p50 / p99;
-- the newest page of the last hour (`?since=`): p50 / p99;
-- an export of everything (`?format=csv`): rows/s, and the API process's peak resident
-  memory above what it held before the export.
-
-Separately, on a real nats-server: `--stream` events published to SMS_EVENTS, then the
-history store service started on a fresh store and timed until it has folded them all
-(the end-to-end ingest rate, from the stream's durable consumer to committed rows).
+1. **Seeded** (not through NATS): N messages' events folded straight in by the store's
+   own code (`ingest.apply_batch`, `[history] batch` events per transaction, each decoded
+   from its wire JSON): a `queued` record, a `sending` record, a send result with its
+   TP-MR and a delivery report for each sent message; one in ten is an inbound SMS
+   instead. Times spread over the last 30 days, numbers over N/10 parties, random ids.
+2. **Queries**, the API started as its own process on that store and asked over HTTP, one
+   request at a time: a search by number (`?number=`, a page of 50) as an admin and as a
+   user, the newest page of the last hour (`?since=`): p50 / p99; an export of everything
+   (`?format=csv`): rows/s, and the API process's peak resident memory above its own
+   before the export.
+3. **Ingest from NATS**: `--stream` more messages' events published to SMS_EVENTS on a
+   real nats-server, in the order a farm at its peak makes them (a message every
+   millisecond; its `sending`, result and report 0.05, 2 and 9 s after its `queued`, so
+   one message's events are thousands apart), then `smsgate history-store` started by
+   its command line on the same store, timed from its consumer's first ack to its last
+   (read from the server), with the CPU per event of the store, nats-server and
+   PostgreSQL's server processes.
 
 Targets (issue 19): number search p99 < 50 ms; export memory growth < 100 MiB; ingest
-at least 5x the farm benchmark's peak event rate (about 1000 parts/s at 1024 ports, each
-part bringing a queued record, a sending record, a result and a report: 4000 events/s,
-so 20,000 events/s).
+at least 5x the farm benchmark's peak event rate. The farm's peak (`scripts/bench farm`,
+P = 1024, 1 agent, reports on; its full run of 2026-11-25) is 998.3 delivered parts/s;
+a single-part message with a report brings four events to SMS_EVENTS (the API's
+`queued` record, the agent's `sending` record, its result, its report; the report ledger
+lives in a KV, not here): 998.3 x 4 = 3,993 events/s, x 5 = 19,966, so 20,000 events/s.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
+import heapq
 import random
 import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import msgspec
-import psycopg
-import tomli_w
 import uvloop
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 from smsgate import bus, contracts, subjects
-from smsgate.config import Config, HistoryConfig, NatsConfig
+from smsgate.config import HistoryConfig, NatsConfig
 from smsgate.contracts import (
     DeliveryReport,
     DeliveryState,
     InboundSms,
     MessageQueued,
+    MessageSending,
     PartResult,
     SendResult,
     SendStatus,
@@ -57,24 +65,27 @@ from smsgate.embedded import EmbeddedNats, EmbeddedPostgres
 from smsgate.history import schema
 from smsgate.history.database import Database, Session
 from smsgate_api.auth import hash_password
+from smsgate_api.ids import time_ordered
 from smsgate_history import ingest
-from smsgate_history.service import HistoryStore
 
 from bench.bench_api import SERVE_API
 from bench.common import (
     PYTHON,
     command_line,
+    cpu_seconds,
     free_port,
     note_load,
     percentile,
     processes,
     rss_bytes,
+    smsgate_argv,
     spawn,
     table,
     verdict,
     wait_port,
     workdir,
     write_section,
+    write_toml,
 )
 
 ADMIN, USER, PASSWORD = "bench-admin", "user-7", "benchpass"
@@ -85,31 +96,63 @@ NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
 TARGET_EVENTS_PER_S = 20_000
 
 
-def events(count: int, seed: int = 7) -> Iterator[bytes]:
-    """The wire JSON of `count` messages' events, oldest message first."""
+SENDING_AFTER, RESULT_AFTER, REPORT_AFTER = 0.05, 2.0, 9.0  # seconds after `queued`
+FARM_PEAK_MESSAGES_PER_S = 1000  # single-part messages: the farm's peak parts/s, rounded
+
+
+def events(
+    count: int, seed: int = 7, spacing: float | None = None, *, ordered_ids: bool = True
+) -> Iterator[bytes]:
+    """The wire JSON of `count` messages' events in the order of their times, as the
+    stream holds them: one message every `spacing` seconds (default: spread over DAYS),
+    the last at NOW; each sent one's `sending`, result and report follow its `queued`
+    by SENDING_AFTER, RESULT_AFTER and REPORT_AFTER, interleaved with later messages'
+    events. Message ids sort by time as the API's do (`ids.time_ordered`), or are random
+    hex as the API made them before (`ordered_ids` false)."""
     rng = random.Random(seed)
-    span = DAYS * 86400
+    gap = spacing if spacing is not None else DAYS * 86400 / max(count, 1)
     numbers = max(count // 10, 1)
+    waiting: list[tuple[dt.datetime, int, bytes]] = []  # a heap, by time
+    order = 0
     for i in range(count):
-        when = NOW - dt.timedelta(seconds=span * (count - i) / count)
-        mid = f"m{i:08d}"
-        number = f"+1555{rng.randrange(numbers):07d}"
-        port = f"lte-{rng.randrange(1, PORTS + 1)}"
-        if i % 10 == 9:
-            yield contracts.encode(
-                InboundSms(
-                    event_id=f"{mid}:in",
-                    port=port,
-                    time=when,
-                    id=mid,
-                    sender=number,
-                    text=f"reply {i} to offer {rng.randrange(1000)}",
-                    smsc_time=when,
-                )
-            )
-            continue
-        user = f"user-{rng.randrange(USERS)}"
-        yield contracts.encode(
+        when = NOW - dt.timedelta(seconds=gap * (count - 1 - i))
+        while waiting and waiting[0][0] <= when:
+            yield heapq.heappop(waiting)[2]
+        for at, data in message_events(rng, i, when, numbers, ordered_ids):
+            order += 1
+            heapq.heappush(waiting, (at, order, data))
+    while waiting:
+        yield heapq.heappop(waiting)[2]
+
+
+def message_events(
+    rng: random.Random, i: int, when: dt.datetime, numbers: int, ordered_ids: bool
+) -> list[tuple[dt.datetime, bytes]]:
+    """One message's events with their times: one in ten is inbound, the rest sent."""
+    mid = f"{rng.getrandbits(128):032x}"
+    if ordered_ids:
+        mid = time_ordered(int(when.timestamp() * 1000), mid)
+    number = f"+1555{rng.randrange(numbers):07d}"
+    port = f"lte-{rng.randrange(1, PORTS + 1)}"
+    if i % 10 == 9:
+        inbound = InboundSms(
+            event_id=f"{mid}:in",
+            port=port,
+            time=when,
+            id=mid,
+            sender=number,
+            text=f"reply {i} to offer {rng.randrange(1000)}",
+            smsc_time=when,
+        )
+        return [(when, contracts.encode(inbound))]
+    user = f"user-{rng.randrange(USERS)}"
+    sending = when + dt.timedelta(seconds=SENDING_AFTER)
+    done = when + dt.timedelta(seconds=RESULT_AFTER)
+    reported = when + dt.timedelta(seconds=REPORT_AFTER)
+    failed = rng.random() < 0.03
+    found: list[tuple[dt.datetime, msgspec.Struct]] = [
+        (
+            when,
             MessageQueued(
                 event_id=f"{mid}:queued",
                 id=mid,
@@ -117,40 +160,55 @@ def events(count: int, seed: int = 7) -> Iterator[bytes]:
                 user=user,
                 text=f"Your code is {rng.randrange(10**6):06d}, order {i}",
                 time=when,
-            )
-        )
-        failed = rng.random() < 0.03
-        yield contracts.encode(
+            ),
+        ),
+        (
+            sending,
+            MessageSending(
+                event_id=f"{mid}:sending",
+                port=port,
+                port_number=int(port.rsplit("-", 1)[1]),
+                imsi="460004372167365",
+                time=sending,
+                id=mid,
+                to=number,
+                agent="bench-agent",
+                user=user,
+            ),
+        ),
+        (
+            done,
             SendResult(
                 event_id=f"{mid}:result",
                 port=port,
                 imsi="460004372167365",
-                time=when + dt.timedelta(seconds=2),
+                time=done,
                 id=mid,
                 to=number,
                 user=user,
                 status=SendStatus.FAILED if failed else SendStatus.SENT,
                 reason="+CMS ERROR: 38" if failed else None,
                 parts=[] if failed else [PartResult(sequence=1, reference=i % 256)],
-            )
+            ),
+        ),
+    ]
+    if not failed:
+        report = DeliveryReport(
+            event_id=f"{mid}:report",
+            port=port,
+            id=mid,
+            to=number,
+            user=user,
+            time=reported,
+            state=DeliveryState.DELIVERED,
         )
-        if not failed:
-            yield contracts.encode(
-                DeliveryReport(
-                    event_id=f"{mid}:report",
-                    port=port,
-                    id=mid,
-                    to=number,
-                    user=user,
-                    time=when + dt.timedelta(seconds=9),
-                    state=DeliveryState.DELIVERED,
-                )
-            )
+        found.append((reported, report))
+    return [(at, contracts.encode(event)) for at, event in found]
 
 
-def batches(count: int, size: int) -> Iterator[list[bytes]]:
+def batches(count: int, size: int, ordered_ids: bool) -> Iterator[list[bytes]]:
     batch: list[bytes] = []
-    for data in events(count):
+    for data in events(count, ordered_ids=ordered_ids):
         batch.append(data)
         if len(batch) == size:
             yield batch
@@ -159,14 +217,14 @@ def batches(count: int, size: int) -> Iterator[list[bytes]]:
         yield batch
 
 
-async def fill(url: str, count: int, batch: int) -> tuple[int, float]:
+async def fill(url: str, count: int, batch: int, ordered_ids: bool) -> tuple[int, float]:
     """Fold `count` messages' events into a fresh store; (events, seconds)."""
-    db = Database(url)
+    db = Database(url, writer=True)
     await db.run(schema.create)
     folded = 0
     started = time.perf_counter()
     last = started
-    for chunk in batches(count, batch):
+    for chunk in batches(count, batch, ordered_ids):
 
         def work(session: Session, chunk: list[bytes] = chunk) -> None:
             ingest.apply_batch(session, [ingest.decode(data) for data in chunk])
@@ -222,8 +280,7 @@ def measure_api(url: str, count: int, queries: int, work: Path) -> ApiFigures:
         },
         "history": {"url": url},
     }
-    path = work / "api.toml"
-    path.write_bytes(tomli_w.dumps(config).encode())
+    path = write_toml(work / "api.toml", config)
     rng = random.Random(11)
     numbers = [f"+1555{rng.randrange(max(count // 10, 1)):07d}" for _ in range(queries)]
     since = (NOW - dt.timedelta(hours=1)).isoformat().replace("+00:00", "Z")
@@ -266,41 +323,132 @@ def measure_api(url: str, count: int, queries: int, work: Path) -> ApiFigures:
     )
 
 
-async def stream_ingest(url: str, count: int, batch: int, work: Path) -> tuple[int, float]:
-    """Publish `count` messages' events to SMS_EVENTS, then time the store folding them."""
+@dataclass
+class StreamFigures:
+    events: int  # folded in the timed window (from the first ack to the last)
+    seconds: float
+    store_cpu_us: float  # the store process's CPU per event
+    nats_cpu_us: float
+    database_cpu_us: float  # PostgreSQL's server processes (0 for SQLite: in the store)
+    written: float  # bytes per event written by the database (WAL, checkpoints, files)
+
+    @property
+    def rate(self) -> float:
+        return self.events / self.seconds
+
+
+def family(parent: int) -> list[int]:
+    """`parent` and its direct children (PostgreSQL's postmaster and its backends)."""
+    found = [parent]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def written_bytes(pid: int) -> int:
+    """Bytes the process has written with write() and the like (/proc/PID/io `wchar`)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    return 0
+
+
+def _sum(read: Callable[[int], float], pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError):
+            total += read(pid)
+    return total
+
+
+async def publish(js: JetStreamContext, count: int, ordered_ids: bool) -> int:
+    published = 0
+    pending = []
+    gap = 1 / FARM_PEAK_MESSAGES_PER_S
+    for data in events(count, seed=13, spacing=gap, ordered_ids=ordered_ids):
+        kind = msgspec.json.decode(data)["type"]
+        if kind == "queued":
+            subject = subjects.queued(None)
+        elif kind == "sending":
+            subject = subjects.sending("lte-1")
+        else:
+            subject = subjects.event(kind, "lte-1")
+        pending.append(js.publish(subject, data))
+        if len(pending) == 500:
+            await asyncio.gather(*pending)
+            published += len(pending)
+            pending = []
+    await asyncio.gather(*pending)
+    return published + len(pending)
+
+
+async def stream_ingest(
+    url: str, count: int, batch: int, work: Path, database_pid: int | None, ordered_ids: bool
+) -> StreamFigures:
+    """Publish `count` messages' events to SMS_EVENTS, then start `smsgate history-store`
+    (its own process, by its command line) on the store and time it folding them all: from
+    its consumer's first ack to its last, read from the consumer's state on the server."""
     nats = EmbeddedNats(store_dir=work / "nats")
     await nats.astart()
     try:
-        config = Config(nats=NatsConfig(url=nats.url), history=HistoryConfig(url=url, batch=batch))
-        nc = await bus.connect(config.nats)
+        nc = await bus.connect(NatsConfig(url=nats.url))
         js = nc.jetstream()
-        await bus.provision(js, config.nats)
-        published = 0
-        pending = []
-        for data in events(count, seed=13):
-            kind = msgspec.json.decode(data)["type"]
-            subject = subjects.queued(None) if kind == "queued" else subjects.event(kind, "lte-1")
-            pending.append(js.publish(subject, data))
-            if len(pending) == 200:
-                await asyncio.gather(*pending)
-                published += len(pending)
-                pending = []
-        await asyncio.gather(*pending)
-        published += len(pending)
-        store = HistoryStore(config)
-        stop = asyncio.Event()
-        started = time.perf_counter()
-        task = asyncio.create_task(store.run(nc, stop))
-        while store.applied < published and not task.done():  # noqa: ASYNC110
-            await asyncio.sleep(0.05)
-        elapsed = time.perf_counter() - started
-        stop.set()
-        await task
-        await store.close()
+        await bus.provision(js, NatsConfig(url=nats.url))
+        print(f"  publishing {count:,} messages' events to SMS_EVENTS", flush=True)
+        published = await publish(js, count, ordered_ids)
+        config = write_toml(
+            work / "history-store.toml",
+            {"nats": {"url": nats.url}, "history": {"url": url, "batch": batch}},
+        )
+        print(f"  {published:,} events published; starting smsgate history-store", flush=True)
+        with processes() as started:
+            store = spawn("history-store", smsgate_argv("history-store", "-c", str(config)), work)
+            started.append(store)
+            pids = [store.popen.pid, nats.pid or 0]
+            first: tuple[float, int, list[float]] | None = None
+            while True:
+                store.alive()
+                try:
+                    info = await js.consumer_info(subjects.EVENTS_STREAM, subjects.HISTORY_CONSUMER)
+                except NotFoundError:
+                    await asyncio.sleep(0.02)
+                    continue
+                now = time.perf_counter()
+                floor = info.ack_floor.stream_seq if info.ack_floor else 0
+                floor = floor or 0
+                if first is None and floor > 0:
+                    first = (now, floor, _cpu(pids, database_pid))
+                if floor >= published and not info.num_ack_pending and not info.num_pending:
+                    break
+                await asyncio.sleep(0.02)
+            assert first is not None
+            cpu = _cpu(pids, database_pid)
+            folded = floor - first[1]
+            pairs = zip(first[2], cpu, strict=True)
+            deltas = [(after - before) / folded for before, after in pairs]
+            per_event = [delta * 1e6 for delta in deltas[:3]] + deltas[3:]
         await nc.close()
-        return published, elapsed
+        return StreamFigures(folded, now - first[0], *per_event)
     finally:
         await nats.astop()
+
+
+def _cpu(pids: list[int], database_pid: int | None) -> list[float]:
+    """CPU seconds of the store, nats-server and PostgreSQL; bytes the database wrote (the
+    store's own writes for SQLite, PostgreSQL's processes' otherwise)."""
+    database = family(database_pid) if database_pid else []
+    writers = database or [pids[0]]
+    return [
+        cpu_seconds(pids[0]),
+        cpu_seconds(pids[1]),
+        _sum(cpu_seconds, database),
+        _sum(written_bytes, writers),
+    ]
 
 
 def ms(values: list[float], q: float) -> str:
@@ -311,7 +459,6 @@ async def amain(args: argparse.Namespace) -> None:
     note_load("history")
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     rows: list[list[object]] = []
-    notes: list[str] = []
     for backend in backends:
         with workdir(f"history-{backend}") as work:
             pg_dir = Path(tempfile.mkdtemp(prefix="smsgate-bench-pg-"))
@@ -322,19 +469,16 @@ async def amain(args: argparse.Namespace) -> None:
                     url = postgres.url
                 else:
                     url = f"sqlite:///{work / 'history.db'}"
-                print(f"[{backend}] folding {args.messages} messages", flush=True)
-                folded, seconds = await fill(url, args.messages, args.batch)
+                print(f"[{backend}] seeding {args.messages:,} messages", flush=True)
+                folded, seconds = await fill(url, args.messages, args.batch, args.ordered_ids)
                 fold_rate = folded / seconds
-                print(f"[{backend}] {folded} events in {seconds:.1f} s: {fold_rate:.0f}/s")
+                print(f"[{backend}] {folded:,} events in {seconds:.1f} s: {fold_rate:,.0f}/s")
                 found = await asyncio.to_thread(measure_api, url, args.messages, args.queries, work)
-                if backend == "postgresql":
-                    stream_url = postgres.url.rsplit("/", 1)[0] + "/stream"
-                    with psycopg.connect(postgres.url, autocommit=True) as conn:
-                        conn.execute("CREATE DATABASE stream")
-                else:
-                    stream_url = f"sqlite:///{work / 'stream.db'}"
-                published, stream_s = await stream_ingest(stream_url, args.stream, args.batch, work)
-                stream_rate = published / stream_s
+                print(f"[{backend}] ingest of {args.stream:,} more messages from NATS", flush=True)
+                database_pid = postgres.pid if backend == "postgresql" else None
+                stream = await stream_ingest(
+                    url, args.stream, args.batch, work, database_pid, args.ordered_ids
+                )
             finally:
                 await asyncio.to_thread(postgres.stop)
                 shutil.rmtree(pg_dir, ignore_errors=True)
@@ -344,9 +488,12 @@ async def amain(args: argparse.Namespace) -> None:
         rows.append(
             [
                 backend,
-                args.messages,
-                f"{fold_rate:,.0f}",
-                f"{stream_rate:,.0f} {verdict(stream_rate >= TARGET_EVENTS_PER_S)}",
+                f"{args.messages:,}",
+                f"{folded:,} in {seconds:.0f} s: {fold_rate:,.0f}/s",
+                f"{stream.rate:,.0f} {verdict(stream.rate >= TARGET_EVENTS_PER_S)}",
+                f"{stream.store_cpu_us:.0f} / {stream.nats_cpu_us:.0f} / "
+                f"{stream.database_cpu_us:.0f}",
+                f"{stream.written / 1024:.1f}",
                 f"{ms(number, 50)} / {ms(number, 99)} {verdict(percentile(number, 99) < 50)}",
                 f"{ms(user, 50)} / {ms(user, 99)}",
                 f"{ms(hour, 50)} / {ms(hour, 99)}",
@@ -357,15 +504,19 @@ async def amain(args: argparse.Namespace) -> None:
         print(table(HEADER, rows[-1:]), flush=True)
     body = "\n\n".join(
         [
-            f"{args.messages:,} messages per store (one in ten inbound; sent ones with a result "
-            f"and a delivery report), times spread over {DAYS} days, {args.queries} requests "
-            f"per query kind, one at a time over HTTP to one API process. Fold: through "
-            f"`ingest.apply_batch` in batches of {args.batch}. Stream: {args.stream:,} messages' "
-            "events on a real nats-server, folded by the history store service from its durable "
-            f"consumer. Targets: number search p99 < 50 ms; export growth < 100 MiB; ingest "
-            f"≥ {TARGET_EVENTS_PER_S:,} events/s (5x the farm's peak).",
+            f"Seeded: {args.messages:,} messages per store (one in ten inbound; each sent one "
+            "with its queued, sending, result and delivery report events), times spread over "
+            f"{DAYS} days, message ids {IDS[args.ordered_ids]}, folded straight into the "
+            "store by `ingest.apply_batch` in batches "
+            f"of {args.batch} (no NATS). Queries: {args.queries} requests per kind, one at a "
+            "time over HTTP to one API process on that store. Ingest: then "
+            f"{args.stream:,} more messages' events published to SMS_EVENTS on a real "
+            "nats-server and folded into the same store by `smsgate history-store` (its own "
+            "process, by its command line), timed from its consumer's first ack to its last; "
+            "CPU per event of the store process, nats-server and PostgreSQL's server "
+            "processes over that window. Targets: number search p99 < 50 ms; export growth "
+            f"< 100 MiB; ingest ≥ {TARGET_EVENTS_PER_S:,} events/s (5× the farm's peak).",
             table(HEADER, rows),
-            *notes,
         ]
     )
     if args.write:
@@ -374,11 +525,18 @@ async def amain(args: argparse.Namespace) -> None:
         print(body)
 
 
+IDS = {
+    False: "random (as the API made them before)",
+    True: "sorting by time (as the API makes them)",
+}
+
 HEADER = [
     "store",
     "messages",
-    "fold events/s",
-    "stream ingest events/s",
+    "seeded (events, in-process)",
+    "ingest from NATS, events/s",
+    "ingest CPU µs/event: store / nats / PostgreSQL",
+    "ingest: database writes KiB/event",
     "number p50 / p99 ms (admin)",
     "number p50 / p99 ms (user)",
     "last hour p50 / p99 ms",
@@ -390,9 +548,15 @@ HEADER = [
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--messages", type=int, default=1_000_000)
-    parser.add_argument("--stream", type=int, default=50_000, help="messages for the stream run")
+    parser.add_argument("--stream", type=int, default=100_000, help="messages ingested from NATS")
     parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=HistoryConfig().batch)
+    parser.add_argument(
+        "--random-ids",
+        dest="ordered_ids",
+        action="store_false",
+        help="random message ids, as the API made them before they sorted by time",
+    )
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument(
         "--no-write", dest="write", action="store_false", help="print, do not touch RESULTS.md"

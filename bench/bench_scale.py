@@ -12,8 +12,9 @@ Also measured: each nats-server node's CPU (user + system from /proc) and reside
 memory, idle (every port ready, no jobs) and under load; the consumers on the cluster
 and the Raft groups they make (with replicas > 1 every stream and every consumer is one,
 plus the meta group); the start-up of one more agent with `--startup-ports` ports
-(to its "serving" line and to every port ready); and how long a job pinned to a port
-(`port=`, subject `sms.send.port.<name>`) waits for that idle port before it is sent.
+(to its "serving" line and to every port up: ready, or busy with a job); and how long
+a job pinned to a port (`port=`, subject `sms.send.port.<name>`) waits for that idle
+port before it is sent.
 """
 
 from __future__ import annotations
@@ -106,12 +107,20 @@ def start_sims(
 
 
 def start_agent(
-    directory: Path, nats: NatsConfig, name: str, devices: dict[str, str], numbers: dict[str, int]
+    directory: Path,
+    nats: NatsConfig,
+    name: str,
+    devices: dict[str, str],
+    numbers: dict[str, int],
+    args: argparse.Namespace,
 ) -> Proc:
-    config = {
+    config: dict[str, object] = {
         "nats": {"url": nats.url, "replicas": nats.replicas},
         "agent": {
             "name": name,
+            "heartbeat": args.heartbeat,
+            # A part takes L here: the wait for +CMGS (60 s by default) must outlast it.
+            "send_timeout": args.part_time + 60.0,
             "ports": [
                 {"name": port, "device": device, "number": numbers[port]}
                 for port, device in sorted(devices.items())
@@ -133,8 +142,12 @@ async def serving_after(proc: Proc, started: float, limit: float) -> float:
     raise TimeoutError(f"{proc.name} not serving after {limit}s:\n{proc.tail()}")
 
 
+UP = frozenset({contracts.PortStatus.READY, contracts.PortStatus.BUSY})
+
+
 async def ready_ports(nc: Client) -> set[str]:
-    """Names of the ports the sms_ports KV shows ready (one watch over every key)."""
+    """Names of the ports the sms_ports KV shows up: ready, or busy with a job already
+    (a port that starts while jobs wait takes one at once); one watch over every key."""
     kv = await nc.jetstream().key_value(subjects.PORTS_BUCKET)
     ready: set[str] = set()
     watcher = await kv.watchall()
@@ -143,7 +156,7 @@ async def ready_ports(nc: Client) -> set[str]:
             break
         with contextlib.suppress(msgspec.MsgspecError):
             state = contracts.decode(entry.value or b"", contracts.PortState)
-            if state.status is contracts.PortStatus.READY:
+            if state.status in UP:
                 ready.add(entry.key)
     await watcher.stop()  # type: ignore[no-untyped-call]
     return ready
@@ -172,15 +185,20 @@ def node_use(nodes: list[EmbeddedNats], seconds: float) -> NodeUse:
     )
 
 
-async def consumers_and_groups(nc: Client) -> tuple[int, int, int]:
-    """(streams, consumers, Raft groups): with replicas > 1 each stream and consumer is one."""
-    streams = await nc.jetstream().streams_info()
+async def consumers_and_groups(nc: Client) -> tuple[int, int, int, int]:
+    """(streams, consumers, Raft groups, consumers on SMS_SEND): with replicas > 1 each
+    stream and consumer is one (ephemeral ones too: KV watches, key listings)."""
+    js = nc.jetstream()
+    streams = await js.streams_info()
     consumers = sum(s.state.consumer_count for s in streams)
-    return len(streams), consumers, 1 + len(streams) + consumers
+    send = (await js.stream_info(subjects.SEND_STREAM)).state.consumer_count
+    return len(streams), consumers, 1 + len(streams) + consumers, send
 
 
 async def pinned_waits(nc: Client, ports: list[str], part_time: float, count: int) -> list[float]:
     """Publish one job pinned to each of `count` idle ports; result time minus L, each."""
+    if count == 0:
+        return []
     js = nc.jetstream()
     published: dict[str, float] = {}
     waits: list[float] = []
@@ -245,6 +263,7 @@ async def run_scale(directory: Path, args: argparse.Namespace) -> dict[str, Any]
                 f"agent-{i + 1}",
                 {n: devices[n] for n in names[i :: args.agents]},
                 numbers,
+                args,
             )
             for i in range(args.agents)
         ]
@@ -258,6 +277,8 @@ async def run_scale(directory: Path, args: argparse.Namespace) -> dict[str, Any]
         figures["idle"] = node_use(cluster.nodes, args.idle_seconds)
         figures["groups"] = await consumers_and_groups(nc)
         print(f"idle: {_use(figures['idle'])}; streams/consumers/groups {figures['groups']}")
+        if args.idle_only:
+            return figures
         waits = await pinned_waits(nc, names, args.part_time, args.pinned)
         figures["pinned"] = waits
         print(f"pinned: {len(waits)} of {args.pinned} sent; waits {sorted(waits)}")
@@ -267,9 +288,16 @@ async def run_scale(directory: Path, args: argparse.Namespace) -> dict[str, Any]
         limit = args.ports / args.part_time
         jobs = int(limit * (warmup + args.window + args.part_time))
         results: list[float] = []
+        failed: list[str] = []
 
         async def on_result(msg: Msg) -> None:
-            results.append(time.monotonic())
+            # Only a part sent is delivered: a send that timed out is a result too.
+            with contextlib.suppress(msgspec.MsgspecError):
+                result = contracts.decode(msg.data, contracts.SendResult)
+                if result.status is contracts.SendStatus.SENT:
+                    results.append(time.monotonic())
+                else:
+                    failed.append(result.reason or "")
 
         sub = await nc.subscribe(subjects.event_filter("result"), cb=on_result)
         t_publish = time.monotonic()
@@ -285,6 +313,7 @@ async def run_scale(directory: Path, args: argparse.Namespace) -> dict[str, Any]
         delivered = sum(1 for moment in results if t0 <= moment < t1)
         rate = delivered / (t1 - t0)
         figures["rate"], figures["limit"] = rate, limit
+        figures["failed"] = len(failed)
         figures["agent_cpu_per_part"] = agent_cpu / max(delivered, 1)
         print(
             f"load: {rate:.1f} parts/s of {limit:.1f} ({rate / limit:.3f}); {_use(figures['load'])}"
@@ -299,7 +328,7 @@ async def run_scale(directory: Path, args: argparse.Namespace) -> dict[str, Any]
             base = len(numbers)
             extra_numbers = {n: base + i + 1 for i, n in enumerate(sorted(extra))}
             started = time.monotonic()
-            newcomer = start_agent(directory, nats, "agent-new", extra, extra_numbers)
+            newcomer = start_agent(directory, nats, "agent-new", extra, extra_numbers, args)
             procs.append(newcomer)
             figures["startup_serving"] = await serving_after(newcomer, started, args.ready_limit)
             await wait_ready(nc, set(extra), [newcomer], args.ready_limit)
@@ -338,13 +367,29 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--idle-seconds", type=float, default=10.0)
     parser.add_argument("--pinned", type=int, default=10, help="pinned jobs to time")
     parser.add_argument("--startup-ports", type=int, default=500)
+    parser.add_argument(
+        "--heartbeat",
+        type=float,
+        default=5.0,
+        help="agent.heartbeat: every port's state is rewritten in the KV this often",
+    )
     parser.add_argument("--ready-limit", type=float, default=900.0)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument(
+        "--idle-only", action="store_true", help="the farm idle only: no load, nothing written"
+    )
     args = parser.parse_args(argv)
     args.window = args.window or args.part_time
+    if args.window % args.part_time:
+        # Every part takes exactly L and the ports start together: they finish in waves,
+        # and a window of a fraction of L counts a wave's burst (2.000 at L/2).
+        parser.error("--window must be a whole number of --part-time")
     load_before = note_load("scale")
     with workdir("scale") as directory:
         figures = asyncio.run(run_scale(directory, args))
+    if args.idle_only:
+        print(f"load average before {load_before}, after {load_average()}")
+        return figures
     body = report(figures, args, load_before)
     print(body)
     if not args.no_write:
@@ -365,7 +410,7 @@ def report(figures: dict[str, Any], args: argparse.Namespace, load_before: str) 
     rate, limit = float(figures["rate"]), float(figures["limit"])
     idle = figures["idle"]
     assert isinstance(idle, NodeUse)
-    streams, consumers, groups = figures["groups"]
+    streams, consumers, groups, send_consumers = figures["groups"]
     waits: list[float] = figures["pinned"]
     serving_min, serving_max = figures["farm_serving"]
     rows: list[list[object]] = [
@@ -382,6 +427,13 @@ def report(figures: dict[str, Any], args: argparse.Namespace, load_before: str) 
         ],
         ["nats-server per node, under load", _use(figures["load"]), ""],
         ["streams / consumers / Raft groups", f"{streams} / {consumers} / {groups}", ""],
+        ["consumers on SMS_SEND (`send-any` and the agents')", str(send_consumers), ""],
+        [
+            "port states rewritten idle (P / agent.heartbeat), KV writes at replicas = "
+            f"{args.replicas}",
+            f"{args.ports / args.heartbeat:.0f} /s",
+            "",
+        ],
         [
             "agents start to 'serving', whole farm at once",
             f"{serving_min:.1f}–{serving_max:.1f} s",
@@ -408,11 +460,12 @@ def report(figures: dict[str, Any], args: argparse.Namespace, load_before: str) 
         serving, ready = float(figures["startup_serving"]), float(figures["startup_ready"])
         rows.append(
             [
-                f"one more agent with {args.startup_ports} ports: 'serving' / every port ready",
+                f"one more agent with {args.startup_ports} ports: 'serving' / every port up",
                 f"{serving:.1f} s / {ready:.1f} s",
                 f"≤ 10 s: {verdict(ready <= 10)}",
             ]
         )
+    rows.append(["results not `sent` during the load (any reason)", str(figures["failed"]), ""])
     return "\n".join(
         [
             f"P = {args.ports} TCP modems in {args.sims} `smsgate sim` processes, {args.agents} "

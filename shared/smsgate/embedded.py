@@ -325,6 +325,11 @@ class EmbeddedPostgres:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's (its backends are its children)."""
+        return self._process.pid if self._process else None
+
     def _user(self) -> str | None:
         return "nobody" if os.geteuid() == 0 else None
 

@@ -10,7 +10,8 @@ import re
 PORT_NAME_PATTERN = r"^[A-Za-z0-9_-]+$"
 _PORT_NAME = re.compile(PORT_NAME_PATTERN)
 
-# Work queue: one durable consumer for `any`, one per port for pinned jobs.
+# Work queue: one durable consumer for `any` that every agent shares, and one per agent
+# for the jobs pinned to its ports (filtered on their subjects).
 SEND_STREAM = "SMS_SEND"
 SEND_WILDCARD = "sms.send.>"
 SEND_ANY = "sms.send.any"
@@ -80,9 +81,24 @@ def send_port(port: str) -> str:
     return f"sms.send.port.{check_port_name(port)}"
 
 
+SEND_PORT_CONSUMER_PREFIX = "send-port-"  # per-port consumers of versions before issue 21
+SEND_AGENT_CONSUMER_PREFIX = "send-agent-"
+
+
 def send_port_consumer(port: str) -> str:
-    """The durable consumer name that drains `port`'s pinned jobs."""
-    return f"send-port-{check_port_name(port)}"
+    """The durable consumer that drained `port`'s pinned jobs before issue 21 (one per
+    port): an agent deletes its ports' at start-up."""
+    return f"{SEND_PORT_CONSUMER_PREFIX}{check_port_name(port)}"
+
+
+def send_agent_consumer(agent: str) -> str:
+    """The durable consumer that drains the jobs pinned to `agent`'s ports."""
+    if not _PORT_NAME.match(agent):
+        raise ValueError(
+            f"invalid agent name {agent!r}: it names a JetStream consumer; "
+            "use letters, digits, '-' and '_' only"
+        )
+    return f"{SEND_AGENT_CONSUMER_PREFIX}{agent}"
 
 
 def event(kind: str, port: str) -> str:

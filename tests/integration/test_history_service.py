@@ -11,16 +11,26 @@ import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
 from smsgate import contracts, subjects
 from smsgate.config import Config, HistoryConfig
-from smsgate.contracts import PortEvent, PortState, PortStatus
+from smsgate.contracts import (
+    DeliveryReport,
+    MessageQueued,
+    MessageSending,
+    PortEvent,
+    PortState,
+    PortStatus,
+    SendResult,
+)
 from smsgate.embedded import EmbeddedPostgres
 from smsgate.history import search
 from smsgate.history.search import Filters, Viewer
+from smsgate_history import pulling
 from smsgate_history.service import HistoryStore
 
 from tests.conftest import Bus
-from tests.integration.test_history_store import T0, queued
+from tests.integration.test_history_store import T0, life, queued
 
 
 @contextlib.asynccontextmanager
@@ -131,6 +141,50 @@ async def until_applied(store: HistoryStore, count: int) -> None:
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"{store.applied} events folded, not {count}")
+
+
+async def test_the_store_pulls_window_after_window_and_again_once_its_requests_expired(
+    nats_bus: Bus, history_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A batch of 5: a window of 20 events on the way, so 240 events take many requests;
+    # then the requests expire on the server while nothing comes, and the store asks again.
+    monkeypatch.setattr(pulling, "EXPIRES", 0.3)
+    monkeypatch.setattr(pulling, "GRACE", 0.2)
+    for i in range(60):
+        for event in life(f"w{i:02}", to=f"+1555000{i:02}"):
+            subject = subjects.queued(None) if isinstance(event, MessageQueued) else None
+            await nats_bus.js.publish(subject or _subject_of(event), contracts.encode(event))
+    config = Config(nats=nats_bus.config, history=HistoryConfig(url=history_url, batch=5))
+    store = HistoryStore(config)
+    stop = asyncio.Event()
+    task = asyncio.create_task(store.run(nats_bus.nc, stop))
+    try:
+        await until_applied(store, 240)
+        await asyncio.sleep(1.0)  # longer than a request lives: every one of them expired
+        for i in range(10):
+            record = queued(f"late{i}", "+1555", "after a quiet second")
+            await nats_bus.js.publish(subjects.queued(None), contracts.encode(record))
+        await until_applied(store, 250)
+        admin = Viewer(name="x", admin=True)
+        page = await search.page(store.db, Filters(), admin, limit=100)
+    finally:
+        stop.set()
+        await task
+        await store.close()
+    assert store.applied == 250
+    assert len(page.messages) == 70
+    assert {m.state for m in page.messages if m.id.startswith("w")} == {"delivered"}
+    info = await nats_bus.js.consumer_info(subjects.EVENTS_STREAM, subjects.HISTORY_CONSUMER)
+    assert (info.num_ack_pending, info.num_pending, info.num_redelivered) == (0, 0, 0)
+
+
+def _subject_of(event: object) -> str:
+    if isinstance(event, MessageSending):
+        return subjects.sending(event.port)
+    if isinstance(event, SendResult):
+        return subjects.event("result", event.port)
+    assert isinstance(event, DeliveryReport)
+    return subjects.event("report", event.port)
 
 
 async def test_a_journal_batch_folds_in_as_its_records_and_a_withdrawal_takes_back_queued_ones(

@@ -424,6 +424,53 @@ async def test_a_prune_can_be_taken_a_few_transactions_at_a_time(db: Database) -
     assert await retention.prune(db, before) == 0
 
 
+SCHEMA_1_EVENTS = """CREATE TABLE smsgate_message_events (
+    event_id TEXT PRIMARY KEY,
+    message_id TEXT NOT NULL,
+    at BIGINT NOT NULL,
+    step TEXT NOT NULL,
+    port TEXT,
+    detail TEXT
+)"""
+
+
+async def test_a_store_of_schema_1_keeps_its_events_keyed_anew(history_url: str) -> None:
+    # Schema 1 (this round's first): events keyed by their own id alone.
+    database = Database(history_url)
+    try:
+
+        def schema_1(session: Session) -> None:
+            session.execute(SCHEMA_1_EVENTS)
+            session.execute("CREATE INDEX smsgate_message_events_at ON smsgate_message_events (at)")
+            session.script(schema.TABLES)
+            session.execute(f"INSERT INTO {schema.META} (key, value) VALUES ('schema', '1')")
+
+        await database.run(schema_1)
+        first = ingest.decode(contracts.encode(queued("m1", "+1555", "kept")))
+        row = (first.event_id, "m1", 1, "queued", None, None)
+        await database.run(
+            lambda s: s.execute(
+                f"INSERT INTO {schema.EVENTS} (event_id, message_id, at, step, port, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                row,
+            )
+        )
+        await database.run(schema.create)
+        await database.run(schema.create)  # once brought up to date, nothing more to do
+        version = await database.run(
+            lambda s: s.one(f"SELECT value FROM {schema.META} WHERE key = 'schema'")
+        )
+        assert version == (str(schema.SCHEMA_VERSION),)
+        # The event is still there: seen before, so not applied again.
+        assert await database.run(lambda s: ingest.apply(s, first)) is False
+        assert await fold(database, *life("m2")) == [True] * 4
+        found = await search.lookup(database, "m2", ADMIN)
+        assert found is not None
+        assert [s.step for s in found[1]] == ["queued", "sending", "sent", "sent", "delivered"]
+    finally:
+        await database.close()
+
+
 async def test_the_schema_once_there_waits_for_no_writer(postgres_server: EmbeddedPostgres) -> None:
     # Every API process makes sure of the schema on first use, while the store writes.
     # In PostgreSQL `CREATE INDEX IF NOT EXISTS` locks its table first even when the

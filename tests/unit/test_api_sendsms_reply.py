@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import msgspec
 import smsgate_api
@@ -10,6 +11,7 @@ from smsgate.contracts import MessageState
 from smsgate_api import sendsms_reply
 from smsgate_api.access_log import redact_target
 from smsgate_api.app import parse_listen
+from smsgate_api.ids import time_ordered
 from smsgate_api.metrics import Metrics
 from smsgate_api.params import ReportFormat
 from smsgate_api.sending import RecipientOutcome, message_ids
@@ -61,6 +63,19 @@ def test_message_ids() -> None:
     many = message_ids(None, 1000)
     assert len(set(many) | set(generated)) == 1002
     assert all(len(i) == 32 and int(i, 16) >= 0 for i in many)
+
+
+def test_generated_ids_sort_by_the_time_they_were_made() -> None:
+    """The history's indexes take ids made together onto the same pages (random ids cost
+    SQLite 6x the bytes written per event)."""
+    before = time.time_ns() // 1_000_000
+    [made] = message_ids(None, 1)
+    after = time.time_ns() // 1_000_000
+    assert before <= int(made[:12], 16) <= after
+    assert time_ordered(before, "f" * 32) < time_ordered(before + 1, "0" * 32)
+    assert time_ordered(0x1_0000_0000_0001, "a" * 32) == "000000000001" + "a" * 20
+    random_parts = {i[12:] for i in message_ids(None, 500)}
+    assert len(random_parts) == 500  # 80 random bits each
 
 
 def test_access_log_redaction() -> None:

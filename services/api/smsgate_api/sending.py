@@ -2,8 +2,9 @@
 
 Message ids: the caller's `id` is the message id when there is one recipient. With
 several recipients, recipient i (counting from 0, as the report keys do) gets
-`<id>-<i>`. Without an id each message gets a fresh random 32-hex id (the form of
-`contracts.new_id`). The caller's id is kept in `caller_id` either way.
+`<id>-<i>`. Without an id each message gets a fresh 32-hex id that sorts by time
+(`ids.new_message_id`: a UUIDv7's layout, the form of `contracts.new_id`). The caller's
+id is kept in `caller_id` either way.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from smsgate import contracts
 from smsgate.contracts import MessageState, SendJob
 
 from smsgate_api.auth import User
-from smsgate_api.ids import fresh_id
+from smsgate_api.ids import new_message_id
 from smsgate_api.port_choice import ANY
 from smsgate_api.queue import QueueRefused
 from smsgate_api.runtime import ApiRuntime
@@ -51,7 +52,7 @@ class RecipientOutcome(msgspec.Struct, frozen=True):
 def message_ids(caller_id: str | None, count: int) -> list[str]:
     """One message id per recipient (see the module docstring)."""
     if caller_id is None:
-        return [fresh_id() for _ in range(count)]
+        return [new_message_id() for _ in range(count)]
     if count == 1:
         return [caller_id]
     return [f"{caller_id}-{index}" for index in range(count)]

@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
 from smsgate.history import schema
-from smsgate.history.database import Row, Session
+from smsgate.history.database import Dialect, Row, Session
 from smsgate.history.records import micros, number_key
 
 log = logging.getLogger("smsgate.history")
@@ -86,72 +86,154 @@ def _updated(dialect_greatest: str) -> str:
     return f"updated = {dialect_greatest}({M}.updated, excluded.updated)"
 
 
-_INSERT_OUT = (
-    f"INSERT INTO {M} (id, direction, created, updated, number, number_key, text, user_name, "
-    "caller_id, port, port_number, sim, agent, state, state_rank, reason, status_report, "
-    "parts, report, report_reason, report_code, report_time, smsc_time) VALUES "
-    "(?, 'out', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-    "ON CONFLICT (id) DO UPDATE SET "
+# The columns each kind of row gives, in the order of its parameters, with their SQL
+# types (PostgreSQL's JSON rows need them), and the columns fixed for that direction.
+_EVERY_ROW = (
+    ("id", "text"),
+    ("created", "bigint"),
+    ("updated", "bigint"),
+    ("number", "text"),
+    ("number_key", "text"),
+    ("text", "text"),
 )
+_OUT_COLUMNS = (
+    *_EVERY_ROW,
+    ("user_name", "text"),
+    ("caller_id", "text"),
+    ("port", "text"),
+    ("port_number", "integer"),
+    ("sim", "text"),
+    ("agent", "text"),
+    ("state", "text"),
+    ("state_rank", "integer"),
+    ("reason", "text"),
+    ("status_report", "integer"),
+    ("parts", "integer"),
+    ("report", "text"),
+    ("report_reason", "text"),
+    ("report_code", "integer"),
+    ("report_time", "bigint"),
+    ("smsc_time", "bigint"),
+)
+_IN_COLUMNS = (
+    *_EVERY_ROW,
+    ("port", "text"),
+    ("port_number", "integer"),
+    ("sim", "text"),
+    ("parts", "integer"),
+    ("smsc_time", "bigint"),
+    ("smsc", "text"),
+    ("complete", "integer"),
+)
+_OUT_FIXED = {"direction": "'out'"}
+_IN_FIXED = {"direction": "'in'", "user_name": "''", "state": "'received'", "state_rank": "3"}
+_PART_COLUMNS = (
+    ("message_id", "text"),
+    ("sequence", "integer"),
+    ("reference", "integer"),
+    ("error", "text"),
+    ("at", "bigint"),
+)
+
+
+def _insert(
+    table: str, columns: Sequence[tuple[str, str]], fixed: dict[str, str], arrays: bool
+) -> str:
+    """`INSERT INTO table (...)` from one row of `?`s, or (`arrays`, PostgreSQL) from one
+    parameter holding all the rows as a JSON array of arrays (`as_json`): a whole batch
+    in one statement, planned once, its parameter encoded by msgspec (psycopg dumps
+    arrays element by element in Python)."""
+    names = ", ".join([name for name, _ in columns] + list(fixed))
+    constants = "".join(f", {value}" for value in fixed.values())
+    if not arrays:
+        marks = ", ".join("?" for _ in columns)
+        return f"INSERT INTO {table} ({names}) VALUES ({marks}{constants})"
+    fields = ", ".join(f"(r->>{i})::{kind}" for i, (_, kind) in enumerate(columns))
+    return (
+        f"INSERT INTO {table} ({names}) "
+        f"SELECT {fields}{constants} FROM jsonb_array_elements(?::jsonb) AS r"
+    )
+
+
+def as_json(rows: Sequence[Row]) -> str:
+    """Rows as the one parameter of an `arrays` insert."""
+    return _json(rows).decode()
 
 
 def _on_conflict(kind: str, greatest: str) -> str:
     keep = _updated(greatest)
+    if kind == "inbound":
+        return "ON CONFLICT (id) DO NOTHING"
     if kind == "queued":
-        return (
+        sets = (
             "created = excluded.created, text = excluded.text, user_name = excluded.user_name, "
             "caller_id = excluded.caller_id, status_report = excluded.status_report, "
             "number = excluded.number, number_key = excluded.number_key, "
             f"port = COALESCE({M}.port, excluded.port), {keep}"
         )
-    if kind == "sending":
+    elif kind == "sending":
         early = f"CASE WHEN {M}.state_rank <= 1 THEN excluded.%s ELSE {M}.%s END"
-        return (
+        sets = (
             ", ".join(f"{c} = {early % (c, c)}" for c in ("port", "port_number", "sim", "agent"))
             + f", state = CASE WHEN {M}.state_rank < 1 THEN excluded.state ELSE {M}.state END"
             + f", state_rank = {greatest}({M}.state_rank, 1), {keep}"
         )
-    if kind == "result":
-        return (
+    elif kind == "result":
+        sets = (
             "port = excluded.port, port_number = excluded.port_number, "
             f"sim = COALESCE(excluded.sim, {M}.sim), reason = excluded.reason, "
             "parts = excluded.parts, "
             f"state = CASE WHEN {M}.state_rank <= 2 THEN excluded.state ELSE {M}.state END, "
             f"state_rank = {greatest}({M}.state_rank, 2), {keep}"
         )
-    # report
+    else:  # report
+        sets = (
+            "report = excluded.report, report_reason = excluded.report_reason, "
+            "report_code = excluded.report_code, report_time = excluded.report_time, "
+            "smsc_time = excluded.smsc_time, state = excluded.state, state_rank = 3, "
+            f"port = COALESCE({M}.port, excluded.port), sim = COALESCE({M}.sim, excluded.sim), "
+            f"{keep}"
+        )
+    return f"ON CONFLICT (id) DO UPDATE SET {sets}"
+
+
+def _upsert(kind: str, dialect: Dialect) -> str:
+    """The statement that folds rows of one kind of event into the messages."""
+    arrays = dialect.name == "postgresql"
+    if kind == "inbound":
+        head = _insert(M, _IN_COLUMNS, _IN_FIXED, arrays)
+    else:
+        head = _insert(M, _OUT_COLUMNS, _OUT_FIXED, arrays)
+    return f"{head} {_on_conflict(kind, dialect.greatest)}"
+
+
+def _upsert_parts(dialect: Dialect) -> str:
+    head = _insert(schema.PARTS, _PART_COLUMNS, {}, dialect.name == "postgresql")
     return (
-        "report = excluded.report, report_reason = excluded.report_reason, "
-        "report_code = excluded.report_code, report_time = excluded.report_time, "
-        "smsc_time = excluded.smsc_time, state = excluded.state, state_rank = 3, "
-        f"port = COALESCE({M}.port, excluded.port), sim = COALESCE({M}.sim, excluded.sim), "
-        f"{keep}"
+        f"{head} ON CONFLICT (message_id, sequence) DO UPDATE SET "
+        "reference = excluded.reference, error = excluded.error, at = excluded.at"
     )
 
 
-_INSERT_IN = (
-    f"INSERT INTO {M} (id, direction, created, updated, number, number_key, text, user_name, "
-    "port, port_number, sim, state, state_rank, parts, smsc_time, smsc, complete) VALUES "
-    "(?, 'in', ?, ?, ?, ?, ?, '', ?, ?, ?, 'received', 3, ?, ?, ?, ?) "
-    "ON CONFLICT (id) DO NOTHING"
-)
 # New events come back: the ones seen before (by id) are left out of the fold.
 _INSERT_EVENTS = (
     f"INSERT INTO {schema.EVENTS} (event_id, message_id, at, step, port, detail) "
-    "VALUES {values} ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+    "VALUES {values} ON CONFLICT (message_id, event_id) DO NOTHING RETURNING event_id"
 )
 _EVENTS_PER_INSERT = 1000  # 6000 parameters: well inside SQLite's limit
+_EVENT_COLUMNS = (
+    ("event_id", "text"),
+    ("message_id", "text"),
+    ("at", "bigint"),
+    ("step", "text"),
+    ("port", "text"),
+    ("detail", "text"),
+)
 _INSERT_EVENTS_ARRAYS = (
-    f"INSERT INTO {schema.EVENTS} (event_id, message_id, at, step, port, detail) "
-    "SELECT * FROM unnest(?::text[], ?::text[], ?::bigint[], ?::text[], ?::text[], ?::text[]) "
-    "ON CONFLICT (event_id) DO NOTHING RETURNING event_id"
+    _insert(schema.EVENTS, _EVENT_COLUMNS, {}, arrays=True)
+    + " ON CONFLICT (message_id, event_id) DO NOTHING RETURNING event_id"
 )
 _WITHDRAW = f"DELETE FROM {M} WHERE id = ? AND direction = 'out' AND state_rank = 0"
-_UPSERT_PART = (
-    f"INSERT INTO {schema.PARTS} (message_id, sequence, reference, error, at) "
-    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id, sequence) DO UPDATE SET "
-    "reference = excluded.reference, error = excluded.error, at = excluded.at"
-)
 
 
 def _detail(values: dict[str, Any]) -> str | None:
@@ -197,14 +279,18 @@ def apply_batch(session: Session, events: Sequence[Envelope]) -> int:
     for event, row in items:
         if event.event_id not in fresh:
             continue
-        statement, params = _message_upsert(event, row[2], session.dialect.greatest)
-        upserts.setdefault(statement, []).append(params)
-        if event.type == "result" and isinstance(event.parts, list):
-            parts.extend((event.id, p.sequence, p.reference, p.error, row[2]) for p in event.parts)
-    for statement, params_list in upserts.items():
-        session.many(statement, params_list)
+        at = row[2]
+        kind = event.type
+        upserts.setdefault(kind, []).append(
+            _inbound(event, at) if kind == "inbound" else _outbound(event, at)
+        )
+        if kind == "result" and isinstance(event.parts, list):
+            parts.extend((event.id, p.sequence, p.reference, p.error, at) for p in event.parts)
+    dialect = session.dialect
+    for kind, kind_rows in upserts.items():
+        _write(session, _upsert(kind, dialect), kind_rows, key=lambda r: r[0])
     if parts:
-        session.many(_UPSERT_PART, parts)
+        _write(session, _upsert_parts(dialect), parts, key=lambda r: (r[0], r[1]))
     withdrawn = [(i,) for event in events if event.type == "withdrawn" for i in event.ids or []]
     if withdrawn:
         # Only what is still just `queued`: a message a port took was accepted after all.
@@ -213,15 +299,32 @@ def apply_batch(session: Session, events: Sequence[Envelope]) -> int:
     return len(fresh)
 
 
+def _write(session: Session, statement: str, rows: list[Row], key: Callable[[Row], Any]) -> None:
+    """Run an upsert for every row: on PostgreSQL one statement per round of rows with
+    distinct keys (one statement may not update a row twice), in their order."""
+    if session.dialect.name != "postgresql":
+        session.many(statement, rows)
+        return
+    rounds: list[list[Row]] = []
+    seen: dict[Any, int] = {}
+    for row in rows:
+        index = seen.get(key(row), 0)
+        seen[key(row)] = index + 1
+        if index == len(rounds):
+            rounds.append([])
+        rounds[index].append(row)
+    for batch in rounds:
+        session.execute(statement, (as_json(batch),))
+
+
 def _record_events(session: Session, rows: list[Row]) -> set[str]:
     """Insert the events' rows; the ids of those that were not there before."""
     fresh: set[str] = set()
     if session.dialect.name == "postgresql":
-        # One statement with six array parameters: psycopg need not parse a statement
-        # of thousands of placeholders, nor PostgreSQL plan one.
-        columns = [list(column) for column in zip(*rows, strict=True)] if rows else []
-        if columns:
-            fresh.update(r[0] for r in session.all(_INSERT_EVENTS_ARRAYS, columns))
+        # One statement with one parameter: psycopg need not parse a statement of
+        # thousands of placeholders, nor PostgreSQL plan one.
+        if rows:
+            fresh.update(r[0] for r in session.all(_INSERT_EVENTS_ARRAYS, (as_json(rows),)))
         return fresh
     for start in range(0, len(rows), _EVENTS_PER_INSERT):
         chunk = rows[start : start + _EVENTS_PER_INSERT]
@@ -263,12 +366,6 @@ def _event_row(event: Envelope) -> Row | None:
         detail = _detail({"agent": event.agent}) if kind == "sending" else None
         step = kind
     return (event.event_id, event.id, micros(event.time), step, event.port, detail)
-
-
-def _message_upsert(event: Envelope, at: int, greatest: str) -> tuple[str, Row]:
-    if event.type == "inbound":
-        return _INSERT_IN, _inbound(event, at)
-    return _INSERT_OUT + _on_conflict(event.type, greatest), _outbound(event, at)
 
 
 def _report_state(event: Envelope) -> str:

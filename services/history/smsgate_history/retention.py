@@ -33,8 +33,8 @@ def _prune_batch(session: Session, before: int) -> int:
         return len(ids)
     # What is left: events of messages pruned before them (a late report), if any.
     return session.execute(
-        f"DELETE FROM {schema.EVENTS} WHERE event_id IN "
-        f"(SELECT event_id FROM {schema.EVENTS} WHERE at < ? LIMIT {BATCH})",
+        f"DELETE FROM {schema.EVENTS} WHERE (message_id, event_id) IN "
+        f"(SELECT message_id, event_id FROM {schema.EVENTS} WHERE at < ? LIMIT {BATCH})",
         (before,),
     )
 

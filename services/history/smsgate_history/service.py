@@ -1,8 +1,9 @@
 """`smsgate history-store`: one durable consumer on SMS_EVENTS, folded into SQL.
 
-Events are fetched in batches; a batch is applied in one transaction and acked after its
-commit, so a crash between the two only means the batch is applied again, which changes
-nothing (each event is recorded once by its id). The durable consumer starts from the
+Events are pulled a window ahead (smsgate_history.pulling); a batch of those that came
+is applied in one transaction and each is acked after its commit, so a crash between the
+two only means the batch is applied again, which changes nothing (each event is recorded
+once by its id). The durable consumer starts from the
 first event the stream holds, so a new store, or one that was down, catches up by
 itself. `rebuild` wipes the tables and replays all that the stream still holds.
 """
@@ -18,7 +19,6 @@ from collections.abc import Sequence
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
@@ -28,10 +28,12 @@ from smsgate.history import schema
 from smsgate.history.database import Database, StoreError, redacted
 
 from smsgate_history import ingest, retention
+from smsgate_history.pulling import Puller
 
 log = logging.getLogger("smsgate.history")
 
-FETCH_TIMEOUT = 1.0
+FETCH_TIMEOUT = 1.0  # the longest a turn waits for events (prunes run between turns)
+WINDOW_BATCHES = 4  # events asked for or waiting, in batches: the next ones come while one folds
 ACK_WAIT = 30.0  # a store that died mid-batch: redelivered this soon
 RETRY_MAX = 10.0
 PRUNE_BATCHES = 25  # transactions of retention.BATCH rows per turn, between event batches
@@ -74,7 +76,7 @@ class HistoryStore:
     def __init__(self, config: Config, db: Database | None = None) -> None:
         self.config = config
         self.history = config.history
-        self.db = db or Database(config.history.url, name="history-store")
+        self.db = db or Database(config.history.url, name="history-store", writer=True)
         self.applied = 0  # events folded in since start
         self._last_prune = 0.0
         self._pruned_once = False
@@ -89,44 +91,31 @@ class HistoryStore:
         await bus.provision(js, self.config.nats)
         await self._until_ready(stop, rebuild=rebuild)
         await ensure_consumer(js, fresh=rebuild)
-        sub = await js.pull_subscribe_bind(subjects.HISTORY_CONSUMER, stream=subjects.EVENTS_STREAM)
+        puller = Puller(
+            nc,
+            subjects.EVENTS_STREAM,
+            subjects.HISTORY_CONSUMER,
+            window=self.history.batch * WINDOW_BATCHES,
+        )
+        await puller.start()
         log.info("history store: %s, from SMS_EVENTS", redacted(self.history.url))
-        # The next batch is fetched while this one is folded: NATS and the database work
-        # at the same time.
-        fetching = asyncio.create_task(self._fetch(sub))
+        # Events go on arriving while a batch is folded: NATS and the database work at
+        # the same time.
         stopping = asyncio.create_task(stop.wait())
+        stopping.add_done_callback(lambda _: puller.wake())
         try:
             while not stop.is_set():
                 await self._prune_when_due()
-                await asyncio.wait([fetching, stopping], return_when=asyncio.FIRST_COMPLETED)
-                if stop.is_set():
-                    break
-                msgs = fetching.result()
-                fetching = asyncio.create_task(self._fetch(sub))
-                if msgs:
+                msgs = await puller.take(self.history.batch, wait=FETCH_TIMEOUT)
+                if msgs and not stop.is_set():
                     await self._fold(msgs, nc, stop)
+                elif msgs:
+                    for msg in msgs:  # not folded: back at once
+                        with contextlib.suppress(Exception):
+                            await msg.nak()
         finally:
             stopping.cancel()
-            await self._give_back(fetching)
-            with contextlib.suppress(Exception):
-                await sub.unsubscribe()
-
-    async def _fetch(self, sub: JetStreamContext.PullSubscription) -> list[Msg]:
-        try:
-            return await sub.fetch(self.history.batch, timeout=FETCH_TIMEOUT)
-        except (NatsTimeoutError, TimeoutError):
-            return []
-
-    async def _give_back(self, fetching: asyncio.Task[list[Msg]]) -> None:
-        """A batch fetched ahead goes back at once (not after ack_wait) when the store stops."""
-        try:
-            msgs = await asyncio.wait_for(asyncio.shield(fetching), FETCH_TIMEOUT * 2)
-        except Exception:
-            fetching.cancel()
-            return
-        for msg in msgs:
-            with contextlib.suppress(Exception):
-                await msg.nak()
+            await puller.stop()
 
     async def _until_ready(self, stop: asyncio.Event, *, rebuild: bool) -> None:
         delay = 0.5

@@ -9,7 +9,9 @@ Where things live:
   `liveness` says whether a claim another agent holds may be decided here (its lease);
   `backlog` keeps what the bus cannot take yet in the `spool` on this host's disk;
   `sending.Sender` puts the parts on the modem (AT+CMGS); `shared_jobs` fetches jobs of
-  `sms.send.any` for idle ports, `agent` the pinned ones.
+  `sms.send.any` for idle ports, `pinned_jobs` the ones pinned to its ports into their
+  queues, from the agent's one consumer that `consumers` keeps in line with its ports;
+  `pulls` is the pull request both fetchers publish.
 - Receiving: `inbox.Inbox` reads what the modem announced or stored, one at a time;
   `receiving.Receiving` keeps the parts of long SMS across restarts (`reassembly` joins
   them) and publishes each SMS once it is durable.

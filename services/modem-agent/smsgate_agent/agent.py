@@ -1,37 +1,40 @@
 """The modem agent: this host's ports joined to the farm over NATS.
 
-Each idle, healthy port takes work: first its own pinned subject, then `sms.send.any`,
-pulled for exactly the ports that are idle (work.py), so a busy port never holds a job.
+Each idle, healthy port takes work: first the jobs pinned to it (its queue, filled from
+the agent's one consumer: pinned_jobs.py), then `sms.send.any`, pulled for exactly the
+ports that are idle (shared_jobs.py), so a busy port never holds a shared job.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import functools
 import logging
 import time
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyNotFoundError, NotFoundError
+from nats.js.errors import KeyNotFoundError, NotFoundError, ServiceUnavailableError
 from smsgate import bus, contracts, gc_tuning, metrics, subjects
 from smsgate.acks import AckPublisher
+from smsgate.backoff import Backoff
 from smsgate.config import Config
 
-from smsgate_agent import discovery
+from smsgate_agent import consumers, discovery
 from smsgate_agent.backlog import Backlog
 from smsgate_agent.delivery_reports import ledger_settings
 from smsgate_agent.ledger import KvStore, Ledger
 from smsgate_agent.liveness import Lease
 from smsgate_agent.metrics import render_ports
 from smsgate_agent.modem import open_device
+from smsgate_agent.pinned_jobs import PinnedWork
 from smsgate_agent.port import PortWorker, spool_path
 from smsgate_agent.publisher import Publisher
 from smsgate_agent.receiving import inbound_part_keys
@@ -40,10 +43,6 @@ from smsgate_agent.spool import Spool
 
 log = logging.getLogger("smsgate.agent")
 
-# Seconds a port's pull for its own jobs lingers on the server: a pull outlives the jobs
-# the port sends meanwhile, so a long one costs fewer requests per message.
-PINNED_POLL = 30.0
-SWEEP_EVERY = 5.0  # how often a port that cannot send checks its pinned jobs' age
 STATE_FLUSH = 0.5  # seconds: how stale a port's busy/ready in the KV may be
 
 
@@ -53,6 +52,7 @@ class Agent:
         garbage collector once the ports are up (see smsgate.gc_tuning)."""
         if not config.agent.name:
             raise ValueError("agent.name is required")
+        subjects.send_agent_consumer(config.agent.name)  # a name JetStream takes, or a clear error
         self.config = config
         self.name = config.agent.name
         self.settle_heap = settle_heap
@@ -66,6 +66,7 @@ class Agent:
         # the way back to this host may lag the way out, or be dead without a word).
         self._heard_at = -float("inf")
         self._deaf = False  # the last lease renewal failed
+        self._pinned: PinnedWork | None = None
 
     def metrics_text(self) -> str:
         """This agent's metrics in the Prometheus text format."""
@@ -80,7 +81,7 @@ class Agent:
             return
         self.nc = nc
         self.js = js = nc.jetstream()
-        buckets = await bus.provision(js, self.config.nats)
+        buckets = await until_answered(lambda: bus.provision(js, self.config.nats), "streams")
         acks = AckPublisher(nc)
         await acks.start()
         publisher = Publisher(
@@ -118,7 +119,8 @@ class Agent:
                 device=functools.partial(claims.device_of, port.name),
                 ledger=ledger,
             )
-            if await self._claim(worker, publisher):
+            claim = functools.partial(self._claim, worker, publisher)
+            if await until_answered(claim, worker.name):
                 self.workers.append(worker)
         background: list[asyncio.Task[Any]] = []
         senders: list[asyncio.Task[None]] = []
@@ -126,7 +128,10 @@ class Agent:
         def spawn(coro: Coroutine[Any, Any, None]) -> None:
             background.append(asyncio.create_task(coro))
 
-        await self._ensure_consumer(js, subjects.SEND_ANY_CONSUMER, subjects.SEND_ANY)
+        await until_answered(
+            lambda: self._ensure_consumer(js, subjects.SEND_ANY_CONSUMER, subjects.SEND_ANY),
+            subjects.SEND_ANY_CONSUMER,
+        )
         shared = SharedWork(
             nc,
             subjects.SEND_STREAM,
@@ -135,19 +140,18 @@ class Agent:
             self.stopping,
             hearing=self.hearing,
         )
-        part_keys = await inbound_part_keys(publisher.buckets.inbound_parts)
+        # One consumer for the jobs pinned to every port here (consumers.py).
+        pinned = await self._pinned_work(nc, js)
+        part_keys = await until_answered(
+            lambda: inbound_part_keys(publisher.buckets.inbound_parts), "inbound parts"
+        )
         for worker in self.workers:
             await worker.restore_parts(part_keys)
-            pinned = await js.pull_subscribe(
-                subjects.send_port(worker.name),
-                durable=subjects.send_port_consumer(worker.name),
-                stream=subjects.SEND_STREAM,
-                config=self._consumer_config(),
-            )
             spawn(worker.modem.run())
-            spawn(self._pinned_loop(worker, pinned))
             await self._serve_control(nc, worker)
             senders.append(asyncio.create_task(worker.run(self.stopping)))
+        if pinned is not None:
+            spawn(pinned.run())
         spawn(shared.run())
         spawn(self._heartbeat_loop(publisher))
         spawn(self._sweep_loop(ledger))
@@ -179,15 +183,6 @@ class Agent:
         backlog.spool.close()
         await bus.close(nc)
 
-    def _consumer_config(self) -> ConsumerConfig:
-        return ConsumerConfig(
-            ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL,
-            ack_wait=self.config.agent.ack_wait,
-            max_deliver=-1,
-            max_ack_pending=-1,
-        )
-
     async def _claim(self, worker: PortWorker, publisher: Publisher) -> bool:
         """Refuse a port name that a live port on another agent holds."""
         try:
@@ -218,67 +213,33 @@ class Agent:
         try:
             await js.consumer_info(subjects.SEND_STREAM, durable)
         except NotFoundError:
-            config = self._consumer_config()
-            config.durable_name = durable
-            config.filter_subject = subject
+            config = consumers.consumer_config(
+                durable, [subject], ack_wait=self.config.agent.ack_wait
+            )
             await js.add_consumer(subjects.SEND_STREAM, config)
 
-    async def _pinned_loop(
-        self, worker: PortWorker, sub: JetStreamContext.PullSubscription
-    ) -> None:
-        """Pull the port's own jobs while it is idle; fail them if it stays unavailable."""
-        while not self.stopping.is_set():
-            if not self.hearing():
-                with contextlib.suppress(TimeoutError):  # no jobs before the server answers
-                    async with asyncio.timeout(min(1.0, self.config.agent.heartbeat)):
-                        await self.stopping.wait()
-                continue
-            if not worker.idle.is_set():
-                if worker.status() in (
-                    contracts.PortStatus.DOWN,
-                    contracts.PortStatus.DISABLED,
-                    contracts.PortStatus.PARKED,
-                ):
-                    await self._expire_pinned(worker, sub)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(SWEEP_EVERY):
-                        await worker.idle.wait()
-                continue
-            try:
-                msgs = await sub.fetch(1, timeout=PINNED_POLL)
-            except TimeoutError:
-                continue
-            except Exception as exc:
-                log.warning("fetch for %s failed: %s", worker.name, exc)
-                await asyncio.sleep(1.0)
-                continue
-            for msg in msgs:
-                if not worker.idle.is_set() or worker.inbox:
-                    # Shared work reached the port while this fetch was out: a second job in
-                    # its inbox would never be taken (a port takes work only when it is empty).
-                    await msg.nak()
-                    continue
-                worker.offer(msg, pinned=True)
-
-    async def _expire_pinned(
-        self, worker: PortWorker, sub: JetStreamContext.PullSubscription
-    ) -> None:
-        try:
-            msgs = await sub.fetch(50, timeout=0.2)
-        except Exception:
-            return
-        now = contracts.utcnow()
-        for msg in msgs:
-            try:
-                job = contracts.decode(msg.data, contracts.SendJob)
-            except msgspec.MsgspecError as exc:
-                await worker.publisher.dead_letter(msg.subject, f"malformed job: {exc}", msg.data)
-                await msg.term()
-                continue
-            if now - job.created >= dt.timedelta(seconds=job.port_wait):
-                await worker.fail_unavailable(msg, job)
-            else:
-                await msg.nak(delay=SWEEP_EVERY)
+    async def _pinned_work(self, nc: Client, js: JetStreamContext) -> PinnedWork | None:
+        """The agent's consumer made to filter its ports' subjects, and its fetcher."""
+        ports = [worker.name for worker in self.workers]
+        ack_wait = self.config.agent.ack_wait
+        name = await until_answered(
+            lambda: consumers.reconcile(nc, js, self.name, ports, ack_wait=ack_wait),
+            "the pinned jobs' consumer",
+        )
+        if name is None:
+            return None
+        self._pinned = pinned = PinnedWork(
+            nc,
+            subjects.SEND_STREAM,
+            name,
+            {worker.name: worker for worker in self.workers},
+            self.stopping,
+            ack_wait=ack_wait,
+            hearing=self.hearing,
+        )
+        for worker in self.workers:
+            worker.on_pinned_taken = pinned.taken
+        return pinned
 
     # --- control and heartbeat ----------------------------------------------------------
 
@@ -358,6 +319,21 @@ class Agent:
                     async with asyncio.timeout(1.0):
                         await stop.wait()
 
+    async def _remake_pinned_consumer(self) -> None:
+        """The pinned jobs' consumer, found gone (deleted by hand, the server's state
+        lost), made again once the server answers; never taken from another agent."""
+        pinned = self._pinned
+        if pinned is None or not pinned.lost or self.js is None or not self.hearing():
+            return
+        ports = [worker.name for worker in self.workers]
+        try:
+            await consumers.ensure(
+                self.js, pinned.consumer, ports, ack_wait=self.config.agent.ack_wait
+            )
+            pinned.lost = False
+        except Exception as exc:
+            log.warning("making consumer %s again failed: %s", pinned.consumer, exc)
+
     async def _count_pinned(self) -> None:
         """Each port's pinned jobs in the stream, from one stream info for the whole farm."""
         if self.js is None:
@@ -385,6 +361,7 @@ class Agent:
             if loop.time() >= next_beat:
                 next_beat = loop.time() + beat
                 await self._renew(publisher)
+                await self._remake_pinned_consumer()
                 await self._count_pinned()
                 for worker in self.workers:
                     try:
@@ -413,6 +390,25 @@ class Agent:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.config.agent.report_sweep):
                     await self.stopping.wait()
+
+
+T = TypeVar("T")
+# The server did not answer in time: a cluster busy with many agents starting at once.
+UNANSWERED = (NatsTimeoutError, NoRespondersError, ServiceUnavailableError)
+
+
+async def until_answered(step: Callable[[], Awaitable[T]], what: str) -> T:
+    """A start-up step against the JetStream API, tried again while the server does not
+    answer in time (twenty agents of 500 ports starting at once keep a 3-node cluster
+    busy for longer than an API timeout); any other error is the caller's."""
+    backoff = Backoff(1.0, 10.0)
+    while True:
+        try:
+            return await step()
+        except UNANSWERED as exc:
+            reason = str(exc) or type(exc).__name__
+            log.warning("start-up, %s: the server did not answer (%s); trying again", what, reason)
+            await backoff.sleep()
 
 
 async def run_agent(config: Config, stop: asyncio.Event, *, settle_heap: bool = False) -> None:

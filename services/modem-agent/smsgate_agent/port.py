@@ -117,6 +117,10 @@ class PortWorker:
             clock=clock,
         )
         self.inbox: deque[tuple[Msg, bool]] = deque()  # (job, pinned): one at a time
+        # Jobs pinned to this port, fetched while it was busy: sent first, in order
+        # (pinned_jobs.py fills it, and calls `on_pinned_taken` when one is taken).
+        self.pinned: deque[Msg] = deque()
+        self.on_pinned_taken: Callable[[PortWorker], None] = lambda port: None
         # Jobs pinned to this port still in the stream (waiting, or in hand), as the agent
         # last counted them: a backlog a drained or parked port holds shows in its queue.
         self.pinned_backlog = 0
@@ -159,7 +163,7 @@ class PortWorker:
         return contracts.PortStatus.READY
 
     def can_take(self) -> bool:
-        return not self.inbox and self.status() == contracts.PortStatus.READY
+        return not self.inbox and not self.pinned and self.status() == contracts.PortStatus.READY
 
     def state(self) -> contracts.PortState:
         info: ModemInfo = self.modem.info
@@ -231,6 +235,12 @@ class PortWorker:
                     self._set_idle(False)
                     await self._pause(1.0)
                     continue
+                if self.pinned:
+                    self._set_idle(False)
+                    job = self.pinned.popleft()
+                    self.on_pinned_taken(self)
+                    await self.handle(job, pinned=True)
+                    continue
                 self._set_idle(True)
                 await self._pause(None)
                 continue
@@ -238,10 +248,12 @@ class PortWorker:
             msg, pinned = self.inbox.popleft()
             await self.handle(msg, pinned=pinned)
         self._set_idle(False)
-        # Jobs handed to us but not started go back at once for another port.
+        # Jobs handed to us but not started go back at once for another port (or run).
         while self.inbox:
             msg, _ = self.inbox.popleft()
             await msg.nak()
+        while self.pinned:
+            await self.pinned.popleft().nak()
 
     def offer(self, msg: Msg, *, pinned: bool) -> None:
         """Hand this idle port a job (the agent's fetchers call this)."""
@@ -278,8 +290,7 @@ class PortWorker:
         try:
             job = contracts.decode(msg.data, contracts.SendJob)
         except msgspec.MsgspecError as exc:
-            await self.publisher.dead_letter(msg.subject, f"malformed job: {exc}", msg.data)
-            await msg.term()
+            await self.dead_letter(msg, f"malformed job: {exc}")
             return
         if not await self.send_path.admit(msg, job):
             return
@@ -356,6 +367,11 @@ class PortWorker:
             task = loop.create_task(step)
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+
+    async def dead_letter(self, msg: Msg, reason: str) -> None:
+        """A job no port can ever read: kept in the dead letters, never handed out again."""
+        await self.publisher.dead_letter(msg.subject, reason, msg.data)
+        await msg.term()
 
     async def fail_unavailable(self, msg: Msg, job: contracts.SendJob) -> None:
         await self.finish(msg, job, contracts.SendStatus.FAILED, "port unavailable", [])
