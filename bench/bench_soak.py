@@ -439,6 +439,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=5.0, help="minutes before growth counts")
     parser.add_argument("--drain", type=float, default=300.0, help="seconds to wait at the end")
     args = parser.parse_args(argv)
+    if args.minutes < args.warmup + 1:  # samples are a minute apart
+        parser.error("--minutes must be at least --warmup + 1")
     before = note_load("soak")
     with workdir("soak") as directory:
         minutes, ledger, farm = uvloop.run(soak(directory, args))
