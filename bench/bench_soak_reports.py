@@ -37,7 +37,7 @@ from smsgate.embedded import EmbeddedNats
 from smsgate_sim.simulator import Simulator
 
 from bench.bench_farm import wait_ready
-from bench.common import PYTHON, Proc, cpu_seconds, note_load, rss_bytes, spawn, table, workdir
+from bench.common import PYTHON, Proc, Use, every, note_load, paced, slope, spawn, table, workdir
 
 
 @dataclass(frozen=True)
@@ -45,8 +45,7 @@ class Sample:
     elapsed: float  # seconds since the load began
     results: int  # send results so far
     reports: int  # report events so far
-    rss: int  # agent resident memory, bytes
-    cpu: float  # agent CPU seconds (user + system) so far
+    agent: Use  # the agent's memory, fds and CPU so far
 
 
 @dataclass
@@ -74,66 +73,24 @@ def agent_config(directory: Path, nats_url: str, devices: dict[str, str]) -> Pat
     return path
 
 
-def slope(xs: list[float], ys: list[float]) -> float:
-    """Least-squares slope of ys over xs (NaN with fewer than two distinct xs)."""
-    n = len(xs)
-    mean_x, mean_y = sum(xs) / n, sum(ys) / n
-    spread = sum((x - mean_x) ** 2 for x in xs)
-    if n < 2 or spread == 0:
-        return float("nan")
-    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
-
-
-async def feed(nc: Client, rate: float, seconds: float, counts: Counts) -> int:
-    """Publish `rate` jobs a second for `seconds`, in ticks of 0.25 s; returns how many."""
+async def feed(nc: Client, rate: float, seconds: float) -> int:
+    """Publish `rate` jobs a second for `seconds`; returns how many."""
     js = nc.jetstream()
-    tick, sent = 0.25, 0
-    start = time.monotonic()
-    while (elapsed := time.monotonic() - start) < seconds:
-        due = int(rate * (elapsed + tick)) - sent
-        pending = []
-        for _ in range(due):
-            job = contracts.SendJob(
-                id=os.urandom(16).hex(),
-                to=f"+1555030{sent % 10000:04d}",
-                text=f"soak {sent}",
-                status_report=True,
-                created=contracts.utcnow(),
-            )
-            pending.append(
-                await js.publish_async(
-                    subjects.SEND_ANY, contracts.encode(job), headers={"Nats-Msg-Id": job.id}
-                )
-            )
-            sent += 1
-        await asyncio.gather(*pending)
-        await asyncio.sleep(max(0.0, start + elapsed + tick - time.monotonic()))
-    return sent
 
+    async def publish(index: int) -> None:
+        job = contracts.SendJob(
+            id=os.urandom(16).hex(),
+            to=f"+1555030{index % 10000:04d}",
+            text=f"soak {index}",
+            status_report=True,
+            created=contracts.utcnow(),
+        )
+        ack = await js.publish_async(
+            subjects.SEND_ANY, contracts.encode(job), headers={"Nats-Msg-Id": job.id}
+        )
+        await ack
 
-async def sample_memory(
-    agent: Proc, counts: Counts, every: float, stop: asyncio.Event, out: list[Sample]
-) -> None:
-    start = time.monotonic()
-    while not stop.is_set():
-        agent.alive()
-        pid = agent.popen.pid
-        sample = Sample(
-            time.monotonic() - start,
-            counts.results,
-            counts.reports,
-            rss_bytes(pid),
-            cpu_seconds(pid),
-        )
-        out.append(sample)
-        print(
-            f"  {sample.elapsed:7.0f} s  results {sample.results:7d}  reports "
-            f"{sample.reports:7d}  RSS {sample.rss / 2**20:7.1f} MiB",
-            flush=True,
-        )
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(every):
-                await stop.wait()
+    return await paced(rate, seconds, publish)
 
 
 async def soak(args: argparse.Namespace, directory: Path) -> list[Sample]:
@@ -164,9 +121,24 @@ async def soak(args: argparse.Namespace, directory: Path) -> list[Sample]:
         counts = Counts()
         await nc.subscribe(subjects.EVENTS_WILDCARD, cb=counts.on_event)
         samples: list[Sample] = []
+        start = time.monotonic()
+        running = agent
+
+        async def sample() -> None:
+            running.alive()
+            taken = Sample(
+                time.monotonic() - start, counts.results, counts.reports, Use.of(running.popen.pid)
+            )
+            samples.append(taken)
+            print(
+                f"  {taken.elapsed:7.0f} s  results {taken.results:7d}  reports "
+                f"{taken.reports:7d}  RSS {taken.agent.rss / 2**20:7.1f} MiB",
+                flush=True,
+            )
+
         stop = asyncio.Event()
-        sampler = asyncio.create_task(sample_memory(agent, counts, args.sample, stop, samples))
-        sent = await feed(nc, args.rate, args.minutes * 60, counts)
+        sampler = asyncio.create_task(every(args.sample, stop, sample))
+        sent = await feed(nc, args.rate, args.minutes * 60)
         await asyncio.sleep(2.0)  # the last reports
         stop.set()
         await sampler
@@ -186,16 +158,16 @@ def summary(samples: list[Sample], warmup: float) -> str:
     kept = [s for s in samples if s.elapsed >= warmup]
     if len(kept) < 2:
         return "too few samples after the warm-up"
-    per_message = slope([float(s.results) for s in kept], [s.rss / 1024 for s in kept])
-    per_minute = slope([s.elapsed / 60 for s in kept], [s.rss / 1024 for s in kept])
+    per_message = slope([float(s.results) for s in kept], [s.agent.rss / 1024 for s in kept])
+    per_minute = slope([s.elapsed / 60 for s in kept], [s.agent.rss / 1024 for s in kept])
     first, last = kept[0], kept[-1]
-    cpu = (last.cpu - first.cpu) / max(last.results - first.results, 1)
+    cpu = (last.agent.cpu - first.agent.cpu) / max(last.results - first.results, 1)
     rows = [
         [
             f"{last.elapsed - first.elapsed:.0f}",
             last.results - first.results,
             last.reports - first.reports,
-            f"{first.rss / 2**20:.1f} → {last.rss / 2**20:.1f}",
+            f"{first.agent.rss / 2**20:.1f} → {last.agent.rss / 2**20:.1f}",
             f"{per_message:.3f}",
             f"{per_minute:.1f}",
             f"{cpu * 1e6:.0f}",

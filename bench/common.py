@@ -7,6 +7,7 @@ reference run in the same invocation, because the machine is shared and noisy.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.metadata
 import os
@@ -20,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -161,6 +162,63 @@ def rss_bytes(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def open_fds(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+@dataclass(frozen=True)
+class Use:
+    """What a process holds at one moment: resident memory, open files, CPU so far."""
+
+    rss: int  # bytes
+    fds: int
+    cpu: float  # user + system seconds
+
+    @classmethod
+    def of(cls, pid: int) -> Use:
+        return cls(rss_bytes(pid), open_fds(pid), cpu_seconds(pid))
+
+
+def slope(xs: Sequence[float], ys: Sequence[float]) -> float:
+    """Least-squares slope of ys over xs (NaN with fewer than two distinct xs)."""
+    n = len(xs)
+    if n < 2:
+        return float("nan")
+    mean_x, mean_y = sum(xs) / n, sum(ys) / n
+    spread = sum((x - mean_x) ** 2 for x in xs)
+    if spread == 0:
+        return float("nan")
+    return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
+
+
+async def paced(rate: float, seconds: float, one: Callable[[int], Awaitable[object]]) -> int:
+    """Call `one(0)`, `one(1)`, … `rate` times a second for `seconds`; returns how many.
+
+    Calls go out in ticks of 0.25 s, each tick's together; a slow tick is caught up in
+    the next, so the average rate holds.
+    """
+    tick, started = 0.25, 0
+    start = time.monotonic()
+    while (elapsed := time.monotonic() - start) < seconds:
+        due = int(rate * min(elapsed + tick, seconds)) - started
+        await asyncio.gather(*(one(started + i) for i in range(due)))
+        started += max(due, 0)
+        await asyncio.sleep(max(0.0, start + elapsed + tick - time.monotonic()))
+    return started
+
+
+async def every(seconds: float, stop: asyncio.Event, action: Callable[[], Awaitable[None]]) -> None:
+    """Run `action` now and at each multiple of `seconds` from now, until `stop` is set."""
+    start = time.monotonic()
+    beats = 0
+    while not stop.is_set():
+        await action()
+        beats += 1
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, start + beats * seconds - time.monotonic())):
+                await stop.wait()
 
 
 # --- wrk -----------------------------------------------------------------------------------

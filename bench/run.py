@@ -14,6 +14,7 @@ BENCHMARKS = {
     "history": "bench_history",  # 7 (the message history at 1,000,000 messages)
     "front": "bench_front",  # 1 as deployed: Kannel run.sh, smsgate api, smsgate dev, interleaved
     "scale": "bench_scale",  # 8: 3-node cluster, replicas = 3, many TCP modems and agents
+    "soak": "bench_soak",  # 9: the whole farm for 30 minutes at half its capacity
 }
 
 

@@ -541,6 +541,20 @@ async def test_multipart_uses_cmms_and_rotates_concat_reference() -> None:
         assert int(refs[2], 16) == (int(refs[0], 16) + 1) % 256  # next message to the same number
 
 
+async def test_one_part_messages_take_no_concat_reference() -> None:
+    # The soak (bench/bench_soak.py) saw the agent's memory grow with every new recipient
+    # of a one-part message: each took a slot among the remembered recipients, which only
+    # long messages need (a one-part PDU has no concatenation header).
+    async with running() as h:
+        await up(h)
+        for index in range(3):
+            await h.modem.send(f"+49301234560{index}", "short", status_report=False)
+        assert not any("050003" in pdu for pdu in h.script.pdus)
+        assert len(h.modem.sender.concat) == 0
+        await h.modem.send("+4930123456", "c" * 200, status_report=False)
+        assert len(h.modem.sender.concat) == 1
+
+
 async def test_no_prompt_escapes_and_sends_nothing() -> None:
     script = Scripted(prompt=b"")
     async with running(script) as h:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from smsgate.backoff import Backoff
 from smsgate.config import AgentPort
 from smsgate.contracts import PartResult
-from smsgate.pdu import Alphabet, PduError, encode_submit
+from smsgate.pdu import Alphabet, PduError, SubmitPart, encode_submit
 
 from smsgate_agent import text_sms
 from smsgate_agent.at_channel import AtClosed, AtError, NoPrompt, SendInterrupted, SendTimeout
@@ -68,7 +68,7 @@ class Sender:
         self._rng = rng
         self._send_lock = asyncio.Lock()
         self._cmms_supported = True
-        self._concat = ConcatReferences(rng)
+        self.concat = ConcatReferences(rng)  # per recipient of long messages
 
     async def send(
         self,
@@ -92,23 +92,10 @@ class Sender:
         async with self._send_lock:
             text_mode = self.setup.text_mode
             try:
-                reference = self._concat.take(to)
-                parts = encode_submit(
-                    to,
-                    text,
-                    smsc=None if text_mode else self.port.smsc,
-                    status_report=status_report,
-                    concat_reference=reference,
-                )
-                if text_mode and any(text_sms.ambiguous(p) for p in parts):
-                    # As hex user data this GSM 7-bit part would lose a trailing '@'.
-                    parts = encode_submit(
-                        to,
-                        text,
-                        status_report=status_report,
-                        concat_reference=reference,
-                        alphabet=Alphabet.UCS2,
-                    )
+                parts = self._encode(to, text, status_report, text_mode, 0)
+                if len(parts) > 1:  # only a long message carries a concatenation reference
+                    reference = self.concat.take(to)
+                    parts = self._encode(to, text, status_report, text_mode, reference)
             except PduError as exc:
                 return SendOutcome(False, [], f"cannot encode: {exc}")
             if len(parts) > 1:
@@ -131,6 +118,27 @@ class Sender:
                         failure, parts=results, temporary=failure.temporary and not sent_any
                     )
             return SendOutcome(True, results)
+
+    def _encode(
+        self, to: str, text: str, status_report: bool, text_mode: bool, reference: int
+    ) -> list[SubmitPart]:
+        parts = encode_submit(
+            to,
+            text,
+            smsc=None if text_mode else self.port.smsc,
+            status_report=status_report,
+            concat_reference=reference,
+        )
+        if text_mode and any(text_sms.ambiguous(p) for p in parts):
+            # As hex user data this GSM 7-bit part would lose a trailing '@'.
+            parts = encode_submit(
+                to,
+                text,
+                status_report=status_report,
+                concat_reference=reference,
+                alphabet=Alphabet.UCS2,
+            )
+        return parts
 
     async def _keep_link(self) -> None:
         # AT+CMMS=2 keeps the radio link up between parts; a modem without it just sends

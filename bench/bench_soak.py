@@ -1,0 +1,455 @@
+"""Soak: the whole farm for 30 minutes at half its capacity, sampled every minute.
+
+Every service runs as its command line runs it, from one config file: `nats-server`
+(JetStream, file storage), `smsgate sim` (P virtual modems on ptys, part time L),
+`smsgate agent` (those P ports), `smsgate api`, `smsgate callback` (the gateway-style
+GET to a receiver in this process) and `smsgate history-store` (SQLite, the default).
+The farm's capacity is P / L parts a second; this process sends `--load` (½) of it as
+one-part messages through `GET /sendsms` with delivery reports requested, and injects
+inbound SMS through the simulator's control interface at the same time.
+
+Every minute: each process's resident memory, open fds and CPU, the size (messages,
+bytes) of every stream and KV bucket, and the callbacks so far. At the end, once the
+last results and reports are in: every accepted message has exactly one send result and
+exactly one report at the receiver, and every inbound SMS reached it. Target: each
+process's RSS grows < 5 % from minute 5 to the end of the load.
+
+    scripts/bench soak [--minutes 30] [--ports 16] [--part-time 1.0] [--inbound-rate 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import contextlib
+import sqlite3
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import uvloop
+from nats.aio.client import Client
+from smsgate import bus
+from smsgate.config import NatsConfig
+from smsgate.embedded import nats_server_binary
+from smsgate.history.schema import MESSAGES
+from smsgate_api.auth import hash_password
+
+from bench.bench_farm import wait_ready
+from bench.common import (
+    Proc,
+    Use,
+    command_line,
+    every,
+    free_port,
+    load_average,
+    note_load,
+    paced,
+    processes,
+    slope,
+    smsgate_argv,
+    spawn,
+    table,
+    verdict,
+    wait_port,
+    workdir,
+    write_section,
+    write_toml,
+)
+from bench.receiver import Receiver
+
+USER, PASSWORD = "soak", "soakpass"
+SERVICES = ("agent", "api", "callback", "history-store")
+RESULT, REPORT, INBOUND = "SMS-Status-Result", "SMS-Status-Report", ""
+GROWTH_TARGET = 0.05
+
+
+@dataclass
+class Farm:
+    procs: dict[str, Proc]
+    api: str  # base URL
+    sim: str  # the simulator's control URL
+    nats_url: str
+    ports: list[str]
+    history: Path
+
+
+@dataclass
+class Ledger:
+    """What was sent and injected, and what the callback receiver got, by key."""
+
+    accepted: set[str] = field(default_factory=set)
+    refused: collections.Counter[str] = field(default_factory=collections.Counter)
+    injected: set[str] = field(default_factory=set)
+    # (type, id or inbound text) -> how many callbacks; the status of each
+    callbacks: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+    statuses: collections.Counter[tuple[str, str]] = field(default_factory=collections.Counter)
+
+    def on_callback(self, _arrived: float, target: bytes) -> None:
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(target.decode()).query)
+        kind = query.get("type", [""])[0]
+        key = query.get("message", [""])[0] if kind == INBOUND else query.get("id", [""])[0]
+        self.callbacks[kind, key] += 1
+        self.statuses[kind, query.get("status", [""])[0]] += 1
+
+    def count(self, kind: str) -> int:
+        return sum(n for (k, _), n in self.callbacks.items() if k == kind)
+
+    def settled(self) -> bool:
+        return all(
+            self.count(kind) >= len(expected)
+            for kind, expected in (
+                (RESULT, self.accepted),
+                (REPORT, self.accepted),
+                (INBOUND, self.injected),
+            )
+        )
+
+    def books(self, kind: str, expected: set[str]) -> dict[str, int]:
+        """Lost (no callback), duplicated (more than one) and unknown (never sent) keys."""
+        got = {key: n for (k, key), n in self.callbacks.items() if k == kind}
+        return {
+            "expected": len(expected),
+            "received": sum(got.values()),
+            "lost": len(expected - got.keys()),
+            "duplicated": sum(1 for key in expected if got.get(key, 0) > 1),
+            "unknown": len(got.keys() - expected),
+        }
+
+
+@dataclass(frozen=True)
+class Minute:
+    elapsed: float  # seconds since the load began
+    load: str
+    accepted: int
+    results: int
+    reports: int
+    inbound: int
+    use: dict[str, Use]  # process -> use
+    streams: dict[str, tuple[int, int]]  # stream or bucket -> (messages, bytes)
+
+
+def farm_config(directory: Path, args: argparse.Namespace, nats_url: str) -> dict[str, object]:
+    """One file for every service, as on a single host."""
+    devices = directory / "dev"
+    names = [f"lte-{index}" for index in range(1, args.ports + 1)]
+    return {
+        "nats": {"url": nats_url},
+        "sim": {
+            "ports": args.ports,
+            "part_time": args.part_time,
+            "control": f"127.0.0.1:{free_port()}",
+            "device_dir": str(devices),
+            "sent_log": 16,  # parts kept per modem for its control interface; not read here
+        },
+        "agent": {
+            "name": "soak",
+            "ports": [{"name": name, "device": str(devices / name)} for name in names],
+            "policy": {"min_interval": 0.0, "jitter": 0.0},  # virtual SIMs: no pacing
+        },
+        "api": {
+            "listen": f"127.0.0.1:{free_port()}",
+            "users": [{"name": USER, "password": hash_password(PASSWORD)}],
+        },
+        "callback": {"url": f"http://127.0.0.1:{args.receiver_port}/sms"},
+        "history": {"url": f"sqlite:///{directory / 'history.db'}"},
+    }
+
+
+async def start_farm(directory: Path, args: argparse.Namespace, procs: list[Proc]) -> Farm:
+    nats_port = free_port()
+    store = directory / "nats"
+    nats = spawn(
+        "nats-server",
+        [nats_server_binary(), "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(nats_port)],
+        directory,
+    )
+    procs.append(nats)
+    wait_port(nats_port)
+    nats.alive()  # the port might have been someone else's
+    nats_url = f"nats://127.0.0.1:{nats_port}"
+    config = farm_config(directory, args, nats_url)
+    path = write_toml(directory / "smsgate.toml", config)
+    by_name = {"nats-server": nats}
+    for name in ("sim", *SERVICES):
+        by_name[name] = spawn(name, smsgate_argv(name, "-c", str(path)), directory)
+        procs.append(by_name[name])
+        if name == "sim":
+            wait_port(int(str(config["sim"]["control"]).rsplit(":", 1)[1]), 60)  # type: ignore[index]
+    api_listen = str(config["api"]["listen"])  # type: ignore[index]
+    wait_port(int(api_listen.rsplit(":", 1)[1]), 60)
+    return Farm(
+        procs=by_name,
+        api=f"http://{api_listen}",
+        sim=f"http://{config['sim']['control']}",  # type: ignore[index]
+        nats_url=nats_url,
+        ports=[port["name"] for port in config["agent"]["ports"]],  # type: ignore[index]
+        history=directory / "history.db",
+    )
+
+
+async def send(client: httpx.AsyncClient, farm: Farm, ledger: Ledger, index: int) -> None:
+    message_id = f"soak{index:07d}"
+    params = {
+        "username": USER,
+        "password": PASSWORD,
+        "phonenumber": f"+1555030{index % 10000:04d}",
+        "message": f"soak {index}",
+        "id": message_id,
+        "timeout": "0",
+    }
+    try:
+        response = await client.get(f"{farm.api}/sendsms", params=params)
+    except httpx.HTTPError as exc:
+        ledger.refused[type(exc).__name__] += 1
+        return
+    result = response.json()["report"].get("0", {}).get("result") if response.is_success else None
+    if result == "sending":
+        ledger.accepted.add(message_id)
+    else:
+        ledger.refused[f"{response.status_code} {result or response.text[:80]}"] += 1
+
+
+async def inject(client: httpx.AsyncClient, farm: Farm, ledger: Ledger, index: int) -> None:
+    text = f"inbound {index}"
+    body = {"sender": "+15557770000", "text": text, "to_port": farm.ports[index % len(farm.ports)]}
+    response = await client.post(f"{farm.sim}/inject", json=body)
+    response.raise_for_status()
+    ledger.injected.add(text)
+
+
+async def streams(nc: Client) -> dict[str, tuple[int, int]]:
+    return {
+        info.config.name or "?": (info.state.messages, info.state.bytes)
+        for info in await nc.jetstream().streams_info()
+    }
+
+
+async def soak(directory: Path, args: argparse.Namespace) -> tuple[list[Minute], Ledger, Farm]:
+    ledger = Ledger()
+    receiver = Receiver(ledger.on_callback)
+    args.receiver_port = await receiver.start()
+    minutes: list[Minute] = []
+    with processes() as procs:
+        farm = await start_farm(directory, args, procs)
+        nc = await bus.connect(NatsConfig(url=farm.nats_url), name="bench-soak")
+        limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+        try:
+            async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+                await wait_ready(nc, list(farm.procs.values()), args.ports, 180)
+                start = time.monotonic()
+
+                async def sample() -> None:
+                    for proc in farm.procs.values():
+                        proc.alive()
+                    minute = Minute(
+                        elapsed=time.monotonic() - start,
+                        load=load_average(),
+                        accepted=len(ledger.accepted),
+                        results=ledger.count(RESULT),
+                        reports=ledger.count(REPORT),
+                        inbound=ledger.count(INBOUND),
+                        use={name: Use.of(p.popen.pid) for name, p in farm.procs.items()},
+                        streams=await streams(nc),
+                    )
+                    minutes.append(minute)
+                    print(line(minute), flush=True)
+
+                stop = asyncio.Event()
+                sampler = asyncio.create_task(every(60.0, stop, sample))
+                seconds, rate = args.minutes * 60, args.load * args.ports / args.part_time
+                await asyncio.gather(
+                    paced(rate, seconds, lambda i: send(client, farm, ledger, i)),
+                    paced(args.inbound_rate, seconds, lambda i: inject(client, farm, ledger, i)),
+                )
+                drained = time.monotonic()
+                while not ledger.settled() and time.monotonic() - drained < args.drain:  # noqa: ASYNC110
+                    await asyncio.sleep(1.0)
+                await asyncio.sleep(5.0)  # a duplicate would come now
+                stop.set()
+                await sampler
+                await sample()
+        finally:
+            await nc.close()
+            await receiver.stop()
+    return minutes, ledger, farm
+
+
+def line(minute: Minute) -> str:
+    use = "  ".join(f"{name} {u.rss / 2**20:.1f}M/{u.fds}" for name, u in minute.use.items())
+    return (
+        f"  {minute.elapsed / 60:5.1f} min  accepted {minute.accepted}  results "
+        f"{minute.results}  reports {minute.reports}  inbound {minute.inbound}  {use}  "
+        f"load {minute.load}"
+    )
+
+
+def history_rows(path: Path) -> str:
+    """The history store's messages by direction and state, e.g. `out delivered 14400`."""
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        rows = db.execute(
+            f"SELECT direction, state, count(*) FROM {MESSAGES} GROUP BY 1, 2 ORDER BY 1, 2"
+        ).fetchall()
+    return ", ".join(f"{direction} {state} {count}" for direction, state, count in rows)
+
+
+def growth(minutes: list[Minute], name: str, warmup: float) -> tuple[Use, Use, float, int]:
+    """RSS at the first sample after `warmup` and at the end: (there, end, growth, peak)."""
+    kept = [m for m in minutes if m.elapsed >= warmup - 1]
+    there, end = kept[0].use[name], kept[-1].use[name]
+    peak = max(m.use[name].rss for m in kept)
+    return there, end, (end.rss - there.rss) / there.rss, peak
+
+
+def report(
+    minutes: list[Minute], ledger: Ledger, farm: Farm, args: argparse.Namespace, before: str
+) -> str:
+    # The minute marks up to the end of the load; the last sample is after the drain.
+    during = [m for m in minutes[:-1] if m.elapsed < args.minutes * 60 + 30]
+    drained = minutes[-1]
+    names = list(drained.use)
+    mib = 2**20
+    per_minute = table(
+        ["min", "accepted", "results", "reports", "inbound", *names, "load average"],
+        [
+            [
+                f"{m.elapsed / 60:.1f}",
+                m.accepted,
+                m.results,
+                m.reports,
+                m.inbound,
+                *(f"{m.use[n].rss / mib:.1f} / {m.use[n].fds}" for n in names),
+                m.load,
+            ]
+            for m in minutes
+        ],
+    )
+    stream_names = sorted(drained.streams)
+    stream_table = table(
+        ["min", *stream_names],
+        [
+            [
+                f"{m.elapsed / 60:.1f}",
+                *(
+                    f"{m.streams.get(s, (0, 0))[0]:,} / {m.streams.get(s, (0, 0))[1] / 1024:,.0f}"
+                    for s in stream_names
+                ),
+            ]
+            for m in minutes
+        ],
+    )
+    rows, met = [], True
+    warmup = args.warmup * 60
+    for name in names:
+        there, end, grew, peak = growth(during, name, warmup)
+        ok = grew < GROWTH_TARGET
+        met &= ok
+        cpu = end.cpu - during[0].use[name].cpu
+        rows.append(
+            [
+                name,
+                f"{there.rss / mib:.1f}",
+                f"{end.rss / mib:.1f}",
+                f"{peak / mib:.1f}",
+                f"{grew * 100:+.1f} % {verdict(ok)}",
+                f"{there.fds} → {end.fds}",
+                f"{cpu:.0f}",
+            ]
+        )
+    kept = [m for m in during if m.elapsed >= warmup - 1]
+    agent_slope = slope([float(m.results) for m in kept], [m.use["agent"].rss / 1024 for m in kept])
+    memory = table(
+        [
+            "process",
+            f"RSS MiB at {args.warmup:g} min",
+            "at the end of the load",
+            "peak",
+            "growth (< 5 %)",
+            "open fds",
+            "CPU s in all",
+        ],
+        rows,
+    )
+    books = [
+        ("send results", ledger.books(RESULT, ledger.accepted)),
+        ("delivery reports", ledger.books(REPORT, ledger.accepted)),
+        ("inbound SMS", ledger.books(INBOUND, ledger.injected)),
+    ]
+    whole = all(b["lost"] == b["duplicated"] == b["unknown"] == 0 for _, b in books)
+    book_table = table(
+        ["at the receiver", "expected", "callbacks", "lost", "duplicated", "unknown"],
+        [
+            [what, b["expected"], b["received"], b["lost"], b["duplicated"], b["unknown"]]
+            for what, b in books
+        ],
+    )
+    statuses = ", ".join(
+        f"{kind or 'inbound'} {status or '(none)'} {n}"
+        for (kind, status), n in sorted(ledger.statuses.items())
+    )
+    refused = ", ".join(f"{why}: {n}" for why, n in ledger.refused.items()) or "none"
+    capacity = args.ports / args.part_time
+    return "\n".join(
+        [
+            f"{args.ports} virtual modems (pty), part time {args.part_time:g} s: capacity "
+            f"{capacity:g} parts/s. Load: {args.load:g} of it, {args.load * capacity:g} one-part "
+            f"messages/s through `GET /sendsms` (timeout=0, delivery reports on) for "
+            f"{args.minutes:g} min, and {args.inbound_rate:g} inbound SMS/s injected on the "
+            "modems (round robin). Processes: nats-server (`-js`, file store), `smsgate sim`, "
+            "`smsgate agent`, `smsgate api`, `smsgate callback` (gateway GET to a receiver in "
+            "the bench process), `smsgate history-store` (SQLite), all from one config file. "
+            f"Load average before {before}.",
+            "",
+            f"**Memory: {verdict(met)}** (each process's RSS from minute {args.warmup:g} to "
+            f"the end of the load, target < 5 %). **Nothing lost: {verdict(whole)}**.",
+            "",
+            memory,
+            "",
+            f"Agent RSS against results after minute {args.warmup:g}: "
+            f"{agent_slope * 1000:+.2f} KiB per 1,000 messages (issue 19 measured +600 "
+            "before the report ledger).",
+            "",
+            book_table,
+            "",
+            f"Callbacks by status: {statuses}. Requests refused: {refused}. History store: "
+            f"{history_rows(farm.history)}.",
+            "",
+            "Per minute: RSS MiB / open fds of each process, callbacks so far (the last row "
+            f"after the drain, {drained.elapsed / 60 - args.minutes:.1f} min after the load):",
+            "",
+            per_minute,
+            "",
+            "Per minute: messages / KiB in each stream and KV bucket (`KV_` = bucket):",
+            "",
+            stream_table,
+        ]
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--minutes", type=float, default=30.0, help="of load")
+    parser.add_argument("--ports", type=int, default=16)
+    parser.add_argument("--part-time", type=float, default=1.0, help="seconds per part (L)")
+    parser.add_argument("--load", type=float, default=0.5, help="share of P/L sent")
+    parser.add_argument("--inbound-rate", type=float, default=1.0, help="inbound SMS/s")
+    parser.add_argument("--warmup", type=float, default=5.0, help="minutes before growth counts")
+    parser.add_argument("--drain", type=float, default=300.0, help="seconds to wait at the end")
+    args = parser.parse_args(argv)
+    if args.minutes < args.warmup + 1:  # samples are a minute apart
+        parser.error("--minutes must be at least --warmup + 1")
+    before = note_load("soak")
+    with workdir("soak") as directory:
+        minutes, ledger, farm = uvloop.run(soak(directory, args))
+        body = report(minutes, ledger, farm, args, before)
+    print(body)
+    write_section(
+        "soak", "9. Soak: the whole farm at half its capacity", body, command=command_line()
+    )
+
+
+if __name__ == "__main__":
+    main()
