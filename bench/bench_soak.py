@@ -136,8 +136,13 @@ def farm_config(directory: Path, args: argparse.Namespace, nats_url: str) -> dic
     """One file for every service, as on a single host."""
     devices = directory / "dev"
     names = [f"lte-{index}" for index in range(1, args.ports + 1)]
+    nats: dict[str, object] = {"url": nats_url}
+    agent: dict[str, object] = {}
+    if args.retention is not None:  # what the bus keeps, and the ledger's wait inside it
+        nats |= {"messages_ttl": args.retention, "events_max_age": args.retention}
+        agent["report_timeout"] = args.retention / 2
     return {
-        "nats": {"url": nats_url},
+        "nats": nats,
         "sim": {
             "ports": args.ports,
             "part_time": args.part_time,
@@ -145,7 +150,8 @@ def farm_config(directory: Path, args: argparse.Namespace, nats_url: str) -> dic
             "device_dir": str(devices),
             "sent_log": 16,  # parts kept per modem for its control interface; not read here
         },
-        "agent": {
+        "agent": agent
+        | {
             "name": "soak",
             "ports": [{"name": name, "device": str(devices / name)} for name in names],
             "policy": {"min_interval": 0.0, "jitter": 0.0},  # virtual SIMs: no pacing
@@ -437,18 +443,27 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--load", type=float, default=0.5, help="share of P/L sent")
     parser.add_argument("--inbound-rate", type=float, default=1.0, help="inbound SMS/s")
     parser.add_argument("--warmup", type=float, default=5.0, help="minutes before growth counts")
+    parser.add_argument(
+        "--retention",
+        type=float,
+        help="seconds the bus keeps messages, statuses and events (nats.messages_ttl and "
+        "events_max_age; default 7 days): shorter than the run shows whether nats-server "
+        "levels off once it drops as much as it takes in",
+    )
     parser.add_argument("--drain", type=float, default=300.0, help="seconds to wait at the end")
     args = parser.parse_args(argv)
     if args.minutes < args.warmup + 1:  # samples are a minute apart
         parser.error("--minutes must be at least --warmup + 1")
-    before = note_load("soak")
+    section = "soak" if args.retention is None else "soak-retention"
+    before = note_load(section)
     with workdir("soak") as directory:
         minutes, ledger, farm = uvloop.run(soak(directory, args))
         body = report(minutes, ledger, farm, args, before)
     print(body)
-    write_section(
-        "soak", "9. Soak: the whole farm at half its capacity", body, command=command_line()
-    )
+    title = "9. Soak: the whole farm at half its capacity"
+    if args.retention is not None:
+        title = f"9b. Soak with the bus keeping {args.retention:g} s, not 7 days"
+    write_section(section, title, body, command=command_line())
 
 
 if __name__ == "__main__":
