@@ -201,10 +201,10 @@ class JobQueue:
         else:
             repeats = {}
             for job, _ in jobs:
-                await self._nc.publish(
+                await self._publisher.publish_unacked(
                     subjects.MESSAGES_KV_PREFIX + job.id,
                     contracts.encode(queued_status(job)),
-                    headers=CREATE_ONLY,
+                    CREATE_ONLY,
                 )
         fresh: Sequence[tuple[SendJob, str]]
         again: Sequence[tuple[SendJob, str]]
