@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-import re
 import time
 from typing import Any, ClassVar, NamedTuple, cast
 
@@ -44,8 +43,9 @@ MAX_HEAD = 64 * 1024  # a longer head goes to uvicorn, as it did before this pat
 # Unanswered bytes a client may pipeline before reading stops until it reads its answers.
 _MAX_BUFFERED = 256 * 1024
 
-# Control characters llhttp refuses in a head, and a CR or LF that is not a line end.
-_ODD_BYTES = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n")
+# What a plain head is made of: printable ASCII, tabs and CRLF line ends. Anything else
+# (a control character, a bare CR or LF, a byte over 0x7f) goes to uvicorn to judge.
+_HEAD_BYTES = bytes([9, 10, 13, *range(0x20, 0x7F)])
 _HANDED_OVER_HEADERS = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
 _CONTENT_TYPE_LINES = {
     form: b"content-type: " + media.encode() + b"\r\n"
@@ -81,7 +81,10 @@ def parse_head(data: bytes | bytearray) -> Head | Verdict:
     if end > MAX_HEAD:
         return Verdict.OTHER
     head = bytes(data[:end])
-    if _ODD_BYTES.search(head) is not None or not head.isascii():
+    if head.translate(None, _HEAD_BYTES):
+        return Verdict.OTHER
+    line_ends = head.count(b"\r\n")
+    if head.count(b"\r") != line_ends or head.count(b"\n") != line_ends:
         return Verdict.OTHER
     lines = head.split(b"\r\n")
     request_line = lines[0].split(b" ")
@@ -131,15 +134,15 @@ def parse_head(data: bytes | bytearray) -> Head | Verdict:
         elif name in _HANDED_OVER_HEADERS:
             return Verdict.OTHER
     return Head(
-        method=method.decode(),
-        query=query,
-        http_version="1.1" if version == b"HTTP/1.1" else "1.0",
-        keep_alive=keep_alive,
-        size=end + 4,
-        content_length=max(content_length, 0),
-        content_type=content_type,
-        authorization=authorization,
-        forwarded_for=forwarded_for,
+        method.decode(),
+        query,
+        "1.1" if version == b"HTTP/1.1" else "1.0",
+        keep_alive,
+        end + 4,
+        max(content_length, 0),
+        content_type,
+        authorization,
+        forwarded_for,
     )
 
 
@@ -191,11 +194,15 @@ class GatewayProtocol(asyncio.Protocol):
             self._idle_timer = None
 
     def data_received(self, data: bytes) -> None:
-        self._buffer += data
-        if not self._busy:
+        if self._busy:
+            self._buffer += data
+            if len(self._buffer) > _MAX_BUFFERED:
+                self._pause_reading()
+        elif self._buffer:
+            self._buffer += data
             self._next()
-        elif len(self._buffer) > _MAX_BUFFERED:
-            self._pause_reading()
+        else:  # the usual case: one whole request, read from `data` itself
+            self._next(data)
 
     def eof_received(self) -> None:
         pass
@@ -228,23 +235,32 @@ class GatewayProtocol(asyncio.Protocol):
 
     # --- requests ------------------------------------------------------------------------
 
-    def _next(self) -> None:
-        """Answer the request at the start of the buffer, once it is all in."""
-        buffer = self._buffer
+    def _next(self, data: bytes | None = None) -> None:
+        """Answer the request at the start of `data` or the buffer, once it is all in."""
+        buffer = self._buffer if data is None else data
         if not buffer or self._closing:
             return
         head = parse_head(buffer)
         if head is Verdict.INCOMPLETE:
+            if data is not None:
+                self._buffer += data
             return
         if head is Verdict.OTHER:
+            if data is not None:
+                self._buffer += data
             self._hand_over()
             return
         assert isinstance(head, Head)
         end = head.size + head.content_length
         if len(buffer) < end:
+            if data is not None:
+                self._buffer += data
             return
         body = bytes(buffer[head.size : end]) if head.content_length else b""
-        del buffer[:end]
+        if data is None:
+            del self._buffer[:end]
+        elif len(data) > end:  # pipelined: the rest waits for this answer
+            self._buffer += data[end:]
         self._busy = True
         client = self.client
         if head.forwarded_for and self.config.proxy_headers:
