@@ -215,3 +215,28 @@ async def test_metrics_and_the_access_log_count_lean_requests(lean: ServerThread
         text = (await client.get("/metrics")).text
     assert 'smsgate_api_requests_total{route="/sendsms",outcome="ok"} 1' in text
     assert 'smsgate_api_requests_total{route="/sendsms",outcome="rejected"} 1' in text
+
+
+@pytest.mark.parametrize("uvicorns", [False, True], ids=["lean", "uvicorn's"])
+async def test_a_stopping_server_answers_the_request_in_flight_then_closes(
+    nats_bus: Bus, uvicorns: bool
+) -> None:
+    config = api_config(nats_bus.config)
+    server = ServerThread(config, http="httptools") if uvicorns else ServerThread(config)
+    server.start()
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        # No agent answers: the request waits its whole timeout, and the server stops meanwhile.
+        writer.write(get(CREDS + b"&phonenumber=10086&message=x&timeout=1&id=stopping-1"))
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        server.server.should_exit = True
+        answer = await read_response(reader)
+        rest = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+    finally:
+        server.stop()
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert b'"id":"stopping-1"' in answer
+    assert b"\r\nconnection: close\r\n" in answer  # as uvicorn says it when stopping
+    assert rest == b""

@@ -295,12 +295,14 @@ class GatewayProtocol(asyncio.Protocol):
                 status, form, content, extra = await gateway.reply(
                     rt, fields, head.authorization, where
                 )
-            response, keep_alive = self._response(status, form, content, extra, head.keep_alive)
+            # The server stopping meanwhile ends the connection with this answer, and says so.
+            keep_alive = head.keep_alive and not self._closing
+            response, keep_alive = self._response(status, form, content, extra, keep_alive)
         except Exception:
             log.exception("unexpected error in /sendsms")
             status = 500
             response, keep_alive = self._response(
-                500, ReportFormat.STRING, _INTERNAL_ERROR, {}, head.keep_alive
+                500, ReportFormat.STRING, _INTERNAL_ERROR, {}, head.keep_alive and not self._closing
             )
         finally:
             rt.metrics.request(gateway.ROUTE, status, time.perf_counter() - started)
