@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
-from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
 import pytest
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import NoKeysError
 from smsgate import contracts, subjects
 from smsgate.config import AgentPort, SendPolicy
 
@@ -23,6 +21,7 @@ from tests.integration.farm import (
     job,
     publish_jobs,
     start_sim,
+    stored_state,
     until,
 )
 
@@ -179,9 +178,7 @@ async def test_a_part_the_modem_never_answered_is_unknown_not_failed(nats_bus: B
             [message_id] = await publish_jobs(nats_bus.nc, [job(OUTSIDE, "slow answer")])
             await until(lambda: tap.finished([message_id]), "the result", 30)
             await until(lambda: bool(sim.sent()), "the part on the network", 30)
-            counts = await _port_state_when(
-                nats_bus, "lte-1", lambda s: s.unknown > 0, "the port counting it"
-            )
+            counts = await stored_state(nats_bus, "lte-1", lambda s: s.unknown > 0)
     finally:
         await sim.stop()
     [result] = tap.results[message_id]
@@ -193,20 +190,6 @@ async def test_a_part_the_modem_never_answered_is_unknown_not_failed(nats_bus: B
     assert (status.state, status.reason) == (contracts.MessageState.UNKNOWN, result.reason)
     assert [p.text for p in sim.sent()] == ["slow answer"]  # once: it did reach the network
     assert (counts.failed, counts.unknown) == (0, 1)
-
-
-async def _port_state_when(
-    nats_bus: Bus, port: str, holds: Callable[[contracts.PortState], bool], what: str
-) -> contracts.PortState:
-    """The port's state in `sms_ports` once `holds` (its next heartbeat); fails at 30 s."""
-    for _ in range(300):
-        with contextlib.suppress(KeyNotFoundError):
-            entry = await nats_bus.buckets.ports.get(port)
-            state = contracts.decode(entry.value or b"", contracts.PortState)
-            if holds(state):
-                return state
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 async def test_sigkill_mid_send_loses_nothing_and_sends_nothing_twice(

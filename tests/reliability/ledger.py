@@ -204,7 +204,7 @@ async def until_results(
 
 def _reason(result: contracts.SendResult) -> str:
     reason = result.reason or "?"
-    return reason.split(":")[0] if reason.startswith("outcome unknown") else reason
+    return reason.split(":")[0] if reason.startswith(contracts.OUTCOME_UNKNOWN) else reason
 
 
 @dataclass
