@@ -69,8 +69,8 @@ function legend() {
   return h("div.legend", {}, SERIES.map((s) => h("span", { dataset: { series: s.key } }, h("i"), s.label)));
 }
 
-// Per minute: a bar of sent (failed, then outcome unknown, stacked on top), a bar of received beside it, and the
-// delivery reports as lines.
+// Per minute: a bar of sent (failed, then outcome unknown, stacked on top), a bar of
+// received beside it, and the delivery reports as lines.
 function drawChart(t) {
   const width = 720;
   const height = 220;
