@@ -208,7 +208,7 @@ async def test_keep_alive_serves_many_then_times_out(nats_bus: Bus) -> None:
             writer.close()
 
 
-async def test_metrics_and_the_access_log_count_lean_requests(lean: ServerThread) -> None:
+async def test_metrics_count_lean_requests(lean: ServerThread) -> None:
     await exchange(lean, get(CREDS + b"&phonenumber=10086&message=x"))
     await exchange(lean, get(b"username=smsuser&password=nope&phonenumber=10086&message=x"))
     async with httpx.AsyncClient(base_url=lean.url) as client:
