@@ -4,9 +4,13 @@ acknowledged with AT+CNMA under AT+CSMS=1 when a port asks for it."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import msgspec
 from smsgate import contracts
 from smsgate.config import Config
+from smsgate_sim.simulator import Simulator
 
 from tests.conftest import Bus
 from tests.integration.farm import (
@@ -27,19 +31,26 @@ def routing(config: Config, how: str) -> Config:
     return msgspec.structs.replace(config, agent=msgspec.structs.replace(config.agent, ports=ports))
 
 
-async def test_direct_reports_are_matched_and_each_acknowledged(nats_bus: Bus) -> None:
-    sim = await start_sim(ports=1)
-    modem = sim.modem("lte-1")
+@asynccontextmanager
+async def one_port(bus: Bus, **settings: object) -> AsyncIterator[tuple[Simulator, EventTap]]:
+    """A simulator of one port and a tap on the bus's events, the simulator stopped after."""
+    sim = await start_sim(ports=1, **settings)
     tap = EventTap()
-    await tap.start(nats_bus.nc)
+    await tap.start(bus.nc)
     try:
+        yield sim, tap
+    finally:
+        await sim.stop()
+
+
+async def test_direct_reports_are_matched_and_each_acknowledged(nats_bus: Bus) -> None:
+    async with one_port(nats_bus) as (sim, tap):
+        modem = sim.modem("lte-1")
         config = routing(agent_config(nats_bus.config, "a", sim.devices), "direct")
         async with agent_running(config):
             ids = await publish_jobs(nats_bus.nc, [job(OUTSIDE, f"m{i}") for i in range(3)])
             await until(lambda: len(tap.reports) == 3, "three reports")
             await until(lambda: modem.stats.acknowledged == 3, "three AT+CNMA")
-    finally:
-        await sim.stop()
     assert sorted(r.id for r in tap.reports) == sorted(ids)
     assert {r.state for r in tap.reports} == {contracts.DeliveryState.DELIVERED}
     assert (modem.csms, modem.cnmi[3]) == (1, 1)
@@ -47,16 +58,11 @@ async def test_direct_reports_are_matched_and_each_acknowledged(nats_bus: Bus) -
 
 
 async def test_reports_stay_stored_unless_a_port_asks_for_direct_ones(nats_bus: Bus) -> None:
-    sim = await start_sim(ports=1)
-    modem = sim.modem("lte-1")
-    tap = EventTap()
-    await tap.start(nats_bus.nc)
-    try:
+    async with one_port(nats_bus) as (sim, tap):
+        modem = sim.modem("lte-1")
         async with agent_running(agent_config(nats_bus.config, "a", sim.devices)):
             await publish_jobs(nats_bus.nc, [job(OUTSIDE, "stored")])
             await until(lambda: len(tap.reports) == 1, "the report")
-    finally:
-        await sim.stop()
     assert (modem.csms, modem.cnmi[3]) == (0, 2)
     assert modem.stats.acknowledged == 0
 
@@ -67,11 +73,9 @@ async def test_a_direct_report_refused_while_the_agent_was_away_comes_with_the_s
     """The agent stops before its report comes: the modem refuses the +CDS nobody
     acknowledged and stops routing reports; the next agent routes them again at start-up,
     and the SMSC's retry (here sent by hand) is matched through the ledger."""
-    sim = await start_sim(ports=1, report_delay=3.0, cnma_timeout=0.2, smsc_retry=3600.0)
-    modem = sim.modem("lte-1")
-    tap = EventTap()
-    await tap.start(nats_bus.nc)
-    try:
+    settings = {"report_delay": 3.0, "cnma_timeout": 0.2, "smsc_retry": 3600.0}
+    async with one_port(nats_bus, **settings) as (sim, tap):
+        modem = sim.modem("lte-1")
         config = routing(agent_config(nats_bus.config, "a", sim.devices), "direct")
         async with agent_running(config):
             [message_id] = await publish_jobs(nats_bus.nc, [job(OUTSIDE, "while away")])
@@ -84,7 +88,5 @@ async def test_a_direct_report_refused_while_the_agent_was_away_comes_with_the_s
             sim.network.flush(modem)  # the SMSC's retry
             await until(lambda: len(tap.reports) == 1, "the report")
             await until(lambda: modem.stats.acknowledged == 1, "its AT+CNMA")
-    finally:
-        await sim.stop()
     [report] = tap.reports
     assert (report.id, report.state) == (message_id, contracts.DeliveryState.DELIVERED)
