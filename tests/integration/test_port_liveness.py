@@ -7,13 +7,16 @@ lease, renewed every heartbeat, keeps the unchanged state standing.
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 from smsgate import contracts, port_liveness, subjects
 from smsgate.contracts import Lease, PortState, PortStatus
+from smsgate_agent.agent import Agent
 
 from tests.conftest import Bus
 from tests.integration.api_fixtures import (
@@ -165,3 +168,36 @@ async def test_readers_follow_an_older_agent_that_rewrites_every_beat(nats_bus: 
             assert await statuses(api, [new_port]) == ["ready"]
     finally:
         await sim.stop()
+
+
+@pytest.mark.parametrize(("renewed_ago", "taken"), [(1.0, False), (3600.0, True)])
+async def test_a_port_held_by_a_live_agent_is_refused_by_its_lease(
+    nats_bus: Bus, renewed_ago: float, taken: bool
+) -> None:
+    # lte-1's state was written an hour ago by `other`, which has not changed it since.
+    # Whether `other` still holds it is its lease's to say.
+    sim = await start_sim(ports=2)
+    held = msgspec.structs.replace(
+        port_state("lte-1", heartbeat=BEAT),
+        agent="other",
+        boot="other-run",
+        updated=contracts.utcnow() - dt.timedelta(hours=1),
+    )
+    await nats_bus.buckets.ports.put("lte-1", contracts.encode(held))
+    lease = Lease(agent="other", boot="other-run", renewed=time.time() - renewed_ago, lease=15)
+    await nats_bus.buckets.agents.put("other", msgspec.json.encode(lease))
+    agent = Agent(agent_config(nats_bus.config, "mine", sim.devices))
+    try:
+        async with agent_running(agent.config, agent=agent):
+
+            async def lte_2_up() -> bool:
+                state, _ = await stored(nats_bus, "lte-2")
+                return state.agent == "mine" and state.status is PortStatus.READY
+
+            await until_async(lte_2_up, "lte-2 up on this agent", 30)
+            ports = [worker.name for worker in agent.workers]
+            holder = (await stored(nats_bus, "lte-1"))[0].agent
+    finally:
+        await sim.stop()
+    assert ports == (["lte-1", "lte-2"] if taken else ["lte-2"])
+    assert holder == ("mine" if taken else "other")
