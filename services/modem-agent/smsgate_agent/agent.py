@@ -194,9 +194,11 @@ class Agent:
         assert acks is not None
         stream = f"KV_{subjects.PORTS_BUCKET}"
         asked = [await acks.last_message(stream, subjects.PORTS_KV_PREFIX + n) for n in names]
+        answers = await asyncio.gather(*asked, return_exceptions=True)
         held: list[contracts.PortState] = []
-        for answer in asked:
-            stored = await answer
+        for stored in answers:
+            if isinstance(stored, BaseException):
+                raise stored  # every answer is in: none is left unread
             if stored is None or stored.kv_removed or not stored.data:
                 continue
             try:
