@@ -85,7 +85,6 @@ class PortStateWriter:
         self.dirty = False  # a routine change (busy/ready) not yet in the KV
         self._written: bytes | None = None  # the content last written, None: write again
         self._writes = 0  # writes sent, so that only the last one's failure counts
-        self.written = 0  # writes sent in all (tests and metrics)
 
     async def publish(self, *, force: bool = False) -> None:
         """Write the state if its status or SIM changed (or `force`); busy/ready flips only
@@ -121,7 +120,6 @@ class PortStateWriter:
         self.dirty = False
         self._written = content(state)
         self._writes += 1
-        self.written += 1
         try:
             ack = await self.publisher.port_state(state)
             if ack is not None:
