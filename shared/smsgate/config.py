@@ -151,7 +151,7 @@ class AgentConfig(_Section):
     resend_interrupted: bool = False
     send_timeout: Seconds = 60.0  # wait for `+CMGS:` after the PDU
     command_timeout: Seconds = 10.0  # seconds an AT command may take
-    # seconds between port-state heartbeats (a port silent for 3 is down)
+    # seconds between lease renewals (a port whose agent is silent for 3 is down)
     heartbeat: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     reassembly_timeout: Seconds = 600.0  # seconds to wait for the missing parts of an inbound SMS
     retries: Annotated[int, msgspec.Meta(ge=0)] = 3  # temporary errors, same port
@@ -324,7 +324,7 @@ class HistoryConfig(_Section):
     retention_days: Annotated[float, msgspec.Meta(ge=0)] = 90.0
     prune_interval: Annotated[float, msgspec.Meta(gt=0)] = 3600.0  # seconds between prunes
     # the most events per transaction (a turn takes what has come, up to this)
-    batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 2000
+    batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 4000
     pool: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4  # API connections to the store
 
 
