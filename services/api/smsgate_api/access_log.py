@@ -70,17 +70,26 @@ class AccessLog:
 
     def note(self, scope: Scope, message: Message) -> None:
         """Called with each `http.response.start`: its status and the request's scope."""
-        self._entries.append(
-            (
-                time.time(),
-                scope.get("client"),
-                scope["method"],
-                scope["path"],
-                scope["query_string"],
-                scope["http_version"],
-                message["status"],
-            )
+        self.note_request(
+            scope.get("client"),
+            scope["method"],
+            scope["path"],
+            scope["query_string"],
+            scope["http_version"],
+            message["status"],
         )
+
+    def note_request(
+        self,
+        client: tuple[str, int] | None,
+        method: str,
+        path: str,
+        query: bytes,
+        http_version: str,
+        status: int,
+    ) -> None:
+        """One answered request (the lean `/sendsms` path calls this without a scope)."""
+        self._entries.append((time.time(), client, method, path, query, http_version, status))
 
     def start(self) -> None:
         if self._thread is None:
