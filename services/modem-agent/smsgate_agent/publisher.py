@@ -24,7 +24,7 @@ from nats.js.errors import (
 )
 from smsgate import contracts, subjects
 from smsgate.acks import AckPublisher
-from smsgate.bus import CREATE_ONLY, WRONG_LAST_SEQUENCE, Buckets
+from smsgate.bus import CREATE_ONLY, WRONG_LAST_SEQUENCE, Buckets, removal
 
 from smsgate_agent.liveness import Claim, Lease
 
@@ -283,8 +283,11 @@ class Publisher:
             return  # it was never stored
         held = _decode_claim(entry.value)
         if held is not None and held.token == token:
-            with contextlib.suppress(KeyWrongLastSequenceError):
-                await self.buckets.sending.delete(key, last=entry.revision)
+            try:  # only if the key still holds this claim; its marker expires
+                await self._durable(subjects.SENDING_KV_PREFIX + key, b"", removal(entry.revision))
+            except APIError as exc:
+                if exc.err_code not in WRONG_LAST_SEQUENCE:
+                    raise
 
     async def reclaim(self, message_id: str, claim: Claim) -> bool:
         """After a refused claim: take the key over if it holds only a released claim
