@@ -76,9 +76,26 @@ def read(monitor: str, profile: str | None, *, collect: bool = True, top: int = 
     )
 
 
+# What an allocation is for, told by a function on its stack (nats-server's source names).
+KINDS = (
+    ("getMsgBlockBuf", "block buffers"),  # a message block's write or read cache (sync.Pool)
+    ("stree.", "subject index"),  # the per-subject tree: one leaf per KV key
+    ("(*msgBlock).", "message blocks"),  # per-block indexes and state
+    ("(*stream).storeMsgId", "duplicate window"),  # Nats-Msg-Id within the window
+)
+
+
+def owner(frames: list[str]) -> str:
+    """What a stack allocated for (KINDS), else its first nats-server function."""
+    for marker, kind in KINDS:
+        if any(marker in frame for frame in frames):
+            return kind
+    first = next((f for f in frames if "nats-server" in f), frames[0] if frames else "?")
+    return first.rsplit("/", 1)[-1].removeprefix("server.").split("+", 1)[0]
+
+
 def heap_owners(profile: str) -> list[tuple[str, int]]:
-    """Live bytes of a text heap profile by the first nats-server function on each stack
-    (the allocation site in the server, below the runtime and the standard library).
+    """Live bytes of a text heap profile by what they are for (`owner`).
 
     The text profile counts the sampled objects only (one in every `rate` bytes allocated,
     on average): each record is scaled by the odds that an object of its size is sampled.
@@ -91,10 +108,8 @@ def heap_owners(profile: str) -> list[tuple[str, int]]:
             continue
         size = int(in_use) / int(objects)
         scaled = int(int(in_use) / (1 - math.exp(-size / rate)))
-        frames = _FRAME.findall(stack)
-        owner = next((f for f in frames if "nats-server" in f), frames[0] if frames else "?")
-        owner = owner.rsplit("/", 1)[-1].removeprefix("server.").split("+", 1)[0]
-        owners[owner] = owners.get(owner, 0) + scaled
+        name = owner(_FRAME.findall(stack))
+        owners[name] = owners.get(name, 0) + scaled
     return sorted(owners.items(), key=lambda item: -item[1])
 
 
