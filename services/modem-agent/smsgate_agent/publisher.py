@@ -283,11 +283,16 @@ class Publisher:
             return  # it was never stored
         held = _decode_claim(entry.value)
         if held is not None and held.token == token:
-            try:  # only if the key still holds this claim; its marker expires
-                await self._durable(subjects.SENDING_KV_PREFIX + key, b"", removal(entry.revision))
+            try:  # only if the key still holds this claim
+                await self.remove(subjects.SENDING_KV_PREFIX + key, entry.revision)
             except APIError as exc:
                 if exc.err_code not in WRONG_LAST_SEQUENCE:
                     raise
+
+    async def remove(self, subject: str, revision: int | None = None) -> None:
+        """Delete the KV key at `subject` (`$KV.<bucket>.<key>`) by a marker that expires
+        (bus.removal): a removed key costs the server nothing a minute later."""
+        await self._durable(subject, b"", removal(revision))
 
     async def reclaim(self, message_id: str, claim: Claim) -> bool:
         """After a refused claim: take the key over if it holds only a released claim
