@@ -252,8 +252,11 @@ async def _allow_msg_ttl(js: JetStreamContext, bucket: str) -> None:
     info = await js.stream_info(f"KV_{bucket}")
     if info.config.allow_msg_ttl:
         return
-    await js.update_stream(info.config.evolve(allow_msg_ttl=True))
-    log.info("KV bucket %s: per-message TTLs allowed", bucket)
+    updated = await js.update_stream(info.config.evolve(allow_msg_ttl=True))
+    if updated.config.allow_msg_ttl:
+        log.info("KV bucket %s: per-message TTLs allowed", bucket)
+    else:  # nats-server < 2.11 ignores the setting and the header: markers stay
+        log.info("KV bucket %s: this nats-server keeps delete markers (no TTLs)", bucket)
 
 
 @dataclass
