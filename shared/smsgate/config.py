@@ -138,7 +138,8 @@ class AgentConfig(_Section):
     name: str = ""  # required when ports exist
     ports: list[AgentPort] = msgspec.field(default_factory=list)
     policy: SendPolicy = msgspec.field(default_factory=SendPolicy)
-    # send again a message whose agent died mid-send (default: report it failed, `interrupted`)
+    # send again a message whose agent died mid-send (default: report its outcome `unknown`,
+    # reason `interrupted`: it may have reached the network)
     resend_interrupted: bool = False
     send_timeout: Seconds = 60.0  # wait for `+CMGS:` after the PDU
     command_timeout: Seconds = 10.0  # seconds an AT command may take
@@ -152,7 +153,7 @@ class AgentConfig(_Section):
     # that meets the claim leaves the send to the holder while the lease is this fresh…
     lease: Annotated[float, msgspec.Meta(gt=0)] = 15.0
     # …and while it is stale for less than this (the holder may be cut off and still
-    # report); only then is the send decided `interrupted` by someone else.
+    # report); only then is the send decided `unknown` (`interrupted`) by someone else.
     holder_timeout: Seconds = 900.0
     # where the agent keeps what it could not publish yet (results, reports, inbound SMS)
     state_dir: str = ".smsgate"
@@ -177,8 +178,9 @@ class CallbackParams(_Section):
     message: str = "message"  # inbound text
     time: str = "time"  # event time
     imsi: str = "imsi"  # the SIM's IMSI
-    status: str = "status"  # Sent/Failed, or the report status
-    reason: str = "reason"  # why a send failed or a report is not `delivered`
+    status: str = "status"  # Sent/Failed/Unknown, or the report status
+    # why a send failed or its outcome is unknown, or a report is not `delivered`
+    reason: str = "reason"
 
 
 class Webhook(_Section):
@@ -233,8 +235,8 @@ class CallbackConfig(_Section):
     time_zone: str = "local"
     result_time_format: str = "%Y-%m-%d %H:%M:%S"  # strftime of `time` in send results
     smsc_time_format: str = "%Y/%m/%d %H:%M:%S"  # inbound SCTS and report discharge time
-    # Overrides of the `status` texts; keys: sent, failed, delivered, undelivered, expired,
-    # unmatched.
+    # Overrides of the `status` texts; keys: sent, failed, unknown, delivered, undelivered,
+    # expired, unmatched.
     status_text: dict[str, str] = msgspec.field(default_factory=dict)
     webhooks: list[Webhook] = msgspec.field(default_factory=list)
 

@@ -59,8 +59,14 @@ class SendJob(_Wire, kw_only=True, frozen=True):
 
 
 class SendStatus(StrEnum):
+    """A send's one result. `unknown`: the message may or may not have reached the network
+    and nobody who can still be asked knows (its holder was lost mid-send, or the modem
+    hung after the PDU was written): SMPP's message_state UNKNOWN. Never sent again by
+    surprise; a delivery report that comes later still tells the truth."""
+
     SENT = "sent"
     FAILED = "failed"
+    UNKNOWN = "unknown"
 
 
 class DeliveryState(StrEnum):
@@ -71,6 +77,11 @@ class DeliveryState(StrEnum):
     EXPIRED = "expired"
     # A report that matched no recorded message: published with everything it carries.
     UNMATCHED = "unmatched"
+
+
+# How a part's `error` begins when its PDU was written and no answer came: the network may
+# have it (the message's result is then `unknown`).
+OUTCOME_UNKNOWN = "outcome unknown"
 
 
 class PartResult(msgspec.Struct, kw_only=True, frozen=True):
@@ -90,13 +101,15 @@ class _Event(_Wire, frozen=True, kw_only=True, tag_field="type"):
 
 
 class SendResult(_Event, kw_only=True, frozen=True, tag="result"):
-    """One per message: it was sent (every part accepted by the network) or it failed."""
+    """One per message: it was sent (every part accepted by the network), it failed, or its
+    outcome is unknown (see SendStatus)."""
 
     id: MessageId
     caller_id: str | None = None
     to: str
     status: SendStatus
-    reason: str | None = None  # why it failed: `+CMS ERROR: 38`, `interrupted`, ...
+    # why it failed, or why its outcome is unknown: `+CMS ERROR: 38`, `interrupted`, ...
+    reason: str | None = None
     parts: list[PartResult] = msgspec.field(default_factory=list)
     user: str = ""
 
@@ -168,6 +181,7 @@ class PortState(_Wire, kw_only=True, frozen=True):
     registration: str | None = None  # home | roaming | searching | denied | unknown
     sent: int = 0
     failed: int = 0
+    unknown: int = 0  # sends whose outcome the modem never told (its PDU written, no answer)
     received: int = 0
     sent_today: int = 0
     daily_cap: int | None = None
@@ -255,8 +269,21 @@ class MessageState(StrEnum):
     SENDING = "sending"  # a modem may have it: the at-most-once marker
     SENT = "sent"
     FAILED = "failed"
+    UNKNOWN = "unknown"  # the send's result is `unknown` (SendStatus.UNKNOWN)
     DELIVERED = "delivered"
     UNDELIVERED = "undelivered"
+
+
+def result_state(status: SendStatus) -> MessageState:
+    """The stored state a send result leaves its message in."""
+    return _RESULT_STATES[status]
+
+
+_RESULT_STATES = {
+    SendStatus.SENT: MessageState.SENT,
+    SendStatus.FAILED: MessageState.FAILED,
+    SendStatus.UNKNOWN: MessageState.UNKNOWN,
+}
 
 
 def text_digest(text: str) -> str:

@@ -187,9 +187,25 @@ PORT_COLUMNS = (
     "IMSI",
     "SENT",
     "FAILED",
+    "UNKNOWN",
     "QUEUE",
     "LAST ERROR",
 )
+
+
+SEND_FAILED = 1  # `smsgate send`: a message failed
+SEND_UNKNOWN = 3  # none failed, but one's outcome is unknown: it may have been sent
+
+
+def send_exit_code(states: Iterable[str]) -> int:
+    """`smsgate send`'s exit status from its messages' states: a failure wins, then an
+    unknown outcome (a script must not send that one again blindly), else 0."""
+    seen = set(states)
+    if contracts.MessageState.FAILED in seen:
+        return SEND_FAILED
+    if contracts.MessageState.UNKNOWN in seen:
+        return SEND_UNKNOWN
+    return 0
 
 
 def _stale(state: contracts.PortState, now: dt.datetime) -> bool:
@@ -213,6 +229,7 @@ def port_table(states: Iterable[contracts.PortState], now: dt.datetime | None = 
                 s.imsi or "",
                 str(s.sent),
                 str(s.failed),
+                str(s.unknown),
                 str(s.queue),
                 s.last_error or "",
             )

@@ -156,6 +156,11 @@ def _add_client_commands(commands: argparse._SubParsersAction[argparse.ArgumentP
     send.add_argument("--port", help="port name or number (default: any ready port)")
     send.add_argument("--wait", type=float, default=30.0, help="seconds to wait for results")
     send.add_argument("--id", dest="message_id", help="your message id")
+    send.epilog = (
+        "Exit status: 0 when no message failed, 1 when one failed, 3 when none failed but "
+        "the outcome of one is unknown (it may have been sent: sending it again may "
+        "deliver it twice)."
+    )
     _add_client(send)
 
     status = commands.add_parser("status", help="a message's status")
@@ -212,7 +217,7 @@ async def _client_command(args: argparse.Namespace) -> int:
                     reason = f" ({m['reason']})" if m.get("reason") else ""
                     port = m.get("port") or "-"
                     print(f"[{i}/{total}] {m['to']}: {m['state']}{reason} id={m['id']} port={port}")
-            return 0 if all(m["state"] not in ("failed",) for m in messages) else 1
+            return client.send_exit_code(m["state"] for m in messages)
         if args.command == "history":
             return await _history(api, args)
         if args.command == "status":

@@ -127,6 +127,37 @@ async def test_tail_follows_events(
     assert "to=+4915112345678" in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("states", "code"),
+    [
+        (["sent", "delivered"], 0),
+        (["sent", "failed"], 1),
+        (["sent", "unknown"], 3),  # may have been sent: not a failure to retry blindly
+        (["unknown", "failed"], 1),
+        (["sending"], 0),  # still under way when --wait ran out
+    ],
+)
+def test_send_exit_status_tells_failed_from_unknown(states: list[str], code: int) -> None:
+    assert client.send_exit_code(states) == code
+
+
+def test_port_table_counts_unknown_outcomes_apart() -> None:
+    now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+    state = contracts.PortState(
+        port="lte-1",
+        agent="a",
+        device="/dev/x",
+        status=contracts.PortStatus.READY,
+        sent=9,
+        failed=2,
+        unknown=1,
+        updated=now,
+    )
+    header, row = (line.split() for line in client.port_table([state], now).splitlines())
+    counts = dict(zip(header[header.index("SENT") :], row[row.index("9") :], strict=False))
+    assert counts == {"SENT": "9", "FAILED": "2", "UNKNOWN": "1", "QUEUE": "0"}
+
+
 def test_port_table_marks_silent_agents_down() -> None:
     now = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
     fresh = contracts.PortState(

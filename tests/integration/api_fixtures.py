@@ -25,7 +25,6 @@ from nats.js.api import ConsumerConfig
 from smsgate import contracts, subjects
 from smsgate.config import ApiConfig, ApiUser, Config, HistoryConfig, NatsConfig
 from smsgate.contracts import (
-    MessageState,
     MessageStatus,
     PartResult,
     PortState,
@@ -207,7 +206,7 @@ class AgentStandIn:
                 MessageStatus(
                     id=job.id,
                     to=job.to,
-                    state=MessageState.SENT if status is SendStatus.SENT else MessageState.FAILED,
+                    state=contracts.result_state(status),
                     port=port,
                     agent="host-a",
                     reason=reason,

@@ -20,10 +20,13 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js.api import PubAck
+from nats.js.errors import KeyNotFoundError
 from smsgate import contracts, subjects
 from smsgate.config import AgentConfig, AgentPort, Config, NatsConfig, SendPolicy
 from smsgate_agent.agent import Agent, run_agent
 from smsgate_sim.simulator import Simulator
+
+from tests.conftest import Bus
 
 FAST = SendPolicy(min_interval=0.0, jitter=0.0)
 
@@ -200,3 +203,17 @@ async def start_sim(**settings: object) -> Simulator:
     sim = Simulator(msgspec.convert({**base, **settings}, SimConfig))
     await sim.start()
     return sim
+
+
+async def stored_state(
+    bus: Bus, port: str, done: Callable[[contracts.PortState], bool]
+) -> contracts.PortState:
+    """The port's state in the KV, once `done` holds for it (heartbeats rewrite it)."""
+    async with asyncio.timeout(30):
+        while True:
+            with contextlib.suppress(KeyNotFoundError):
+                entry = await bus.buckets.ports.get(port)
+                state = contracts.decode(entry.value or b"", contracts.PortState)
+                if done(state):
+                    return state
+            await asyncio.sleep(0.05)

@@ -21,6 +21,7 @@ from tests.integration.farm import (
     job,
     publish_jobs,
     start_sim,
+    stored_state,
     until,
 )
 
@@ -164,6 +165,33 @@ async def test_hung_port_is_parked_and_others_carry_on(nats_bus: Bus) -> None:
         await sim.stop()
 
 
+async def test_a_part_the_modem_never_answered_is_unknown_not_failed(nats_bus: Bus) -> None:
+    """The PDU is written and `+CMGS` does not come within `send_timeout`: the network may
+    have the message (here it does), so its result and stored status say `unknown`, with
+    the reason, and it is not sent again."""
+    sim = await start_sim(ports=1, part_time=(2.0, 2.0))  # slower than the agent waits
+    tap = EventTap()
+    await tap.start(nats_bus.nc)
+    try:
+        config = agent_config(nats_bus.config, "a", sim.devices, send_timeout=0.5)
+        async with agent_running(config):
+            [message_id] = await publish_jobs(nats_bus.nc, [job(OUTSIDE, "slow answer")])
+            await until(lambda: tap.finished([message_id]), "the result", 30)
+            await until(lambda: bool(sim.sent()), "the part on the network", 30)
+            counts = await stored_state(nats_bus, "lte-1", lambda s: s.unknown > 0)
+    finally:
+        await sim.stop()
+    [result] = tap.results[message_id]
+    assert result.status is contracts.SendStatus.UNKNOWN
+    assert result.reason is not None
+    assert result.reason.startswith(contracts.OUTCOME_UNKNOWN)
+    stored = await nats_bus.buckets.messages.get(subjects.message_key(message_id))
+    status = contracts.decode(stored.value or b"", contracts.MessageStatus)
+    assert (status.state, status.reason) == (contracts.MessageState.UNKNOWN, result.reason)
+    assert [p.text for p in sim.sent()] == ["slow answer"]  # once: it did reach the network
+    assert (counts.failed, counts.unknown) == (0, 1)
+
+
 async def test_sigkill_mid_send_loses_nothing_and_sends_nothing_twice(
     nats_bus: Bus, tmp_path: Path
 ) -> None:
@@ -204,6 +232,7 @@ async def test_sigkill_mid_send_loses_nothing_and_sends_nothing_twice(
     interrupted = [r[0] for r in results.values() if r[0].reason == "interrupted"]
     sent = [r[0] for r in results.values() if r[0].status == contracts.SendStatus.SENT]
     assert len(interrupted) + len(sent) == 30
+    assert all(r.status is contracts.SendStatus.UNKNOWN for r in interrupted)
     assert 1 <= len(interrupted) <= 2  # the kill lands mid-send; one in flight per port
     sent_texts = {f"k{i}" for i, m in enumerate(ids) if results[m][0].status == "sent"}
     assert sent_texts <= set(texts)
@@ -379,8 +408,9 @@ async def test_a_job_claimed_before_is_settled_by_its_status_not_sent_again(
     nats_bus: Bus,
 ) -> None:
     """Two jobs whose claims exist (an agent handed them to a modem, then its ack was lost
-    or it died): the one whose status is final is only acked; the other fails
-    `interrupted`. A claim that was released (nothing reached a network) is taken over."""
+    or it died): the one whose status is final is only acked; the other's outcome is
+    `unknown` (`interrupted`). A claim that was released (nothing reached a network) is
+    taken over."""
     kv = await nats_bus.js.key_value(subjects.SENDING_BUCKET)
     messages = await nats_bus.js.key_value(subjects.MESSAGES_BUCKET)
     done, dead, released = job(OUTSIDE, "done"), job(OUTSIDE, "dead"), job(OUTSIDE, "again")
@@ -406,7 +436,9 @@ async def test_a_job_claimed_before_is_settled_by_its_status_not_sent_again(
         await sim.stop()
     assert [p.text for p in sim.sent()] == ["again"]  # neither claimed job went out again
     assert done.id not in tap.results  # its result was published before
-    assert [r.reason for r in tap.results[dead.id]] == ["interrupted"]
+    assert [(r.status, r.reason) for r in tap.results[dead.id]] == [
+        (contracts.SendStatus.UNKNOWN, "interrupted")
+    ]
     assert [r.status for r in tap.results[released.id]] == [contracts.SendStatus.SENT]
     stream = await nats_bus.js.stream_info(subjects.SEND_STREAM)
     assert stream.state.messages == 0  # every job acked, the finished one included

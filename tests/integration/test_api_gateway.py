@@ -162,6 +162,26 @@ async def test_results_per_recipient(api: Api, agent: AgentStandIn) -> None:
     assert [report[k]["id"] for k in ("0", "1")] == ["batch-0", "batch-1"]
 
 
+async def test_an_outcome_nobody_knows_is_reported_unknown_never_fail(
+    api: Api, agent: AgentStandIn
+) -> None:
+    """A send whose holder was lost, or whose modem hung after the PDU, may have reached
+    the network: `result` says `unknown` in both report formats, and so does a repeat of
+    the request, answered from the stored status."""
+    agent.decide = lambda job: (SendStatus.UNKNOWN, "interrupted")
+    status, body = await send(api, f"{CREDS}&phonenumber=10086&message=hi&timeout=30&id=unk")
+    assert status == 200
+    assert decode_json(body)["report"]["0"]["result"] == "unknown"
+    stored = await api.bus.buckets.messages.get("unk")
+    assert contracts.decode(stored.value or b"", contracts.MessageStatus).state == "unknown"
+    status, body = await send(
+        api, f"{CREDS}&phonenumber=10086&message=hi&timeout=30&id=unk&report=String"
+    )
+    assert status == 200
+    assert "\nresult: unknown\n" in body.decode()
+    assert len(agent.handled) == 1  # the repeat was answered, not sent again
+
+
 async def test_timeout_is_capped_by_config(nats_bus: Bus) -> None:
     config = api_config(nats_bus.config, max_timeout=0.1)
     async with running_api(nats_bus, config) as api:

@@ -66,6 +66,20 @@ async def test_send_and_read_status(api: Api, agent: AgentStandIn) -> None:
     assert body["user"] == "smsuser"
 
 
+async def test_an_unknown_outcome_reads_unknown(api: Api, agent: AgentStandIn) -> None:
+    agent.decide = lambda job: (contracts.SendStatus.UNKNOWN, "outcome unknown: no answer")
+    response = await api.client.post(
+        "/api/v1/messages",
+        json={"to": ["+4915550100"], "text": "hi", "id": "v1-u", "wait": 30},
+        headers=BEARER,
+    )
+    assert response.status_code == 202
+    [message] = decode_json(response.content)["messages"]
+    assert (message["state"], message["reason"]) == ("unknown", "outcome unknown: no answer")
+    status = await api.client.get("/api/v1/messages/v1-u", headers=BEARER)
+    assert decode_json(status.content)["state"] == "unknown"
+
+
 async def test_send_without_wait_is_queued(api: Api) -> None:
     await api.set_ports(port_state("lte-1"), port_state("lte-2"))
     response = await api.client.post(

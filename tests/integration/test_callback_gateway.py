@@ -110,13 +110,17 @@ async def test_every_event_type_arrives_with_the_documented_fields(nats_bus: Bus
         failed = result(
             "lte-12", caller_id=None, status=contracts.SendStatus.FAILED, reason="+CMS ERROR: 38"
         )
+        # Its holder was lost mid-send: it may have reached the network, nobody can tell.
+        unknown = result(
+            "lte-4", caller_id="u-1", status=contracts.SendStatus.UNKNOWN, reason="interrupted"
+        )
         delivered = report("lte-1")
         undelivered = report(
             "lte-2", state=contracts.DeliveryState.FAILED, reason="unknown subscriber"
         )
         expired = report("lte-3", state=contracts.DeliveryState.EXPIRED, reason="validity expired")
         texts = {name: inbound(text, "lte-7") for name, text in TEXTS.items()}
-        events: list[contracts.Event] = [sent, failed, delivered, undelivered, expired]
+        events: list[contracts.Event] = [sent, failed, unknown, delivered, undelivered, expired]
         events += texts.values()
         async with running(config):
             ids = await publish(nats_bus.js, events)
@@ -142,6 +146,9 @@ async def test_every_event_type_arrives_with_the_documented_fields(nats_bus: Bus
             "SMS-Status-Result",
             "Failed",
             "+CMS ERROR: 38",
+        ),
+        unknown.event_id: _gateway(
+            "10086", "4", "u-1", "", result_time, "SMS-Status-Result", "Unknown", "interrupted"
         ),
         delivered.event_id: _gateway(
             "10086",

@@ -237,6 +237,31 @@ async def test_failures_and_report_states_are_kept_as_given(db: Database) -> Non
     ]
 
 
+async def test_an_unknown_outcome_is_kept_searchable_and_a_later_report_settles_it(
+    db: Database,
+) -> None:
+    """`unknown` (its holder lost): its own state, found by `state=unknown`; a delivery
+    report that comes later tells what became of it (rank 3 over the result's 2)."""
+    lost = result("k1", "+1555", at=T0, status=SendStatus.UNKNOWN, reason="interrupted", parts=0)
+    await fold(db, queued("k1", "+1555", "x"), lost, queued("k2", "+1556", "y"))
+    await fold(db, result("k2", "+1556", at=T0, status=SendStatus.UNKNOWN, reason="interrupted"))
+    found = await search.page(db, Filters(states=["unknown"]), ADMIN)
+    assert {(m.id, m.state, m.reason) for m in found.messages} == {
+        ("k1", "unknown", "interrupted"),
+        ("k2", "unknown", "interrupted"),
+    }
+    timeline = await search.lookup(db, "k1", ADMIN)
+    assert timeline is not None
+    assert [(s.step, s.reason) for s in timeline[1]] == [
+        ("queued", None),
+        ("unknown", "interrupted"),
+    ]
+    await fold(db, report("k2", "+1556", at=T0))
+    settled = await search.lookup(db, "k2", ADMIN)
+    assert settled is not None
+    assert (settled[0].state, settled[0].report) == ("delivered", "delivered")
+
+
 async def test_report_fields_and_states_this_version_does_not_know_land_as_given(
     db: Database,
 ) -> None:

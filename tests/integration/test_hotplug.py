@@ -3,18 +3,22 @@ agent runs, and an ICCID-bound port follows its SIM into another modem."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
-from nats.js.errors import KeyNotFoundError
 from smsgate import contracts
 from smsgate.config import AgentPort
 
 from tests.conftest import Bus
-from tests.integration.farm import EventTap, agent_config, agent_running, job, publish_jobs, until
+from tests.integration.farm import (
+    EventTap,
+    agent_config,
+    agent_running,
+    job,
+    publish_jobs,
+    stored_state,
+    until,
+)
 
 from .farm import start_sim
 
@@ -33,20 +37,6 @@ def ready(tap: EventTap, port: str) -> bool:
         contracts.PortStatus.READY,
         contracts.PortStatus.BUSY,
     )
-
-
-async def stored_state(
-    bus: Bus, port: str, done: Callable[[contracts.PortState], bool]
-) -> contracts.PortState:
-    """The port's state in the KV, once `done` holds for it (heartbeats rewrite it)."""
-    async with asyncio.timeout(30):
-        while True:
-            with contextlib.suppress(KeyNotFoundError):
-                entry = await bus.buckets.ports.get(port)
-                state = contracts.decode(entry.value or b"", contracts.PortState)
-                if done(state):
-                    return state
-            await asyncio.sleep(0.05)
 
 
 async def send_on(bus: Bus, tap: EventTap, port: str, text: str) -> None:

@@ -44,6 +44,7 @@ async def test_api_host_cut_from_nats(hosts: Farm) -> None:
     books.check("api host cut")
     assert books.accepted == 400
     assert not books.failed
+    assert not books.unknown
     assert not books.wrong
     assert refused > 0  # the cut was felt, and said
     assert load.unavailable_without_retry_after == 0
@@ -71,6 +72,7 @@ async def test_callback_host_cut(hosts: Farm) -> None:
     books.check("callback host cut")
     assert books.accepted == 300
     assert not books.failed
+    assert not books.unknown
     assert not books.wrong
     (await hosts.inbound_books(texts)).check("callback host cut")
     called_back = {m for h in receiver.hits for k, m in h.params if k == "message"}

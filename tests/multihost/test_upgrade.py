@@ -91,6 +91,7 @@ async def test_minority_nats_node_cut(hosts: Farm) -> None:
     books.check(f"nats node {victim} cut")
     assert books.accepted == 400
     assert not books.failed
+    assert not books.unknown
     assert not books.wrong
     assert not load.server_errors
     await healthy(hosts)  # the node caught up again
@@ -118,5 +119,6 @@ async def test_rolling_upgrade(hosts: Farm) -> None:
     books.check("rolling upgrade")
     assert books.accepted == 800
     assert not books.failed
+    assert not books.unknown
     assert not books.wrong
     assert not load.server_errors

@@ -204,7 +204,7 @@ async def until_results(
 
 def _reason(result: contracts.SendResult) -> str:
     reason = result.reason or "?"
-    return reason.split(":")[0] if reason.startswith("outcome unknown") else reason
+    return reason.split(":")[0] if reason.startswith(contracts.OUTCOME_UNKNOWN) else reason
 
 
 @dataclass
@@ -213,30 +213,37 @@ class Tally:
 
     accepted: int
     sent: int
-    failed: Counter[str]
+    failed: Counter[str]  # by reason
+    # id -> reason of each result `unknown`: it may have reached the network and nobody
+    # could tell (`interrupted`: its holder was lost; `outcome unknown`: the modem hung)
+    unknown: dict[str, str]
     lost: list[str]  # accepted, but no result
     duplicated: list[str]  # more than one result
     resent: list[str]  # a part the network got more than once
     phantom: list[str]  # reported sent, but the network never got it
     unaccepted_results: int  # results for messages the client was refused (sent anyway)
     retried: Counter[int]  # answers before the last try (503; 0 = no answer at all)
-    interrupted_on_network: int  # failed `interrupted`, but the network had taken the part
-    # failed, although the network took every part (`interrupted` included: the holder of
-    # the send knew better); phantom is the other kind of wrong result
+    unknown_on_network: int  # results `unknown` whose message the network had taken
+    # failed, although the network took its parts (a holder that knew better, a report
+    # that says otherwise); phantom is the other kind of wrong result. `unknown` is never
+    # wrong: it says that nobody could tell.
     wrong: list[str] = field(default_factory=list)
     # the stream, the stored status or the callbacks disagree about the outcome
     contradictory: list[str] = field(default_factory=list)
 
     def summary(self, scenario: str) -> str:
         failed = ", ".join(f"{n} {r!r}" for r, n in self.failed.most_common()) or "0"
+        unknown = Counter(self.unknown.values())
+        said = ", ".join(f"{n} {r!r}" for r, n in unknown.most_common()) or "0"
         return (
             f"[{scenario}] accepted={self.accepted} sent={self.sent} failed: {failed}; "
+            f"unknown: {said}; "
             f"lost={len(self.lost)} duplicated={len(self.duplicated)} "
             f"resent={len(self.resent)} phantom={len(self.phantom)} "
             f"wrong={len(self.wrong)} contradictory={len(self.contradictory)} "
             f"unaccepted_results={self.unaccepted_results}; client retries after "
-            f"{dict(self.retried) or 'none'}; interrupted but on the network: "
-            f"{self.interrupted_on_network}"
+            f"{dict(self.retried) or 'none'}; unknown but on the network: "
+            f"{self.unknown_on_network}"
         )
 
     def check(self, scenario: str) -> None:
@@ -259,14 +266,16 @@ def tally(
     called_back: dict[str, set[str]] | None = None,
 ) -> Tally:
     """The books. `stored`: the `sms_messages` status by id; `called_back`: the statuses
-    each id's result callbacks carried (`Sent`, `Failed`); either is compared when given."""
+    each id's result callbacks carried (`Sent`, `Failed`, `Unknown`); either is compared
+    when given."""
     messages = list(messages)
     network = list(network)
     accepted = [m for m in messages if m.accepted]
     on_network = Counter(part.text for part in network)
     mine = {m.id for m in messages}
-    sent = interrupted_on_network = 0
+    sent = unknown_on_network = 0
     reasons: Counter[str] = Counter()
+    unknown: dict[str, str] = {}
     phantom: list[str] = []
     for message in accepted:
         for result in results.get(message.id, [])[:1]:
@@ -274,14 +283,16 @@ def tally(
                 sent += 1
                 if on_network[message.text] == 0:
                     phantom.append(message.id)
+            elif result.status is contracts.SendStatus.UNKNOWN:
+                unknown[message.id] = _reason(result)
+                unknown_on_network += on_network[message.text] > 0
             else:
                 reasons[_reason(result)] += 1
-                if result.reason == "interrupted" and on_network[message.text]:
-                    interrupted_on_network += 1
     return Tally(
         accepted=len(accepted),
         sent=sent,
         failed=reasons,
+        unknown=unknown,
         lost=[m.id for m in accepted if m.id not in results],
         duplicated=[i for i, r in results.items() if len(r) > 1],
         resent=[text for text, n in on_network.items() if n > 1],
@@ -289,7 +300,7 @@ def tally(
         unaccepted_results=sum(1 for m in messages if not m.accepted and m.id in results)
         + sum(1 for i in results if i not in mine),
         retried=Counter(a for m in messages for a in m.answers if a != 200),
-        interrupted_on_network=interrupted_on_network,
+        unknown_on_network=unknown_on_network,
         wrong=[
             m.id
             for m in accepted
@@ -305,7 +316,11 @@ _OUTCOME = {
     contracts.MessageState.DELIVERED: "sent",
     contracts.MessageState.UNDELIVERED: "sent",
     contracts.MessageState.FAILED: "failed",
+    contracts.MessageState.UNKNOWN: "unknown",
 }
+# A delivery report that came for a message whose result is `unknown` tells what became
+# of it: that status agrees with the result, it does not contradict it.
+_REPORTED = (contracts.MessageState.DELIVERED, contracts.MessageState.UNDELIVERED)
 
 
 def _contradictory(
@@ -319,7 +334,10 @@ def _contradictory(
         outcomes = {r.status.value for r in said}
         status = stored.get(message_id)
         if status is not None:
-            outcomes.add(_OUTCOME.get(status.state, status.state.value))
+            told = _OUTCOME.get(status.state, status.state.value)
+            if outcomes == {"unknown"} and status.state in _REPORTED:
+                told = "unknown"  # the report came after: it settles, not contradicts
+            outcomes.add(told)
         outcomes |= {s.lower() for s in called_back.get(message_id, set())}
         if len(outcomes) > 1:
             found.append(message_id)

@@ -156,6 +156,9 @@ async def test_a_send_held_by_an_agent_that_may_be_alive_is_left_to_it(nats_bus:
 
 
 async def test_a_send_held_by_an_agent_gone_for_good_is_interrupted(nats_bus: Bus) -> None:
+    """The holder's modem may have sent it and nobody reachable knows: the one result is
+    `unknown` (`interrupted`), stored so, and the holder's late `sent` does not make a
+    second one."""
     sim = await start_sim(ports=1, transport="tcp")
     held = await _held_by_another_agent(nats_bus, lease_age=10.0)
     config = agent_config(nats_bus.config, "host-y", sim.devices, ack_wait=1.0, holder_timeout=2.0)
@@ -164,6 +167,16 @@ async def test_a_send_held_by_an_agent_gone_for_good_is_interrupted(nats_bus: Bu
             [result] = (await until_results(nats_bus.js, [held.id], 30))[held.id]
     finally:
         await sim.stop()
-    assert result.status is contracts.SendStatus.FAILED
+    stored = contracts.decode(
+        (await nats_bus.buckets.messages.get(held.id)).value or b"", contracts.MessageStatus
+    )
+    assert result.status is contracts.SendStatus.UNKNOWN
     assert result.reason == "interrupted"
+    assert stored.state is contracts.MessageState.UNKNOWN
+    assert stored.reason == "interrupted"
     assert not sim.sent()
+    # host-x comes back with its modem's truth, too late: the decided result stands.
+    holder = Publisher(nc=nats_bus.nc, js=nats_bus.js, buckets=nats_bus.buckets, agent="host-x")
+    late = msgspec.structs.replace(result, port="lte-9", status=contracts.SendStatus.SENT)
+    assert await holder.settle(late, created=held.created, reply_to=None) == result
+    assert (await stream_results(nats_bus.js))[held.id] == [result]

@@ -163,6 +163,9 @@ def test_classify_reads_only_what_it_needs() -> None:
     when = dt.datetime(2026, 11, 24, 21, 40, 7, tzinfo=dt.UTC).timestamp()
     assert classify("result", _event("result", status="sent")) == ("sent", when)
     assert classify("result", _event("result", status="failed")) == ("failed", when)
+    assert classify("result", _event("result", status="unknown")) == ("unknown", when)
+    # a status a later version may add counts as not sent, never as sent
+    assert classify("result", _event("result", status="other")) == ("failed", when)
     assert classify("report", _event("report", state="delivered")) == ("delivered", when)
     assert classify("report", _event("report", state="expired")) == ("undelivered", when)
     assert classify("report", _event("report", state="unmatched")) is None

@@ -49,8 +49,10 @@ def test_string_and_no() -> None:
 
 def test_results_map_to_gateway_words() -> None:
     words = {state: sendsms_reply.gateway_result(state) for state in MessageState}
-    assert set(words.values()) == {"sending", "sent", "fail"}
+    assert set(words.values()) == {"sending", "sent", "fail", "unknown"}
     assert words[MessageState.DELIVERED] == "sent"
+    # Nobody can tell whether it reached the network: not `fail`, which invites a resend.
+    assert words[MessageState.UNKNOWN] == "unknown"
 
 
 def test_message_ids() -> None:

@@ -92,6 +92,21 @@ def test_failed_result_carries_its_reason_and_the_generated_message_id() -> None
     assert (fields["status"], fields["reason"], fields["id"]) == ("Failed", "+CMS ERROR: 38", "m1")
 
 
+def test_an_unknown_outcome_is_unknown_with_its_reason() -> None:
+    """Not `Failed`: it may have reached the network. A receiver that takes anything but
+    `Sent` for a failure reads it as before."""
+    unknown = sent(status="unknown", reason="interrupted", id="m2", caller_id=None)
+    fields = dict(gateway_fields(unknown, style()))
+    assert (fields["type"], fields["status"], fields["reason"]) == (
+        "SMS-Status-Result",
+        "Unknown",
+        "interrupted",
+    )
+    # A receiver that wants the old two words can have them back.
+    legacy = dict(gateway_fields(unknown, style(status_text={"unknown": "Failed"})))
+    assert legacy["status"] == "Failed"
+
+
 def test_each_recipient_of_several_is_named_by_its_own_message_id() -> None:
     # phonenumber=10048,10048&id=t4: two messages, t4-0 and t4-1, told apart in callbacks.
     first = dict(gateway_fields(sent(id="t4-0", caller_id="t4", to="10048"), style()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from smsgate.config import load
@@ -15,7 +16,15 @@ from smsgate.history.database import (
     sqlite_path,
 )
 from smsgate.history.records import from_micros, micros, number_key
-from smsgate.history.search import BadFilter, Filters, Viewer, decode_cursor, encode_cursor, where
+from smsgate.history.search import (
+    BadFilter,
+    Filters,
+    Viewer,
+    decode_cursor,
+    encode_cursor,
+    timeline_steps,
+    where,
+)
 
 
 def test_times_are_stored_as_exact_microseconds() -> None:
@@ -79,3 +88,22 @@ def test_the_history_url_comes_from_the_environment_too() -> None:
     config = load(None, env={"SMSGATE_HISTORY_URL": "postgresql://db/smsgate"})
     assert config.history.url == "postgresql://db/smsgate"
     assert config.history.retention_days == 90
+
+
+def test_a_result_nobody_could_tell_shows_as_unknown_in_the_timeline() -> None:
+    """Part 1 went out, part 2's PDU was written and never answered: the timeline says
+    sent, then unknown for the part and for the message, never failed."""
+    at = micros(dt.datetime(2026, 12, 3, 12, 0, tzinfo=dt.UTC))
+    detail = json.dumps(
+        {
+            "status": "unknown",
+            "reason": "outcome unknown: modem closed",
+            "parts": [
+                {"sequence": 1, "reference": 3, "error": None},
+                {"sequence": 2, "reference": None, "error": "outcome unknown: modem closed"},
+            ],
+        }
+    )
+    steps = timeline_steps([(at, "result", "lte-1", detail)])
+    assert [(s.step, s.part) for s in steps] == [("sent", 1), ("unknown", 2), ("unknown", None)]
+    assert steps[-1].reason == "outcome unknown: modem closed"

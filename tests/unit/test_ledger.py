@@ -192,6 +192,29 @@ async def test_report_after_a_restart_is_matched_with_the_callers_fields() -> No
     assert ledger_empty(store)
 
 
+async def test_a_report_for_a_message_whose_outcome_is_unknown_tells_the_truth() -> None:
+    """Sent and on record, but its agent was lost before its result went out: another
+    agent decided `unknown` (`interrupted`). The report that comes later still matches,
+    is published, and the stored status says what became of the message."""
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    await send(agent(store, bus, clock), "m1", 7)
+    now = clock()
+    bus.statuses["m1"] = contracts.MessageStatus(
+        id="m1",
+        to=TO,
+        state=contracts.MessageState.UNKNOWN,
+        reason="interrupted",
+        created=now,
+        updated=now,
+    )
+    clock.advance(minutes=20)
+    await agent(store, bus, clock).take(report(7, at=T0), SIM)
+    [event] = bus.events
+    assert (event.id, event.state) == ("m1", DeliveryState.DELIVERED)
+    assert bus.statuses["m1"].state is contracts.MessageState.DELIVERED
+    assert ledger_empty(store)
+
+
 async def test_three_parts_straddling_restarts_give_one_report() -> None:
     store, bus, clock = MemoryStore(), Bus(), Clock()
     await send(agent(store, bus, clock), "m1", 10, 11, 12)

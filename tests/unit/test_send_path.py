@@ -236,6 +236,23 @@ NO_NETWORK = SendOutcome(False, [], "port down", temporary=True)
 CONGESTED = SendOutcome(
     False, [PartResult(sequence=1, error="congestion")], "congestion", temporary=True, code=42
 )
+# The PDU was written and the modem never answered: the network may have it.
+HUNG = SendOutcome(
+    False,
+    [PartResult(sequence=1, error="outcome unknown: no answer after the PDU")],
+    "outcome unknown: no answer after the PDU",
+    unknown=True,
+)
+# Part 1 went out, then part 2 was written and never answered.
+HALF_HUNG = SendOutcome(
+    False,
+    [
+        PartResult(sequence=1, reference=3),
+        PartResult(sequence=2, error="outcome unknown: modem closed"),
+    ],
+    "outcome unknown: modem closed",
+    unknown=True,
+)
 # Part 1 went out, part 2 was refused for now: the message is partly on the network.
 HALF_SENT = SendOutcome(
     False,
@@ -286,7 +303,7 @@ def test_a_claimed_job_settled_before_is_only_acked(state: MessageState, resend:
 @pytest.mark.parametrize("previous", [None, MessageState.QUEUED, MessageState.SENDING])
 def test_a_claimed_job_not_settled_is_interrupted_or_resent(previous: MessageState | None) -> None:
     found = status("m1", previous) if previous is not None else None
-    assert claim_found(found, resend_interrupted=False) is ClaimFound.FAIL_INTERRUPTED
+    assert claim_found(found, resend_interrupted=False) is ClaimFound.UNKNOWN_INTERRUPTED
     assert claim_found(found, resend_interrupted=True) is ClaimFound.RESEND
 
 
@@ -301,6 +318,9 @@ def test_a_claimed_job_not_settled_is_interrupted_or_resent(previous: MessageSta
         (CONGESTED, False, AfterSend.REQUEUE),  # refused for now, nothing sent
         (CONGESTED, True, AfterSend.FAIL),
         (HALF_SENT, False, AfterSend.FAIL),  # part 1 is out: never sent again elsewhere
+        (HUNG, False, AfterSend.UNKNOWN),  # it may be on the network: neither failed nor sent
+        (HUNG, True, AfterSend.UNKNOWN),
+        (HALF_HUNG, False, AfterSend.UNKNOWN),
     ],
 )
 def test_what_an_outcome_makes_of_the_job(
@@ -361,6 +381,21 @@ async def test_a_refused_message_fails_and_keeps_its_claim() -> None:
     assert handle.calls == [("ack", None)]
 
 
+@pytest.mark.parametrize("outcome", [HUNG, HALF_HUNG])
+async def test_a_part_written_and_never_answered_makes_the_result_unknown(
+    outcome: SendOutcome,
+) -> None:
+    port, claims, handle = FakePort([outcome]), FakeClaims(), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False)
+    assert ending is Ending.UNKNOWN
+    assert port.results == [Result(SendStatus.UNKNOWN, outcome.error, outcome.parts)]
+    assert port.recorded == [AfterSend.UNKNOWN]
+    assert port.reported == []  # not filed as sent: no report is awaited on its account
+    assert claims.claims["m1"] != RELEASED  # never sent again, here or elsewhere
+    assert port.requeued_ids == []
+    assert handle.calls == [("ack", None)]
+
+
 async def test_a_job_that_reached_no_network_is_requeued_under_no_claim() -> None:
     port, claims, handle = FakePort([NO_NETWORK]), FakeClaims(), FakeJob()
     ending = await path(port, claims).send(handle, job(), pinned=False)
@@ -418,14 +453,15 @@ async def test_a_redelivered_job_settled_before_is_acked_and_not_sent() -> None:
     assert claims.claims["m1"] == "agent-b/lte-9/x"
 
 
-async def test_a_redelivered_job_not_settled_fails_interrupted() -> None:
+async def test_a_redelivered_job_not_settled_is_unknown_interrupted() -> None:
     claims = FakeClaims(claims={"m1": "agent-b/lte-9/x"})
     claims.statuses["m1"] = status("m1", MessageState.SENDING)
     port, handle = FakePort([SENT]), FakeJob()
     ending = await path(port, claims).send(handle, job(), pinned=False)
     assert ending is Ending.INTERRUPTED
     assert port.written == []
-    assert port.results == [Result(SendStatus.FAILED, "interrupted", [])]
+    # Its holder's modem may have sent it: not `failed`, which would be a wrong result.
+    assert port.results == [Result(SendStatus.UNKNOWN, "interrupted", [])]
     assert handle.calls == [("ack", None)]
 
 
@@ -603,12 +639,13 @@ async def test_a_send_whose_holder_is_cut_off_is_left_to_it_and_said_so() -> Non
     assert claims.silent == ["m1"]  # `sending`, holder not heard from since …
 
 
-async def test_a_send_whose_holder_is_lost_for_good_is_interrupted() -> None:
+async def test_a_send_whose_holder_is_lost_for_good_is_unknown_interrupted() -> None:
     claims = claimed_by_host_b(renewed=NOW - 15 - HOLDER_TIMEOUT - 5, claimed=NOW - 2000)
     port, handle = FakePort([SENT]), FakeJob()
     ending = await path(port, claims).send(handle, job(), pinned=False)
     assert ending is Ending.INTERRUPTED
-    assert port.results == [Result(SendStatus.FAILED, "interrupted", [])]
+    assert port.results == [Result(SendStatus.UNKNOWN, "interrupted", [])]
+    assert port.written == []  # never sent again behind the lost holder's back
 
 
 async def test_a_send_whose_holder_started_again_is_interrupted_at_once() -> None:
@@ -616,6 +653,7 @@ async def test_a_send_whose_holder_started_again_is_interrupted_at_once() -> Non
     port, handle = FakePort([SENT]), FakeJob()
     ending = await path(port, claims).send(handle, job(), pinned=False)
     assert ending is Ending.INTERRUPTED
+    assert port.results == [Result(SendStatus.UNKNOWN, "interrupted", [])]
 
 
 async def test_a_decided_result_is_only_acked() -> None:

@@ -45,7 +45,7 @@ log = logging.getLogger("smsgate.api.history")
 
 EXPORT_BATCH = 1000
 EXPORT_FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson"}
-_RANKS = {"queued": 0, "sending": 1, "sent": 2, "failed": 2}
+_RANKS = {"queued": 0, "sending": 1, "sent": 2, "failed": 2, "unknown": 2}
 _OFFSET_AS_SPACE = re.compile(r" (\d\d:?\d\d)$")
 _DELIVERY = {"delivered": "delivered", "undelivered": "failed", "expired": "expired"}
 

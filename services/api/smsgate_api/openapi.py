@@ -178,8 +178,8 @@ def _history_parameters(*, inbound: bool) -> list[dict[str, Any]]:
         _query(
             "state",
             text,
-            "Comma-separated: queued, sending, sent, failed, delivered, undelivered, expired, "
-            "received, unmatched",
+            "Comma-separated: queued, sending, sent, failed, unknown, delivered, undelivered, "
+            "expired, received, unmatched",
         ),
         _query("since", text, "Created at or after: ISO 8601 or Unix seconds"),
         _query("until", text, "Created before: ISO 8601 or Unix seconds"),

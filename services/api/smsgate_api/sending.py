@@ -121,12 +121,11 @@ async def submit(runtime: ApiRuntime, request: Submission) -> list[RecipientOutc
                 )
             )
         elif result is not None:
-            sent = result.status is contracts.SendStatus.SENT
             outcomes.append(
                 RecipientOutcome(
                     id=job.id,
                     to=job.to,
-                    state=MessageState.SENT if sent else MessageState.FAILED,
+                    state=contracts.result_state(result.status),
                     time=result.time,
                     port=result.port,
                     port_number=(

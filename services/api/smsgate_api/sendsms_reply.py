@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Literal
 
 import msgspec
 from smsgate.contracts import MessageState
@@ -16,13 +17,19 @@ from smsgate.contracts import MessageState
 from smsgate_api.params import ReportFormat
 from smsgate_api.sending import RecipientOutcome
 
-_RESULTS = {
+# A recipient's `result`: the gateway's three words, and `unknown` (see below).
+GatewayResult = Literal["sending", "sent", "fail", "unknown"]
+
+_RESULTS: dict[MessageState, GatewayResult] = {
     MessageState.QUEUED: "sending",
     MessageState.SENDING: "sending",
     MessageState.SENT: "sent",
     MessageState.DELIVERED: "sent",
     MessageState.UNDELIVERED: "sent",  # it left the modem; the handset never got it
     MessageState.FAILED: "fail",
+    # It may have reached the network and nobody can tell (SMPP's UNKNOWN): not `fail`,
+    # which would invite a resend and a duplicate; a delivery report may settle it later.
+    MessageState.UNKNOWN: "unknown",
 }
 
 MEDIA_TYPES = {
@@ -39,7 +46,7 @@ class Record(msgspec.Struct):
     phonenumber: str
     time: str
     id: str
-    result: str
+    result: GatewayResult
 
 
 class Report(msgspec.Struct):
@@ -68,7 +75,7 @@ def gateway_time(when: dt.datetime) -> str:
     return _last_time[1]
 
 
-def gateway_result(state: MessageState) -> str:
+def gateway_result(state: MessageState) -> GatewayResult:
     return _RESULTS[state]
 
 

@@ -1,4 +1,5 @@
-"""Traffic over the last hour, per minute: sent, failed, received, delivered, undelivered.
+"""Traffic over the last hour, per minute: sent, failed, unknown (a send's outcome nobody
+can tell), received, delivered, undelivered.
 
 `Traffic` is the tally, plain and clock-free. `TrafficFollower` fills it from the
 SMS_EVENTS stream: an ordered consumer that starts an hour back (so the chart is full at
@@ -23,7 +24,7 @@ from smsgate import subjects
 log = logging.getLogger("smsgate.api.traffic")
 
 WINDOW = 60  # minutes kept
-KINDS = ("sent", "failed", "received", "delivered", "undelivered")
+KINDS = ("sent", "failed", "unknown", "received", "delivered", "undelivered")
 _INDEX = {kind: i for i, kind in enumerate(KINDS)}
 _RETRY = 10.0  # seconds before a failed follower is started again
 
@@ -47,7 +48,8 @@ def classify(kind: str, data: bytes) -> tuple[str, float] | None:
         return None
     when = event.time.timestamp()
     if kind == "result":
-        return ("sent" if event.status == "sent" else "failed"), when
+        # A status this version does not know yet counts as not sent.
+        return (event.status if event.status in ("sent", "unknown") else "failed"), when
     if kind == "report":
         if event.state == "unmatched":
             return None  # a report about no message we know: no message's outcome
@@ -64,6 +66,7 @@ class TrafficSeries(msgspec.Struct, kw_only=True):
     minutes: int
     sent: list[int]
     failed: list[int]
+    unknown: list[int]
     received: list[int]
     delivered: list[int]
     undelivered: list[int]
@@ -122,9 +125,10 @@ class Traffic:
             minutes=WINDOW,
             sent=rows[0],
             failed=rows[1],
-            received=rows[2],
-            delivered=rows[3],
-            undelivered=rows[4],
+            unknown=rows[2],
+            received=rows[3],
+            delivered=rows[4],
+            undelivered=rows[5],
             loaded=self.loaded,
         )
 

@@ -2,7 +2,8 @@
 
 Pure functions. The gateway form reproduces what hardware gateways send:
 
-    result   type=SMS-Status-Result  status=Sent|Failed   time=YYYY-MM-DD HH:MM:SS (time_zone)
+    result   type=SMS-Status-Result  status=Sent|Failed|Unknown  time=YYYY-MM-DD HH:MM:SS
+             (time_zone); `Unknown` is ours: no gateway reports it (see DEFAULT_STATUS_TEXT)
     report   type=SMS-Status-Report  status=Message received on handset | ...
              time=YYYY/MM/DD HH:MM:SS, the SMSC discharge time
     inbound  type= (empty)           message=<whole text>  time=YYYY/MM/DD HH:MM:SS, the SCTS
@@ -32,6 +33,10 @@ PORT_TYPE = "Port-Status"
 DEFAULT_STATUS_TEXT: Mapping[str, str] = {
     "sent": "Sent",
     "failed": "Failed",
+    # The send's outcome is unknown (it may have reached the network). Hardware gateways
+    # know only Sent and Failed; a receiver that takes anything but `Sent` for a failure
+    # behaves as it did before, and one that looks can tell it must not simply resend.
+    "unknown": "Unknown",
     "delivered": "Message received on handset",
     "undelivered": "Message delivery failed",
     "expired": "Message validity period expired",

@@ -6,7 +6,8 @@ every column takes the most authoritative value it has seen, so the outcome does
 depend on the order the events arrive in (a report before its result, a result before
 its `queued` record after a rebuild):
 
-- state by rank: queued 0 < sending 1 < sent, failed 2 < the report 3;
+- state by rank: queued 0 < sending 1 < sent, failed, unknown (the result) 2 < the
+  report 3 (a report that comes for an `unknown` message tells what became of it);
 - the text, user, caller id and accept time from `queued`;
 - port, SIM, parts and reason from the result; the port of `sending` until then.
 

@@ -3,8 +3,8 @@
 Where things live:
 
 - Sending: `port.PortWorker` takes a job when its port is idle; `send_path` decides how
-  each job ends (the at-most-once claim in `sms_sending`, sent, back to the queue, failed
-  `interrupted`, given back) through two protocols, so it is unit-tested without NATS;
+  each job ends (the at-most-once claim in `sms_sending`, sent, back to the queue, failed,
+  `unknown` `interrupted`, given back) through two protocols, so it is unit-tested without NATS;
   `port_records` builds what a port tells the bus of a message, `port_state` its state;
   `liveness` says whether a claim another agent holds may be decided here (its lease);
   `backlog` keeps what the bus cannot take yet in the `spool` on this host's disk;

@@ -113,7 +113,7 @@ class Backlog:
 
     async def unclaim(self, message_id: str, token: str) -> None:
         """Drop a claim whose message reached no network, now or (kept here) once the bus
-        is back: left standing, it would make the message `interrupted`."""
+        is back: left standing, it would make the message `unknown` (`interrupted`)."""
         try:
             await self.publisher.unclaim(message_id, token)
         except Exception as exc:

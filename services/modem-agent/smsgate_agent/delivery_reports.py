@@ -42,7 +42,7 @@ class DeliveryReports:
         record = reports.awaiting(job, parts, self._sim(), sent, self.ledger.settings.timeout)
         if record is None:
             return  # no part carried a TP-MR: nothing a report could be matched to
-        # Its result waits for this: giving up would leave a sent message `interrupted`.
+        # Its result waits for this: giving up would leave a sent message `unknown`.
         await until_done(lambda: self.ledger.record(record), f"report record of {job.id}")
         # A report that overtook the last +CMGS was parked: it matches now.
         await self.ledger.retry_parked(record.sim)

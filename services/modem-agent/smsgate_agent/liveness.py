@@ -4,7 +4,11 @@ A send is claimed before its first part goes to a modem (the `sms_sending` key o
 message). The claim names its holder: the agent, that agent's run (`boot`, new at every
 start) and the port. Every agent renews a lease (`sms_agents`) each heartbeat, and only
 while it can hear the server. Another agent that meets the claim, because JetStream
-handed the job out again, judges here whether it may decide the send's result:
+handed the job out again, judges here whether it may decide the send's result. Deciding
+means the result `unknown` with the reason `interrupted` (SMPP's message_state UNKNOWN):
+the holder's modem may have given the message to the network, and nobody who can still
+be asked knows (`agent.resend_interrupted` sends it again instead, at the risk of a
+duplicate).
 
 - The claim is this agent's own, from this run, and none of its ports holds the job: the
   send ended without a result, in this process. It is `interrupted`.
@@ -16,7 +20,8 @@ handed the job out again, judges here whether it may decide the send's result:
   it (given back with a delay); the message stays `sending`.
 - The lease is stale for longer than that: the holder is taken for lost. It is
   `interrupted`, and should the holder come back, its late result loses to this one (the
-  result record is created once, see publisher.py): a wrong result at worst, never two.
+  result record is created once, see publisher.py): `unknown` is never wrong, and there
+  are never two results. A delivery report that comes later still tells the truth.
 
 Pure logic over decoded records and a wall-clock time: tested without NATS.
 """
@@ -49,7 +54,7 @@ class Lease(msgspec.Struct, frozen=True, kw_only=True):
 
 class Verdict(enum.Enum):
     HOLDER_DECIDES = "holder decides"  # leave the job to its holder
-    INTERRUPTED = "interrupted"  # the holder is gone: decide the send `interrupted`
+    INTERRUPTED = "interrupted"  # the holder is gone: the send is `unknown`, `interrupted`
 
 
 class Judgement(msgspec.Struct, frozen=True):

@@ -24,6 +24,11 @@ def render_ports(ports: Iterable[PortReading]) -> str:
     """Every port's metrics in the Prometheus text format."""
     sent = Counter("smsgate_agent_sent_total", "Messages sent, by port.", ("port",))
     failed = Counter("smsgate_agent_failed_total", "Messages failed, by port.", ("port",))
+    unknown = Counter(
+        "smsgate_agent_unknown_total",
+        "Messages whose outcome is unknown (the modem never answered a written part), by port.",
+        ("port",),
+    )
     received = Counter("smsgate_agent_received_total", "Inbound SMS received, by port.", ("port",))
     reports = Counter(
         "smsgate_agent_reports_total",
@@ -51,6 +56,7 @@ def render_ports(ports: Iterable[PortReading]) -> str:
         state, port = reading.state, reading.state.port
         sent.inc(port, amount=state.sent)
         failed.inc(port, amount=state.failed)
+        unknown.inc(port, amount=state.unknown)
         received.inc(port, amount=state.received)
         for outcome, count in reading.reports.items():
             reports.inc(port, outcome, amount=count)
@@ -60,4 +66,6 @@ def render_ports(ports: Iterable[PortReading]) -> str:
             signal.set(state.signal, port)
         queue.set(state.queue, port)
         status.set(1, port, state.status.value)
-    return render((sent, failed, received, reports, at_errors, restarts, signal, queue, status))
+    return render(
+        (sent, failed, unknown, received, reports, at_errors, restarts, signal, queue, status)
+    )

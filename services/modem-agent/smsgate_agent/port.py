@@ -1,6 +1,6 @@
 """One port of the farm: its modem, its SIM's policy, the jobs it sends and what it receives.
 
-How a job ends (sent, back to the queue, failed `interrupted`, given back) is decided in
+How a job ends (sent, back to the queue, failed, `unknown`, given back) is decided in
 `send_path`; this worker gives it the modem, the bookkeeping and the bus. What the port
 receives is made durable by `receiving`, its delivery reports published by
 `delivery_reports`.
@@ -130,7 +130,7 @@ class PortWorker:
         self.disabled = not port.enabled
         self.draining = False
         self.busy = False
-        self.sent = self.failed = 0
+        self.sent = self.failed = self.unknown = 0
         self.last_error: str | None = None
         self.state_writer = PortStateWriter(
             self.name, publisher, self.status, lambda: self.modem.info.imsi, self.state
@@ -182,6 +182,7 @@ class PortWorker:
             registration=info.registration,
             sent=self.sent,
             failed=self.failed,
+            unknown=self.unknown,
             received=self.received,
             sent_today=self.policy.sent_today,
             daily_cap=self.policy.policy.daily_cap,
@@ -346,6 +347,8 @@ class PortWorker:
             log.warning("%s: parked after repeated failures (%s)", self.name, outcome.error)
         if after is AfterSend.FAIL:
             self.failed += 1
+        elif after is AfterSend.UNKNOWN:
+            self.unknown += 1
 
     async def after_sent(self, job: contracts.SendJob, outcome: SendOutcome) -> None:
         if job.status_report:
@@ -388,7 +391,7 @@ class PortWorker:
         result = send_result(job, self.identity(), status, reason, parts)
         # The outcome is known and only here: kept on this host's disk until the bus takes
         # it, however long the bus is away. Losing it would turn a sent message into an
-        # `interrupted` one.
+        # `unknown` one.
         winner = await self.backlog.result(
             result,
             created=job.created,

@@ -173,15 +173,10 @@ class Publisher:
     ) -> None:
         """Publish a decided result: the event (unless `event` is False: it is in the
         stream already), the message status, the waiting request."""
-        state = (
-            contracts.MessageState.SENT
-            if result.status == contracts.SendStatus.SENT
-            else contracts.MessageState.FAILED
-        )
         status = contracts.MessageStatus(
             id=result.id,
             to=result.to,
-            state=state,
+            state=contracts.result_state(result.status),
             port=result.port,
             agent=self.agent,
             reason=result.reason,

@@ -13,7 +13,8 @@ The rules, each in one function:
   This is the only place that rule lives; a rule that needs more than the message's
   status (who holds the claim, since when) reads it through `ClaimStore` and takes it
   here as an argument.
-- `after_send`: what a send's outcome makes of the job (sent, back to the queue, failed).
+- `after_send`: what a send's outcome makes of the job (sent, back to the queue, failed,
+  or `unknown`: a PDU written and never answered).
 - `claim_unconfirmed`: whether a failure is the claim's own write failing (NATS away),
   so the job goes back with nothing sent.
 """
@@ -48,7 +49,13 @@ log = logging.getLogger("smsgate.agent")
 
 # The states a message ends in: a job found claimed in one of them is done.
 FINAL = frozenset(
-    {MessageState.SENT, MessageState.FAILED, MessageState.DELIVERED, MessageState.UNDELIVERED}
+    {
+        MessageState.SENT,
+        MessageState.FAILED,
+        MessageState.UNKNOWN,
+        MessageState.DELIVERED,
+        MessageState.UNDELIVERED,
+    }
 )
 RESULT_RETRY_MAX = 5.0  # seconds between attempts at a bus write while NATS is away
 REQUEUE_DELAY = 1.0  # seconds before a job given back for another port is handed out
@@ -159,7 +166,8 @@ class ClaimFound(StrEnum):
 
     ACK = "ack"  # settled before; only its ack was lost
     HOLDER_DECIDES = "holder decides"  # its holder may be alive: give the job back to it
-    FAIL_INTERRUPTED = "fail interrupted"  # a send may have happened: fail it `interrupted`
+    # A send may have happened and nobody who knows can be asked: `unknown`, `interrupted`.
+    UNKNOWN_INTERRUPTED = "unknown interrupted"
     RESEND = "resend"  # the operator asked for interrupted messages to be sent again
 
 
@@ -169,6 +177,7 @@ class AfterSend(StrEnum):
     SENT = "sent"
     REQUEUE = "requeue"  # nothing reached a network: back to the queue for another port
     FAIL = "fail"
+    UNKNOWN = "unknown"  # a PDU was written and never answered: the network may have it
 
 
 class Ending(StrEnum):
@@ -176,7 +185,8 @@ class Ending(StrEnum):
 
     SENT = "sent"  # result `sent` published, job acked
     FAILED = "failed"  # result `failed` published, job acked
-    INTERRUPTED = "interrupted"  # claimed before and not settled: failed `interrupted`
+    UNKNOWN = "unknown"  # result `unknown` published (the modem hung mid-part), job acked
+    INTERRUPTED = "interrupted"  # claimed before and not settled: `unknown`, `interrupted`
     ALREADY_SETTLED = "already settled"  # claimed and settled before: acked, nothing sent
     REQUEUED = "requeued"  # nothing reached a network: claim dropped, job back to the queue
     GIVEN_BACK = "given back"  # the claim's write never confirmed: claim dropped, nak'ed
@@ -201,14 +211,17 @@ def claim_found(
         return ClaimFound.HOLDER_DECIDES
     if resend_interrupted:
         return ClaimFound.RESEND
-    return ClaimFound.FAIL_INTERRUPTED
+    return ClaimFound.UNKNOWN_INTERRUPTED
 
 
 def after_send(outcome: SendOutcome, *, pinned: bool) -> AfterSend:
     """A temporary failure with no part sent goes back for another port, unless the job
-    is pinned to this one; any other failure is the job's result."""
+    is pinned to this one; a part written and never answered makes the result `unknown`;
+    any other failure is the job's result."""
     if outcome.ok:
         return AfterSend.SENT
+    if outcome.unknown:
+        return AfterSend.UNKNOWN
     if outcome.temporary and not any_part_sent(outcome) and not pinned:
         return AfterSend.REQUEUE
     return AfterSend.FAIL
@@ -282,7 +295,7 @@ class SendPath:
     async def admit(self, handle: JobHandle, job: SendJob) -> bool:
         """Take the job, unless another port of this agent holds it: handed out again
         (NATS was away for longer than ack_wait), that port settles it. Calling it
-        `interrupted` here would override the result it holds."""
+        its send `interrupted` here would override the result it holds."""
         if job.id in self.handling:
             with contextlib.suppress(Exception):
                 await handle.nak(delay=self.held_delay)
@@ -324,7 +337,7 @@ class SendPath:
 
     async def _claimed_before(self, handle: JobHandle, job: SendJob, *, pinned: bool) -> Ending:
         """The message was claimed before: its result is decided, or its holder decides
-        it, or (the holder gone) it is `interrupted` (see liveness.py)."""
+        it, or (the holder gone) it is `unknown`, `interrupted` (see liveness.py)."""
         decided = await self.claims.decided(job.id)
         if decided is not None:
             await self.claims.announced(decided, created=job.created)
@@ -363,8 +376,10 @@ class SendPath:
             return Ending.LEFT_TO_HOLDER
         if judgement is not None:
             log.warning("%s: %s interrupted: %s", self.name, job.id, judgement.why)
-        if found is ClaimFound.FAIL_INTERRUPTED:
-            await self.port.finish(handle, job, SendStatus.FAILED, "interrupted", [])
+        if found is ClaimFound.UNKNOWN_INTERRUPTED:
+            # It may have reached the network through the holder's modem: nobody left can
+            # say, so the result says so (SMPP's UNKNOWN), never `failed`.
+            await self.port.finish(handle, job, SendStatus.UNKNOWN, "interrupted", [])
             return Ending.INTERRUPTED
         log.warning("%s: re-sending interrupted message %s", self.name, job.id)
         return await self._send_claimed(handle, job, None, pinned=pinned, claim=False)
@@ -422,6 +437,9 @@ class SendPath:
             await self.port.requeued(job)
             await handle.nak(delay=REQUEUE_DELAY)
             return Ending.REQUEUED
+        if after is AfterSend.UNKNOWN:
+            await self.port.finish(handle, job, SendStatus.UNKNOWN, outcome.error, outcome.parts)
+            return Ending.UNKNOWN
         await self.port.finish(handle, job, SendStatus.FAILED, outcome.error, outcome.parts)
         return Ending.FAILED
 

@@ -3,7 +3,8 @@
 A part refused with a temporary `+CMS ERROR` is tried again on the same modem; one that
 got no `>` prompt was never written and is reported temporary, so the caller may try
 another port. A part whose PDU was written but whose answer never came has an unknown
-outcome: it is never sent again here, since the network may have it.
+outcome: it is never sent again here, since the network may have it, and the message's
+result says `unknown` (SendOutcome.unknown).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 from smsgate.backoff import Backoff
 from smsgate.config import AgentPort
-from smsgate.contracts import PartResult
+from smsgate.contracts import OUTCOME_UNKNOWN, PartResult
 from smsgate.pdu import Alphabet, PduError, SubmitPart, encode_submit
 
 from smsgate_agent import text_sms
@@ -46,6 +47,9 @@ class SendOutcome:
     error: str | None = None
     temporary: bool = False  # nothing reached the network and a retry (elsewhere) may work
     code: int | None = None  # the +CMS ERROR code, when there was one
+    # A part's PDU was written and its answer never came: the network may have it, and
+    # nobody can tell. The message's result is `unknown`, not failed.
+    unknown: bool = False
 
 
 class Sender:
@@ -193,8 +197,10 @@ class Sender:
                 # it twice, so the part ends here with its outcome unknown.
                 if isinstance(exc, SendTimeout):
                     self.link.trouble.set()
-                error = f"outcome unknown: {exc}"
-                return PartResult(sequence=sequence, error=error), SendOutcome(False, [], error)
+                error = f"{OUTCOME_UNKNOWN}: {exc}"
+                return PartResult(sequence=sequence, error=error), SendOutcome(
+                    False, [], error, unknown=True
+                )
             except AtClosed:
                 return None, SendOutcome(False, [], "port lost", temporary=True)
             if reply.ok:

@@ -39,7 +39,9 @@ class HistoryMessage(msgspec.Struct, kw_only=True):
     direction: Direction
     number: str  # the other party: the recipient of `out`, the sender of `in`
     text: str | None  # None when the store saw the message only after its text was gone
-    state: str  # out: queued, sending, sent, failed, delivered, undelivered, expired; in: received
+    # out: queued, sending, sent, failed, unknown, delivered, undelivered, expired;
+    # in: received
+    state: str
     created: dt.datetime  # accepted (out) or received (in)
     updated: dt.datetime
     user: str = ""
@@ -48,7 +50,7 @@ class HistoryMessage(msgspec.Struct, kw_only=True):
     port_number: int | None = None
     sim: str | None = None  # the SIM's IMSI
     agent: str | None = None
-    reason: str | None = None  # why it failed
+    reason: str | None = None  # why it failed, or why its outcome is unknown
     status_report: bool | None = None  # a delivery report was asked for
     parts: int | None = None
     report: str | None = None  # the delivery report's state: delivered, failed, expired, ...
@@ -62,7 +64,7 @@ class HistoryMessage(msgspec.Struct, kw_only=True):
 
 class TimelineStep(msgspec.Struct, kw_only=True, omit_defaults=True):
     """One step of a message's life: queued, sending, sent (one per part), failed,
-    delivered / failed / expired (the report), or received."""
+    unknown, delivered / failed / expired (the report), or received."""
 
     time: dt.datetime
     step: str

@@ -12,6 +12,7 @@ from typing import Any
 
 import msgspec
 
+from smsgate.contracts import OUTCOME_UNKNOWN
 from smsgate.history import schema
 from smsgate.history.database import Database, Row, Session
 from smsgate.history.records import (
@@ -238,6 +239,13 @@ def visible(found: HistoryMessage, viewer: Viewer) -> bool:
     return any(fnmatch.fnmatchcase(found.port or "", p) for p in viewer.ports)
 
 
+def _part_step(error: str | None) -> str:
+    """A part's step: sent, failed, or unknown (its PDU was written, no answer came)."""
+    if not error:
+        return "sent"
+    return "unknown" if error.startswith(OUTCOME_UNKNOWN) else "failed"
+
+
 def timeline_steps(rows: Sequence[Row]) -> list[TimelineStep]:
     """The stored events of one message, in time order, as timeline steps."""
     steps: list[TimelineStep] = []
@@ -249,7 +257,7 @@ def timeline_steps(rows: Sequence[Row]) -> list[TimelineStep]:
                 steps.append(
                     TimelineStep(
                         time=when,
-                        step="sent" if not part.get("error") else "failed",
+                        step=_part_step(part.get("error")),
                         port=port,
                         part=part.get("sequence"),
                         reference=part.get("reference"),

@@ -11,7 +11,7 @@ const SHOWN = 200; // rows drawn; the store keeps more for searching
 let pinned = []; // ports chosen in the grid ("Send from these…")
 let lookedUp = null; // {id, status | error}: a message looked up, with its timeline
 const history = { user: null, messages: "idle", inbound: "idle", messagesError: null, inboundError: null };
-const RANK = { queued: 0, sending: 1, sent: 2, failed: 2 }; // anything else is a report: 3
+const RANK = { queued: 0, sending: 1, sent: 2, failed: 2, unknown: 2 }; // anything else is a report: 3
 let searchTimer = null;
 
 export function setupMessages() {

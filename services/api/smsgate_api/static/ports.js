@@ -105,7 +105,8 @@ function drawCell(state) {
     h("div.line.muted", {}, state.operator || "no operator"),
     h("div.line.counts", {},
       h("span", { title: "parts sent today / daily cap" }, `today ${state.sent_today}`, h("small", {}, ` / ${cap(state)}`)),
-      h("span", { title: "failed sends since the agent started" }, `failed ${state.failed}`)));
+      h("span", { title: "failed sends since the agent started" }, `failed ${state.failed}`),
+      state.unknown ? h("span", { title: "sends whose outcome the modem never told (it may have sent them)" }, `unknown ${state.unknown}`) : null));
   return cell.root;
 }
 
@@ -257,7 +258,7 @@ function renderDetails() {
     row("ICCID", state.iccid), row("IMEI", state.imei), row("Operator", state.operator),
     row("Signal", state.signal === null ? null : `${state.signal} dBm`), row("Registration", state.registration),
     row("Sent today", `${state.sent_today} (${cap(state)})`),
-    row("Sent / failed / received", `${state.sent} / ${state.failed} / ${state.received}`),
+    row("Sent / failed / outcome unknown / received", `${state.sent} / ${state.failed} / ${state.unknown ?? 0} / ${state.received}`),
     row("Queue", state.queue), row("Last error", state.last_error), row("Last change", clock(state.updated)))));
   const recent = [...store.messages.values()].filter((m) => m.port === state.port).slice(-8).reverse();
   const inbound = store.inbound.filter((m) => m.port === state.port).slice(0, 5);

@@ -6,6 +6,7 @@ import { store } from "./store.js";
 const SERIES = [
   { key: "sent", label: "sent" },
   { key: "failed", label: "failed" },
+  { key: "unknown", label: "outcome unknown" },
   { key: "received", label: "received" },
   { key: "delivered", label: "delivered" },
   { key: "undelivered", label: "not delivered" },
@@ -48,6 +49,7 @@ export function renderTraffic() {
   fill(kpis,
     kpi("sent this minute", t.sent[now], recent("sent"), "sent"),
     kpi("failed this minute", t.failed[now], recent("failed"), "failed"),
+    kpi("outcome unknown", t.unknown[now], recent("unknown"), "unknown"),
     kpi("received this minute", t.received[now], recent("received"), "received"),
     kpi("queue depth", queue === null ? "–" : queue, "jobs waiting for a port", "queue"),
     kpi("delivered", rate, `${sum(t.delivered)} of ${reports} delivery reports in the last hour`, "delivery"));
@@ -67,13 +69,13 @@ function legend() {
   return h("div.legend", {}, SERIES.map((s) => h("span", { dataset: { series: s.key } }, h("i"), s.label)));
 }
 
-// Per minute: a bar of sent (failed stacked on top), a bar of received beside it, and the
-// delivery reports as lines.
+// Per minute: a bar of sent (failed, then outcome unknown, stacked on top), a bar of
+// received beside it, and the delivery reports as lines.
 function drawChart(t) {
   const width = 720;
   const height = 220;
   const pad = { left: 36, right: 8, top: 10, bottom: 24 };
-  const outbound = t.sent.map((v, i) => v + t.failed[i]);
+  const outbound = t.sent.map((v, i) => v + t.failed[i] + t.unknown[i]);
   const max = Math.max(2, ...outbound, ...t.received, ...t.delivered, ...t.undelivered);
   const top = niceCeil(max);
   const slot = (width - pad.left - pad.right) / t.minutes;
@@ -95,6 +97,7 @@ function drawChart(t) {
   for (let i = 0; i < t.minutes; i++) {
     rect("sent", i, x(i) + slot * 0.1, 0, t.sent[i]);
     rect("failed", i, x(i) + slot * 0.1, t.sent[i], t.failed[i]);
+    rect("unknown", i, x(i) + slot * 0.1, t.sent[i] + t.failed[i], t.unknown[i]);
     rect("received", i, x(i) + slot * 0.5, 0, t.received[i]);
   }
   for (const key of ["delivered", "undelivered"]) {
