@@ -43,6 +43,7 @@ WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream: the key exists already
 # create succeeds, a compare-and-set on the old revision fails), so the marker only
 # tells watchers that were watching at the time: a minute is plenty.
 REMOVED_KEY_TTL = 60.0
+MSG_TTL = "Nats-TTL"  # the header of a message's own TTL
 
 
 def removal(revision: int | None = None) -> dict[str, str]:
@@ -50,7 +51,7 @@ def removal(revision: int | None = None) -> dict[str, str]:
     whose marker expires after REMOVED_KEY_TTL; with `revision`, only if the key is still
     at that revision (else an `APIError` with err_code in WRONG_LAST_SEQUENCE).
     nats-py's own delete() drops a TTL it is given."""
-    headers = {KV_OP: KV_DEL, Header.MSG_TTL.value: f"{REMOVED_KEY_TTL:g}s"}
+    headers = {KV_OP: KV_DEL, MSG_TTL: f"{REMOVED_KEY_TTL:g}s"}
     if revision is not None:
         headers[Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value] = str(revision)
     return headers
@@ -240,7 +241,7 @@ async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyVal
         bucket = await js.key_value(config.bucket)
     except BucketNotFoundError:
         log.debug("created KV bucket %s", config.bucket)
-        return await js.create_key_value(config)  # per-message TTLs allowed (nats-py 2.16)
+        bucket = await js.create_key_value(config)
     await _allow_msg_ttl(js, config.bucket)
     return bucket
 
