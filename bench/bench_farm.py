@@ -80,9 +80,20 @@ def _without_none(value: object) -> object:
 
 
 def write_agent_config(
-    directory: Path, nats_url: str, name: str, devices: dict[str, str], **agent: object
+    directory: Path,
+    nats_url: str,
+    name: str,
+    devices: dict[str, str],
+    *,
+    report_routing: str = "stored",
+    **agent: object,
 ) -> Path:
-    ports = [AgentPort(name=port, device=device) for port, device in sorted(devices.items())]
+    ports = [
+        msgspec.convert(
+            {"name": port, "device": device, "report_routing": report_routing}, AgentPort
+        )
+        for port, device in sorted(devices.items())
+    ]
     settings = AgentConfig(name=name, ports=ports, policy=FAST)
     config = Config(nats=NatsConfig(url=nats_url), agent=msgspec.structs.replace(settings, **agent))
     path = directory / f"{name}.toml"
@@ -91,14 +102,22 @@ def write_agent_config(
 
 
 def start_agents(
-    directory: Path, nats_url: str, devices: dict[str, str], count: int, **agent: object
+    directory: Path,
+    nats_url: str,
+    devices: dict[str, str],
+    count: int,
+    *,
+    report_routing: str = "stored",
+    **agent: object,
 ) -> list[Proc]:
     names = sorted(devices, key=lambda n: int(n.rsplit("-", 1)[1]))
     procs = []
     for index in range(count):
         mine = {name: devices[name] for name in names[index::count]}
         name = f"bench-{index + 1}"
-        path = write_agent_config(directory, nats_url, name, mine, **agent)
+        path = write_agent_config(
+            directory, nats_url, name, mine, report_routing=report_routing, **agent
+        )
         procs.append(
             spawn(name, [PYTHON, "-m", "smsgate_cli", "agent", "-c", str(path)], directory)
         )
@@ -165,6 +184,7 @@ async def run_farm(
     window: float,
     status_report: bool,
     ready_limit: float,
+    report_routing: str = "stored",
 ) -> FarmRun:
     nats = EmbeddedNats(store_dir=directory / f"nats-{ports}-{agents}")
     nats.start()
@@ -185,7 +205,9 @@ async def run_farm(
             _trace(sim, "lte-1")
         nc = await bus.connect(NatsConfig(url=nats.url), name="bench-farm")
         await bus.provision(nc.jetstream(), NatsConfig(url=nats.url))
-        procs = start_agents(directory, nats.url, sim.devices, agents)
+        procs = start_agents(
+            directory, nats.url, sim.devices, agents, report_routing=report_routing
+        )
         ready_after = await wait_ready(nc, procs, ports, ready_limit)
         print(f"  P={ports} A={agents}: every port ready after {ready_after:.1f}s")
         warmup = max(3.0, 3 * part_time)
@@ -311,12 +333,13 @@ def report(runs: list[FarmRun], args: argparse.Namespace, load_before: str) -> N
                 f"ports (target ≤ 1 MiB: {verdict(per_port <= 2**20)}); the rest is each "
                 "process's fixed Python + nats-py footprint."
             )
+    routing = ", routed to the agent (+CDS, AT+CNMA)" if args.report_routing == "direct" else ""
     body = "\n".join(
         [
             f"Simulator: P ports, part time L fixed; window {args.window:g} s per size "
             f"(shortened from a minute to fit the time budget) after a warm-up of "
             f"max(3 s, 3L); jobs published straight to `sms.send.any`, "
-            f"status reports {'on' if args.status_report else 'off'}. "
+            f"status reports {'on' if args.status_report else 'off'}{routing}. "
             "Target: delivered parts/s ≥ 0.97 × P/L; agent CPU ≤ 300 µs/part; "
             "resident memory ≤ 1 MiB per port.",
             "",
@@ -372,6 +395,7 @@ async def amain(args: argparse.Namespace) -> None:
                         window=args.window,
                         status_report=args.status_report,
                         ready_limit=args.ready_limit,
+                        report_routing=args.report_routing,
                     )
                 except Exception as exc:
                     print(f"  P={ports} A={agents} failed: {exc}")
@@ -392,6 +416,12 @@ def main(argv: list[str] | None = None) -> None:
         action=argparse.BooleanOptionalAction,
         default=True,
         help="ask for delivery reports (the API's default)",
+    )
+    parser.add_argument(
+        "--report-routing",
+        choices=["stored", "direct"],
+        default="stored",
+        help="how the ports take delivery reports (agent.ports report_routing)",
     )
     uvloop.run(amain(parser.parse_args(argv)))
 

@@ -15,7 +15,9 @@ For each backend, in one fresh store:
 3. **Ingest from NATS**: `--stream` more messages' events published to SMS_EVENTS on a
    real nats-server, in the order a farm at its peak makes them (a message every
    millisecond; its `sending`, result and report 0.05, 2 and 9 s after its `queued`, so
-   one message's events are thousands apart), then `smsgate history-store` started by
+   one message's events are thousands apart) and as the services publish them (the
+   API's `queued` records `--journal` to a `QueuedBatch`, the rest one per message;
+   events are counted as records, not bus messages), then `smsgate history-store` started by
    its command line on the same store, timed from its consumer's first ack to its last
    (read from the server), with the CPU per event of the store, nats-server and
    PostgreSQL's server processes.
@@ -40,7 +42,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +50,7 @@ import httpx
 import msgspec
 import uvloop
 from nats.js import JetStreamContext
+from nats.js.api import PubAck
 from nats.js.errors import NotFoundError
 from smsgate import bus, contracts, subjects
 from smsgate.config import HistoryConfig, NatsConfig
@@ -58,6 +61,7 @@ from smsgate.contracts import (
     MessageQueued,
     MessageSending,
     PartResult,
+    QueuedBatch,
     SendResult,
     SendStatus,
 )
@@ -98,36 +102,40 @@ TARGET_EVENTS_PER_S = 20_000
 
 SENDING_AFTER, RESULT_AFTER, REPORT_AFTER = 0.05, 2.0, 9.0  # seconds after `queued`
 FARM_PEAK_MESSAGES_PER_S = 1000  # single-part messages: the farm's peak parts/s, rounded
+# `queued` records per journal message the API publishes under load (smsgate_api/journal.py:
+# the records of one loop turn; 1,289 journal messages for 18,548 jobs under wrk,
+# RESULTS.md issue 21).
+JOURNAL_RECORDS = 14
 
 
 def events(
     count: int, seed: int = 7, spacing: float | None = None, *, ordered_ids: bool = True
-) -> Iterator[bytes]:
-    """The wire JSON of `count` messages' events in the order of their times, as the
-    stream holds them: one message every `spacing` seconds (default: spread over DAYS),
-    the last at NOW; each sent one's `sending`, result and report follow its `queued`
-    by SENDING_AFTER, RESULT_AFTER and REPORT_AFTER, interleaved with later messages'
-    events. Message ids sort by time as the API's do (`ids.time_ordered`), or are random
-    hex as the API made them before (`ordered_ids` false)."""
+) -> Iterator[msgspec.Struct]:
+    """`count` messages' events in the order of their times, as the stream holds them:
+    one message every `spacing` seconds (default: spread over DAYS), the last at NOW;
+    each sent one's `sending`, result and report follow its `queued` by SENDING_AFTER,
+    RESULT_AFTER and REPORT_AFTER, interleaved with later messages' events. Message ids
+    sort by time as the API's do (`ids.time_ordered`), or are random hex as the API made
+    them before (`ordered_ids` false)."""
     rng = random.Random(seed)
     gap = spacing if spacing is not None else DAYS * 86400 / max(count, 1)
     numbers = max(count // 10, 1)
-    waiting: list[tuple[dt.datetime, int, bytes]] = []  # a heap, by time
+    waiting: list[tuple[dt.datetime, int, msgspec.Struct]] = []  # a heap, by time
     order = 0
     for i in range(count):
         when = NOW - dt.timedelta(seconds=gap * (count - 1 - i))
         while waiting and waiting[0][0] <= when:
             yield heapq.heappop(waiting)[2]
-        for at, data in message_events(rng, i, when, numbers, ordered_ids):
+        for at, event in message_events(rng, i, when, numbers, ordered_ids):
             order += 1
-            heapq.heappush(waiting, (at, order, data))
+            heapq.heappush(waiting, (at, order, event))
     while waiting:
         yield heapq.heappop(waiting)[2]
 
 
 def message_events(
     rng: random.Random, i: int, when: dt.datetime, numbers: int, ordered_ids: bool
-) -> list[tuple[dt.datetime, bytes]]:
+) -> list[tuple[dt.datetime, msgspec.Struct]]:
     """One message's events with their times: one in ten is inbound, the rest sent."""
     mid = f"{rng.getrandbits(128):032x}"
     if ordered_ids:
@@ -144,7 +152,7 @@ def message_events(
             text=f"reply {i} to offer {rng.randrange(1000)}",
             smsc_time=when,
         )
-        return [(when, contracts.encode(inbound))]
+        return [(when, inbound)]
     user = f"user-{rng.randrange(USERS)}"
     sending = when + dt.timedelta(seconds=SENDING_AFTER)
     done = when + dt.timedelta(seconds=RESULT_AFTER)
@@ -203,13 +211,35 @@ def message_events(
             state=DeliveryState.DELIVERED,
         )
         found.append((reported, report))
-    return [(at, contracts.encode(event)) for at, event in found]
+    return found
+
+
+def journaled(stream: Iterator[msgspec.Struct], size: int) -> Iterator[msgspec.Struct]:
+    """The events as the API publishes them: the `queued` records of `size` messages
+    accepted together as one `QueuedBatch` (journal.py), out when its last record is in,
+    the other events as they come (`size` 1: each record alone, as before)."""
+    records: list[MessageQueued] = []
+    for event in stream:
+        if size > 1 and isinstance(event, MessageQueued):
+            records.append(event)
+            if len(records) == size:
+                yield _journal(records)
+                records = []
+        else:
+            yield event
+    if records:
+        yield _journal(records)
+
+
+def _journal(records: list[MessageQueued]) -> QueuedBatch:
+    last = records[-1]
+    return QueuedBatch(event_id=f"journal:{last.id}", time=last.time, records=records)
 
 
 def batches(count: int, size: int, ordered_ids: bool) -> Iterator[list[bytes]]:
     batch: list[bytes] = []
-    for data in events(count, ordered_ids=ordered_ids):
-        batch.append(data)
+    for event in events(count, ordered_ids=ordered_ids):
+        batch.append(contracts.encode(event))
         if len(batch) == size:
             yield batch
             batch = []
@@ -366,29 +396,49 @@ def _sum(read: Callable[[int], float], pids: list[int]) -> float:
     return total
 
 
-async def publish(js: JetStreamContext, count: int, ordered_ids: bool) -> int:
-    published = 0
-    pending = []
+async def publish(js: JetStreamContext, count: int, ordered_ids: bool, journal: int) -> list[int]:
+    """Publish the events; for each stream sequence from 0, the events (records, not
+    bus messages: a journal batch counts as the records it holds) stored up to it."""
+    records_at: dict[int, int] = {}
+    pending: list[tuple[int, Awaitable[PubAck]]] = []
     gap = 1 / FARM_PEAK_MESSAGES_PER_S
-    for data in events(count, seed=13, spacing=gap, ordered_ids=ordered_ids):
-        kind = msgspec.json.decode(data)["type"]
-        if kind == "queued":
+
+    async def settle() -> None:
+        acks = await asyncio.gather(*(ack for _, ack in pending))
+        for (records, _), ack in zip(pending, acks, strict=True):
+            records_at[ack.seq] = records
+        pending.clear()
+
+    stream = events(count, seed=13, spacing=gap, ordered_ids=ordered_ids)
+    for event in journaled(stream, journal):
+        records = 1
+        if isinstance(event, QueuedBatch):
+            subject = subjects.JOURNAL_QUEUED
+            records = len(event.records)
+        elif isinstance(event, MessageQueued):
             subject = subjects.queued(None)
-        elif kind == "sending":
+        elif isinstance(event, MessageSending):
             subject = subjects.sending("lte-1")
         else:
-            subject = subjects.event(kind, "lte-1")
-        pending.append(js.publish(subject, data))
+            subject = subjects.event(str(event.__struct_config__.tag), "lte-1")
+        pending.append((records, js.publish(subject, contracts.encode(event))))
         if len(pending) == 500:
-            await asyncio.gather(*pending)
-            published += len(pending)
-            pending = []
-    await asyncio.gather(*pending)
-    return published + len(pending)
+            await settle()
+    await settle()
+    upto = [0]
+    for seq in range(1, max(records_at) + 1):
+        upto.append(upto[-1] + records_at[seq])
+    return upto
 
 
 async def stream_ingest(
-    url: str, count: int, batch: int, work: Path, database_pid: int | None, ordered_ids: bool
+    url: str,
+    count: int,
+    batch: int,
+    work: Path,
+    database_pid: int | None,
+    ordered_ids: bool,
+    journal: int,
 ) -> StreamFigures:
     """Publish `count` messages' events to SMS_EVENTS, then start `smsgate history-store`
     (its own process, by its command line) on the store and time it folding them all: from
@@ -400,12 +450,17 @@ async def stream_ingest(
         js = nc.jetstream()
         await bus.provision(js, NatsConfig(url=nats.url))
         print(f"  publishing {count:,} messages' events to SMS_EVENTS", flush=True)
-        published = await publish(js, count, ordered_ids)
+        upto = await publish(js, count, ordered_ids, journal)
+        published = len(upto) - 1
         config = write_toml(
             work / "history-store.toml",
             {"nats": {"url": nats.url}, "history": {"url": url, "batch": batch}},
         )
-        print(f"  {published:,} events published; starting smsgate history-store", flush=True)
+        print(
+            f"  {upto[-1]:,} events in {published:,} messages published; "
+            "starting smsgate history-store",
+            flush=True,
+        )
         with processes() as started:
             store = spawn("history-store", smsgate_argv("history-store", "-c", str(config)), work)
             started.append(store)
@@ -428,7 +483,7 @@ async def stream_ingest(
                 await asyncio.sleep(0.02)
             assert first is not None
             cpu = _cpu(pids, database_pid)
-            folded = floor - first[1]
+            folded = upto[floor] - upto[first[1]]
             pairs = zip(first[2], cpu, strict=True)
             deltas = [(after - before) / folded for before, after in pairs]
             per_event = [delta * 1e6 for delta in deltas[:3]] + deltas[3:]
@@ -477,7 +532,7 @@ async def amain(args: argparse.Namespace) -> None:
                 print(f"[{backend}] ingest of {args.stream:,} more messages from NATS", flush=True)
                 database_pid = postgres.pid if backend == "postgresql" else None
                 stream = await stream_ingest(
-                    url, args.stream, args.batch, work, database_pid, args.ordered_ids
+                    url, args.stream, args.batch, work, database_pid, args.ordered_ids, args.journal
                 )
             finally:
                 await asyncio.to_thread(postgres.stop)
@@ -511,8 +566,12 @@ async def amain(args: argparse.Namespace) -> None:
             f"of {args.batch} (no NATS). Queries: {args.queries} requests per kind, one at a "
             "time over HTTP to one API process on that store. Ingest: then "
             f"{args.stream:,} more messages' events published to SMS_EVENTS on a real "
-            "nats-server and folded into the same store by `smsgate history-store` (its own "
+            "nats-server as the services publish them (the API's `queued` records "
+            f"{args.journal} to a journal message, the agent's `sending`, results and reports "
+            "one each) and folded into the same store by `smsgate history-store` (its own "
             "process, by its command line), timed from its consumer's first ack to its last; "
+            "events are counted as records (a journal message counts as the records it "
+            "holds), not bus messages; "
             "CPU per event of the store process, nats-server and PostgreSQL's server "
             "processes over that window. Targets: number search p99 < 50 ms; export growth "
             f"< 100 MiB; ingest ≥ {TARGET_EVENTS_PER_S:,} events/s (5× the farm's peak).",
@@ -551,6 +610,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--stream", type=int, default=100_000, help="messages ingested from NATS")
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--batch", type=int, default=HistoryConfig().batch)
+    parser.add_argument(
+        "--journal",
+        type=int,
+        default=JOURNAL_RECORDS,
+        help="`queued` records per journal message in the stream (1: each alone)",
+    )
     parser.add_argument(
         "--random-ids",
         dest="ordered_ids",

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import random
 import re
@@ -129,7 +130,10 @@ def start_agent(
         },
     }
     path = write_toml(directory / f"{name}.toml", config)
-    return spawn(name, smsgate_argv("agent", "-c", str(path)), directory)
+    # Compiled once, as an installed package is: not every agent's start (a shell with
+    # PYTHONDONTWRITEBYTECODE set compiled every module at each start, 0.25 s of CPU).
+    env = {"PYTHONDONTWRITEBYTECODE": ""}
+    return spawn(name, smsgate_argv("agent", "-c", str(path)), directory, env=env)
 
 
 async def serving_after(proc: Proc, started: float, limit: float) -> float:
@@ -193,6 +197,31 @@ async def consumers_and_groups(nc: Client) -> tuple[int, int, int, int]:
     consumers = sum(s.state.consumer_count for s in streams)
     send = (await js.stream_info(subjects.SEND_STREAM)).state.consumer_count
     return len(streams), consumers, 1 + len(streams) + consumers, send
+
+
+async def kv_writes(nc: Client) -> tuple[int, int]:
+    """Messages stored so far in the port states' and the agents' leases' KV streams."""
+    js = nc.jetstream()
+    ports = await js.stream_info(f"KV_{subjects.PORTS_BUCKET}")
+    agents = await js.stream_info(f"KV_{subjects.AGENTS_BUCKET}")
+    return ports.state.last_seq, agents.state.last_seq
+
+
+MODEM_UP = re.compile(rb"^(\S+ \S+) INFO +smsgate\.modem: \S+: up: ", re.MULTILINE)
+
+
+def _log_time(stamp: bytes) -> float:
+    return dt.datetime.strptime(stamp.decode(), "%Y-%m-%d %H:%M:%S,%f").timestamp()
+
+
+def bring_up(log: bytes) -> float | None:
+    """From an agent's log: seconds from 'serving' to its last modem initialised (the AT
+    bring-up of every port, after the bus is set up)."""
+    serving, ups = SERVING.search(log), MODEM_UP.findall(log)
+    if serving is None or not ups:
+        return None
+    line = log.rfind(b"\n", 0, serving.start()) + 1
+    return _log_time(ups[-1]) - _log_time(log[line : line + 23])
 
 
 async def pinned_waits(nc: Client, ports: list[str], part_time: float, count: int) -> list[float]:
@@ -274,7 +303,15 @@ async def run_scale(directory: Path, args: argparse.Namespace) -> dict[str, Any]
         figures["farm_ready"] = ready
         print(f"farm: {args.ports} ports on {args.agents} agents ready after {ready:.1f}s")
         await asyncio.sleep(5)
+        writes0, agent_cpu0 = await kv_writes(nc), sum(cpu_seconds(a.popen.pid) for a in agents)
         figures["idle"] = node_use(cluster.nodes, args.idle_seconds)
+        writes1 = await kv_writes(nc)
+        figures["idle_agents_cpu"] = (
+            sum(cpu_seconds(a.popen.pid) for a in agents) - agent_cpu0
+        ) / args.idle_seconds
+        figures["idle_writes"] = [
+            (b - a) / args.idle_seconds for a, b in zip(writes0, writes1, strict=True)
+        ]
         figures["groups"] = await consumers_and_groups(nc)
         print(f"idle: {_use(figures['idle'])}; streams/consumers/groups {figures['groups']}")
         if args.idle_only:
@@ -333,6 +370,7 @@ async def run_scale(directory: Path, args: argparse.Namespace) -> dict[str, Any]
             figures["startup_serving"] = await serving_after(newcomer, started, args.ready_limit)
             await wait_ready(nc, set(extra), [newcomer], args.ready_limit)
             figures["startup_ready"] = time.monotonic() - started
+            figures["startup_phases"] = bring_up(newcomer.log.read_bytes())
             print(
                 f"startup: {figures['startup_serving']:.1f}s serving, "
                 f"{figures['startup_ready']:.1f}s ready"
@@ -429,9 +467,14 @@ def report(figures: dict[str, Any], args: argparse.Namespace, load_before: str) 
         ["streams / consumers / Raft groups", f"{streams} / {consumers} / {groups}", ""],
         ["consumers on SMS_SEND (`send-any` and the agents')", str(send_consumers), ""],
         [
-            "port states rewritten idle (P / agent.heartbeat), KV writes at replicas = "
-            f"{args.replicas}",
-            f"{args.ports / args.heartbeat:.0f} /s",
+            f"KV writes idle at replicas = {args.replicas}: port states / agents' leases "
+            f"(agent.heartbeat {args.heartbeat:g} s)",
+            " / ".join(f"{w:.1f} /s" for w in figures["idle_writes"]),
+            "",
+        ],
+        [
+            f"the {args.agents} agents' CPU, idle, in all",
+            f"{float(figures['idle_agents_cpu']) * 100:.1f} % of a core",
             "",
         ],
         [
@@ -465,6 +508,11 @@ def report(figures: dict[str, Any], args: argparse.Namespace, load_before: str) 
                 f"≤ 10 s: {verdict(ready <= 10)}",
             ]
         )
+        phases = figures["startup_phases"]
+        if phases is not None:
+            rows.append(
+                ["… from 'serving' to its last modem initialised (its log)", f"{phases:.1f} s", ""]
+            )
     rows.append(["results not `sent` during the load (any reason)", str(figures["failed"]), ""])
     return "\n".join(
         [

@@ -124,6 +124,14 @@ class AgentPort(_Section):
     reset_command: str = "AT+CFUN=1,1"  # what the recovery ladder sends to reboot the modem
     enabled: bool = True  # false: configured but taking no work
     smsc: str | None = None  # override the SIM's service centre
+    # How delivery reports reach the agent: "stored" on the SIM (+CDSI), read and deleted
+    # (AT+CMGR, AT+CMGD), none lost however long the agent is away; or "direct" (+CDS with
+    # the PDU, under AT+CSMS=1, acknowledged with AT+CNMA once durable): one AT command per
+    # report instead of two, but one that comes while the agent is away is refused to the
+    # network and the modem stops routing reports (3GPP TS 27.005): whether the SMSC sends
+    # it again is the SMSC's choice, so reports can be lost. A modem refusing AT+CSMS=1
+    # stays on "stored".
+    report_routing: Literal["stored", "direct"] = "stored"
     # Bind by identity: `device` is then a glob (e.g. /dev/ttyUSB*) probed for this modem.
     imei: str | None = None
     iccid: str | None = None  # or the SIM's ICCID, so the name follows the SIM
@@ -143,7 +151,7 @@ class AgentConfig(_Section):
     resend_interrupted: bool = False
     send_timeout: Seconds = 60.0  # wait for `+CMGS:` after the PDU
     command_timeout: Seconds = 10.0  # seconds an AT command may take
-    # seconds between port-state heartbeats (a port silent for 3 is down)
+    # seconds between lease renewals (a port whose agent is silent for 3 is down)
     heartbeat: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     reassembly_timeout: Seconds = 600.0  # seconds to wait for the missing parts of an inbound SMS
     retries: Annotated[int, msgspec.Meta(ge=0)] = 3  # temporary errors, same port
@@ -293,6 +301,10 @@ class SimConfig(_Section):
     reset_time: Seconds = 1.0  # how long AT+CFUN=1,1 keeps the modem away
     reset_unplugs: bool = False  # AT+CFUN=1,1 drops the device like a USB modem does
     sent_log: Annotated[int, msgspec.Meta(ge=0)] = 1000  # sent parts kept per port
+    # AT+CSMS=1: a +CMT/+CDS not acknowledged (AT+CNMA) this long is refused to the network
+    # (RP-ERROR) and routing to the TE switched off (3GPP TS 27.005 +CNMA; TS 24.011 TR2M)
+    cnma_timeout: Annotated[float, msgspec.Meta(gt=0)] = 12.0
+    smsc_retry: Annotated[float, msgspec.Meta(gt=0)] = 30.0  # the SMSC tries a refused one again
     seed: int | None = None  # for repeatable random delays and faults
     # Faults every modem starts with (per-port faults are set at run time).
     send_error: Annotated[int, msgspec.Meta(ge=0, le=511)] = 500  # the +CMS ERROR code
@@ -312,7 +324,7 @@ class HistoryConfig(_Section):
     retention_days: Annotated[float, msgspec.Meta(ge=0)] = 90.0
     prune_interval: Annotated[float, msgspec.Meta(gt=0)] = 3600.0  # seconds between prunes
     # the most events per transaction (a turn takes what has come, up to this)
-    batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 2000
+    batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 4000
     pool: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4  # API connections to the store
 
 

@@ -187,10 +187,25 @@ class PortState(_Wire, kw_only=True, frozen=True):
     daily_cap: int | None = None
     queue: int = 0
     last_error: str | None = None
-    updated: dt.datetime
-    heartbeat_interval: float = 5.0  # a port not updated for 3 intervals is down
+    updated: dt.datetime  # when the agent wrote this state (it writes on change)
+    heartbeat_interval: float = 5.0  # its agent silent for 3 intervals: the port is down
+    # The agent's run that wrote it: while that run renews its lease (`sms_agents`), the
+    # state holds however long ago it was written (port_liveness.py). None: written by an
+    # earlier agent, which rewrites every state each heartbeat instead.
+    boot: str | None = None
     # How the modem is driven: "pdu", or "text" for firmwares that refuse PDU mode.
     sms_mode: Literal["pdu", "text"] = "pdu"
+
+
+class Lease(msgspec.Struct, frozen=True, kw_only=True):
+    """An agent's sign of life, the value of its key in `sms_agents`: rewritten every
+    heartbeat while it hears the server. It keeps the agent's send claims (see the agent's
+    liveness.py) and its ports' states (port_liveness.py) standing."""
+
+    agent: str
+    boot: str  # the agent's run, new at every start
+    renewed: float  # wall-clock seconds
+    lease: float  # seconds the holder of a send claim counts as alive after `renewed`
 
 
 class PortEvent(_Event, kw_only=True, frozen=True, tag="port"):

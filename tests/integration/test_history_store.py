@@ -7,7 +7,7 @@ import asyncio
 import datetime as dt
 import random
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 import pytest
@@ -434,6 +434,89 @@ async def test_a_batch_with_repeats_and_any_order_folds_like_one_at_a_time(db: D
         assert [s.step for s in found[1]] == ["queued", "sending", "sent", "sent", "delivered"]
     parts = await db.run(lambda s: s.all(f"SELECT COUNT(*) FROM {schema.PARTS}"))
     assert parts == [(6,)]
+
+
+def _one_message(mid: str, steps: str) -> list[object]:
+    """Events of message `mid` by letter: Q queued, P queued pinned to lte-2, S sending
+    on lte-1, T its second `sending` on lte-3 (a retry), R result, D report."""
+    to = "+15551230009"
+    at = {c: T0 + dt.timedelta(seconds=i) for i, c in enumerate("QPSTRD")}
+    made: dict[str, Callable[[], object]] = {
+        "Q": lambda: msgspec.structs.replace(queued(mid, to, "hi", at=at["Q"]), caller_id="c"),
+        "P": lambda: msgspec.structs.replace(
+            queued(mid, to, "hi", at=at["P"], port="lte-2"), caller_id="c"
+        ),
+        "S": lambda: sending(mid, to, at=at["S"]),
+        "T": lambda: msgspec.structs.replace(
+            sending(mid, to, at=at["T"], port="lte-3"), event_id=f"{mid}:sending:2"
+        ),
+        "R": lambda: result(mid, to, at=at["R"]),
+        "D": lambda: report(mid, to, at=at["D"]),
+    }
+    return [made[c]() for c in steps]
+
+
+Stored = tuple[list[tuple[object, ...]], list[tuple[object, ...]], list[tuple[object, ...]]]
+
+
+async def _stored(db: Database, mid: str) -> Stored:
+    """Everything the store holds of one message, its id left out."""
+    columns = ", ".join(c for c in ingest.OUT_NAMES if c != "id")
+    row = await db.run(
+        lambda s: s.all(f"SELECT {columns} FROM {schema.MESSAGES} WHERE id = ?", (mid,))
+    )
+    steps = await db.run(
+        lambda s: s.all(
+            f"SELECT at, step, port, detail FROM {schema.EVENTS} WHERE message_id = ? "
+            "ORDER BY at, step",
+            (mid,),
+        )
+    )
+    parts = await db.run(
+        lambda s: s.all(
+            f"SELECT sequence, reference, error, at FROM {schema.PARTS} WHERE message_id = ?",
+            (mid,),
+        )
+    )
+    return row, steps, parts
+
+
+@pytest.mark.parametrize(
+    ("before", "batch"),
+    [
+        ("", "QSRD"),  # a whole life in one batch (catching up)
+        ("", "SQ"),  # the `sending` stored before its `queued`
+        ("", "PS"),  # pinned to another port than the one that took it
+        ("", "STQ"),  # two `sending` (a retry on another port), then the `queued`
+        ("", "QST"),
+        ("Q", "QS"),  # the `queued` again (redelivered) with its `sending`
+        ("R", "QS"),  # after a rebuild: the result first
+        ("D", "SQR"),  # the report first
+        ("RD", "PS"),
+        ("S", "QT"),
+    ],
+)
+async def test_a_batch_of_one_message_events_ends_as_they_would_one_by_one(
+    db: Database, before: str, batch: str
+) -> None:
+    # Reference: every event in its own batch, in the same order.
+    for event in _one_message("one", before + batch):
+        await fold(db, event)
+    await fold(db, *_one_message("both", before))
+    decoded = [ingest.decode(contracts.encode(e)) for e in _one_message("both", batch)]
+    await db.run(lambda s: ingest.apply_batch(s, decoded))
+    assert await _stored(db, "both") == await _stored(db, "one")
+    row = await _stored(db, "one")
+    assert row[0][0][ingest.OUT_NAMES.index("state") - 1] == _state_at_last(before + batch)
+
+
+def _state_at_last(steps: str) -> str:
+    """The state a message's events end in, whatever their order."""
+    if "D" in steps:
+        return "delivered"
+    if "R" in steps:
+        return "sent"
+    return "sending" if "S" in steps or "T" in steps else "queued"
 
 
 async def test_a_prune_can_be_taken_a_few_transactions_at_a_time(db: Database) -> None:

@@ -298,3 +298,19 @@ async def test_a_message_mode_the_firmware_dropped_is_set_again() -> None:
         outcome = await r.modem.send(OUTSIDE, "still PDU", status_report=False)
         assert outcome.ok
         assert [p.text for p in r.sent()] == ["still PDU"]
+
+
+async def test_direct_reports_the_modem_stopped_routing_are_routed_again() -> None:
+    """A +CDS acknowledged too late makes the modem switch routing to us off; the next
+    poll notices it and routes reports again, so the SMSC's retry reaches us."""
+    async with rig(sim_config(smsc_retry=0.2), port={"report_routing": "direct"}) as r:
+        await r.ready()
+        virtual = r.sim.modem(PORT)
+        assert (virtual.csms, virtual.cnmi[3]) == (1, 1)
+        virtual.cnmi[1] = virtual.cnmi[3] = 0  # what a +CDS left unacknowledged does
+        await r.modem.startup.poll()
+        assert virtual.cnmi[3] == 1
+        outcome = await r.modem.send(OUTSIDE, "reported directly", status_report=True)
+        await r.until(lambda: len(r.reports) == 1)
+        await r.until(lambda: virtual.stats.acknowledged == 1)
+        assert [p.reference for p in outcome.parts] == [r.reports[0].message_reference]

@@ -16,7 +16,8 @@ import urllib.parse
 import msgspec
 from smsgate import contracts, subjects
 from smsgate.config import ApiUser
-from smsgate_agent.liveness import Claim, Lease
+from smsgate.contracts import Lease
+from smsgate_agent.liveness import Claim
 from smsgate_agent.publisher import Publisher
 
 from tests.conftest import Bus

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 
+import msgspec
 import pytest
 from smsgate import contracts, subjects
-from smsgate.contracts import PortState, PortStatus
+from smsgate.contracts import Lease, PortState, PortStatus
 from smsgate_api.auth import User
 from smsgate_api.errors import ApiError
 from smsgate_api.port_choice import PortTable, listing
@@ -102,3 +104,50 @@ def test_listing_is_natural_and_short() -> None:
     assert listing(["lte-10", "lte-2", "lte-1"]) == "lte-1, lte-2, lte-10"
     assert listing([]) == "none"
     assert listing(f"p-{i}" for i in range(50)).endswith("... (50 in all)")
+
+
+def new_style(name: str, age: float, boot: str = "run-1") -> bytes:
+    """A state as agents write it now: once, when it changed, naming their run."""
+    value = msgspec.json.decode(state(name, age=age), type=PortState)
+    return contracts.encode(msgspec.structs.replace(value, boot=boot))
+
+
+def lease(renewed_ago: float, boot: str = "run-1") -> bytes:
+    renewed = time.time() - renewed_ago
+    return msgspec.json.encode(Lease(agent="a", boot=boot, renewed=renewed, lease=15.0))
+
+
+def test_an_unchanged_port_is_up_while_its_agent_renews_its_lease() -> None:
+    ports = table(("lte-1", new_style("lte-1", age=600)))
+    assert ports.status("lte-1") is PortStatus.DOWN  # no lease seen yet
+    ports.apply_lease(lease(1))
+    assert ports.status("lte-1") is PortStatus.READY
+    assert ports.counts()[PortStatus.READY] == 1
+    shown = ports.state("lte-1")
+    assert shown is not None
+    assert time.time() - shown.updated.timestamp() < 5  # last known current: the renewal
+    ports.apply_lease(lease(16))  # the agent stopped renewing: its ports go down
+    assert ports.status("lte-1") is PortStatus.DOWN
+    assert ports.counts()[PortStatus.DOWN] == 1
+
+
+def test_a_lease_of_another_run_keeps_no_port_up() -> None:
+    # The agent started again without lte-1 in its config: its old state stays behind.
+    ports = table(("lte-1", new_style("lte-1", age=600, boot="run-1")))
+    ports.apply_lease(lease(1, boot="run-2"))
+    assert ports.status("lte-1") is PortStatus.DOWN
+
+
+def test_an_older_agent_rewriting_every_beat_is_read_as_before() -> None:
+    # A rolling upgrade: this agent still writes every state each beat, naming no run.
+    ports = table(("lte-1", state("lte-1", age=2)), ("lte-2", state("lte-2", age=16)))
+    ports.apply_lease(lease(1))  # it renews a lease too (for its send claims)
+    assert ports.status("lte-1") is PortStatus.READY
+    assert ports.status("lte-2") is PortStatus.DOWN
+
+
+def test_unreadable_or_deleted_leases_are_ignored() -> None:
+    ports = table(("lte-1", new_style("lte-1", age=1)))
+    ports.apply_lease(b"not json")
+    ports.apply_lease(None)
+    assert ports.status("lte-1") is PortStatus.READY  # its own write is fresh

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from smsgate_agent.liveness import Claim, Lease, Verdict, judge
+from smsgate.contracts import Lease
+from smsgate_agent.liveness import Claim, Verdict, judge
 
 NOW = 1_000_000.0
 LEASE = 15.0

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import pytest
 from nats.js.errors import KeyNotFoundError
 from smsgate import contracts
-from smsgate.contracts import MessageState, MessageStatus, PartResult, SendJob, SendStatus
+from smsgate.contracts import Lease, MessageState, MessageStatus, PartResult, SendJob, SendStatus
 from smsgate_agent import send_path
-from smsgate_agent.liveness import Claim, Lease
+from smsgate_agent.liveness import Claim
 from smsgate_agent.send_path import (
     AfterSend,
     ClaimFound,

@@ -3,7 +3,9 @@
 No `port` and a user who may use every port: the job goes to `sms.send.any`, and the
 first idle modem in the farm takes it. A subset of ports (from `port=` or the user's
 allowed list): the ready port with the least work is chosen and the job pinned to it.
-The table is kept current by a watch on the `sms_ports` bucket, never read per request.
+The table is kept current by watches on the `sms_ports` bucket and on the agents' leases
+(`sms_agents`), never read per request; a port is down once neither its state nor its
+agent's lease was written for three heartbeats (smsgate.port_liveness).
 """
 
 from __future__ import annotations
@@ -13,13 +15,13 @@ import contextlib
 import logging
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import msgspec
 from nats.js.kv import KV_DEL, KV_PURGE, KeyValue
-from smsgate import contracts, subjects
-from smsgate.contracts import PortState, PortStatus
+from smsgate import contracts, port_liveness, subjects
+from smsgate.contracts import Lease, PortState, PortStatus
 
 from smsgate_api.auth import User
 from smsgate_api.errors import ApiError, bad_parameter, unavailable
@@ -35,7 +37,6 @@ _RANK = {
     PortStatus.DISABLED: 4,
     PortStatus.UNKNOWN: 5,
 }
-_STALE_HEARTBEATS = 3
 _LIST_MAX = 40  # names shown in an error message
 
 
@@ -65,16 +66,43 @@ def listing(names: Iterable[str]) -> str:
     return shown + (f", ... ({len(ordered)} in all)" if len(ordered) > _LIST_MAX else "")
 
 
+async def _watch(
+    kv: KeyValue, what: str, apply: Callable[[str, bytes | None], None], synced: asyncio.Event
+) -> None:
+    """Every entry of `kv` to `apply` (None: deleted), for ever; `synced` is set once the
+    initial values are in. The watch restarts on errors."""
+    while True:
+        watcher = None
+        try:
+            watcher = await kv.watchall()
+            async for entry in watcher:
+                if entry is None:  # the initial values are all in
+                    synced.set()
+                    continue
+                deleted = entry.operation in (KV_DEL, KV_PURGE)
+                apply(entry.key, None if deleted else entry.value)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("%s watch failed, restarting: %s", what, exc)
+            await asyncio.sleep(1.0)
+        finally:
+            if watcher is not None:
+                with contextlib.suppress(Exception):
+                    await watcher.stop()  # type: ignore[no-untyped-call]
+
+
 class PortTable:
-    """The farm's ports as last seen in the `sms_ports` bucket."""
+    """The farm's ports as last seen in the `sms_ports` bucket, and their agents' leases."""
 
     def __init__(self) -> None:
         self._states: dict[str, PortState] = {}
-        self._expires: dict[str, float] = {}
+        self._leases: dict[str, Lease] = {}  # by agent name
         # Jobs this process pinned since the port last reported, so a burst spreads out
         # instead of piling onto the port that looked least busy at the last heartbeat.
         self._pending: dict[str, int] = {}
-        self.synced = asyncio.Event()
+        self._ports_in, self._leases_in = asyncio.Event(), asyncio.Event()
+        self.synced = asyncio.Event()  # both buckets' initial values are in
 
     # --- updates -------------------------------------------------------------------------
 
@@ -82,7 +110,6 @@ class PortTable:
         """Take one KV entry; None (deleted or purged) removes the port."""
         if value is None:
             self._states.pop(name, None)
-            self._expires.pop(name, None)
             self._pending.pop(name, None)
             return
         try:
@@ -91,32 +118,35 @@ class PortTable:
             log.warning("ignoring unreadable port state %r: %s", name, exc)
             return
         self._states[name] = state
-        self._expires[name] = (
-            state.updated.timestamp() + _STALE_HEARTBEATS * state.heartbeat_interval
-        )
         self._pending[name] = 0
 
-    async def follow(self, kv: KeyValue) -> None:
-        """Keep the table current from a watch on `kv`; restarts the watch on errors."""
-        while True:
-            watcher = None
-            try:
-                watcher = await kv.watchall()
-                async for entry in watcher:
-                    if entry is None:  # the initial values are all in
-                        self.synced.set()
-                        continue
-                    deleted = entry.operation in (KV_DEL, KV_PURGE)
-                    self.apply(entry.key, None if deleted else entry.value)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("port watch failed, restarting: %s", exc)
-                await asyncio.sleep(1.0)
-            finally:
-                if watcher is not None:
-                    with contextlib.suppress(Exception):
-                        await watcher.stop()  # type: ignore[no-untyped-call]
+    def apply_lease(self, value: bytes | None) -> None:
+        """Take one entry of `sms_agents`, an agent's lease (None: deleted, nothing to do:
+        the ports of an agent whose lease is gone go down with their own states)."""
+        if value is None:
+            return
+        try:
+            lease = msgspec.json.decode(value, type=Lease)
+        except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            log.warning("ignoring unreadable agent lease: %s", exc)
+            return
+        self._leases[lease.agent] = lease
+
+    async def follow(self, ports: KeyValue, agents: KeyValue | None) -> None:
+        """Keep the table current from watches on `sms_ports` and `sms_agents` (None: a
+        farm without leases yet, whose agents rewrite their ports' states every beat)."""
+        watches = [_watch(ports, "port", self.apply, self._ports_in), self._sync()]
+        if agents is None:
+            self._leases_in.set()
+        else:
+            apply = lambda _, value: self.apply_lease(value)  # noqa: E731
+            watches.append(_watch(agents, "lease", apply, self._leases_in))
+        await asyncio.gather(*watches)
+
+    async def _sync(self) -> None:
+        await self._ports_in.wait()
+        await self._leases_in.wait()
+        self.synced.set()
 
     # --- reading -------------------------------------------------------------------------
 
@@ -124,22 +154,27 @@ class PortTable:
     def names(self) -> list[str]:
         return list(self._states)
 
+    def _lease_of(self, state: PortState) -> Lease | None:
+        return self._leases.get(state.agent)
+
     def status(self, name: str, now: float | None = None) -> PortStatus:
-        """The port's status, `down` when unknown or when its heartbeats stopped."""
+        """The port's status, `down` when unknown or when it was not heard from."""
         state = self._states.get(name)
         if state is None:
             return PortStatus.DOWN
-        if self._expires[name] < (time.time() if now is None else now):
+        when = time.time() if now is None else now
+        if not port_liveness.is_live(state, self._lease_of(state), when):
             return PortStatus.DOWN
         return state.status
 
     def state(self, name: str, now: float | None = None) -> PortState | None:
-        """The stored state with its status corrected for missed heartbeats."""
+        """The stored state as readers show it: its status corrected for a silent agent,
+        `updated` when it was last known current (see smsgate.port_liveness)."""
         state = self._states.get(name)
         if state is None:
             return None
-        status = self.status(name, now)
-        return state if status is state.status else msgspec.structs.replace(state, status=status)
+        when = time.time() if now is None else now
+        return port_liveness.as_seen(state, self._lease_of(state), when)
 
     def number(self, name: str | None) -> int | None:
         """The gateway port number: from the port's state, else the name's trailing digits."""

@@ -12,6 +12,8 @@ import logging
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.errors import BucketNotFoundError
+from nats.js.kv import KeyValue
 from smsgate import bus, subjects
 from smsgate.acks import AckPublisher
 from smsgate.backoff import Backoff
@@ -99,16 +101,18 @@ class ApiRuntime:
 
     async def _attach(self, nc: Client, *, provision: bool) -> None:
         js = nc.jetstream(timeout=self.config.api.publish_timeout)
+        agents: KeyValue | None
         if provision:
             buckets = await bus.provision(js, self.config.nats)
-            ports, messages = buckets.ports, buckets.messages
+            ports, agents, messages = buckets.ports, buckets.agents, buckets.messages
         else:
             ports = await js.key_value(subjects.PORTS_BUCKET)
+            agents = await _bucket_if_there(js, subjects.AGENTS_BUCKET)
             messages = await js.key_value(subjects.MESSAGES_BUCKET)
         await self.results.start(nc)
         self.publisher = AckPublisher(nc, ack_timeout=self.config.api.publish_timeout)
         await self.publisher.start()
-        self._tasks.append(asyncio.create_task(self.ports.follow(ports)))
+        self._tasks.append(asyncio.create_task(self.ports.follow(ports, agents)))
         self.js = js
         journal = Journal(self.publisher) if self.config.history.enabled else None
         self.queue = JobQueue(nc, js, messages, self.publisher, journal=journal)
@@ -142,3 +146,12 @@ class ApiRuntime:
         except Exception:
             return None
         return int(info.state.messages)
+
+
+async def _bucket_if_there(js: JetStreamContext, name: str) -> KeyValue | None:
+    """A bucket that a farm provisioned by an earlier version may not have yet."""
+    try:
+        return await js.key_value(name)
+    except BucketNotFoundError:
+        log.warning("no KV bucket %s yet: ports are judged by their own states", name)
+        return None

@@ -11,6 +11,10 @@ its `queued` record after a rebuild):
 - the text, user, caller id and accept time from `queued`;
 - port, SIM, parts and reason from the result; the port of `sending` until then.
 
+A message's `queued` and `sending` (50 ms apart at a farm's pace, so nearly always in
+one batch) are folded by one upsert (`queued+sending`) instead of two: the row the two
+make when both are new, with the clauses of both at once.
+
 Events are read leniently (`Envelope`): a field this version does not know is ignored,
 so new event kinds and report states land as strings.
 """
@@ -19,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import msgspec
@@ -34,6 +38,7 @@ M = schema.MESSAGES
 # the `sms_messages` bucket, so `state=failed` keeps meaning "not sent".
 REPORT_STATES = {"delivered": "delivered", "failed": "undelivered", "expired": "expired"}
 RANKS = {"queued": 0, "sending": 1, "result": 2, "report": 3, "inbound": 3}
+QUEUED_SENDING = "queued+sending"  # a message's `queued` and `sending`, in one upsert
 
 
 class Part(msgspec.Struct, kw_only=True):
@@ -116,6 +121,9 @@ _OUT_COLUMNS = (
     ("report_time", "bigint"),
     ("smsc_time", "bigint"),
 )
+OUT_NAMES = [name for name, _ in _OUT_COLUMNS]  # a sent message's columns, in its rows' order
+_UPDATED = OUT_NAMES.index("updated")
+_TAKEN = slice(OUT_NAMES.index("port"), OUT_NAMES.index("state_rank") + 1)  # from `sending`
 _IN_COLUMNS = (
     *_EVERY_ROW,
     ("port", "text"),
@@ -165,20 +173,27 @@ def _on_conflict(kind: str, greatest: str) -> str:
     keep = _updated(greatest)
     if kind == "inbound":
         return "ON CONFLICT (id) DO NOTHING"
+    accepted = (
+        "created = excluded.created, text = excluded.text, user_name = excluded.user_name, "
+        "caller_id = excluded.caller_id, status_report = excluded.status_report, "
+        "number = excluded.number, number_key = excluded.number_key"
+    )
+    early = f"CASE WHEN {M}.state_rank <= 1 THEN excluded.%s ELSE {M}.%s END"
+    taken = (
+        ", ".join(f"{c} = {early % (c, c)}" for c in ("port_number", "sim", "agent"))
+        + f", state = CASE WHEN {M}.state_rank < 1 THEN excluded.state ELSE {M}.state END"
+        + f", state_rank = {greatest}({M}.state_rank, 1)"
+    )
     if kind == "queued":
-        sets = (
-            "created = excluded.created, text = excluded.text, user_name = excluded.user_name, "
-            "caller_id = excluded.caller_id, status_report = excluded.status_report, "
-            "number = excluded.number, number_key = excluded.number_key, "
-            f"port = COALESCE({M}.port, excluded.port), {keep}"
-        )
+        sets = f"{accepted}, port = COALESCE({M}.port, excluded.port), {keep}"
     elif kind == "sending":
-        early = f"CASE WHEN {M}.state_rank <= 1 THEN excluded.%s ELSE {M}.%s END"
-        sets = (
-            ", ".join(f"{c} = {early % (c, c)}" for c in ("port", "port_number", "sim", "agent"))
-            + f", state = CASE WHEN {M}.state_rank < 1 THEN excluded.state ELSE {M}.state END"
-            + f", state_rank = {greatest}({M}.state_rank, 1), {keep}"
-        )
+        sets = f"port = {early % ('port', 'port')}, {taken}, {keep}"
+    elif kind == QUEUED_SENDING:
+        # `queued` then `sending`, or the other way round: the same. Past sending, the
+        # port stays the one a result or report set (every event names its port).
+        port = f"CASE WHEN {M}.state_rank <= 1 THEN excluded.port "
+        port += f"ELSE COALESCE({M}.port, excluded.port) END"
+        sets = f"{accepted}, port = {port}, {taken}, {keep}"
     elif kind == "result":
         sets = (
             "port = excluded.port, port_number = excluded.port_number, "
@@ -275,13 +290,16 @@ def apply_batch(session: Session, events: Sequence[Envelope]) -> int:
             rows[event.event_id] = (event, row)
     items = list(rows.values())
     fresh = _record_events(session, [row for _, row in items])
-    upserts: dict[str, list[Row]] = {}
+    new = [(event, row[2]) for event, row in items if event.event_id in fresh]
+    # `queued+sending` first: a message's later `sending` (another port, after a retry)
+    # must come after it, as in the stream.
+    upserts: dict[str, list[Row]] = {QUEUED_SENDING: []}
     parts: list[Row] = []
-    for event, row in items:
-        if event.event_id not in fresh:
+    for kind, event, at, other in _paired(new):
+        if kind == QUEUED_SENDING:
+            assert other is not None
+            upserts.setdefault(kind, []).append(_queued_sending(event, at, *other))
             continue
-        at = row[2]
-        kind = event.type
         upserts.setdefault(kind, []).append(
             _inbound(event, at) if kind == "inbound" else _outbound(event, at)
         )
@@ -289,7 +307,8 @@ def apply_batch(session: Session, events: Sequence[Envelope]) -> int:
             parts.extend((event.id, p.sequence, p.reference, p.error, at) for p in event.parts)
     dialect = session.dialect
     for kind, kind_rows in upserts.items():
-        _write(session, _upsert(kind, dialect), kind_rows, key=lambda r: r[0])
+        if kind_rows:
+            _write(session, _upsert(kind, dialect), kind_rows, key=lambda r: r[0])
     if parts:
         _write(session, _upsert_parts(dialect), parts, key=lambda r: (r[0], r[1]))
     withdrawn = [(i,) for event in events if event.type == "withdrawn" for i in event.ids or []]
@@ -298,6 +317,29 @@ def apply_batch(session: Session, events: Sequence[Envelope]) -> int:
         # Its `queued` event stays recorded, so a batch delivered again cannot bring it back.
         session.many(_WITHDRAW, withdrawn)
     return len(fresh)
+
+
+Timed = tuple[Envelope, int]  # an event and its time in microseconds
+
+
+def _paired(new: list[Timed]) -> Iterator[tuple[str, Envelope, int, Timed | None]]:
+    """The new events with the kind of upsert that folds each: a message's first `queued`
+    and first `sending` of the batch go as one `queued+sending` (the `sending` as its last
+    item, and not again on its own)."""
+    first_queued: dict[str, Envelope] = {}
+    first_sending: dict[str, Timed] = {}
+    for event, at in new:
+        if event.type == "queued":
+            first_queued.setdefault(event.id or "", event)
+        elif event.type == "sending":
+            first_sending.setdefault(event.id or "", (event, at))
+    taken = {id(found[0]) for mid, found in first_sending.items() if mid in first_queued}
+    for event, at in new:
+        mid = event.id or ""
+        if event.type == "queued" and first_queued[mid] is event and mid in first_sending:
+            yield QUEUED_SENDING, event, at, first_sending[mid]
+        elif id(event) not in taken:
+            yield event.type, event, at, None
 
 
 def _write(session: Session, statement: str, rows: list[Row], key: Callable[[Row], Any]) -> None:
@@ -433,3 +475,13 @@ def _outbound(event: Envelope, at: int) -> Row:
         report_time,
         smsc_time,
     )
+
+
+def _queued_sending(queued: Envelope, queued_at: int, sending: Envelope, sending_at: int) -> Row:
+    """The row a message's `queued` and then its `sending` make: the record's fields, the
+    port and SIM that took it, state `sending`."""
+    row = list(_outbound(queued, queued_at))
+    taken = _outbound(sending, sending_at)
+    row[_UPDATED] = max(queued_at, sending_at)
+    row[_TAKEN] = taken[_TAKEN]
+    return tuple(row)

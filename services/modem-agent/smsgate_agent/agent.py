@@ -21,8 +21,8 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.errors import KeyNotFoundError, NotFoundError, ServiceUnavailableError
-from smsgate import bus, contracts, gc_tuning, metrics, subjects
+from nats.js.errors import NotFoundError, ServiceUnavailableError
+from smsgate import bus, contracts, gc_tuning, metrics, port_liveness, subjects
 from smsgate.acks import AckPublisher
 from smsgate.backoff import Backoff
 from smsgate.config import Config
@@ -31,11 +31,11 @@ from smsgate_agent import consumers, discovery
 from smsgate_agent.backlog import Backlog
 from smsgate_agent.delivery_reports import ledger_settings
 from smsgate_agent.ledger import KvStore, Ledger
-from smsgate_agent.liveness import Lease
 from smsgate_agent.metrics import render_ports
 from smsgate_agent.modem import open_device
 from smsgate_agent.pinned_jobs import PinnedWork
 from smsgate_agent.port import PortWorker, spool_path
+from smsgate_agent.port_state import REFRESH_BEATS
 from smsgate_agent.publisher import Publisher
 from smsgate_agent.receiving import inbound_part_keys
 from smsgate_agent.shared_jobs import IdlePorts, SharedWork
@@ -101,7 +101,11 @@ class Agent:
             KvStore(buckets.reports, js, acks), publisher, ledger_settings(self.config.agent)
         )
         claims = discovery.DeviceClaims()
+        names = [port.name for port in self.config.agent.ports]
+        refused = await until_answered(lambda: self._held_elsewhere(publisher, names), "ports")
         for port in self.config.agent.ports:
+            if port.name in refused:
+                continue
             opener: discovery.IdentityOpener | None = None
             if discovery.bound_by_identity(port):
                 # Found wherever its modem answers, at start and after every replug.
@@ -119,9 +123,7 @@ class Agent:
                 device=functools.partial(claims.device_of, port.name),
                 ledger=ledger,
             )
-            claim = functools.partial(self._claim, worker, publisher)
-            if await until_answered(claim, worker.name):
-                self.workers.append(worker)
+            self.workers.append(worker)
         background: list[asyncio.Task[Any]] = []
         senders: list[asyncio.Task[None]] = []
 
@@ -183,29 +185,42 @@ class Agent:
         backlog.spool.close()
         await bus.close(nc)
 
-    async def _claim(self, worker: PortWorker, publisher: Publisher) -> bool:
-        """Refuse a port name that a live port on another agent holds."""
-        try:
-            entry = await publisher.buckets.ports.get(worker.name)
-        except KeyNotFoundError:
-            return True
-        if not entry.value:
-            return True
-        try:
-            held = contracts.decode(entry.value, contracts.PortState)
-        except msgspec.MsgspecError:
-            return True
-        age = (contracts.utcnow() - held.updated).total_seconds()
-        if held.agent != self.name and age < 3 * held.heartbeat_interval:
-            log.error(
-                "port %s refused: it is held by agent %s (%s), updated %.1fs ago",
-                worker.name,
-                held.agent,
-                held.device,
-                age,
-            )
-            return False
-        return True
+    async def _held_elsewhere(self, publisher: Publisher, names: list[str]) -> set[str]:
+        """The port names that a live port on another agent holds: refused here.
+
+        Every state is asked for at once (one after another, 500 ports took seconds of
+        round trips to a busy cluster), then the leases of the agents that hold any."""
+        acks = publisher.acks
+        assert acks is not None
+        stream = f"KV_{subjects.PORTS_BUCKET}"
+        asked = [await acks.last_message(stream, subjects.PORTS_KV_PREFIX + n) for n in names]
+        answers = await asyncio.gather(*asked, return_exceptions=True)
+        held: list[contracts.PortState] = []
+        for stored in answers:
+            if isinstance(stored, BaseException):
+                raise stored  # every answer is in: none is left unread
+            if stored is None or stored.kv_removed or not stored.data:
+                continue
+            try:
+                state = contracts.decode(stored.data, contracts.PortState)
+            except msgspec.MsgspecError:
+                continue
+            if state.agent != self.name:
+                held.append(state)
+        leases = {agent: await publisher.lease(agent) for agent in {s.agent for s in held}}
+        now = time.time()
+        refused = set()
+        for state in held:
+            if port_liveness.is_live(state, leases[state.agent], now):
+                log.error(
+                    "port %s refused: it is held by agent %s (%s), heard from %.1fs ago",
+                    state.port,
+                    state.agent,
+                    state.device,
+                    now - port_liveness.heard_at(state, leases[state.agent]),
+                )
+                refused.add(state.port)
+        return refused
 
     # --- work distribution --------------------------------------------------------------
 
@@ -286,7 +301,7 @@ class Agent:
         there and the way back both work), take jobs and publish what waits in the spool.
         A server not heard renews nothing: the lease runs out. Bounded, never hangs."""
         beat = self.config.agent.heartbeat
-        lease = Lease(
+        lease = contracts.Lease(
             agent=self.name, boot=publisher.boot, renewed=time.time(), lease=self.config.agent.lease
         )
         try:
@@ -300,6 +315,10 @@ class Agent:
             return
         if self._deaf:
             log.info("server heard again: %d entries in the spool", len(self.backlog))
+            for worker in self.workers:
+                # What changed while away may not have reached the bucket: the lease
+                # now says every state is current, so every state is written again.
+                worker.state_writer.forget()
             # What the SIMs kept while the bus was away (reports, parts of long SMS whose
             # handler failed) is read again now, not at the next storage sweep.
             for worker in self.workers:
@@ -350,12 +369,14 @@ class Agent:
             worker.pinned_backlog = counts.get(subjects.send_port(worker.name), 0)
 
     async def _heartbeat_loop(self, publisher: Publisher) -> None:
-        """Every port's state each heartbeat; in between, the busy/ready flips as they come.
-
-        Each beat also renews the lease, an answer from the server that the spool and
-        taking work wait on."""
+        """Each heartbeat renews the lease, an answer from the server that the spool and
+        taking work wait on, and that keeps every port's state standing for the readers
+        (smsgate.port_liveness); a state is written only when it changed, or once every
+        REFRESH_BEATS beats (a slice of the ports each beat). In between, the busy/ready
+        flips as they come."""
         beat = self.config.agent.heartbeat
         next_beat = 0.0
+        beats = 0
         loop = asyncio.get_running_loop()
         while not self.stopping.is_set():
             if loop.time() >= next_beat:
@@ -363,10 +384,12 @@ class Agent:
                 await self._renew(publisher)
                 await self._remake_pinned_consumer()
                 await self._count_pinned()
-                for worker in self.workers:
+                beats += 1
+                for index, worker in enumerate(self.workers):
+                    refresh = (index + beats) % REFRESH_BEATS == 0
                     try:
                         async with asyncio.timeout(max(1.0, beat)):
-                            await worker.publish_state(force=True)
+                            await worker.beat_state(refresh=refresh)
                             await worker.expire_parts()
                     except Exception as exc:
                         log.warning(
@@ -394,7 +417,8 @@ class Agent:
 
 T = TypeVar("T")
 # The server did not answer in time: a cluster busy with many agents starting at once.
-UNANSWERED = (NatsTimeoutError, NoRespondersError, ServiceUnavailableError)
+# TimeoutError: no ack or answer on the shared inbox (smsgate.acks) in time.
+UNANSWERED = (TimeoutError, NatsTimeoutError, NoRespondersError, ServiceUnavailableError)
 
 
 async def until_answered(step: Callable[[], Awaitable[T]], what: str) -> T:

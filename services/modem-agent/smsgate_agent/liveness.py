@@ -31,6 +31,7 @@ from __future__ import annotations
 import enum
 
 import msgspec
+from smsgate.contracts import Lease
 
 
 class Claim(msgspec.Struct, frozen=True, kw_only=True):
@@ -41,15 +42,6 @@ class Claim(msgspec.Struct, frozen=True, kw_only=True):
     port: str
     token: str  # this handling of the job (a port drops only the claim it made)
     time: float  # wall-clock seconds when it was claimed
-
-
-class Lease(msgspec.Struct, frozen=True, kw_only=True):
-    """An agent's sign of life, rewritten every heartbeat while it hears the server."""
-
-    agent: str
-    boot: str
-    renewed: float  # wall-clock seconds
-    lease: float  # seconds the holder counts as alive after `renewed`
 
 
 class Verdict(enum.Enum):

@@ -192,6 +192,7 @@ class PortWorker:
             updated=contracts.utcnow(),
             heartbeat_interval=self.agent.heartbeat,
             sms_mode=info.sms_mode,
+            boot=self.publisher.boot,
         )
 
     def reading(self) -> PortReading:
@@ -206,6 +207,10 @@ class PortWorker:
 
     async def publish_state(self, *, force: bool = False) -> None:
         await self.state_writer.publish(force=force)
+
+    async def beat_state(self, *, refresh: bool = False) -> None:
+        """The heartbeat's write: only a state that changed since (or `refresh`)."""
+        await self.state_writer.beat(refresh=refresh)
 
     @property
     def state_dirty(self) -> bool:

@@ -6,11 +6,13 @@ crash publishes the same event id and JetStream's duplicate window drops the cop
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import datetime as dt
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 from nats.aio.client import Client
@@ -25,8 +27,9 @@ from nats.js.errors import (
 from smsgate import contracts, subjects
 from smsgate.acks import AckPublisher
 from smsgate.bus import CREATE_ONLY, WRONG_LAST_SEQUENCE, Buckets, removal
+from smsgate.contracts import Lease
 
-from smsgate_agent.liveness import Claim, Lease
+from smsgate_agent.liveness import Claim
 
 log = logging.getLogger("smsgate.agent")
 
@@ -106,7 +109,8 @@ class Publisher:
         return outcomes[0], outcomes[1]
 
     async def event_nowait(self, event: contracts.Event) -> None:
-        """Publish without waiting for the ack: for port changes, which the next beat repeats."""
+        """Publish without waiting for the ack: for port changes (the state in the KV is
+        written again when its write fails; its event is not)."""
         await self.nc.publish(
             subjects.event(_KINDS[type(event)], event.port),
             contracts.encode(event),
@@ -375,10 +379,14 @@ class Publisher:
             {},
         )
 
-    async def port_state(self, state: contracts.PortState) -> None:
-        """Write the port's live state without waiting for the ack: every beat rewrites it,
-        and a port's send loop must not wait on the bus twice per message for it."""
-        await self.nc.publish(subjects.PORTS_KV_PREFIX + state.port, contracts.encode(state))
+    async def port_state(self, state: contracts.PortState) -> asyncio.Future[Any] | None:
+        """Write the port's live state; the ack comes in the returned future (None: no ack
+        to be had), for a port's send loop must not wait on the bus twice per message."""
+        subject, data = subjects.PORTS_KV_PREFIX + state.port, contracts.encode(state)
+        if self.acks is None:
+            await self.nc.publish(subject, data)
+            return None
+        return await self.acks.publish(subject, data, {})
 
     async def dead_letter(self, subject: str, reason: str, data: bytes) -> None:
         letter = contracts.DeadLetter(

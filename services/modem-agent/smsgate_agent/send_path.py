@@ -34,6 +34,7 @@ from nats.js.errors import KeyDeletedError, KeyNotFoundError
 from smsgate import contracts
 from smsgate.backoff import Backoff
 from smsgate.contracts import (
+    Lease,
     MessageState,
     MessageStatus,
     PartResult,
@@ -42,7 +43,7 @@ from smsgate.contracts import (
     SendStatus,
 )
 
-from smsgate_agent.liveness import Claim, Judgement, Lease, Verdict, judge
+from smsgate_agent.liveness import Claim, Judgement, Verdict, judge
 from smsgate_agent.sending import PartHook, SendOutcome
 
 log = logging.getLogger("smsgate.agent")

@@ -290,6 +290,18 @@ class Startup:
             log.warning("%s: AT+CMGF is %s, not what we set; setting it again", self.name, value)
             await self._choose_mode()
 
+    async def check_routing(self) -> None:
+        """Direct reports: a +CDS not acknowledged in time (we were away, or a report took
+        too long to make durable) makes the modem switch routing to us off (<mt> and <ds>
+        0); switch it on again, so the SMSC's retry and the next reports reach us."""
+        reply = await self.link.at("AT+CNMI?")
+        values = split_fields(reply.first("+CNMI") or "")
+        if reply.ok and len(values) >= 4 and values[3] == "0":
+            log.warning(
+                "%s: the modem stopped routing reports to us; routing them again", self.name
+            )
+            await self._choose_indications()
+
     async def _unlock_sim(self) -> None:
         pin_sent = False
         loop = asyncio.get_running_loop()
@@ -335,7 +347,15 @@ class Startup:
         self.setup.mem1 = self.setup.storage
 
     async def _choose_indications(self) -> None:
-        for setting, reports in CNMI_CHOICES:
+        choices = CNMI_CHOICES
+        if self.port.report_routing == "direct":
+            # Only with AT+CNMA: without it the modem acknowledges a report to the network
+            # as it hands it over, and one we have not made durable yet is gone.
+            if (await self.link.at_busy("AT+CSMS=1")).ok:
+                choices = tuple(sorted(CNMI_CHOICES, key=lambda choice: choice[1] != "direct"))
+            else:
+                log.warning("%s: AT+CSMS=1 refused; delivery reports stay stored", self.name)
+        for setting, reports in choices:
             reply = await self.link.at_busy(f"AT+CNMI={setting}")
             if reply.ok:
                 self.setup.reports = reports
@@ -414,3 +434,5 @@ class Startup:
             log.info("%s: registration %s", self.name, best)
         self.link.update(registration=best or "unknown", signal=signal, operator=operator)
         await self.check_mode()
+        if self.setup.reports == "direct":
+            await self.check_routing()

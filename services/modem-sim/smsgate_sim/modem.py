@@ -28,7 +28,7 @@ from .stats import ModemStats, SentPart
 from .storage import Memory, Stat
 
 if TYPE_CHECKING:
-    from .network import Network
+    from .network import Kind, Network
 
 HANDLERS = {**basic_commands.HANDLERS, **sms.HANDLERS}
 
@@ -101,6 +101,9 @@ class VirtualModem:
         self._last_registration = -1
         self._sms_ready_at = 0.0  # loop time before which SMS commands answer busy
         self.cfun = profile.radio_at_boot
+        # AT+CSMS=1: the +CMT/+CDS routed to the TE and not yet acknowledged (AT+CNMA)
+        self._unacked: tuple[Kind, str] | None = None
+        self._ack_timer: asyncio.TimerHandle | None = None
         self._settings_defaults()
 
     # ----------------------------------------------------------------- settings
@@ -120,6 +123,7 @@ class VirtualModem:
         self.cgreg_n = 0
         self.cops_format = 0
         self.cmms = 0
+        self.csms = 0  # message service: 1 (phase 2+) routes +CMT/+CDS only with AT+CNMA
         self.cusd_n = 0
         self.urc_reports = True  # Huawei ^CURC
 
@@ -191,6 +195,7 @@ class VirtualModem:
         self._buffered.clear()
         self.cancel_timers()
         self._last_registration = -1
+        self._refuse_unacked()  # what the TE never acknowledged goes back to the network
 
     def reset(self) -> None:
         """Reboot (AT+CFUN=1,1 or a power cycle): clears a hang, takes `reset_time`."""
@@ -502,6 +507,8 @@ class VirtualModem:
         if not self.reachable:
             return False
         if self.cnmi[1] == 2:
+            if not self._route("deliver", pdu):
+                return False
             self.stats.inbound_delivered += 1
             sms.indicate_direct(self, pdu)
             return True
@@ -527,11 +534,59 @@ class VirtualModem:
             index = memory.store(pdu, Stat.REC_UNREAD)
             self.urc(f'+CDSI: "SR",{index}', sms_indication=True)
         elif ds == 1:
+            if not self._route("report", pdu):
+                return False
             sms.indicate_report(self, pdu)
         else:
             self.stats.reports_discarded += 1
         self.stats.reports_delivered += 1
         return True
+
+    def _route(self, kind: Kind, pdu: str) -> bool:
+        """Whether a +CMT/+CDS may go to the TE now. With AT+CSMS=1 one at a time: the next
+        waits at the network until AT+CNMA acknowledges this one (or its time runs out)."""
+        if self.csms != 1:
+            return True  # acknowledged to the network at once: lost if the TE misses it
+        if self._unacked is not None:
+            return False
+        self._unacked = (kind, pdu)
+        self._ack_timer = self._loop.call_later(self.config.cnma_timeout, self._not_acknowledged)
+        return True
+
+    def acknowledge(self) -> bool:
+        """AT+CNMA: the TE has the +CMT/+CDS; False when none awaits it."""
+        if self.csms != 1 or self._unacked is None:
+            return False
+        self._unacked = None
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        self.stats.acknowledged += 1
+        self.network.flush(self)  # the next one the network holds may come now
+        return True
+
+    def _not_acknowledged(self) -> None:
+        """No AT+CNMA in time: RP-ERROR to the network and routing to the TE switched off
+        (<mt> and <ds> to 0), as 3GPP TS 27.005 has it; the SMSC tries again later, when a
+        report finds <ds> still 0 it is dropped (stats.reports_discarded)."""
+        self._ack_timer = None
+        self.cnmi[1] = self.cnmi[3] = 0
+        self._refuse_unacked()
+
+    def _refuse_unacked(self) -> None:
+        unacked, self._unacked = self._unacked, None
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        if unacked is None:
+            return
+        self.stats.unacknowledged += 1
+        kind, pdu = unacked
+        if kind == "deliver":
+            self.stats.inbound_delivered -= 1  # not delivered after all
+        else:
+            self.stats.reports_delivered -= 1
+        self.network.retry_later(self, kind, pdu)
 
 
 def _first_of(buffer: bytearray, *markers: bytes) -> int:

@@ -286,6 +286,13 @@ class Network:
                 if held.on_taken is not None:
                     held.on_taken()
 
+    def retry_later(self, modem: VirtualModem, kind: Kind, pdu: str) -> None:
+        """A PDU the modem refused after taking it (RP-ERROR: no AT+CNMA from its TE):
+        held, and offered again after the SMSC's retry delay."""
+        self._held.setdefault((modem.name, kind), collections.deque()).append(Held(pdu))
+        self.stats.held += 1
+        self._later(self.config.smsc_retry, lambda: self.flush(modem))
+
     def held(self, modem: VirtualModem) -> int:
         return sum(len(self._held.get((modem.name, k), ())) for k in _KINDS)
 

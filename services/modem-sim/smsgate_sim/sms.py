@@ -81,15 +81,23 @@ def csdh(m: VirtualModem, cmd: ParsedCommand) -> Answer:
 @HANDLERS.handles("+CSMS")
 def csms(m: VirtualModem, cmd: ParsedCommand) -> Answer:
     if cmd.op is Op.READ:
-        return Answer(["+CSMS: 0,1,1,1"])
+        return Answer([f"+CSMS: {m.csms},1,1,1"])
     if cmd.op is Op.TEST:
         return Answer(["+CSMS: (0,1)"])
-    int_arg(split_args(cmd.args), 0, 0, 1)
+    m.csms = int_arg(split_args(cmd.args), 0, 0, 1)
     return Answer(["+CSMS: 1,1,1"])
 
 
 @HANDLERS.handles("+CNMA")
 def cnma(m: VirtualModem, cmd: ParsedCommand) -> Answer:
+    """Acknowledge the +CMT/+CDS routed last (AT+CSMS=1); 340 when none awaits one."""
+    if cmd.op is Op.TEST:
+        return Answer(["+CNMA: (0-2)"])
+    args = split_args(cmd.args) if cmd.op is Op.SET else []
+    if args and args[0] not in ("0", "1"):
+        raise cms(303)  # a negative acknowledgement (2) is not modelled
+    if not m.acknowledge():
+        raise cms(340)
     return OK
 
 

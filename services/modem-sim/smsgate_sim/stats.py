@@ -17,6 +17,8 @@ class ModemStats(msgspec.Struct, kw_only=True):
     inbound_delivered: int = 0  # SMS-DELIVER parts the network handed to this modem
     reports_delivered: int = 0  # status reports the network handed to this modem
     reports_discarded: int = 0  # of those, dropped because AT+CNMI ds=0
+    acknowledged: int = 0  # +CMT/+CDS acknowledged with AT+CNMA (AT+CSMS=1)
+    unacknowledged: int = 0  # +CMT/+CDS refused to the network for want of AT+CNMA
     ussd: int = 0  # USSD requests answered
     resets: int = 0
     unplugs: int = 0
