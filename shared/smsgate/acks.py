@@ -233,6 +233,14 @@ class AckPublisher:
         request = _encode_request(_LastBySubject(subject))
         return await self._send(f"$JS.API.STREAM.MSG.GET.{stream}", request, None, _on_get_reply)
 
+    async def publish_unacked(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
+        """Send one message and ask for no ack: a write that nothing waits for."""
+        nc = self._nc
+        if self.fast and nc.is_connected and not nc.is_draining_pubs and " " not in subject:
+            await self._append(hpub_cmd(subject, "", _header_block(headers), payload))
+        else:  # nats-py raises what is wrong (closed, away, a bad subject)
+            await nc.publish(subject, payload, headers=headers)
+
     async def _send(
         self, subject: str, payload: bytes, headers: dict[str, str] | None, reader: _Reader
     ) -> asyncio.Future[Any]:
@@ -249,15 +257,20 @@ class AckPublisher:
                     frame = hpub_cmd(subject, reply, _header_block(headers), payload)
                 else:
                     frame = pub_cmd(subject, reply, payload)
-                await nc._send_command(frame)
-                if nc._flush_queue is not None and nc._flush_queue.empty():
-                    await nc._flush_pending()
+                await self._append(frame)
             else:  # nats-py raises what is wrong (closed, away, a bad subject)
                 await nc.publish(subject, payload, reply=reply, headers=headers)
         except BaseException:
             self._pending.pop(token, None)
             raise
         return future
+
+    async def _append(self, frame: bytes) -> None:
+        """A framed message into the client's outgoing buffer; its flusher writes this turn's."""
+        nc = self._nc
+        await nc._send_command(frame)
+        if nc._flush_queue is not None and nc._flush_queue.empty():
+            await nc._flush_pending()
 
     async def _on_ack(self, msg: Msg) -> None:
         self._deliver(msg)

@@ -149,7 +149,7 @@ def prepare_state(options: DevOptions) -> tuple[Path, Credentials]:
 
 async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> None:
     from smsgate_agent.agent import Agent
-    from smsgate_api.app import create_app
+    from smsgate_api.app import create_app, http_protocol
     from smsgate_api.auth import hash_password
     from smsgate_callback.metrics import render_metrics
     from smsgate_callback.service import run_callback
@@ -204,7 +204,8 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
     app = create_app(config, extra_metrics=[agent.metrics_text, render_metrics])
     services = [
         asyncio.create_task(agent.run(stop), name="agent"),
-        asyncio.create_task(serve(app, listener, stop), name="api"),
+        # The lean /sendsms protocol in front of the app, as `smsgate api` serves it.
+        asyncio.create_task(serve(app, listener, stop, http=http_protocol(app)), name="api"),
         asyncio.create_task(run_callback(config, stop=stop), name="callback"),
         asyncio.create_task(run_history_store(config, stop), name="history"),
     ]

@@ -52,9 +52,17 @@ def app(params: CallbackParams, out: Callable[[str], None] = print) -> Starlette
     return Starlette(routes=[Route("/{path:path}", receive, methods=["GET", "POST"])])
 
 
-async def serve(app: ASGIApp, sock: socket.socket, stop: asyncio.Event) -> None:
-    """Serve an ASGI app on a bound, listening socket until `stop` is set."""
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+async def serve(
+    app: ASGIApp,
+    sock: socket.socket,
+    stop: asyncio.Event,
+    *,
+    http: type[asyncio.Protocol] | str = "auto",
+) -> None:
+    """Serve an ASGI app on a bound, listening socket until `stop` is set; `http` is
+    uvicorn's protocol for each connection."""
+    config = uvicorn.Config(app, log_level="warning", access_log=False, http=http)
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     await stop.wait()
     server.should_exit = True

@@ -129,14 +129,38 @@ class Api:
 
 
 @contextlib.asynccontextmanager
-async def running_api(bus: Bus, config: Config) -> AsyncIterator[Api]:
+async def running_api(bus: Bus, config: Config, *, wire: bool = False) -> AsyncIterator[Api]:
+    """The app in-process; its client speaks ASGI to it, or with `wire` HTTP over a socket
+    to a uvicorn server in this event loop (the lean `/sendsms` protocol in front)."""
     app = create_app(config, nc=bus.nc)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-            api = Api(app=app, client=client, bus=bus)
-            await api.runtime.ports.synced.wait()
-            yield api
+    async with app.router.lifespan_context(app), contextlib.AsyncExitStack() as stack:
+        if wire:
+            url = await stack.enter_async_context(_wire_server(config, app))
+            client = httpx.AsyncClient(base_url=url)
+        else:
+            transport = httpx.ASGITransport(app=app)
+            client = httpx.AsyncClient(transport=transport, base_url="http://gateway")
+        await stack.enter_async_context(client)
+        api = Api(app=app, client=client, bus=bus)
+        await api.runtime.ports.synced.wait()
+        yield api
+
+
+@contextlib.asynccontextmanager
+async def _wire_server(config: Config, app: Starlette) -> AsyncIterator[str]:
+    port = free_port()
+    uv = server_config(config, app, host="127.0.0.1", port=port, lifespan="off")
+    server = uvicorn.Server(uv)
+    task = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
 
 
 Decide = Callable[[SendJob], tuple[SendStatus, str | None]]

@@ -29,9 +29,11 @@ from tests.integration.api_fixtures import (
 )
 
 
-@pytest.fixture
-async def api(nats_bus: Bus) -> AsyncIterator[Api]:
-    async with running_api(nats_bus, api_config(nats_bus.config)) as running:
+@pytest.fixture(params=["asgi", "wire"])
+async def api(nats_bus: Bus, request: pytest.FixtureRequest) -> AsyncIterator[Api]:
+    """The endpoint through ASGI, and over HTTP through the lean protocol that serves it."""
+    wire = request.param == "wire"
+    async with running_api(nats_bus, api_config(nats_bus.config), wire=wire) as running:
         yield running
 
 

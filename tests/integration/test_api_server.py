@@ -108,6 +108,14 @@ def test_https_with_cert_and_key(nats_bus: Bus, tmp_path: Path) -> None:
         assert server.url.startswith("https://")
         response = httpx.get(f"{server.url}/healthz", verify=context)
         assert response.status_code == 200
+        # /sendsms through the lean protocol (gateway_protocol.py) over TLS too
+        sent = httpx.get(
+            f"{server.url}/sendsms?username=smsuser&password={PASSWORD}"
+            "&phonenumber=10086&message=tls&id=tls-1",
+            verify=context,
+        )
+        assert sent.status_code == 200
+        assert decode_json(sent.content)["report"]["0"]["id"] == "tls-1"
     finally:
         server.stop()
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -62,12 +64,39 @@ def test_requests_are_written_later_in_one_write_and_redacted(stream: CountingSt
     ]
 
 
-def test_the_thread_writes_and_stop_writes_what_is_left(stream: CountingStream) -> None:
-    access = AccessLog(interval=3600)  # the thread would not wake up before stop
+async def test_the_thread_writes_and_stop_writes_what_is_left(stream: CountingStream) -> None:
+    access = AccessLog(interval=3600)  # the loop would not make lines before stop
     access.start()
     access.note(scope(b""), {"type": "http.response.start", "status": 404})
     access.stop()
     assert stream.getvalue() == 'smsgate.access 10.0.0.7:50123 - "GET /sendsms HTTP/1.1" 404\n'
+
+
+def until_written(stream: CountingStream, lines: int) -> None:
+    for _ in range(1000):
+        if stream.getvalue().count("\n") >= lines:
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"{lines} lines not written: {stream.getvalue().count(chr(10))}")
+
+
+async def test_lines_are_made_on_the_loop_a_chunk_a_turn_and_written_by_the_thread(
+    stream: CountingStream,
+) -> None:
+    access = AccessLog(interval=0.01)
+    access.start()
+    try:
+        for n in range(600):  # more than two chunks: made over several loop turns
+            access.note(scope(f"id=m{n}".encode()), {"type": "http.response.start", "status": 200})
+        # The loop must stay free to make the lines: wait in a thread.
+        await asyncio.to_thread(until_written, stream, 600)
+    finally:
+        access.stop()
+    lines = stream.getvalue().splitlines()
+    assert lines == [
+        f'smsgate.access 10.0.0.7:50123 - "GET /sendsms?id=m{n} HTTP/1.1" 200' for n in range(600)
+    ]
+    assert stream.writes == 3  # one write per chunk of 256 lines
 
 
 def test_nothing_is_formatted_when_the_logger_is_off(stream: CountingStream) -> None:

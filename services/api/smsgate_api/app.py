@@ -32,7 +32,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from smsgate_api import console, events, gateway, history, openapi, v1
+from smsgate_api import console, events, gateway, gateway_protocol, history, openapi, v1
 from smsgate_api.access_log import AccessLog
 from smsgate_api.runtime import ApiRuntime
 from smsgate_api.web import json_response, runtime
@@ -174,15 +174,23 @@ def parse_listen(listen: str) -> tuple[str, int]:
     return config_listen(listen, "api.listen")
 
 
+def http_protocol(app: Starlette) -> type[asyncio.Protocol] | str:
+    """What uvicorn serves connections with: the lean `/sendsms` protocol in front of the app
+    (gateway_protocol.py), or uvicorn's own when the app must see every request (CORS)."""
+    if isinstance(app, ApiApp) and app.fast_gateway:
+        return gateway_protocol.protocol_for(app.runtime, app.access_log)
+    return "httptools"
+
+
 def server_config(config: Config, app: Starlette, **overrides: object) -> uvicorn.Config:
-    """The uvicorn settings for `app` (used by run_api and by tests)."""
+    """The uvicorn settings for `app` (used by run_api, dev mode and tests)."""
     api = config.api
     host, port = parse_listen(api.listen)
     options: dict[str, object] = {
         "host": host,
         "port": port,
         "loop": "uvloop",
-        "http": "httptools",
+        "http": http_protocol(app),
         "lifespan": "on",
         "proxy_headers": True,
         "forwarded_allow_ips": api.forwarded_allow_ips,

@@ -10,6 +10,7 @@ route, used when CORS middleware has to see the request.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -50,14 +51,25 @@ def _client(scope: Scope) -> str:
 
 
 async def _fields(scope: Scope, receive: Receive) -> dict[str, str]:
-    fields = params.parse_urlencoded(scope["query_string"])
+    body = b""
     if scope["method"] == "POST":
-        content_type = (_header(scope, b"content-type") or "").encode().lower()
         body = await read_body(Request(scope, receive))
-        if body and (not content_type or content_type.startswith(_FORM)):
+    return request_fields(
+        scope["query_string"], scope["method"], _header(scope, b"content-type"), body
+    )
+
+
+def request_fields(
+    query: bytes, method: str, content_type: str | None, body: bytes
+) -> dict[str, str]:
+    """The request's parameters: the query, then a POST form body (which wins)."""
+    fields = params.parse_urlencoded(query)
+    if method == "POST" and body:
+        media_type = (content_type or "").encode().lower()
+        if not media_type or media_type.startswith(_FORM):
             params.parse_urlencoded(body, fields)  # the body wins over the query
-        elif body:
-            media = content_type.split(b";")[0].strip().decode("latin-1")
+        else:
+            media = media_type.split(b";")[0].strip().decode("latin-1")
             raise ApiError(
                 415,
                 "unsupported_body",
@@ -74,25 +86,47 @@ def error_header(message: str) -> str:
     return text.encode("ascii", "backslashreplace").decode("ascii")
 
 
-async def answer(
-    rt: ApiRuntime, scope: Scope, receive: Receive
-) -> tuple[int, ReportFormat, bytes, dict[str, str]]:
+Reply = tuple[int, ReportFormat, bytes, dict[str, str]]
+
+
+async def answer(rt: ApiRuntime, scope: Scope, receive: Receive) -> Reply:
     """(status, report format, body, extra headers) for one `/sendsms` request."""
-    api = rt.config.api
-    form = _DEFAULTS[api.default_report]
-    message = ""
     try:
         fields = await _fields(scope, receive)
-        message = fields.get("message", "")
+    except ApiError as error:
+        return refusal(rt, error)
+    return await reply(rt, fields, _header(scope, b"authorization"), _client(scope))
+
+
+def refusal(rt: ApiRuntime, error: ApiError, fields: dict[str, str] | None = None) -> Reply:
+    """An error answered in the report format the request asked for, or else the default."""
+    default = rt.config.api.default_report
+    form = _DEFAULTS[default]
+    if fields is not None:
+        with contextlib.suppress(ApiError):
+            form = params.report_format(fields, default)
+    headers = error.headers
+    if form is ReportFormat.NO:  # no body to carry the reason: a header does
+        headers = {**headers, ERROR_HEADER: error_header(error.message)}
+    message = "" if fields is None else fields.get("message", "")
+    return error.status, form, sendsms_reply.render_error(form, message, error.message), headers
+
+
+async def reply(
+    rt: ApiRuntime, fields: dict[str, str], authorization: str | None, client: str
+) -> Reply:
+    """The answer to a request with these parameters, `Authorization` header and client."""
+    api = rt.config.api
+    try:
         form = params.report_format(fields, api.default_report)
         if not api.http_to_sms:
             raise ApiError(403, "disabled", "sending over HTTP is switched off on this gateway")
         username, password = fields.get("username"), fields.get("password")
         if username is None and password is None:
-            basic = basic_credentials(_header(scope, b"authorization"))
+            basic = basic_credentials(authorization)
             if basic is not None:
                 username, password = basic
-        user = await rt.auth.login(_client(scope), username, password)
+        user = await rt.auth.login(client, username, password)
         checked = params.send_params(
             fields,
             max_recipients=api.max_recipients,
@@ -112,11 +146,7 @@ async def answer(
             ),
         )
     except ApiError as error:
-        headers = error.headers
-        if form is ReportFormat.NO:  # no body to carry the reason: a header does
-            headers = {**headers, ERROR_HEADER: error_header(error.message)}
-        body = sendsms_reply.render_error(form, message, error.message)
-        return error.status, form, body, headers
+        return refusal(rt, error, fields)
     return 200, form, sendsms_reply.render(form, checked.message, outcomes), {}
 
 

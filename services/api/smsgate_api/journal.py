@@ -51,7 +51,9 @@ class Journal:
         """Put `records` in the batch going out next; its future resolves to the batch's
         ack (or raises why it was not stored). A request's records share one batch, and
         the future is the batch's: await it through `asyncio.shield`."""
-        size = sum(_RECORD_BYTES + 6 * len(record.text) for record in records)
+        size = 0
+        for record in records:
+            size += _RECORD_BYTES + 6 * len(record.text)
         batch = self._open
         if batch is None or (batch.records and batch.size + size > MAX_BATCH_BYTES):
             batch = self._start()

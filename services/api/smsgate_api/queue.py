@@ -54,6 +54,7 @@ from smsgate_api.journal import Journal
 log = logging.getLogger("smsgate.api.queue")
 
 _WINDOW_MARGIN = 60.0  # seconds: publish again only well inside the duplicate window
+_MSG_ID = Header.MSG_ID.value
 
 
 class Queued(msgspec.Struct, frozen=True):
@@ -148,6 +149,8 @@ async def journal_failure_of(journaled: asyncio.Future[Ack] | None) -> BaseExcep
     """Why the journal batch was not stored; None when it was (or there was none)."""
     if journaled is None:
         return None
+    if journaled.done():  # no shield needed (the batch's future is never cancelled)
+        return journaled.exception()
     try:
         # Shielded: the batch is shared, and a request cancelled while it waits must not
         # cancel it for the others.
@@ -201,10 +204,10 @@ class JobQueue:
         else:
             repeats = {}
             for job, _ in jobs:
-                await self._nc.publish(
+                await self._publisher.publish_unacked(
                     subjects.MESSAGES_KV_PREFIX + job.id,
                     contracts.encode(queued_status(job)),
-                    headers=CREATE_ONLY,
+                    CREATE_ONLY,
                 )
         fresh: Sequence[tuple[SendJob, str]]
         again: Sequence[tuple[SendJob, str]]
@@ -228,9 +231,7 @@ class JobQueue:
 
     async def _publish_again(self, jobs: Sequence[tuple[SendJob, str]]) -> None:
         """Publish repeats under their own Nats-Msg-Id: JetStream keeps one copy either way."""
-        items = [
-            (subject, contracts.encode(job), {Header.MSG_ID.value: job.id}) for job, subject in jobs
-        ]
+        items = [(subject, contracts.encode(job), {_MSG_ID: job.id}) for job, subject in jobs]
         journaled = self._journal_records(jobs)
         results = await self._send(items)
         failures = [r for r in results if not isinstance(r, Ack)]
@@ -330,38 +331,15 @@ class JobQueue:
             return queued_status(job)
 
     async def _publish_all(self, jobs: Sequence[tuple[SendJob, str]]) -> None:
-        items = [
-            (subject, contracts.encode(job), {Header.MSG_ID.value: job.id}) for job, subject in jobs
-        ]
+        items = [(subject, contracts.encode(job), {_MSG_ID: job.id}) for job, subject in jobs]
         # The records join this turn's journal batch, which goes out at the next turn; the
         # history folds its records in whatever order they come.
         journaled = self._journal_records(jobs)
         results = await self._send(items)
-        if all(isinstance(r, Ack) for r in results):
-            # A claimed id whose publish is a duplicate: an earlier copy was withdrawn by a
-            # refused request, but the stream still remembers its Nats-Msg-Id. Unless that
-            # copy is still queued, publish again under a fresh Nats-Msg-Id.
-            again = [
-                (index, item)
-                for index, (item, ack) in enumerate(zip(items, results, strict=True))
-                if isinstance(ack, Ack) and ack.duplicate and not await self._still_queued(ack)
-            ]
-            if again:
-                retried = await self._send(
-                    [
-                        (
-                            subject,
-                            payload,
-                            {
-                                Header.MSG_ID.value: f"{headers[Header.MSG_ID.value]}~"
-                                f"{contracts.new_id()[:8]}"
-                            },
-                        )
-                        for _, (subject, payload, headers) in again
-                    ]
-                )
-                for (index, _), result in zip(again, retried, strict=True):
-                    results[index] = result
+        if all(isinstance(r, Ack) for r in results) and any(
+            isinstance(r, Ack) and r.duplicate for r in results
+        ):
+            await self._publish_withdrawn_again(items, results)
         failures = [r for r in results if not isinstance(r, Ack)]
         journal_failure = await journal_failure_of(journaled)
         if journal_failure is not None:
@@ -381,6 +359,29 @@ class JobQueue:
                 ]
             )
         raise QueueRefused(_refusal(failures[0]))
+
+    async def _publish_withdrawn_again(
+        self,
+        items: Sequence[tuple[str, bytes, dict[str, str]]],
+        results: list[Ack | BaseException],
+    ) -> None:
+        """A claimed id whose publish is a duplicate: an earlier copy was withdrawn by a
+        refused request, but the stream still remembers its Nats-Msg-Id. Unless that copy
+        is still queued, publish again under a fresh Nats-Msg-Id (into `results`)."""
+        again = []
+        for index, (item, ack) in enumerate(zip(items, results, strict=True)):
+            if isinstance(ack, Ack) and ack.duplicate and not await self._still_queued(ack):
+                again.append((index, item))
+        if not again:
+            return
+        retried = await self._send(
+            [
+                (subject, payload, {_MSG_ID: f"{headers[_MSG_ID]}~{contracts.new_id()[:8]}"})
+                for _, (subject, payload, headers) in again
+            ]
+        )
+        for (index, _), result in zip(again, retried, strict=True):
+            results[index] = result
 
     async def _still_queued(self, ack: Ack) -> bool:
         try:

@@ -1,0 +1,91 @@
+"""`parse_head`: which requests the lean `/sendsms` path reads itself, and what it reads."""
+
+from __future__ import annotations
+
+import pytest
+from smsgate_api.body import MAX_BODY
+from smsgate_api.gateway_protocol import MAX_HEAD, Head, Verdict, parse_head
+
+QUERY = b"username=u&password=p&phonenumber=10086&message=hello"
+GET = b"GET /sendsms?" + QUERY + b" HTTP/1.1\r\nHost: gw\r\n\r\n"
+
+
+def head(data: bytes) -> Head:
+    parsed = parse_head(data)
+    assert isinstance(parsed, Head), parsed
+    return parsed
+
+
+def test_a_plain_get() -> None:
+    parsed = head(GET + b"GET /next")
+    assert parsed.method == "GET"
+    assert parsed.query == QUERY
+    assert parsed.http_version == "1.1"
+    assert parsed.keep_alive
+    assert parsed.size == len(GET)
+    assert parsed.content_length == 0
+
+
+def test_every_split_of_the_head_waits_for_the_rest() -> None:
+    for cut in range(len(GET)):
+        assert parse_head(GET[:cut]) is Verdict.INCOMPLETE, cut
+    assert isinstance(parse_head(GET), Head)
+
+
+def test_a_post_form_with_its_headers() -> None:
+    data = (
+        b"POST /sendsms HTTP/1.1\r\nHost: gw\r\ncontent-TYPE: application/x-www-form-urlencoded"
+        b"\r\nContent-Length: 12\r\nAuthorization: Basic dTpw\r\n"
+        b"X-Forwarded-For: 10.0.0.1\r\nX-Forwarded-For: 10.0.0.2\r\n\r\nmessage=hi!!"
+    )
+    parsed = head(data)
+    assert parsed.method == "POST"
+    assert parsed.query == b""
+    assert parsed.content_length == 12
+    assert parsed.content_type == "application/x-www-form-urlencoded"
+    assert parsed.authorization == "Basic dTpw"
+    assert parsed.forwarded_for == [b"10.0.0.1", b"10.0.0.2"]
+    assert data[parsed.size :] == b"message=hi!!"
+
+
+def test_http_1_0_and_connection_close_do_not_keep_the_connection() -> None:
+    old = head(b"GET /sendsms?a=1 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert (old.http_version, old.keep_alive) == ("1.0", False)
+    close = head(b"GET /sendsms?a=1 HTTP/1.1\r\nConnection: Keep-Alive, CLOSE\r\n\r\n")
+    assert (close.http_version, close.keep_alive) == ("1.1", False)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"GET /healthz HTTP/1.1\r\n\r\n",
+        b"GET /sendsmsx?a=1 HTTP/1.1\r\n\r\n",
+        b"GET /sendsm%73?a=1 HTTP/1.1\r\n\r\n",  # uvicorn unquotes the path: its job
+        b"HEAD /sendsms?a=1 HTTP/1.1\r\n\r\n",
+        b"GET http://gw/sendsms?a=1 HTTP/1.1\r\n\r\n",
+        b"GET /sendsms?a=1#frag HTTP/1.1\r\n\r\n",
+        b"GET /sendsms?a=1 HTTP/2.0\r\n\r\n",
+        b"GET  /sendsms?a=1 HTTP/1.1\r\n\r\n",
+        b"POST /sendsms HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        b"POST /sendsms HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+        b"GET /sendsms HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+        b"POST /sendsms HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n",
+        b"POST /sendsms HTTP/1.1\r\nContent-Length: +3\r\n\r\n",
+        b"POST /sendsms HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1),
+        b"GET /sendsms?a=1 HTTP/1.1\r\nHost : gw\r\n\r\n",
+        b"GET /sendsms?a=1 HTTP/1.1\r\nHost: gw\r\n folded\r\n\r\n",
+        b"GET /sendsms?a=1 HTTP/1.1\r\nNo-Colon\r\n\r\n",
+        b"GET /sendsms?a=1 HTTP/1.1\nHost: gw\r\n\r\n",
+        b"GET /sendsms?a=1 HTTP/1.1\r\nHost: g\rw\r\n\r\n",
+        b"GET /sendsms?a=1 HTTP/1.1\r\nHost: g\x00w\r\n\r\n",
+        "GET /sendsms?a=é HTTP/1.1\r\n\r\n".encode(),
+    ],
+)
+def test_anything_unusual_is_left_to_uvicorn(data: bytes) -> None:
+    assert parse_head(data) is Verdict.OTHER
+
+
+def test_a_head_over_the_limit_is_left_to_uvicorn() -> None:
+    endless = b"GET /sendsms?message=" + b"x" * MAX_HEAD
+    assert parse_head(endless) is Verdict.OTHER
+    assert parse_head(endless + b" HTTP/1.1\r\n\r\n") is Verdict.OTHER
