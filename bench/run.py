@@ -15,6 +15,7 @@ BENCHMARKS = {
     "front": "bench_front",  # 1 as deployed: Kannel run.sh, smsgate api, smsgate dev, interleaved
     "scale": "bench_scale",  # 8: 3-node cluster, replicas = 3, many TCP modems and agents
     "soak": "bench_soak",  # 9: the whole farm for 30 minutes at half its capacity
+    "bus-keys": "bench_bus_keys",  # 9c: what one KV key costs nats-server in memory
     "kv-batch": "bench_kv_batch",  # 3b: the ledger's writes, one by one or atomic batches
 }
 

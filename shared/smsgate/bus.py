@@ -22,7 +22,7 @@ from nats.js.api import (
     StreamConfig,
 )
 from nats.js.errors import BucketNotFoundError, NotFoundError
-from nats.js.kv import KeyValue
+from nats.js.kv import KV_DEL, KV_OP, KeyValue
 
 from smsgate import subjects
 from smsgate.config import NatsConfig
@@ -37,6 +37,24 @@ SEND_MAX_CONSUMERS = 100_000  # ports in one farm, plus the shared consumer
 # with an `APIError` whose err_code is in WRONG_LAST_SEQUENCE.
 CREATE_ONLY = {Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value: "0"}
 WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream: the key exists already
+# A removed key's marker (a KV delete) expires after this long (`Nats-TTL`, nats-server
+# >= 2.11), instead of staying in the bucket as long as the bucket keeps keys. Every
+# reader here takes a removed key and a missing one alike (a read finds nothing, a
+# create succeeds, a compare-and-set on the old revision fails), so the marker only
+# tells watchers that were watching at the time: a minute is plenty.
+REMOVED_KEY_TTL = 60.0
+MSG_TTL = "Nats-TTL"  # the header of a message's own TTL
+
+
+def removal(revision: int | None = None) -> dict[str, str]:
+    """The headers of a KV delete (publish them with an empty value to `$KV.<bucket>.<key>`)
+    whose marker expires after REMOVED_KEY_TTL; with `revision`, only if the key is still
+    at that revision (else an `APIError` with err_code in WRONG_LAST_SEQUENCE).
+    nats-py's own delete() drops a TTL it is given."""
+    headers = {KV_OP: KV_DEL, MSG_TTL: f"{REMOVED_KEY_TTL:g}s"}
+    if revision is not None:
+        headers[Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value] = str(revision)
+    return headers
 
 
 def _tls_context(config: NatsConfig) -> ssl.SSLContext | None:
@@ -220,10 +238,26 @@ async def _ensure_stream(js: JetStreamContext, stream: StreamConfig) -> None:
 
 async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyValue:
     try:
-        return await js.key_value(config.bucket)
+        bucket = await js.key_value(config.bucket)
     except BucketNotFoundError:
         log.debug("created KV bucket %s", config.bucket)
-        return await js.create_key_value(config)
+        bucket = await js.create_key_value(config)
+    await _allow_msg_ttl(js, config.bucket)
+    return bucket
+
+
+async def _allow_msg_ttl(js: JetStreamContext, bucket: str) -> None:
+    """Let a bucket made before per-message TTLs (by an older nats-py or another tool)
+    take them, in place: a removed key's marker carries one (REMOVED_KEY_TTL). The stream
+    keeps its messages; nats-server cannot turn the setting off again."""
+    info = await js.stream_info(f"KV_{bucket}")
+    if info.config.allow_msg_ttl:
+        return
+    updated = await js.update_stream(info.config.evolve(allow_msg_ttl=True))
+    if updated.config.allow_msg_ttl:
+        log.info("KV bucket %s: per-message TTLs allowed", bucket)
+    else:  # nats-server < 2.11 ignores the setting and the header: markers stay
+        log.info("KV bucket %s: this nats-server keeps delete markers (no TTLs)", bucket)
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from nats.js.errors import NoKeysError
-from smsgate import contracts, subjects
+from smsgate import bus, contracts, subjects
 from smsgate.config import AgentPort, SendPolicy
 
 from tests.conftest import Bus
@@ -396,6 +396,12 @@ async def test_inbound_parts_survive_an_agent_restart(nats_bus: Bus) -> None:
     assert (inbound.parts, inbound.complete, inbound.port) == (3, True, "lte-1")
     with pytest.raises(NoKeysError):
         await nats_bus.buckets.inbound_parts.keys()  # nothing left behind
+    marker = await nats_bus.js.get_last_msg(
+        f"KV_{subjects.INBOUND_PARTS_BUCKET}",
+        subjects.INBOUND_PARTS_KV_PREFIX + f"lte-1.{b'+8613800138000'.hex()}.9.3.2",
+    )
+    assert marker.headers is not None  # and even the markers go, a minute later
+    assert marker.headers.get("Nats-TTL") == f"{bus.REMOVED_KEY_TTL:g}s"
 
 
 async def test_a_job_claimed_before_is_settled_by_its_status_not_sent_again(

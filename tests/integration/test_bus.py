@@ -78,3 +78,32 @@ async def test_three_node_cluster_with_replicas(tmp_path: Path) -> None:
         await nc.close()
     finally:
         cluster.stop()
+
+
+async def test_provision_lets_an_older_bucket_take_per_message_ttls(nats_bus: Bus) -> None:
+    """A bucket made before per-message TTLs (older nats-py, `nats kv add`) is upgraded in
+    place at start-up: its keys stay, and a removed key's marker then expires."""
+    name = f"KV_{subjects.REPORTS_BUCKET}"
+    old = (await nats_bus.js.stream_info(name)).config
+    await nats_bus.js.delete_stream(name)
+    await nats_bus.js.add_stream(old.evolve(allow_msg_ttl=False))
+    assert not (await nats_bus.js.stream_info(name)).config.allow_msg_ttl
+    await nats_bus.buckets.reports.put("s.i1.7", b"[]")
+
+    buckets = await bus.provision(nats_bus.js, nats_bus.config)
+
+    assert (await nats_bus.js.stream_info(name)).config.allow_msg_ttl
+    assert (await buckets.reports.get("s.i1.7")).value == b"[]"
+    removal = bus.removal() | {"Nats-TTL": "1s"}  # a delete whose marker expires soon
+    await nats_bus.js.publish("$KV.sms_reports.s.i1.7", b"", headers=removal)
+    async with asyncio.timeout(30):  # the marker goes too: the key costs the server nothing
+        while (await nats_bus.js.stream_info(name)).state.messages:  # noqa: ASYNC110
+            await asyncio.sleep(0.2)
+
+
+async def test_provision_leaves_a_bucket_with_per_message_ttls_as_it_is(nats_bus: Bus) -> None:
+    before = await nats_bus.js.stream_info(f"KV_{subjects.SENDING_BUCKET}")
+    assert before.config.allow_msg_ttl
+    await bus.provision(nats_bus.js, nats_bus.config)
+    after = await nats_bus.js.stream_info(f"KV_{subjects.SENDING_BUCKET}")
+    assert after.config == before.config

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from smsgate import bus, subjects
 from smsgate.acks import AckPublisher
 from smsgate_agent.ledger import Conflict, KvStore
 
@@ -47,3 +48,16 @@ async def test_an_absent_or_deleted_key_reads_as_none(store: KvStore) -> None:
 async def test_an_empty_value_is_a_value(store: KvStore) -> None:
     revision = await store.put("d.60", b"")
     assert await store.get("d.60") == (b"", revision)
+
+
+async def test_a_removed_keys_marker_expires(nats_bus: Bus, store: KvStore) -> None:
+    """A settled record's marker carries a TTL: the server drops it after a minute instead
+    of keeping it (and its index entry) as long as the bucket keeps keys (7 days)."""
+    revision = await store.put("m.60.a", b'{"x":1}')
+    await store.delete("m.60.a", revision)
+    marker = await nats_bus.js.get_last_msg(
+        f"KV_{subjects.REPORTS_BUCKET}", "$KV.sms_reports.m.60.a"
+    )
+    assert marker.headers is not None
+    assert marker.headers.get("KV-Operation") == "DEL"
+    assert marker.headers.get("Nats-TTL") == f"{bus.REMOVED_KEY_TTL:g}s"

@@ -41,10 +41,10 @@ from nats.js.errors import (
     KeyNotFoundError,
     KeyWrongLastSequenceError,
 )
-from nats.js.kv import KV_DEL, KV_OP, KeyValue
+from nats.js.kv import KeyValue
 from smsgate import contracts, subjects
 from smsgate.acks import AckPublisher
-from smsgate.bus import CREATE_ONLY, WRONG_LAST_SEQUENCE
+from smsgate.bus import CREATE_ONLY, WRONG_LAST_SEQUENCE, removal
 from smsgate.pdu import ReportState, StatusReport
 
 from smsgate_agent import reports
@@ -540,10 +540,8 @@ class KvStore:
         return await self._write(key, value, {_EXPECTED: str(revision)})
 
     async def delete(self, key: str, revision: int | None = None) -> None:
-        headers = {KV_OP: KV_DEL}
-        if revision is not None:
-            headers[_EXPECTED] = str(revision)
-        await self._write(key, b"", headers)
+        """Remove `key`; its marker expires after bus.REMOVED_KEY_TTL, not with the bucket."""
+        await self._write(key, b"", removal(revision))
 
     async def _write(self, key: str, value: bytes, headers: dict[str, str]) -> int:
         try:

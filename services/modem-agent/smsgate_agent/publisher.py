@@ -26,7 +26,7 @@ from nats.js.errors import (
 )
 from smsgate import contracts, subjects
 from smsgate.acks import AckPublisher
-from smsgate.bus import CREATE_ONLY, WRONG_LAST_SEQUENCE, Buckets
+from smsgate.bus import CREATE_ONLY, WRONG_LAST_SEQUENCE, Buckets, removal
 from smsgate.contracts import Lease
 
 from smsgate_agent.liveness import Claim
@@ -282,8 +282,16 @@ class Publisher:
             return  # it was never stored
         held = _decode_claim(entry.value)
         if held is not None and held.token == token:
-            with contextlib.suppress(KeyWrongLastSequenceError):
-                await self.buckets.sending.delete(key, last=entry.revision)
+            try:  # only if the key still holds this claim
+                await self.remove(subjects.SENDING_KV_PREFIX + key, entry.revision)
+            except APIError as exc:
+                if exc.err_code not in WRONG_LAST_SEQUENCE:
+                    raise
+
+    async def remove(self, subject: str, revision: int | None = None) -> None:
+        """Delete the KV key at `subject` (`$KV.<bucket>.<key>`) by a marker that expires
+        (bus.removal): a removed key costs the server nothing a minute later."""
+        await self._durable(subject, b"", removal(revision))
 
     async def reclaim(self, message_id: str, claim: Claim) -> bool:
         """After a refused claim: take the key over if it holds only a released claim

@@ -8,7 +8,6 @@ a part of a longer one is stored in the `sms_inbound_parts` bucket until its sib
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import time
 from collections.abc import Callable
@@ -16,7 +15,7 @@ from collections.abc import Callable
 import msgspec
 from nats.js.errors import KeyNotFoundError, NoKeysError
 from nats.js.kv import KeyValue
-from smsgate import contracts
+from smsgate import contracts, subjects
 from smsgate.pdu import Deliver
 
 from smsgate_agent.backlog import Backlog
@@ -117,8 +116,8 @@ class Receiving:
         self.received += 1
         if first.total > 1:
             for part in joined.parts:
-                with contextlib.suppress(KeyNotFoundError):
-                    await self.publisher.buckets.inbound_parts.delete(_part_key(self.name, part))
+                key = _part_key(self.name, part)
+                await self.publisher.remove(subjects.INBOUND_PARTS_KV_PREFIX + key)
 
 
 async def inbound_part_keys(kv: KeyValue) -> list[str]:
