@@ -274,8 +274,14 @@ class EmbeddedCluster:
                 )
             )
             self.nodes.append(EmbeddedNats(store_dir=store, port=client_ports[i], config_file=conf))
-        for node in self.nodes:
-            node.start(timeout)
+        try:
+            for node in self.nodes:
+                node.start(timeout)
+        except BaseException:
+            # A node that cannot start (its port taken meanwhile) leaves no other running:
+            # the caller never gets a cluster to stop.
+            self.stop()
+            raise
 
     def stop(self) -> None:
         for node in self.nodes:
