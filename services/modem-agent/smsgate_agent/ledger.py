@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import gc
 import logging
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -555,7 +556,12 @@ class KvStore:
             raise Conflict(key) from None
 
     async def keys(self, pattern: str) -> list[str]:
-        """Filtered by the server (kv.keys() lists the whole bucket, then filters)."""
+        """Filtered by the server (kv.keys() lists the whole bucket, then filters).
+
+        nats-py's watcher is an ordered consumer whose subscription, state and callback
+        point at one another: a stopped one is freed only by the collector's full pass,
+        which gc_tuning makes rare. The sweep lists keys twice every `agent.report_sweep`
+        seconds, so it is collected here; else it piles up (about 10 KiB a listing)."""
         watcher = await self.kv.watch(pattern, ignore_deletes=True, meta_only=True)
         keys: list[str] = []
         try:
@@ -565,6 +571,8 @@ class KvStore:
                 keys.append(entry.key)
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
+            del watcher
+            gc.collect()
         return keys
 
 
