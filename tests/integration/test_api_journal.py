@@ -109,7 +109,7 @@ async def test_a_request_cancelled_while_it_waits_leaves_the_batch_to_the_others
 
 
 async def test_a_requests_jobs_and_their_batch_go_out_in_one_write(
-    nats_bus: Bus, publisher: AckPublisher
+    nats_bus: Bus, publisher: AckPublisher, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The batch is opened before the request's first publish wakes nats-py's flusher, so
     # it joins the same write as the jobs (and its ack comes back with theirs). Opened
@@ -128,14 +128,12 @@ async def test_a_requests_jobs_and_their_batch_go_out_in_one_write(
         writes.append(list(frames))
         real_writelines(frames)
 
-    transport.writelines = writelines  # type: ignore[method-assign]
+    monkeypatch.setattr(transport, "writelines", writelines)
     job = SendJob(
         id=contracts.new_id(), to="+15550001", text="hello", user="u", created=contracts.utcnow()
     )
-    try:
-        [queued] = await queue.enqueue([(job, subjects.SEND_ANY)], claim_ids=False)
-    finally:
-        transport.writelines = real_writelines  # type: ignore[method-assign]
+    [queued] = await queue.enqueue([(job, subjects.SEND_ANY)], claim_ids=False)
+    monkeypatch.undo()
     assert queued.job is job
     carrying = [
         frames
