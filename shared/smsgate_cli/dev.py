@@ -154,6 +154,23 @@ def prepare_state(options: DevOptions) -> tuple[Path, Credentials]:
     return state, credentials(state, options.user)
 
 
+STOP_PATIENCE = 20.0  # seconds a part has to stop before it is cancelled
+
+
+async def stopped(tasks: list[asyncio.Task[None]], patience: float) -> bool:
+    """Wait for `tasks` to end; cancel those still running after `patience` seconds (a part
+    that hangs must not keep dev, and its nats-server, running after Ctrl-C)."""
+    _, late = await asyncio.wait(tasks, timeout=patience)
+    for task in late:
+        log.error("the %s did not stop within %gs: cancelled", task.get_name(), patience)
+        task.cancel()
+    await asyncio.wait(tasks, timeout=patience)
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("the %s stopped with an error: %s", task.get_name(), task.exception())
+    return not late
+
+
 def ended(exitcode: int | None) -> str:
     """How a process ended, for a person: its status, or the signal that killed it."""
     if exitcode is None:
@@ -261,7 +278,8 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
         await api.stop()
         listener.close()
         halt.set()
-        await asyncio.gather(*services, return_exceptions=True)
+        if not await stopped(services, STOP_PATIENCE):
+            failure = failure or "a part did not stop in time"
         await others.stop()
         with contextlib.suppress(Exception):
             await receiver.stop()

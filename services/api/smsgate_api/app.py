@@ -338,7 +338,8 @@ class ApiProcesses:
     @staticmethod
     def _ended(process: multiprocessing.process.BaseProcess, end: asyncio.Future[None]) -> None:
         asyncio.get_running_loop().remove_reader(process.sentinel)
-        process.join(0)  # reaps it: its exitcode is set
+        # Its end of the pipe closes as it exits: reaping it waits for no more than that.
+        process.join()
         if not end.done():
             end.set_result(None)
 
