@@ -296,10 +296,6 @@ class ApiProcesses:
         for process in self.processes:
             process.start()
 
-    @property
-    def pids(self) -> list[int]:
-        return [process.pid for process in self.processes if process.pid is not None]
-
     async def first_exit(self) -> multiprocessing.process.BaseProcess:
         """The first of them to end (it has ended: its `exitcode` is set)."""
         ends = self._ends()
