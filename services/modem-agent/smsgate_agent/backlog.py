@@ -96,20 +96,21 @@ class Backlog:
             return None
         return msgspec.json.decode(entry.body, type=SpooledResult)
 
-    async def settle_pending(
-        self, message_id: str, handle: JobHandle | None
-    ) -> contracts.SendResult | None:
-        """Settle a result waiting here now (its job came back); None if none waits."""
+    async def settle_pending(self, message_id: str, handle: JobHandle | None) -> bool:
+        """Settle a result of `message_id` waiting here (its job came back); whether one
+        waited. One the bus still refuses stays here, its job held until `replay` settles
+        it: the job must not be judged anew while this agent's own outcome of it waits."""
         spooled = self.pending(message_id)
         if spooled is None:
-            return None
-        return await self.result(
+            return False
+        await self.result(
             spooled.result,
             created=spooled.created,
             reply_to=spooled.reply_to,
             handle=handle,
             digest=spooled.digest,
         )
+        return True
 
     async def unclaim(self, message_id: str, token: str) -> None:
         """Drop a claim whose message reached no network, now or (kept here) once the bus

@@ -316,7 +316,7 @@ class PortWorker:
     async def settle_pending(self, job: contracts.SendJob, handle: JobHandle) -> bool:
         """Settle this agent's result of the job if it waits in the spool (its job came
         back); whether one waited."""
-        return await self.backlog.settle_pending(job.id, handle) is not None
+        return await self.backlog.settle_pending(job.id, handle)
 
     async def drop_claim(self, job: contracts.SendJob, token: str) -> None:
         """Drop a claim whose message reached no network, now or once the bus is back."""

@@ -128,7 +128,8 @@ class Publisher:
     ) -> contracts.SendResult:
         """Make `result` the message's one result, then publish it: event, message status,
         and the waiting API request if any. When another result was decided first (the
-        send's holder was taken for lost), publish nothing and return that one.
+        send's holder was taken for lost), return that one, published once more unless its
+        status shows it published: whoever decided it may have failed to publish it.
 
         `tried_since`: when it was first tried; an attempt whose ack was lost may have
         published the event, and past the stream's duplicate window only looking tells."""
@@ -138,6 +139,8 @@ class Publisher:
             await self.announce(
                 result, created=created, reply_to=reply_to, event=event, digest=digest
             )
+        else:
+            await self.announced(winner, created=created)
         return winner
 
     async def decide(self, result: contracts.SendResult) -> contracts.SendResult:
