@@ -21,6 +21,11 @@ starts instead of a read: the record a report is for (written when its message w
 and a slot being filed into. A stale hint fails its compare-and-set and is read afresh;
 nothing is decided from a hint that a write does not confirm. Which part a report is for
 is always chosen from a slot read just then.
+
+Writes that decide nothing between them go out together and are awaited once (one wake-up
+of the port instead of two): a sent message's record with its slots (the record first),
+and a settled one-part record's delete with its slot's edit. Every decision (a record's
+compare-and-set) is still awaited before what follows from it is sent.
 """
 
 from __future__ import annotations
