@@ -106,3 +106,57 @@ async def test_a_request_cancelled_while_it_waits_leaves_the_batch_to_the_others
     assert await staying is None
     with pytest.raises(asyncio.CancelledError):
         await gone
+
+
+async def test_a_requests_jobs_and_their_batch_go_out_in_one_write(
+    nats_bus: Bus, publisher: AckPublisher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The batch is opened before the request's first publish wakes nats-py's flusher, so
+    # it joins the same write as the jobs (and its ack comes back with theirs). Opened
+    # after them, it went out a turn later, in a write of its own.
+    from smsgate.contracts import SendJob
+    from smsgate_api.queue import JobQueue
+
+    log = Journal(publisher)
+    queue = JobQueue(nats_bus.nc, nats_bus.js, nats_bus.buckets.messages, publisher, journal=log)
+    transport = nats_bus.nc._transport
+    assert transport is not None
+    writes: list[list[bytes]] = []
+    real_writelines = transport.writelines
+
+    def writelines(frames: list[bytes]) -> None:
+        writes.append(list(frames))
+        real_writelines(frames)
+
+    monkeypatch.setattr(transport, "writelines", writelines)
+    job = SendJob(
+        id=contracts.new_id(), to="+15550001", text="hello", user="u", created=contracts.utcnow()
+    )
+    [queued] = await queue.enqueue([(job, subjects.SEND_ANY)], claim_ids=False)
+    monkeypatch.undo()
+    assert queued.job is job
+    carrying = [
+        frames
+        for frames in writes
+        if any(subjects.SEND_ANY.encode() in f for f in frames)
+        or any(subjects.JOURNAL_QUEUED.encode() in f for f in frames)
+    ]
+    assert len(carrying) == 1, carrying
+    [frames] = carrying
+    subjects_written = [f.split(b" ", 2)[1] for f in frames]
+    assert subjects.SEND_ANY.encode() in subjects_written
+    assert subjects.JOURNAL_QUEUED.encode() in subjects_written
+    assert (subjects.MESSAGES_KV_PREFIX + job.id).encode() in subjects_written
+
+
+async def test_a_batch_opened_ahead_that_gets_no_records_is_not_published(
+    nats_bus: Bus, publisher: AckPublisher
+) -> None:
+    log = Journal(publisher)
+    before = (await nats_bus.js.stream_info(subjects.EVENTS_STREAM)).state.last_seq
+    log.open_batch()
+    # A later turn's records get a batch of their own, which is published.
+    await asyncio.sleep(0.05)
+    ack = await log.add([record("m1")])
+    assert ack.seq == before + 1
+    assert (await nats_bus.js.stream_info(subjects.EVENTS_STREAM)).state.last_seq == before + 1

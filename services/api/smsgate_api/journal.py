@@ -61,6 +61,18 @@ class Journal:
         batch.size += size
         return batch.stored
 
+    def open_batch(self) -> None:
+        """Open the batch of this turn of the loop now, if none is: call it before the
+        publishes whose records will join it.
+
+        The batch's task is then scheduled ahead of nats-py's flusher, which the first
+        publish of a turn wakes: the batch goes out in the same write to NATS as those
+        jobs and its ack comes back with theirs, so a request is resumed once, not twice.
+        (Opened after them, the batch went out a turn later, in a write of its own.)
+        """
+        if self._open is None:
+            self._start()
+
     def _start(self) -> _Batch:
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
@@ -75,6 +87,9 @@ class Journal:
     async def _send(self, batch: _Batch) -> None:
         if self._open is batch:
             self._open = None
+        if not batch.records:  # opened ahead of requests that added nothing after all
+            _settle(batch.stored, ConnectionError("an empty batch is not published"))
+            return
         message = QueuedBatch(
             event_id=f"journal:{fresh_id()}", time=contracts.utcnow(), records=batch.records
         )

@@ -203,6 +203,9 @@ class JobQueue:
                 raise QueueRefused(conflicts[0])
         else:
             repeats = {}
+            if self._journal is not None:
+                # Before the first publish wakes nats-py's flusher: see Journal.open_batch.
+                self._journal.open_batch()
             for job, _ in jobs:
                 await self._publisher.publish_unacked(
                     subjects.MESSAGES_KV_PREFIX + job.id,
