@@ -230,6 +230,7 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
             ports=[AgentPort(name=name, device=device) for name, device in sim.devices.items()],
             # Virtual SIMs are never blocked by an operator: no pacing needed.
             policy=SendPolicy(min_interval=0.0, jitter=0.0),
+            state_dir=str(state),  # its spool beside the rest of dev's state
         ),
         callback=msgspec.structs.replace(base.callback, url=callback_url),
         history=dev_history(base.history, state),

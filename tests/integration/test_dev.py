@@ -188,6 +188,9 @@ def test_sendsms_through_the_api_process_then_sigterm_stops_every_process(
         body = json.loads(response.read())
     assert body["report"]["0"]["result"] == "sent", body
     assert body["report"]["0"]["id"] == "edeb7540"
+    # The agent's spool is dev's state too, not a `.smsgate` in the working directory.
+    assert (state / "spool-dev.sqlite").is_file()
+    assert not (tmp_path / ".smsgate").exists()
 
     everyone = descendants(dev.process.pid)
     assert api in everyone
