@@ -172,10 +172,35 @@ def start_production(
     return url, [("nats-server", nats.pid), *((p.name, p.popen.pid) for p in (sim, agent, api))]
 
 
-def start_dev(directory: Path, procs: list[Proc]) -> tuple[str, list[tuple[str, int]]]:
+# Where a checkout keeps its packages (what its editable install would put on the path).
+SOURCE_DIRS = (
+    "shared",
+    "services/api",
+    "services/callback",
+    "services/history",
+    "services/modem-agent",
+    "services/modem-sim",
+)
+
+
+def start_dev(
+    directory: Path,
+    procs: list[Proc],
+    workers: int | None = None,
+    *,
+    source: Path | None = None,
+) -> tuple[str, list[tuple[str, int]]]:
+    """`smsgate dev` as `scripts/run` starts it; `workers`: its `api.workers`, from a config
+    file (`smsgate dev -c FILE`), else its default; `source`: another checkout whose code
+    it runs (on this one's Python and packages), for an A/B in one run."""
     port = free_port()
+    config = []
+    if workers is not None:
+        write_toml(directory / "smsgate.toml", {"api": {"workers": workers}})
+        config = ["-c", str(directory / "smsgate.toml")]
     argv = smsgate_argv(
         "dev",
+        *config,
         "--listen",
         f"127.0.0.1:{port}",
         "--user",
@@ -184,7 +209,10 @@ def start_dev(directory: Path, procs: list[Proc]) -> tuple[str, list[tuple[str, 
         str(directory / "state"),
         "--fresh",
     )
-    dev = spawn("dev", argv, directory)
+    env = None
+    if source is not None:
+        env = {**os.environ, "PYTHONPATH": ":".join(str(source / d) for d in SOURCE_DIRS)}
+    dev = spawn("dev", argv, directory, env=env)
     procs.append(dev)
     url = f"http://127.0.0.1:{port}/sendsms?{QUERY}"
     _ready(url, dev, timeout=60)
@@ -266,6 +294,20 @@ def main(argv: list[str] | None = None) -> dict[str, list[Round]]:
         help="also the production shape with access_log = false (what the log costs)",
     )
     parser.add_argument("--no-dev", action="store_true", help="leave `smsgate dev` out")
+    parser.add_argument(
+        "--dev-workers",
+        type=int,
+        nargs="+",
+        default=[],
+        help="api.workers of smsgate dev, from a config file (several: one each; "
+        "default: dev's own default, no config file)",
+    )
+    parser.add_argument(
+        "--dev-from",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also `smsgate dev` running another checkout's code (e.g. main's), for an A/B",
+    )
     parser.add_argument("--no-kannel", action="store_true", help="leave Kannel out (smoke runs)")
     parser.add_argument(
         "--no-write", action="store_true", help="print figures, leave RESULTS.md alone"
@@ -295,10 +337,17 @@ def main(argv: list[str] | None = None) -> dict[str, list[Round]]:
             contenders.append((name, url, roots))
             results[name] = []
         if not args.no_dev:
-            (directory / "dev").mkdir()
-            results["dev"] = []
-            url, roots = start_dev(directory / "dev", procs)
-            contenders.append(("dev", url, roots))
+            for workers in args.dev_workers or [None]:
+                name = "dev" if workers is None else f"dev-{workers}"
+                (directory / name).mkdir()
+                results[name] = []
+                url, roots = start_dev(directory / name, procs, workers)
+                contenders.append((name, url, roots))
+        if args.dev_from is not None:
+            (directory / "dev-from").mkdir()
+            results["dev-from"] = []
+            url, roots = start_dev(directory / "dev-from", procs, source=args.dev_from)
+            contenders.append(("dev-from", url, roots))
         try:
             for round_ in range(args.rounds):
                 if script is not None:
@@ -340,6 +389,10 @@ def report(results: dict[str, list[Round]], args: argparse.Namespace, load_befor
         "dev": "smsgate dev",
     }
     targets: dict[str, tuple[float, float | None]] = {"dev": (0.8, None)}
+    titles["dev-from"] = f"smsgate dev from {args.dev_from}"
+    for workers in args.dev_workers:
+        titles[f"dev-{workers}"] = f"smsgate dev, api.workers = {workers}"
+        targets[f"dev-{workers}"] = (0.8, None)
     for workers in args.workers:
         name = f"production-{workers}"
         titles[name] = f"smsgate api, workers = {workers}, other keys default (access log on)"

@@ -7,8 +7,6 @@ The server is the real binary, so what passes here passes against production NAT
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import fcntl
 import importlib.util
 import os
@@ -21,14 +19,15 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from smsgate.lifeline import tie_to
 
 _LISTENING = re.compile(rb"Listening for client connections on [^\s]*:(\d+)")
 _READY = b"Server is ready"
 LOCK_FILE = "smsgate.lock"
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class EmbeddedNatsError(RuntimeError):
@@ -67,19 +66,6 @@ def lock_store(store_dir: Path) -> int:
 def _write_holder(fd: int, text: str) -> None:
     os.ftruncate(fd, 0)
     os.pwrite(fd, text.encode(), 0)
-
-
-def _die_with_parent() -> Callable[[], None]:
-    """For the child, before exec: SIGTERM when the parent dies, even by kill -9 (Linux)."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
-    parent = os.getpid()
-
-    def preexec() -> None:
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
 
 
 def nats_server_binary() -> str:
@@ -179,7 +165,7 @@ class EmbeddedNats:
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             pass_fds=(self._lock,),
-            preexec_fn=_die_with_parent() if self.die_with_parent else None,
+            preexec_fn=tie_to(os.getpid()) if self.die_with_parent else None,
         )
         log.close()
         _write_holder(self._lock, f"{_this_process()}, with nats-server pid {self._process.pid}")

@@ -10,7 +10,8 @@ import bisect
 import contextlib
 import logging
 import math
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+import urllib.parse
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from smsgate.config import ConfigError, parse_listen
@@ -120,6 +121,7 @@ def render(families: Iterable[Family]) -> str:
 # --- the endpoint ---------------------------------------------------------------------------
 
 Source = Callable[[], str]
+AsyncSource = Callable[[], Awaitable[str]]
 
 
 class MetricsEndpoint:
@@ -191,6 +193,37 @@ class MetricsEndpoint:
             writer.close()
             with contextlib.suppress(Exception):
                 await writer.wait_closed()
+
+
+def remote(url: str, timeout: float = 5.0) -> AsyncSource:
+    """Another process's MetricsEndpoint (`url`, its /metrics) as a source of this one's.
+
+    When it cannot be read, the text is a comment saying so: the rest of a scrape stands.
+    """
+    parts = urllib.parse.urlsplit(url)
+    host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path or "/"
+    request = f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n"
+
+    async def fetch() -> str:
+        try:
+            async with asyncio.timeout(timeout):
+                reader, writer = await asyncio.open_connection(host, port)
+                try:
+                    writer.write(request.encode("latin-1"))
+                    answer = await reader.read()
+                finally:
+                    writer.close()
+        except (OSError, TimeoutError) as exc:
+            log.warning("cannot read the metrics at %s: %s", url, exc or type(exc).__name__)
+            return f"# {url}: not read ({exc or type(exc).__name__})\n"
+        head, _, body = answer.partition(b"\r\n\r\n")
+        status = head.split(b"\r\n", 1)[0].decode("latin-1")
+        if status.split(" ")[1:2] != ["200"]:
+            log.warning("the metrics at %s answered %r", url, status)
+            return f"# {url}: answered {status!r}\n"
+        return body.decode()
+
+    return fetch
 
 
 @contextlib.asynccontextmanager

@@ -1,8 +1,10 @@
 """`smsgate dev`: the whole farm on one machine, for a first five minutes that work.
 
 An embedded nats-server (data in `.smsgate/`), a simulator with virtual modems
-`lte-1`..`lte-8`, one agent, the API, the callback service and the history store
-(SQLite in `.smsgate/history.db` unless `[history] url` says otherwise), in one process.
+`lte-1`..`lte-8`, one agent, the callback service and the history store (SQLite in
+`.smsgate/history.db` unless `[history] url` says otherwise) in this process, and the
+API in a process of its own (`api.workers` of them), on the socket this one binds.
+All of it ends with this process, however it ends.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import json
 import logging
 import secrets
 import shutil
+import signal
 import socket
 import urllib.parse
 from dataclasses import dataclass
@@ -31,12 +34,16 @@ from smsgate.config import (
 )
 from smsgate.embedded import EmbeddedNats, StoreInUse
 
-from smsgate_cli.receiver import ConsoleReceiver, serve
+from smsgate_cli.receiver import ConsoleReceiver
 
 log = logging.getLogger("smsgate.dev")
 
 
-class DevStartError(Exception):
+class DevError(Exception):
+    """Dev mode cannot run on; the message says why."""
+
+
+class DevStartError(DevError):
     """Dev mode cannot start; the message says why and what to do."""
 
 
@@ -147,9 +154,37 @@ def prepare_state(options: DevOptions) -> tuple[Path, Credentials]:
     return state, credentials(state, options.user)
 
 
+STOP_PATIENCE = 20.0  # seconds a part has to stop before it is cancelled
+
+
+async def stopped(tasks: list[asyncio.Task[None]], patience: float) -> bool:
+    """Wait for `tasks` to end; cancel those still running after `patience` seconds (a part
+    that hangs must not keep dev, and its nats-server, running after Ctrl-C)."""
+    _, late = await asyncio.wait(tasks, timeout=patience)
+    for task in late:
+        log.error("the %s did not stop within %gs: cancelled", task.get_name(), patience)
+        task.cancel()
+    await asyncio.wait(tasks, timeout=patience)
+    for task in tasks:
+        if task.done() and not task.cancelled() and task.exception() is not None:
+            log.error("the %s stopped with an error: %s", task.get_name(), task.exception())
+    return not late
+
+
+def ended(exitcode: int | None) -> str:
+    """How a process ended, for a person: its status, or the signal that killed it."""
+    if exitcode is None:
+        return "is still running"
+    if exitcode < 0:
+        return f"was killed by {signal.Signals(-exitcode).name}"
+    return f"exited with status {exitcode}"
+
+
 async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> None:
+    """Run everything until `stop` is set; raises DevError when a part failed instead."""
+    from smsgate.metrics import MetricsEndpoint
     from smsgate_agent.agent import Agent
-    from smsgate_api.app import create_app, http_protocol
+    from smsgate_api.app import ApiProcesses
     from smsgate_api.auth import hash_password
     from smsgate_callback.metrics import render_metrics
     from smsgate_callback.service import run_callback
@@ -195,34 +230,61 @@ async def run_dev(base: Config, stop: asyncio.Event, options: DevOptions) -> Non
             ports=[AgentPort(name=name, device=device) for name, device in sim.devices.items()],
             # Virtual SIMs are never blocked by an operator: no pacing needed.
             policy=SendPolicy(min_interval=0.0, jitter=0.0),
+            state_dir=str(state),  # its spool beside the rest of dev's state
         ),
         callback=msgspec.structs.replace(base.callback, url=callback_url),
         history=dev_history(base.history, state),
     )
     agent = Agent(config)
-    # One /metrics for everything: the API's, the agent's and the callback service's.
-    app = create_app(config, extra_metrics=[agent.metrics_text, render_metrics])
+    # One /metrics for everything: the API processes add the agent's and the callback
+    # service's, which this process serves them on a loopback port, to their own.
+    others = MetricsEndpoint("127.0.0.1:0", "dev metrics", [agent.metrics_text, render_metrics])
+    await others.start()
+    # The API in processes of its own (`api.workers`, 1 by default, as `smsgate api`):
+    # sharing this event loop with everything else, it answered about half as many
+    # requests. They serve the socket bound above and end when this process ends.
+    api = ApiProcesses(
+        config, config.api.workers, sock=listener, metrics_from=[others.url], own_group=True
+    )
+    api.start()
+    # Set once the API has stopped, so the parts that answer its requests outlive it.
+    halt = asyncio.Event()
     services = [
-        asyncio.create_task(agent.run(stop), name="agent"),
-        # The lean /sendsms protocol in front of the app, as `smsgate api` serves it.
-        asyncio.create_task(serve(app, listener, stop, http=http_protocol(app)), name="api"),
-        asyncio.create_task(run_callback(config, stop=stop), name="callback"),
-        asyncio.create_task(run_history_store(config, stop), name="history"),
+        asyncio.create_task(agent.run(halt), name="agent"),
+        asyncio.create_task(run_callback(config, stop=halt), name="callback"),
+        asyncio.create_task(run_history_store(config, halt), name="history"),
     ]
+    api_exit = asyncio.create_task(api.first_exit(), name="api")
     host, _, port = options.listen.rpartition(":")
     numbers = {name: sim.modem(name).sim.msisdn for name in sim.devices}
     print(banner(f"http://{host}:{port}", user, sim.devices, numbers), flush=True)
+    signalled = asyncio.create_task(stop.wait())
+    failure = None
     try:
         done, _ = await asyncio.wait(
-            [*services, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+            [*services, api_exit, signalled], return_when=asyncio.FIRST_COMPLETED
         )
-        for task in done:
-            if task in services and task.exception():
-                log.error("%s stopped: %s", task.get_name(), task.exception())
-        stop.set()
-        await asyncio.gather(*services, return_exceptions=True)
+        if api_exit in done:
+            process = api_exit.result()
+            failure = f"the API process (pid {process.pid}) {ended(process.exitcode)}"
+        for task in services:
+            if task in done and task.exception():
+                failure = f"the {task.get_name()} stopped: {task.exception()}"
+        if failure is not None:
+            log.error("%s; smsgate dev stops", failure)
     finally:
+        signalled.cancel()
+        api_exit.cancel()
+        # The API first: no request comes in while the parts that answer it stop.
+        await api.stop()
+        listener.close()
+        halt.set()
+        if not await stopped(services, STOP_PATIENCE):
+            failure = failure or "a part did not stop in time"
+        await others.stop()
         with contextlib.suppress(Exception):
             await receiver.stop()
         await sim.stop()
         await nats.astop()
+    if failure is not None:
+        raise DevError(failure)

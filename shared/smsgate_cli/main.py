@@ -335,7 +335,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command in SERVICES:
             _serve(_until_signalled(SERVICES[args.command][0], config))
         elif args.command == "dev":
-            from smsgate_cli.dev import DevOptions, DevStartError, run_dev
+            from smsgate_cli.dev import DevError, DevOptions, run_dev
 
             options = DevOptions(
                 listen=args.listen,
@@ -347,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             try:
                 _serve(_until_signalled(lambda c, s: run_dev(c, s, options), config))
-            except DevStartError as exc:
+            except DevError as exc:
                 print(f"smsgate dev: {exc}", file=sys.stderr)
                 return 1
     except ConfigError as exc:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 from collections.abc import Callable
 
 import uvicorn
@@ -17,7 +16,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
-from starlette.types import ASGIApp
 
 FIELDS = (
     ("Type", "type"),
@@ -50,23 +48,6 @@ def app(params: CallbackParams, out: Callable[[str], None] = print) -> Starlette
         return PlainTextResponse("OK")
 
     return Starlette(routes=[Route("/{path:path}", receive, methods=["GET", "POST"])])
-
-
-async def serve(
-    app: ASGIApp,
-    sock: socket.socket,
-    stop: asyncio.Event,
-    *,
-    http: type[asyncio.Protocol] | str = "auto",
-) -> None:
-    """Serve an ASGI app on a bound, listening socket until `stop` is set; `http` is
-    uvicorn's protocol for each connection."""
-    config = uvicorn.Config(app, log_level="warning", access_log=False, http=http)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    await stop.wait()
-    server.should_exit = True
-    await task
 
 
 class ConsoleReceiver:

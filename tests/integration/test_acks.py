@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
-from nats.js.errors import APIError
+from nats.js.errors import APIError, NoStreamResponseError
 from smsgate import subjects
 from smsgate.acks import AckPublisher
 from smsgate.bus import CREATE_ONLY
@@ -74,3 +74,42 @@ async def test_a_header_value_cannot_break_its_frame(acks: AckPublisher) -> None
     lines = stored.hdrs.split(b"\r\n")
     assert lines[1].startswith(b"Nats-Msg-Id: m2")
     assert lines[2:] == [b"", b""]  # one header line, then the blank line: nothing injected
+
+
+async def test_a_publish_no_stream_takes_fails_as_no_responders(acks: AckPublisher) -> None:
+    """The server's `503` status for a subject no stream listens on ends the wait at once;
+    a read of a stream that is not there fails with JetStream's error."""
+    with pytest.raises(NoStreamResponseError):
+        await (await acks.publish("nostream.here", b"{}", {}))
+    with pytest.raises(APIError) as refused:
+        await (await acks.last_message("NO_SUCH_STREAM", "nostream.here"))
+    assert refused.value.err_code == 10059  # stream not found
+    assert acks.in_flight == 0
+
+
+async def test_unacked_writes_reach_the_stream(nats_bus: Bus, acks: AckPublisher) -> None:
+    subject = subjects.event("result", "lte-3")
+    assert acks.publish_unacked_now(subject, b"{}", {"Nats-Msg-Id": "m3:result"}) is acks.fast
+    await acks.publish_unacked(subject, b"{}", {"Nats-Msg-Id": "m4:result"})
+    ack = await (await acks.publish(subject, b"{}", {"Nats-Msg-Id": "m5:result"}))
+    stored = await (await acks.last_message(subjects.EVENTS_STREAM, subject))
+    assert stored is not None
+    assert stored.seq == ack.seq
+    info = await nats_bus.js.stream_info(subjects.EVENTS_STREAM)
+    assert info.state.messages == (3 if acks.fast else 2)
+
+
+async def test_stopped_publishers_give_every_message_back_to_nats_py(nats_bus: Bus) -> None:
+    """Each publisher takes its inbox's replies from nats-py's parser; stopped (in any
+    order), it takes none: the client's own hand-off is back, other subscriptions unharmed."""
+    nc = nats_bus.nc
+    first, second = AckPublisher(nc), AckPublisher(nc)
+    await first.start()
+    await second.start()
+    await first.stop()  # the earlier one first: the later one's hook still wraps it
+    assert (await (await second.publish(subjects.event("result", "lte-4"), b"{}", {}))).seq
+    reply = await nc.request("$JS.API.INFO", b"", timeout=5)
+    assert b"account" in reply.data or b"memory" in reply.data
+    await second.stop()
+    assert "_process_msg" not in vars(nc)
+    assert (await nc.request("$JS.API.INFO", b"", timeout=5)).data

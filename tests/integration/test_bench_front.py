@@ -32,3 +32,4 @@ def test_the_production_shape_and_dev_serve_the_load() -> None:
     assert production["api/python"] > 0
     dev = results["dev"][0].cpu
     assert dev["dev"] > 0
+    assert dev["dev/python"] > 0  # its API process served

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import msgspec
 import pytest
@@ -25,7 +27,18 @@ from tests.unit.test_reports import SIM, T0, TO, job, parts, report
 SETTINGS = LedgerSettings(
     timeout=dt.timedelta(hours=73), unmatched_after=dt.timedelta(minutes=10), sweep=30.0
 )
+T = TypeVar("T")
 MOVED = Sim(port="lte-9", port_number=9, imsi=SIM.imsi)  # the same SIM in another port
+
+
+def _settled(outcome: T | Exception) -> Awaitable[T]:
+    """A write's outcome, known already (the memory store applies writes as they are sent)."""
+    future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+    if isinstance(outcome, Exception):
+        future.set_exception(outcome)
+    else:
+        future.set_result(outcome)
+    return future
 
 
 class MemoryStore:
@@ -47,6 +60,9 @@ class MemoryStore:
         self.values[key] = (value, self.revision)
         return self.revision
 
+    async def put_soon(self, key: str, value: bytes) -> Awaitable[int]:
+        return _settled(await self.put(key, value))  # applied in the order sent, as NATS does
+
     async def create(self, key: str, value: bytes) -> int:
         if key in self.values:
             raise Conflict(key)
@@ -62,6 +78,13 @@ class MemoryStore:
         if revision is not None and self.values.get(key, (b"", 0))[1] != revision:
             raise Conflict(key)
         self.values.pop(key, None)
+
+    async def delete_soon(self, key: str, revision: int) -> Awaitable[None]:
+        try:
+            await self.delete(key, revision)
+        except Conflict as exc:
+            return _settled(exc)
+        return _settled(None)
 
     async def keys(self, pattern: str) -> list[str]:
         keys = [key for key in self.values if _matches(pattern.split("."), key.split("."))]
@@ -437,6 +460,55 @@ async def test_a_port_files_its_message_however_long_nats_refuses(
     assert len(store.under("m.")) == 1
     await port.on_report(report(5))
     assert bus.states() == {"m1": DeliveryState.DELIVERED}
+
+
+async def test_a_report_finding_a_slot_before_its_record_waits_and_then_matches() -> None:
+    """A record and its slot go out together: the record's write may fail after the slot's
+    was taken. A report read then is parked like one that overtook both, and matched once
+    the record is written again (what the port's retry does)."""
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    put_soon = store.put_soon
+    failures = 1
+
+    async def failing_put_soon(key: str, value: bytes) -> Awaitable[int]:
+        nonlocal failures
+        if key.startswith("m.") and failures:
+            failures -= 1
+            return _settled(ConnectionError("no ack from JetStream"))
+        return await put_soon(key, value)
+
+    store.put_soon = failing_put_soon  # type: ignore[method-assign]
+    ledger = agent(store, bus, clock)
+    with pytest.raises(ConnectionError):
+        await send(ledger, "m1", 5)
+    assert store.under("s.")
+    assert not store.under("m.")
+    await ledger.take(report(5), SIM)
+    assert bus.events == []
+    assert store.under("w.")
+    await send(ledger, "m1", 5)
+    await ledger.retry_parked(SIM)
+    [event] = bus.events
+    assert (event.id, event.state) == ("m1", DeliveryState.DELIVERED)
+    assert ledger_empty(store)
+
+
+async def test_a_settled_records_slot_is_cleared_whoever_deletes_it_first() -> None:
+    """A settled one-part record's delete and its slot's edit go out together: when the
+    sweep deleted the record first, the report's side still leaves nothing behind."""
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    ledger = agent(store, bus, clock)
+    await send(ledger, "m1", 6)
+    delete_soon = store.delete_soon
+
+    async def sweep_first(key: str, revision: int) -> Awaitable[None]:
+        await store.delete(key)  # another agent's sweep, just before
+        return await delete_soon(key, revision)
+
+    store.delete_soon = sweep_first  # type: ignore[method-assign]
+    await ledger.take(report(6), SIM)
+    assert bus.states() == {"m1": DeliveryState.DELIVERED}
+    assert ledger_empty(store)
 
 
 async def test_a_temporary_status_is_consumed_and_the_final_one_decides() -> None:

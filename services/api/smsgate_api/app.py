@@ -23,7 +23,9 @@ from nats.aio.client import Client
 from smsgate import gc_tuning, logs
 from smsgate.config import Config
 from smsgate.config import parse_listen as config_listen
-from smsgate.metrics import CONTENT_TYPE, Source
+from smsgate.lifeline import tie_to
+from smsgate.metrics import CONTENT_TYPE, AsyncSource, Source
+from smsgate.metrics import remote as remote_metrics
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -67,7 +69,9 @@ async def metrics(request: Request) -> Response:
         ports={str(k): v for k, v in rt.ports.counts().items()},
         nats_connected=rt.connected,
     )
-    text += "".join(source() for source in request.app.extra_metrics)
+    for source in request.app.extra_metrics:
+        more = source()
+        text += more if isinstance(more, str) else await more
     return Response(text, media_type=CONTENT_TYPE)
 
 
@@ -83,7 +87,7 @@ class ApiApp(Starlette):
     runtime: ApiRuntime
     fast_gateway: bool = False
     access_log: AccessLog | None = None
-    extra_metrics: Sequence[Source] = ()
+    extra_metrics: Sequence[Source | AsyncSource] = ()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         access = self.access_log
@@ -107,12 +111,15 @@ class ApiApp(Starlette):
 
 
 def create_app(
-    config: Config, *, nc: Client | None = None, extra_metrics: Sequence[Source] = ()
+    config: Config,
+    *,
+    nc: Client | None = None,
+    extra_metrics: Sequence[Source | AsyncSource] = (),
 ) -> ApiApp:
     """The API app; it uses `nc` when given, else connects (and reconnects) by itself.
 
     `extra_metrics`: more Prometheus text for `/metrics`, such as dev mode's agent and
-    callback service, which run in this process.
+    callback service (read from the dev process, `smsgate.metrics.remote`).
     """
     rt = ApiRuntime(config, nc=nc)
     access = AccessLog() if config.api.access_log else None
@@ -216,39 +223,121 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def _serve(config: Config, *, parent: int | None = None) -> None:
-    app = create_app(config)
+async def _serve(
+    config: Config,
+    *,
+    sock: socket.socket | None = None,
+    metrics_from: Sequence[str] = (),
+) -> None:
+    app = create_app(config, extra_metrics=[remote_metrics(url) for url in metrics_from])
     uv = server_config(config, app)
     gc_tuning.settle()  # modules, config and the app live as long as the process
     server = uvicorn.Server(uv)
-    watchdog = None
-    if parent is not None:
-        watchdog = asyncio.create_task(_exit_with_parent(server, parent))
-    try:
-        if config.api.workers > 1:
-            await server.serve(sockets=[_bind(uv.host, uv.port)])
-        else:
-            await server.serve()
-    finally:
-        if watchdog is not None:
-            watchdog.cancel()
+    if sock is not None:
+        await server.serve(sockets=[sock])
+    elif config.api.workers > 1:
+        await server.serve(sockets=[_bind(uv.host, uv.port)])
+    else:
+        await server.serve()
 
 
-async def _exit_with_parent(server: uvicorn.Server, parent: int) -> None:
+def _worker(
+    config_json: bytes,
+    parent: int,
+    log_settings: tuple[str, str],
+    sock: socket.socket | None,
+    metrics_from: Sequence[str],
+    own_group: bool,
+) -> None:
     # uvicorn re-raises SIGTERM in the parent after its own shutdown, so the parent may
-    # never get to stop its workers: each worker stops when its parent is gone.
-    while True:
-        await asyncio.sleep(1.0)
-        if os.getppid() != parent:
-            server.should_exit = True
-            return
-
-
-def _worker(config_json: bytes, parent: int, log_settings: tuple[str, str]) -> None:
+    # never get to stop its workers; and it may be killed: each worker gets SIGTERM when
+    # its parent ends, however it ends.
+    tie_to(parent)()
+    if own_group:
+        os.setpgid(0, 0)
     # A spawned process starts with no logging set up: set it up as the parent's was.
     logs.setup(*log_settings)
     config = msgspec.json.decode(config_json, type=Config)
-    uvloop.run(_serve(config, parent=parent))
+    uvloop.run(_serve(config, sock=sock, metrics_from=metrics_from))
+
+
+_Ends = dict[asyncio.Future[None], multiprocessing.process.BaseProcess]
+
+
+class ApiProcesses:
+    """API processes beside this one, each serving `config` and ending when this one ends.
+
+    Each binds `api.listen` itself (SO_REUSEPORT), or serves `sock`, a listening socket
+    this process bound, which each inherits. `metrics_from`: other processes' metrics
+    endpoints whose text each one's `/metrics` adds to its own. `own_group`: each leaves
+    this process's group, so a Ctrl-C in a terminal reaches this process only, which stops
+    them in its own order. Start them from the main thread (see smsgate.lifeline).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        count: int,
+        *,
+        sock: socket.socket | None = None,
+        metrics_from: Sequence[str] = (),
+        own_group: bool = False,
+    ) -> None:
+        context = multiprocessing.get_context("spawn")
+        payload = msgspec.json.encode(config)
+        args = (payload, os.getpid(), logs.settings(), sock, tuple(metrics_from), own_group)
+        self.processes = [
+            context.Process(target=_worker, args=args, daemon=True, name=f"smsgate-api-{i + 1}")
+            for i in range(count)
+        ]
+        self._watched: _Ends | None = None
+
+    def start(self) -> None:
+        for process in self.processes:
+            process.start()
+
+    async def first_exit(self) -> multiprocessing.process.BaseProcess:
+        """The first of them to end (it has ended: its `exitcode` is set)."""
+        ends = self._ends()
+        done, _ = await asyncio.wait(ends, return_when=asyncio.FIRST_COMPLETED)
+        return ends[done.pop()]
+
+    async def stop(self, grace: float = 10.0) -> None:
+        """SIGTERM (each finishes the requests it has), then SIGKILL whoever lingers."""
+        ends = self._ends()
+        for process in ends.values():
+            if process.exitcode is None:
+                process.terminate()
+        if ends:
+            await asyncio.wait(ends, timeout=grace)
+        loop = asyncio.get_running_loop()
+        for end, process in ends.items():
+            if not end.done():
+                log.warning("API process %s still running after %gs: killed", process.pid, grace)
+                loop.remove_reader(process.sentinel)
+                process.kill()
+            process.join()
+
+    def _ends(self) -> _Ends:
+        """A future per started process, done when it ends (its sentinel is readable)."""
+        if self._watched is None:
+            loop = asyncio.get_running_loop()
+            self._watched = {}
+            for process in self.processes:
+                if process.pid is None:
+                    continue
+                end: asyncio.Future[None] = loop.create_future()
+                loop.add_reader(process.sentinel, self._ended, process, end)
+                self._watched[end] = process
+        return self._watched
+
+    @staticmethod
+    def _ended(process: multiprocessing.process.BaseProcess, end: asyncio.Future[None]) -> None:
+        asyncio.get_running_loop().remove_reader(process.sentinel)
+        # Its end of the pipe closes as it exits: reaping it waits for no more than that.
+        process.join()
+        if not end.done():
+            end.set_result(None)
 
 
 def serve_api(config: Config) -> None:
@@ -267,20 +356,9 @@ async def run_api(config: Config) -> None:
     host, port = parse_listen(config.api.listen)
     scheme = "https" if config.api.tls_cert else "http"
     log.info("smsgate api on %s://%s:%d (%d worker(s))", scheme, host, port, config.api.workers)
-    workers: list[multiprocessing.context.SpawnProcess] = []
-    if config.api.workers > 1:
-        context = multiprocessing.get_context("spawn")
-        payload = msgspec.json.encode(config)
-        for _ in range(config.api.workers - 1):
-            process = context.Process(
-                target=_worker, args=(payload, os.getpid(), logs.settings()), daemon=True
-            )
-            process.start()
-            workers.append(process)
+    workers = ApiProcesses(config, config.api.workers - 1)
+    workers.start()
     try:
         await _serve(config)
     finally:
-        for process in workers:
-            process.terminate()
-        for process in workers:
-            await asyncio.to_thread(process.join, 10)
+        await workers.stop()

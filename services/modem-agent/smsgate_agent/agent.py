@@ -25,6 +25,7 @@ from nats.js.errors import NotFoundError, ServiceUnavailableError
 from smsgate import bus, contracts, gc_tuning, metrics, port_liveness, subjects
 from smsgate.acks import AckPublisher
 from smsgate.backoff import Backoff
+from smsgate.cancelling import cancel_and_wait
 from smsgate.config import Config
 
 from smsgate_agent import consumers, discovery
@@ -167,9 +168,7 @@ class Agent:
         for worker in self.workers:
             worker.poke()
         await asyncio.gather(*senders, return_exceptions=True)
-        for task in background:
-            task.cancel()
-        await asyncio.gather(*background, return_exceptions=True)
+        await cancel_and_wait(*background)
         for worker in self.workers:
             await worker.modem.close()
             worker.last_error = "agent stopped"

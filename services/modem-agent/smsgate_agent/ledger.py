@@ -21,15 +21,22 @@ starts instead of a read: the record a report is for (written when its message w
 and a slot being filed into. A stale hint fails its compare-and-set and is read afresh;
 nothing is decided from a hint that a write does not confirm. Which part a report is for
 is always chosen from a slot read just then.
+
+Writes that decide nothing between them go out together and are awaited once (one wake-up
+of the port instead of two): a sent message's record with its slots (the record first),
+and a settled one-part record's delete with its slot's edit. Every decision (a record's
+compare-and-set) is still awaited before what follows from it is sent.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
+import contextlib
 import datetime as dt
 import gc
 import logging
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -107,6 +114,11 @@ class Store(Protocol):
 
     async def get(self, key: str) -> tuple[bytes, int] | None: ...
     async def put(self, key: str, value: bytes) -> int: ...
+    async def put_soon(self, key: str, value: bytes) -> Awaitable[int]:
+        """`put`, sent now; the awaitable is its revision (writes are applied in the order
+        they are sent)."""
+        ...
+
     async def create(self, key: str, value: bytes) -> int:
         """Raises Conflict when the key exists."""
         ...
@@ -117,6 +129,11 @@ class Store(Protocol):
 
     async def delete(self, key: str, revision: int | None = None) -> None:
         """Raises Conflict unless the key is still at `revision` (if given)."""
+        ...
+
+    async def delete_soon(self, key: str, revision: int) -> Awaitable[None]:
+        """`delete`, sent now; the awaitable raises Conflict unless the key was still at
+        `revision`."""
         ...
 
     async def keys(self, pattern: str) -> list[str]:
@@ -173,14 +190,21 @@ class Ledger:
         """Make a sent message's parts matchable by any agent (safe to repeat)."""
         label = reports.due_label(record.due, self.settings.sweep)
         key = _record_key(label, record.id)
-        self._records.remember(key, record, await self.store.put(key, _encode(record)))
-        if label != self._indexed:  # due times grow with the clock: one bucket at a time
-            await self._create(f"d.{label}", b"")
-            self._indexed = label
-        for part in record.parts:
-            entry = SlotEntry(key, part.sequence, record.to, record.sent)
-            slot = _slot_key(record.sim.key, part.reference)
-            await self._edit_slot(slot, self._filing(entry), self._slots.get(slot), hint=True)
+        # The record and its slots go out together, the record first, and are awaited
+        # once: a report that finds a slot entry before its record is stored (or whose
+        # record's write failed: this is done again) is parked, as one that came before
+        # both, and matched by retry_parked.
+        written = await self.store.put_soon(key, _encode(record))
+        try:
+            if label != self._indexed:  # due times grow with the clock: one at a time
+                await self._create(f"d.{label}", b"")
+                self._indexed = label
+            for part in record.parts:
+                entry = SlotEntry(key, part.sequence, record.to, record.sent)
+                slot = _slot_key(record.sim.key, part.reference)
+                await self._edit_slot(slot, self._filing(entry), self._slots.get(slot), hint=True)
+        finally:
+            self._records.remember(key, record, await written)
 
     async def retry_parked(self, sim: Sim) -> None:
         """Match the reports of `sim` this agent parked (the sweep has them otherwise)."""
@@ -385,10 +409,30 @@ class Ledger:
     ) -> None:
         """Drop a settled record and what points to it (`known`: slots read already)."""
         self._records.forget(key)
+        if len(record.parts) == 1:
+            # Its delete and its slot's edit go out together, awaited once: whoever else
+            # changes a settled one-part record (the sweep, the same report read again)
+            # does only this, so the order of the two writes decides nothing.
+            deleting = await self.store.delete_soon(key, revision)
+            try:
+                await self._unfile(key, record, known)
+            finally:
+                with contextlib.suppress(Conflict):
+                    await deleting
+            return
         try:
             await self._delete(key, revision)
         except Conflict:
             return  # a late part's report came meanwhile: the next sweep of it settles it
+        await self._unfile(key, record, known)
+
+    async def _unfile(
+        self,
+        key: str,
+        record: ReportRecord,
+        known: dict[str, tuple[list[SlotEntry], int | None]] | None,
+    ) -> None:
+        """Take the record at `key` out of its parts' slots."""
         for slot in dict.fromkeys(_slot_key(record.sim.key, p.reference) for p in record.parts):
             read = (known or {}).get(slot)
             await self._edit_slot(
@@ -527,6 +571,9 @@ class KvStore:
     async def put(self, key: str, value: bytes) -> int:
         return await self._write(key, value, {})
 
+    async def put_soon(self, key: str, value: bytes) -> Awaitable[int]:
+        return await self._write_soon(key, value, {})
+
     async def create(self, key: str, value: bytes) -> int:
         try:
             return await self._write(key, value, dict(CREATE_ONLY))
@@ -544,6 +591,14 @@ class KvStore:
         """Remove `key`; its marker expires after bus.REMOVED_KEY_TTL, not with the bucket."""
         await self._write(key, b"", removal(revision))
 
+    async def delete_soon(self, key: str, revision: int) -> Awaitable[None]:
+        written = await self._write_soon(key, b"", removal(revision))
+
+        async def deleted() -> None:
+            await written
+
+        return deleted()
+
     async def _write(self, key: str, value: bytes, headers: dict[str, str]) -> int:
         try:
             if self.acks is None:
@@ -551,9 +606,21 @@ class KvStore:
                 return ack.seq
             return (await (await self.acks.publish(self._prefix + key, value, headers))).seq
         except APIError as exc:
-            if exc.err_code not in WRONG_LAST_SEQUENCE:
-                raise
-            raise Conflict(key) from None
+            raise _conflict(key, exc) from None
+
+    async def _write_soon(self, key: str, value: bytes, headers: dict[str, str]) -> Awaitable[int]:
+        """A write sent now (through the ack inbox; a task of its own without one)."""
+        if self.acks is None:
+            return asyncio.ensure_future(self._write(key, value, headers))
+        ack = await self.acks.publish(self._prefix + key, value, headers)
+
+        async def revision() -> int:
+            try:
+                return (await ack).seq
+            except APIError as exc:
+                raise _conflict(key, exc) from None
+
+        return revision()
 
     async def keys(self, pattern: str) -> list[str]:
         """Filtered by the server (kv.keys() lists the whole bucket, then filters).
@@ -574,6 +641,11 @@ class KvStore:
             del watcher
             gc.collect()
         return keys
+
+
+def _conflict(key: str, exc: APIError) -> Exception:
+    """A refused compare-and-set as Conflict; any other error as it is."""
+    return Conflict(key) if exc.err_code in WRONG_LAST_SEQUENCE else exc
 
 
 async def _unless_unreadable(key: str, step: Coroutine[Any, Any, None]) -> None:

@@ -19,6 +19,7 @@ import random
 from typing import Literal
 
 from smsgate.backoff import Backoff
+from smsgate.cancelling import cancel_and_wait
 from smsgate.config import AgentPort
 
 from smsgate_agent.at_channel import AtClosed, AtTimeout
@@ -152,9 +153,7 @@ class Modem:
         self._closed = True
         task = self._run_task
         if task is not None and not task.done() and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_and_wait(task)
         await self.startup.drop_channel()
 
     async def _serve(self) -> Problem:
@@ -188,9 +187,7 @@ class Modem:
                     return "crashed"
             return "unresponsive"  # a task stopped because a command timed out
         finally:
-            for task in [*tasks, *watch]:
-                task.cancel()
-            await asyncio.gather(*tasks, *watch, return_exceptions=True)
+            await cancel_and_wait(*tasks, *watch)
 
     async def _poller(self) -> None:
         while True:

@@ -367,12 +367,10 @@ class PortWorker:
 
     def sending(self, job: contracts.SendJob) -> None:
         at = self.identity()
-        loop = asyncio.get_running_loop()
-        for step in (
-            self.publisher.status_nowait(message_status(job, at, MessageState.SENDING)),
-            self.publisher.journal_nowait(sending_record(job, at)),  # the history's step
-        ):
-            task = loop.create_task(step)
+        status = message_status(job, at, MessageState.SENDING)
+        # The history's step besides; sent at once where the ack inbox can frame them.
+        for step in self.publisher.sending(status, sending_record(job, at)):
+            task = asyncio.get_running_loop().create_task(step)
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 

@@ -10,7 +10,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -353,6 +353,25 @@ class Publisher:
         update = msgspec.structs.replace(status, reason=reason, updated=contracts.utcnow())
         with contextlib.suppress(KeyWrongLastSequenceError):
             await self.buckets.messages.update(key, contracts.encode(update), last=entry.revision)
+
+    def sending(
+        self, status: contracts.MessageStatus, sending: contracts.MessageSending
+    ) -> list[Coroutine[Any, Any, None]]:
+        """Show the message `sending` and tell the history a port took it, asking for no
+        ack: nothing depends on either. Framed and sent at once through the ack inbox where
+        it can; what could not be is returned, to be run (`status_nowait`, `journal_nowait`)."""
+        acks = self.acks
+        later: list[Coroutine[Any, Any, None]] = []
+        subject = subjects.MESSAGES_KV_PREFIX + subjects.message_key(status.id)
+        if acks is None or not acks.publish_unacked_now(subject, contracts.encode(status)):
+            later.append(self.status_nowait(status))
+        if acks is None or not acks.publish_unacked_now(
+            subjects.sending(sending.port),
+            contracts.encode(sending),
+            {"Nats-Msg-Id": sending.event_id},
+        ):
+            later.append(self.journal_nowait(sending))
+        return later
 
     async def status_nowait(self, status: contracts.MessageStatus) -> None:
         """Write a status that nothing depends on (`sending`) without waiting for its ack."""
