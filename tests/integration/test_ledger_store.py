@@ -3,9 +3,11 @@ inbox agree with nats-py's own KV calls, for values, revisions, absent and delet
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 
 import pytest
+from nats.js.kv import KeyValue
 from smsgate import bus, subjects
 from smsgate.acks import AckPublisher
 from smsgate_agent.ledger import Conflict, KvStore
@@ -61,3 +63,26 @@ async def test_a_removed_keys_marker_expires(nats_bus: Bus, store: KvStore) -> N
     assert marker.headers is not None
     assert marker.headers.get("KV-Operation") == "DEL"
     assert marker.headers.get("Nats-TTL") == f"{bus.REMOVED_KEY_TTL:g}s"
+
+
+async def test_listing_keys_leaves_no_watcher_behind(store: KvStore) -> None:
+    """The sweep lists keys every few seconds for as long as the agent runs: each listing's
+    nats-py watcher (a reference cycle) must be gone when it returns, not left for the
+    collector's rare full pass (gc_tuning.settle), or the agent's memory grows with time."""
+
+    def watchers() -> int:
+        return sum(1 for o in gc.get_objects() if isinstance(o, KeyValue.KeyWatcher))
+
+    await store.put("d.60", b"")
+    gc.collect()
+    before = watchers()
+    gc.disable()  # as good as rare full passes, and the same every run
+    try:
+        for _ in range(20):
+            assert await store.keys("d.*") == ["d.60"]
+            assert await store.keys("w.*.*") == []
+        # The last one's subscription task ends on the loop's next turn; the next listing
+        # collects it. None piles up.
+        assert watchers() <= before + 1
+    finally:
+        gc.enable()

@@ -34,6 +34,7 @@ import asyncio
 import collections
 import contextlib
 import datetime as dt
+import gc
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -622,7 +623,12 @@ class KvStore:
         return revision()
 
     async def keys(self, pattern: str) -> list[str]:
-        """Filtered by the server (kv.keys() lists the whole bucket, then filters)."""
+        """Filtered by the server (kv.keys() lists the whole bucket, then filters).
+
+        nats-py's watcher is an ordered consumer whose subscription, state and callback
+        point at one another: a stopped one is freed only by the collector's full pass,
+        which gc_tuning makes rare. The sweep lists keys twice every `agent.report_sweep`
+        seconds, so it is collected here; else it piles up (about 10 KiB a listing)."""
         watcher = await self.kv.watch(pattern, ignore_deletes=True, meta_only=True)
         keys: list[str] = []
         try:
@@ -632,6 +638,8 @@ class KvStore:
                 keys.append(entry.key)
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
+            del watcher
+            gc.collect()
         return keys
 
 
