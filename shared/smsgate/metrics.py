@@ -10,9 +10,10 @@ import bisect
 import contextlib
 import logging
 import math
-import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+
+import httpx
 
 from smsgate.config import ConfigError, parse_listen
 
@@ -200,28 +201,19 @@ def remote(url: str, timeout: float = 5.0) -> AsyncSource:
 
     When it cannot be read, the text is a comment saying so: the rest of a scrape stands.
     """
-    parts = urllib.parse.urlsplit(url)
-    host, port, path = parts.hostname or "127.0.0.1", parts.port or 80, parts.path or "/"
-    request = f"GET {path} HTTP/1.1\r\nHost: {parts.netloc}\r\nConnection: close\r\n\r\n"
 
     async def fetch() -> str:
         try:
-            async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(host, port)
-                try:
-                    writer.write(request.encode("latin-1"))
-                    answer = await reader.read()
-                finally:
-                    writer.close()
-        except (OSError, TimeoutError) as exc:
+            async with httpx.AsyncClient(timeout=timeout) as client:
+                answer = await client.get(url)
+        except httpx.HTTPError as exc:
             log.warning("cannot read the metrics at %s: %s", url, exc or type(exc).__name__)
             return f"# {url}: not read ({exc or type(exc).__name__})\n"
-        head, _, body = answer.partition(b"\r\n\r\n")
-        status = head.split(b"\r\n", 1)[0].decode("latin-1")
-        if status.split(" ")[1:2] != ["200"]:
+        if answer.status_code != httpx.codes.OK:
+            status = f"{answer.status_code} {answer.reason_phrase}"
             log.warning("the metrics at %s answered %r", url, status)
             return f"# {url}: answered {status!r}\n"
-        return body.decode()
+        return answer.text
 
     return fetch
 
