@@ -359,40 +359,23 @@ class Publisher:
     ) -> list[Coroutine[Any, Any, None]]:
         """Show the message `sending` and tell the history a port took it, asking for no
         ack: nothing depends on either. Framed and sent at once through the ack inbox where
-        it can; what could not be is returned, to be run (`status_nowait`, `journal_nowait`)."""
-        acks = self.acks
+        it can; what could not be is returned as coroutines to run (nats-py's publish)."""
+        status_key = subjects.MESSAGES_KV_PREFIX + subjects.message_key(status.id)
+        history = {"Nats-Msg-Id": sending.event_id}
         later: list[Coroutine[Any, Any, None]] = []
-        subject = subjects.MESSAGES_KV_PREFIX + subjects.message_key(status.id)
-        if acks is None or not acks.publish_unacked_now(subject, contracts.encode(status)):
-            later.append(self.status_nowait(status))
-        if acks is None or not acks.publish_unacked_now(
-            subjects.sending(sending.port),
-            contracts.encode(sending),
-            {"Nats-Msg-Id": sending.event_id},
+        for subject, payload, headers in (
+            (status_key, contracts.encode(status), {}),
+            (subjects.sending(sending.port), contracts.encode(sending), history),
         ):
-            later.append(self.journal_nowait(sending))
+            if self.acks is None or not self.acks.publish_unacked_now(subject, payload, headers):
+                later.append(self._publish_nowait(subject, payload, headers))
         return later
 
-    async def status_nowait(self, status: contracts.MessageStatus) -> None:
-        """Write a status that nothing depends on (`sending`) without waiting for its ack."""
+    async def _publish_nowait(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
         try:
-            await self.nc.publish(
-                subjects.MESSAGES_KV_PREFIX + subjects.message_key(status.id),
-                contracts.encode(status),
-            )
-        except Exception as exc:  # NATS away: the result's status follows anyway
-            log.debug("status of %s not written: %s", status.id, exc)
-
-    async def journal_nowait(self, sending: contracts.MessageSending) -> None:
-        """Tell the history a port took the message, without waiting: nothing depends on it."""
-        try:
-            await self.nc.publish(
-                subjects.sending(sending.port),
-                contracts.encode(sending),
-                headers={"Nats-Msg-Id": sending.event_id},
-            )
-        except Exception as exc:  # NATS away: the history shows the result without it
-            log.debug("sending record of %s not published: %s", sending.id, exc)
+            await self.nc.publish(subject, payload, headers=headers or None)
+        except Exception as exc:  # NATS away: the result's status and event follow anyway
+            log.debug("%s not published: %s", subject, exc)
 
     async def put_status(self, status: contracts.MessageStatus) -> None:
         await self._durable(
