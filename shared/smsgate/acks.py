@@ -201,6 +201,13 @@ def _header_block(headers: dict[str, str]) -> bytes:
     return f"NATS/1.0\r\n{lines}\r\n".encode()
 
 
+def _framed(subject: str, reply: str, headers: dict[str, str] | None, payload: bytes) -> bytes:
+    """A message as the protocol frames it: HPUB with headers, PUB without."""
+    if headers:
+        return hpub_cmd(subject, reply, _header_block(headers), payload)
+    return pub_cmd(subject, reply, payload)
+
+
 def _safe(value: str) -> str:
     """A header value that cannot end its line early."""
     return value.translate(_UNSAFE) if "\r" in value or "\n" in value else value
@@ -288,20 +295,13 @@ class AckPublisher:
         self, subject: str, payload: bytes, headers: dict[str, str]
     ) -> asyncio.Future[Ack]:
         """Send one message; the future resolves to its Ack, or raises APIError/TimeoutError."""
-        sent = self._send_now(subject, payload, headers, _on_ack_reply)
-        if sent is not None:
-            return sent
-        return await self._send(subject, payload, headers, _on_ack_reply)
+        return await self._request(subject, payload, headers, _on_ack_reply)
 
     async def last_message(self, stream: str, subject: str) -> asyncio.Future[StoredMessage | None]:
         """Ask the stream's leader for its last message on `subject`; the future resolves to
         it, to None when there is none, or raises APIError/TimeoutError."""
         request = _encode_request(_LastBySubject(subject))
-        api = f"$JS.API.STREAM.MSG.GET.{stream}"
-        sent = self._send_now(api, request, None, _on_get_reply)
-        if sent is not None:
-            return sent
-        return await self._send(api, request, None, _on_get_reply)
+        return await self._request(f"$JS.API.STREAM.MSG.GET.{stream}", request, None, _on_get_reply)
 
     async def publish_unacked(self, subject: str, payload: bytes, headers: dict[str, str]) -> None:
         """Send one message and ask for no ack: a write that nothing waits for."""
@@ -314,14 +314,20 @@ class AckPublisher:
     ) -> bool:
         """`publish_unacked` without a coroutine, where the shortcut can be taken now;
         False (nothing sent) where it cannot: then `publish_unacked` says why."""
-        if headers:
-            frame = hpub_cmd(subject, "", _header_block(headers), payload)
-        else:
-            frame = pub_cmd(subject, "", payload)
+        frame = _framed(subject, "", headers, payload)
         if not self._can_frame(subject, len(frame)):
             return False
         self._frame(frame)
         return True
+
+    async def _request(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None, reader: _Reader
+    ) -> asyncio.Future[Any]:
+        """Framed here where the shortcut can be taken now, else through nats-py's publish."""
+        sent = self._send_now(subject, payload, headers, reader)
+        if sent is not None:
+            return sent
+        return await self._send(subject, payload, headers, reader)
 
     def _send_now(
         self, subject: str, payload: bytes, headers: dict[str, str] | None, reader: _Reader
@@ -329,18 +335,11 @@ class AckPublisher:
         """Framed into the client's buffer here; None where the shortcut cannot be taken."""
         if not self.fast:
             return None
-        self._counter += 1
-        token = self._counter
-        reply = f"{self._prefix}.{token}"
-        if headers:
-            frame = hpub_cmd(subject, reply, _header_block(headers), payload)
-        else:
-            frame = pub_cmd(subject, reply, payload)
+        token = self._counter + 1
+        frame = _framed(subject, f"{self._prefix}.{token}", headers, payload)
         if not self._can_frame(subject, len(frame)):
             return None
-        loop = self._loop or asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending[token] = (time.monotonic(), future, reader)
+        future = self._expect(token, reader)
         self._frame(frame)
         return future
 
@@ -349,11 +348,8 @@ class AckPublisher:
     ) -> asyncio.Future[Any]:
         """Through nats-py's public publish, which raises what is wrong (closed, away, a
         bad subject)."""
-        self._counter += 1
-        token = self._counter
-        loop = self._loop or asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending[token] = (time.monotonic(), future, reader)
+        token = self._counter + 1
+        future = self._expect(token, reader)
         try:
             await self._nc.publish(
                 subject, payload, reply=f"{self._prefix}.{token}", headers=headers
@@ -361,6 +357,14 @@ class AckPublisher:
         except BaseException:
             self._pending.pop(token, None)
             raise
+        return future
+
+    def _expect(self, token: int, reader: _Reader) -> asyncio.Future[Any]:
+        """The future of the reply to `token` (the next one: it is taken), read by `reader`."""
+        self._counter = token
+        loop = self._loop or asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending[token] = (time.monotonic(), future, reader)
         return future
 
     def _can_frame(self, subject: str, size: int) -> bool:
