@@ -182,16 +182,23 @@ class Farm:
         results = await until_results(js, accepted, limit)
         called_back: dict[str, set[str]] | None = None
         if self.receiver is not None:
-            receiver = self.receiver
-            ids = {e.event_id for _, e in await stream_events(js, "result")}
-            await until(lambda: ids <= set(receiver.ok_ids()), "every result called back", limit)
-            called_back = result_callbacks(receiver)
+            await self.until_called_back("result", limit)
+            called_back = result_callbacks(self.receiver)
         stored = await stored_statuses(await js.key_value(subjects.MESSAGES_BUCKET), accepted)
         books = tally(
             load.messages, results, self.sim.sent(), stored=stored, called_back=called_back
         )
         print(books.summary(scenario))
         return books
+
+    async def until_called_back(self, kind: str, limit: float = 120.0) -> None:
+        """Wait (bounded) until every `kind` event in the stream got a 2xx callback. An event
+        the callback host held when its cable was cut comes back only after ack_wait."""
+        assert self.client is not None
+        assert self.receiver is not None
+        receiver = self.receiver
+        ids = {e.event_id for _, e in await stream_events(self.client.jetstream(), kind)}
+        await until(lambda: ids <= set(receiver.ok_ids()), f"every {kind} called back", limit)
 
     async def inject_inbound(self, ports: Sequence[str], each: int, tag: str) -> list[str]:
         """`each` SMS from outside to every one of `ports`; their texts."""

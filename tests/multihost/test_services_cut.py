@@ -75,6 +75,7 @@ async def test_callback_host_cut(hosts: Farm) -> None:
     assert not books.unknown
     assert not books.wrong
     (await hosts.inbound_books(texts)).check("callback host cut")
+    await hosts.until_called_back("inbound")
     called_back = {m for h in receiver.hits for k, m in h.params if k == "message"}
     missing = set(texts) - called_back
     print(f"[callback host cut] inbound called back: {len(texts) - len(missing)} of {len(texts)}")
