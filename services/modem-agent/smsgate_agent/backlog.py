@@ -87,6 +87,7 @@ class Backlog:
         self.spool.remove(result.event_id)
         if handle is not None:
             await handle.ack()
+            await self.publisher.settled(result.id)
         return winner
 
     def pending(self, message_id: str) -> SpooledResult | None:
@@ -187,6 +188,7 @@ class Backlog:
             if handle is not None:
                 with contextlib.suppress(Exception):
                     await handle.ack()
+                    await self.publisher.settled(spooled.result.id)
         elif entry.kind == "unclaim":
             await self.publisher.unclaim(entry.key.removesuffix(":unclaim"), entry.body.decode())
         elif entry.kind == "report":

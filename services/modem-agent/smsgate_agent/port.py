@@ -115,6 +115,7 @@ class PortWorker:
             holder_timeout=agent.holder_timeout,
             handling=handling,
             clock=clock,
+            connection=lambda: int(publisher.nc.stats["reconnects"]),
         )
         self.inbox: deque[tuple[Msg, bool]] = deque()  # (job, pinned): one at a time
         # Jobs pinned to this port, fetched while it was busy: sent first, in order
@@ -304,7 +305,7 @@ class PortWorker:
         await self.publish_state()
         progress = KeepAlive(msg, self.agent.ack_wait / 3)
         try:
-            await self.send_path.send(msg, job, pinned=pinned)
+            await self.send_path.send(msg, job, pinned=pinned, deliveries=deliveries(msg))
         finally:
             self.send_path.release(job)
             progress.cancel()
@@ -430,6 +431,15 @@ class PortWorker:
 
     async def expire_parts(self) -> None:
         await self.receiving.expire_parts()
+
+
+def deliveries(msg: Msg) -> int:
+    """How many times JetStream has handed the job out, this time included (1 for a
+    message that carries no JetStream metadata)."""
+    try:
+        return int(msg.metadata.num_delivered or 1)
+    except Exception:  # not a JetStream delivery
+        return 1
 
 
 def spool_path(agent: AgentConfig) -> Path:
