@@ -3,11 +3,12 @@ expires, and the key behaves as before for the next claim."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import pytest
 from nats.js.errors import APIError, KeyNotFoundError
-from smsgate import bus, subjects
+from smsgate import bus, contracts, subjects
 from smsgate_agent.liveness import Claim
 from smsgate_agent.publisher import Publisher
 
@@ -52,3 +53,65 @@ async def test_a_claim_is_dropped_only_by_its_own_token(publisher: Publisher) ->
     held = await publisher.holder("m2")
     assert held is not None
     assert held.token == "t2"
+
+
+def sent(message_id: str) -> contracts.SendResult:
+    return contracts.SendResult(
+        event_id=f"{message_id}:result",
+        port="lte-1",
+        time=contracts.utcnow(),
+        id=message_id,
+        to="+4917612345678",
+        status=contracts.SendStatus.SENT,
+    )
+
+
+async def test_a_settled_messages_claim_and_result_leave_with_the_settled_window(
+    nats_bus: Bus,
+) -> None:
+    """Once its job is settled, a message's claim and result carry the settled window
+    as their own TTL, and nats-server removes both when it ends; its status stays."""
+    publisher = Publisher(
+        nc=nats_bus.nc, js=nats_bus.js, buckets=nats_bus.buckets, agent="a", settled_ttl=2.0
+    )
+    await (await publisher.claim("m3", claim("t1")))
+    result = sent("m3")
+    assert await publisher.settle(result, created=result.time, reply_to=None) == result
+    await publisher.settled("m3")
+    await nats_bus.nc.flush()
+    stream = f"KV_{subjects.SENDING_BUCKET}"
+    for key in ("m3", subjects.result_key("m3")):
+        last = await nats_bus.js.get_last_msg(stream, subjects.SENDING_KV_PREFIX + key)
+        assert last.headers is not None
+        assert last.headers.get("Nats-TTL") == "2s"
+    assert await publisher.decided("m3") == result
+    held = await publisher.holder("m3")
+    assert held is not None
+    assert held.token == "settled"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        info = await nats_bus.js.stream_info(stream)
+        if info.state.messages == 0:
+            break
+        await asyncio.sleep(0.2)
+    assert (await nats_bus.js.stream_info(stream)).state.messages == 0
+    assert await publisher.decided("m3") is None
+    with pytest.raises(KeyNotFoundError):
+        await publisher.holder("m3")
+    status = await publisher.status("m3")
+    assert status is not None
+    assert status.state is contracts.MessageState.SENT  # the status is what stays
+
+
+async def test_an_unsettled_claim_keeps_the_buckets_long_ttl(
+    nats_bus: Bus, publisher: Publisher
+) -> None:
+    """A claim whose message is not settled carries no TTL of its own: it must outlive
+    its job in SMS_SEND, however long the farm is away from the bus."""
+    await (await publisher.claim("m4", claim("t1")))
+    last = await nats_bus.js.get_last_msg(
+        f"KV_{subjects.SENDING_BUCKET}", subjects.SENDING_KV_PREFIX + "m4"
+    )
+    assert "Nats-TTL" not in (last.headers or {})
+    info = await nats_bus.js.stream_info(f"KV_{subjects.SENDING_BUCKET}")
+    assert info.config.max_age == bus.UNSETTLED_CLAIM_TTL
