@@ -10,9 +10,12 @@ import pytest
 from nats.js.errors import APIError, KeyNotFoundError
 from smsgate import bus, contracts, subjects
 from smsgate_agent.liveness import Claim
+from smsgate_agent.port import deliveries
 from smsgate_agent.publisher import Publisher
+from smsgate_agent.send_path import Ending, SendPath
 
 from tests.conftest import Bus
+from tests.unit.test_send_path import FakePort
 
 
 def claim(token: str) -> Claim:
@@ -115,3 +118,52 @@ async def test_an_unsettled_claim_keeps_the_buckets_long_ttl(
     assert "Nats-TTL" not in (last.headers or {})
     info = await nats_bus.js.stream_info(f"KV_{subjects.SENDING_BUCKET}")
     assert info.config.max_age == bus.UNSETTLED_CLAIM_TTL
+
+
+async def test_a_job_handed_out_again_after_its_claim_left_is_acked_not_sent(
+    nats_bus: Bus, publisher: Publisher
+) -> None:
+    """Its claim and result are gone with the settled window, its ack was lost: the copy
+    JetStream hands out again (second delivery) reads the final status and is only acked."""
+    job = contracts.SendJob(id="m5", to="+4917612345678", text="hi", created=contracts.utcnow())
+    await nats_bus.js.publish(
+        subjects.send_port("lte-1"), contracts.encode(job), headers={"Nats-Msg-Id": "m5"}
+    )
+    await publisher.put_status(
+        contracts.MessageStatus(
+            id="m5",
+            to=job.to,
+            state=contracts.MessageState.SENT,
+            created=job.created,
+            updated=contracts.utcnow(),
+        )
+    )
+    sub = await nats_bus.js.pull_subscribe(
+        subjects.send_port("lte-1"), durable="again", stream=subjects.SEND_STREAM
+    )
+    [first] = await sub.fetch(1, timeout=5)
+    await first.nak()  # the first handling's ack never arrived: it comes back
+    [again] = await sub.fetch(1, timeout=5)
+    assert deliveries(first) == 1
+    assert deliveries(again) == 2
+    port = FakePort()  # no outcome scripted: a send would fail the handling
+    handling = SendPath(
+        port,
+        publisher,
+        name="lte-1",
+        agent="a",
+        boot="b1",
+        resend_interrupted=False,
+        held_delay=1.0,
+        connection=lambda: int(nats_bus.nc.stats["reconnects"]),
+    )
+    ending = await handling.send(again, job, pinned=False, deliveries=deliveries(again))
+    assert ending is Ending.ALREADY_SETTLED
+    assert port.written == []
+    assert port.results == []
+    with pytest.raises(KeyNotFoundError):  # no claim was made for it
+        await publisher.holder("m5")
+    deadline = time.monotonic() + 10
+    while (await nats_bus.js.stream_info(subjects.SEND_STREAM)).state.messages:
+        assert time.monotonic() < deadline, "the job was never acked"
+        await asyncio.sleep(0.1)
