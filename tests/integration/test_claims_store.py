@@ -5,17 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
 from nats.js.errors import APIError, KeyNotFoundError
 from smsgate import bus, contracts, subjects
+from smsgate.acks import AckPublisher
+from smsgate.config import NatsConfig
+from smsgate.embedded import EmbeddedNats
 from smsgate_agent.liveness import Claim
 from smsgate_agent.port import deliveries
 from smsgate_agent.publisher import Publisher
 from smsgate_agent.send_path import Ending, SendPath
+from smsgate_agent.sending import PartHook, SendOutcome
 
 from tests.conftest import Bus
-from tests.unit.test_send_path import FakePort
+from tests.unit.test_send_path import SENT, FakePort
 
 
 def claim(token: str) -> Claim:
@@ -167,3 +172,69 @@ async def test_a_job_handed_out_again_after_its_claim_left_is_acked_not_sent(
     while (await nats_bus.js.stream_info(subjects.SEND_STREAM)).state.messages:
         assert time.monotonic() < deadline, "the job was never acked"
         await asyncio.sleep(0.1)
+
+
+async def test_a_copy_taken_up_before_the_connection_was_lost_is_not_sent(
+    tmp_path: Path,
+) -> None:
+    """nats-server restarts while a port holds a copy of a job it has not claimed yet: the
+    client reconnects, the copy goes back unsent and unclaimed, and the fresh copy
+    JetStream hands out then is sent."""
+    server = EmbeddedNats(store_dir=tmp_path / "nats")
+    server.start()
+    nc = None
+    try:
+        config = NatsConfig(url=server.url)
+        nc = await bus.connect(config, name="stale-copy")
+        js = nc.jetstream()
+        acks = AckPublisher(nc)  # as the agent publishes: a claim's ack is a future
+        await acks.start()
+        publisher = Publisher(
+            nc=nc, js=js, buckets=await bus.provision(js, config), agent="a", acks=acks
+        )
+        job = contracts.SendJob(id="m6", to="+4917612345678", text="hi", created=contracts.utcnow())
+        await js.publish(subjects.send_port("lte-1"), contracts.encode(job))
+        sub = await js.pull_subscribe(
+            subjects.send_port("lte-1"), durable="stale", stream=subjects.SEND_STREAM
+        )
+        [copy] = await sub.fetch(1, timeout=5)
+        client = nc
+
+        restarted: list[bool] = []
+
+        class RestartingPort(FakePort):
+            async def attempt(self, job: contracts.SendJob, mark: PartHook) -> SendOutcome:
+                if not restarted:  # the first copy: the server goes away meanwhile
+                    restarted.append(True)
+                    server.stop()
+                    server.start()
+                    deadline = time.monotonic() + 20
+                    while not (client.is_connected and client.stats["reconnects"]):
+                        assert time.monotonic() < deadline, "never reconnected"
+                        await asyncio.sleep(0.1)
+                return await super().attempt(job, mark)
+
+        port = RestartingPort([SENT, SENT])
+        handling = SendPath(
+            port,
+            publisher,
+            name="lte-1",
+            agent="a",
+            boot="b1",
+            resend_interrupted=False,
+            held_delay=1.0,
+            connection=lambda: int(client.stats["reconnects"]),
+        )
+        ending = await handling.send(copy, job, pinned=False, deliveries=deliveries(copy))
+        assert ending is Ending.STALE
+        assert port.written == []
+        with pytest.raises(KeyNotFoundError):  # never claimed
+            await publisher.holder("m6")
+        [fresh] = await sub.fetch(1, timeout=10)  # given back: handed out again
+        ending = await handling.send(fresh, job, pinned=False, deliveries=deliveries(fresh))
+        assert ending is Ending.SENT
+        assert port.written == [1]
+    finally:
+        if nc is not None:
+            await nc.close()
+        server.stop()
