@@ -106,7 +106,7 @@ class FakeClaims:
             ack.set_result(None)
         return ack
 
-    async def settled(self, message_id: str) -> None:
+    async def settled(self, message_id: str, claim: Claim | None = None) -> None:
         self.shortened.append(message_id)
 
     async def reclaim(self, message_id: str, claim: Claim) -> bool:
@@ -176,6 +176,7 @@ class FakePort:
     sending_ids: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # claims handed to the backlog to drop
     spooled: dict[str, Result] = field(default_factory=dict)  # results waiting for the bus
+    claims_kept: list[Claim | None] = field(default_factory=list)  # each result's claim
 
     async def attempt(self, job: SendJob, mark: PartHook) -> SendOutcome:
         if self.attempt_error is not None:
@@ -204,8 +205,10 @@ class FakePort:
         status: SendStatus,
         reason: str | None,
         parts: list[PartResult],
+        claim: Claim | None = None,
     ) -> bool:
         self.results.append(Result(status, reason, parts))
+        self.claims_kept.append(claim)
         await handle.ack()
         return True
 
@@ -797,3 +800,19 @@ def test_settled_before_needs_a_redelivery_and_a_final_status() -> None:
     assert not send_path.settled_before(1, status("m1", MessageState.DELIVERED))
     assert not send_path.settled_before(2, status("m1", MessageState.SENDING))
     assert not send_path.settled_before(2, None)
+
+
+async def test_the_claim_kept_after_a_result_is_the_one_that_held_the_send() -> None:
+    """Once acked, the standing claim is kept the settled window, unchanged: the holder's
+    own, or the lost holder's when another agent decided the send."""
+    claims = FakeClaims()
+    port, handle = FakePort([SENT]), FakeJob()
+    assert await path(port, claims).send(handle, job(), pinned=False) is Ending.SENT
+    assert port.claims_kept == [claims.holders["m1"]]
+
+    claims = claimed_by_host_b(renewed=NOW - 15 - HOLDER_TIMEOUT - 5, claimed=NOW - 2000)
+    port, handle = FakePort([SENT]), FakeJob()
+    assert await path(port, claims).send(handle, job(), pinned=False) is Ending.INTERRUPTED
+    [kept] = port.claims_kept
+    assert kept is not None
+    assert kept.agent == "agent-b"  # not this agent's: who held it stays on record

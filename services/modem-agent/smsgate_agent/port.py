@@ -27,6 +27,7 @@ from smsgate_agent.backlog import Backlog
 from smsgate_agent.delivery_reports import DeliveryReports, ledger_settings
 from smsgate_agent.ledger import KvStore, Ledger
 from smsgate_agent.link import ModemInfo, ModemTimings
+from smsgate_agent.liveness import Claim
 from smsgate_agent.metrics import PortReading
 from smsgate_agent.modem import Modem
 from smsgate_agent.policy import PortPolicy, effective
@@ -390,6 +391,7 @@ class PortWorker:
         status: contracts.SendStatus,
         reason: str | None,
         parts: list[contracts.PartResult],
+        claim: Claim | None = None,
     ) -> bool:
         """Settle the job's result; False when another result was decided before it."""
         result = send_result(job, self.identity(), status, reason, parts)
@@ -402,6 +404,7 @@ class PortWorker:
             reply_to=job.reply_to,
             handle=handle,
             digest=contracts.text_digest(job.text),
+            claim=claim,
         )
         if winner is not None and winner != result:
             log.error(

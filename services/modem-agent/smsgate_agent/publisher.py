@@ -44,7 +44,6 @@ _KINDS: dict[type, str] = {
 
 
 _encode_claim = msgspec.json.Encoder().encode
-SETTLED = "settled"  # the token of a claim whose message is settled (no port drops it)
 SKEW = 60.0  # seconds the agents' and the server's clocks may differ (see liveness.py)
 # The send result a final stored state stands for (a report's state implies `sent`).
 _STATE_RESULTS = {
@@ -310,16 +309,25 @@ class Publisher:
             dict(CREATE_ONLY),
         )
 
-    async def settled(self, message_id: str) -> None:
-        """Its job settled and acknowledged: keep the message's claim only for the settled
-        window from now (a copy handed out before the ack is acted on within ack_wait of
-        its receipt, and a copy handed out again reads the status first). Rewritten
-        without waiting for an ack, after the job's ack on the same connection: lost, the
-        claim keeps the bucket's TTL (bus.UNSETTLED_CLAIM_TTL), which only costs memory."""
-        subject = subjects.SENDING_KV_PREFIX + subjects.message_key(message_id)
-        value = _encode_claim(
-            Claim(agent=self.agent, boot=self.boot, port="", token=SETTLED, time=self.clock())
-        )
+    async def settled(self, message_id: str, claim: Claim | None = None) -> None:
+        """Its job settled and acknowledged: keep the message's claim (`claim`, else the
+        one standing, read here) only for the settled window from now, unchanged: a copy
+        handed out before the ack is acted on only while its connection lasts, and a
+        copy handed out again reads the status first. Rewritten without waiting for an
+        ack, after the job's ack on the same connection: lost, the claim keeps the
+        bucket's TTL (bus.UNSETTLED_CLAIM_TTL), which only costs memory."""
+        key = subjects.message_key(message_id)
+        if claim is not None:
+            value = _encode_claim(claim)
+        else:
+            try:
+                entry = await self.buckets.sending.get(key)
+            except Exception:  # gone (nothing to keep shorter), or NATS away
+                return
+            if not entry.value:
+                return
+            value = entry.value
+        subject = subjects.SENDING_KV_PREFIX + key
         headers = ttl_headers(self.settled_ttl)
         if self.acks is None or not self.acks.publish_unacked_now(subject, value, headers):
             await self._publish_nowait(subject, value, headers)

@@ -127,9 +127,10 @@ class ClaimStore(Protocol):
         """The interim status: still `sending`, its holder not heard from since `since`."""
         ...
 
-    async def settled(self, message_id: str) -> None:
-        """The message's job is settled and acknowledged: its claim is kept only for the
-        settled window from now (never fails: a claim kept longer only costs memory)."""
+    async def settled(self, message_id: str, claim: Claim | None = None) -> None:
+        """The message's job is settled and acknowledged: its claim (`claim`, else the
+        one standing) is kept only for the settled window from now (never fails: a claim
+        kept longer only costs memory)."""
         ...
 
 
@@ -151,9 +152,11 @@ class SendPort(Protocol):
         status: SendStatus,
         reason: str | None,
         parts: list[PartResult],
+        claim: Claim | None = None,
     ) -> bool:
         """Settle the job's one result (kept on disk while NATS is away), ack the job;
-        False when another result was decided before it."""
+        False when another result was decided before it. `claim`: the message's standing
+        claim, when known, kept the settled window once the job is acked."""
         ...
 
     async def settle_pending(self, job: SendJob, handle: JobHandle) -> bool:
@@ -393,6 +396,7 @@ class SendPath:
             return Ending.ALREADY_SETTLED  # this agent's result was waiting for the bus
         previous = await self.claims.status(job.id)
         judgement: Judgement | None = None
+        holder: Claim | None = None
         if previous is None or previous.state not in FINAL:
             try:
                 holder = await self.claims.holder(job.id)
@@ -426,7 +430,7 @@ class SendPath:
         if found is ClaimFound.UNKNOWN_INTERRUPTED:
             # It may have reached the network through the holder's modem: nobody left can
             # say, so the result says so (SMPP's UNKNOWN), never `failed`.
-            await self.port.finish(handle, job, SendStatus.UNKNOWN, "interrupted", [])
+            await self.port.finish(handle, job, SendStatus.UNKNOWN, "interrupted", [], holder)
             return Ending.INTERRUPTED
         log.warning("%s: re-sending interrupted message %s", self.name, job.id)
         return await self._send_claimed(
@@ -501,7 +505,7 @@ class SendPath:
             # What its report will need goes on record first: a report that came then
             # finds it, and the result is not out until nothing of it can be lost.
             await self.port.after_sent(job, outcome)
-            await self.port.finish(handle, job, SendStatus.SENT, None, outcome.parts)
+            await self.port.finish(handle, job, SendStatus.SENT, None, outcome.parts, mine)
             return Ending.SENT
         if after is AfterSend.REQUEUE:
             # Nothing reached the network: another port may do better, under a new claim.
@@ -511,9 +515,11 @@ class SendPath:
             await handle.nak(delay=REQUEUE_DELAY)
             return Ending.REQUEUED
         if after is AfterSend.UNKNOWN:
-            await self.port.finish(handle, job, SendStatus.UNKNOWN, outcome.error, outcome.parts)
+            await self.port.finish(
+                handle, job, SendStatus.UNKNOWN, outcome.error, outcome.parts, mine
+            )
             return Ending.UNKNOWN
-        await self.port.finish(handle, job, SendStatus.FAILED, outcome.error, outcome.parts)
+        await self.port.finish(handle, job, SendStatus.FAILED, outcome.error, outcome.parts, mine)
         return Ending.FAILED
 
     def _claimed(self, claim: asyncio.Future[object], job: SendJob) -> None:
