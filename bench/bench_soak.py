@@ -33,7 +33,7 @@ import httpx
 import uvloop
 from nats.aio.client import Client
 from smsgate import bus
-from smsgate.config import NatsConfig
+from smsgate.config import Config, NatsConfig
 from smsgate.embedded import nats_server_binary
 from smsgate.history.database import WRITER_CACHE_KIB
 from smsgate.history.schema import MESSAGES
@@ -560,14 +560,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--retention",
         type=float,
-        help="seconds the bus keeps messages, statuses and events (nats.messages_ttl and "
-        "events_max_age; default 7 days): shorter than the run shows whether nats-server "
-        "levels off once it drops as much as it takes in",
+        help="seconds the bus keeps statuses and events (nats.messages_ttl and "
+        "events_max_age; default 1 hour and 7 days): shorter than the run shows whether "
+        "nats-server levels off once it drops as much as it takes in; longer than the "
+        "settled window (Config.settled_ttl, 1155 s by default)",
     )
     parser.add_argument("--drain", type=float, default=300.0, help="seconds to wait at the end")
     args = parser.parse_args(argv)
     if args.minutes < args.warmup + 1:  # samples are a minute apart
         parser.error("--minutes must be at least --warmup + 1")
+    settled = Config().settled_ttl
+    if args.retention is not None and args.retention <= settled:
+        parser.error(f"--retention must be longer than the settled window ({settled:g} s)")
     section = "soak" if args.retention is None else "soak-retention"
     before = note_load(section)
     with workdir("soak") as directory:

@@ -44,6 +44,17 @@ WRONG_LAST_SEQUENCE = (10071, 10164)  # JetStream: the key exists already
 # tells watchers that were watching at the time: a minute is plenty.
 REMOVED_KEY_TTL = 60.0
 MSG_TTL = "Nats-TTL"  # the header of a message's own TTL
+# How long `sms_sending` keeps a claim whose message is not settled yet. A claim must
+# outlive its job in SMS_SEND (a copy handed out again must find it), and a job stays
+# there unacknowledged for as long as no agent can settle it: the whole farm away from
+# the bus, say. Only messages in flight have such a claim; once settled, the claim and
+# the result are kept `Config.settled_ttl` (their own TTL, `ttl_headers`).
+UNSETTLED_CLAIM_TTL = 7 * 86400.0
+
+
+def ttl_headers(ttl: float) -> dict[str, str]:
+    """The headers that give one KV write its own TTL (nats-server >= 2.11)."""
+    return {MSG_TTL: f"{ttl:g}s"}
 
 
 def removal(revision: int | None = None) -> dict[str, str]:
@@ -242,22 +253,30 @@ async def _ensure_bucket(js: JetStreamContext, config: KeyValueConfig) -> KeyVal
     except BucketNotFoundError:
         log.debug("created KV bucket %s", config.bucket)
         bucket = await js.create_key_value(config)
-    await _allow_msg_ttl(js, config.bucket)
+    await _update_bucket(js, config)
     return bucket
 
 
-async def _allow_msg_ttl(js: JetStreamContext, bucket: str) -> None:
-    """Let a bucket made before per-message TTLs (by an older nats-py or another tool)
-    take them, in place: a removed key's marker carries one (REMOVED_KEY_TTL). The stream
-    keeps its messages; nats-server cannot turn the setting off again."""
-    info = await js.stream_info(f"KV_{bucket}")
-    if info.config.allow_msg_ttl:
+async def _update_bucket(js: JetStreamContext, config: KeyValueConfig) -> None:
+    """Bring a bucket made earlier up to `config`, in place: per-message TTLs allowed
+    (a removed key's marker, a settled claim and a decided result carry one; a bucket
+    made by an older nats-py or another tool lacks it; nats-server cannot turn it off
+    again) and the TTL the config asks for now (`nats.messages_ttl` changed, say). The
+    stream keeps its messages."""
+    info = await js.stream_info(f"KV_{config.bucket}")
+    max_age = config.ttl or 0.0
+    if info.config.allow_msg_ttl and (info.config.max_age or 0.0) == max_age:
         return
-    updated = await js.update_stream(info.config.evolve(allow_msg_ttl=True))
-    if updated.config.allow_msg_ttl:
-        log.info("KV bucket %s: per-message TTLs allowed", bucket)
-    else:  # nats-server < 2.11 ignores the setting and the header: markers stay
-        log.info("KV bucket %s: this nats-server keeps delete markers (no TTLs)", bucket)
+    updated = await js.update_stream(info.config.evolve(allow_msg_ttl=True, max_age=max_age))
+    if (info.config.max_age or 0.0) != max_age:
+        log.info(
+            "KV bucket %s: keys kept %gs (was %gs)",
+            config.bucket,
+            max_age,
+            info.config.max_age or 0.0,
+        )
+    if not updated.config.allow_msg_ttl:  # nats-server < 2.11 ignores the setting
+        log.info("KV bucket %s: this nats-server keeps delete markers (no TTLs)", config.bucket)
 
 
 @dataclass
@@ -272,15 +291,16 @@ class Buckets:
 
 def bucket_configs(config: NatsConfig) -> dict[str, KeyValueConfig]:
     """The KV buckets: port states, message states, inbound parts awaiting siblings, the
-    agents' send claims (kept as long as a message's status) and the report ledger (its
-    records are settled long before: `agent.report_timeout` must stay below the TTL)."""
+    agents' send claims and decided results (a settled message's carry a shorter TTL of
+    their own) and the report ledger (its records are settled long before:
+    `agent.report_timeout` must stay below the TTL)."""
     ttls = {
         subjects.PORTS_BUCKET: None,  # a port's state stays until it is replaced
         subjects.MESSAGES_BUCKET: config.messages_ttl,
         subjects.INBOUND_PARTS_BUCKET: config.events_max_age,
-        subjects.SENDING_BUCKET: config.messages_ttl,
+        subjects.SENDING_BUCKET: UNSETTLED_CLAIM_TTL,
         subjects.AGENTS_BUCKET: None,  # an agent's lease stays until it writes another
-        subjects.REPORTS_BUCKET: config.messages_ttl,
+        subjects.REPORTS_BUCKET: config.reports_ttl,
     }
     return {
         name: KeyValueConfig(

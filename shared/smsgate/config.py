@@ -21,7 +21,14 @@ from smsgate.subjects import PORT_NAME_PATTERN, port_number
 
 PortName = Annotated[str, msgspec.Meta(pattern=PORT_NAME_PATTERN, max_length=64)]
 Seconds = Annotated[float, msgspec.Meta(ge=0)]
-DAY = 86400.0
+HOUR = 3600.0
+DAY = 24 * HOUR
+# With [history] off the status key is the only record of a message's id: kept this long
+# at least (the default before issue 20's bus bound), so a repeated id is refused as long.
+NO_HISTORY_MIN_MESSAGES_TTL = 7 * DAY
+# A job whose result is settled leaves its claim and result this much past the settled
+# window (liveness of its holder, see Config.settled_ttl): clock skew between hosts.
+SETTLED_MARGIN = 60.0
 
 
 class ConfigError(Exception):
@@ -44,7 +51,12 @@ class NatsConfig(_Section):
     # JetStream replicas of every stream and bucket (3 in a cluster)
     replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
     events_max_age: Seconds = 7 * DAY  # how long SMS_EVENTS keeps events
-    messages_ttl: Seconds = 7 * DAY  # how long `sms_messages` keeps a message's status
+    # how long `sms_messages` keeps a message's status (then the history store answers);
+    # at least 7 days when [history] is off: nothing else remembers a message's id
+    messages_ttl: Seconds = HOUR
+    # how long the report ledger (`sms_reports`) may keep an unsettled record; every record
+    # is removed at its report or at `agent.report_timeout`, which must end before this
+    reports_ttl: Seconds = 4 * DAY
     send_max_msgs: Annotated[int, msgspec.Meta(ge=1)] = 1_000_000  # queue capacity
     name: str = "smsgate"  # connection name shown in NATS monitoring
     # seconds between the client's pings; this many unanswered mean a dead connection
@@ -169,7 +181,7 @@ class AgentConfig(_Section):
     state_dir: str = ".smsgate"
     # Seconds after a send with no delivery report before its report is `expired`: the
     # 72 h validity most SMSCs give an SMS that names none (we send no TP-VP), plus 1 h.
-    # Must stay below nats.messages_ttl, which keeps the ledger's records.
+    # Must stay below nats.reports_ttl, which keeps the ledger's records.
     report_timeout: Annotated[float, msgspec.Meta(gt=0)] = 73 * 3600.0
     # seconds a report with no sent part on record waits for one, then is `unmatched`
     report_unmatched_after: Seconds = 600.0
@@ -359,12 +371,42 @@ class Config(_Section):
             raise ConfigError("api.users: duplicate user names")
         if bool(self.api.tls_cert) != bool(self.api.tls_key):
             raise ConfigError("api: tls_cert and tls_key go together")
-        if self.agent.report_timeout + self.agent.report_sweep >= self.nats.messages_ttl:
+        if self.agent.report_timeout + self.agent.report_sweep >= self.nats.reports_ttl:
             raise ConfigError(
                 f"agent.report_timeout ({self.agent.report_timeout:g} s) must end before "
-                f"nats.messages_ttl ({self.nats.messages_ttl:g} s) drops the ledger's records"
+                f"nats.reports_ttl ({self.nats.reports_ttl:g} s) drops the ledger's records"
+            )
+        if self.nats.messages_ttl <= self.settled_ttl:
+            raise ConfigError(
+                f"nats.messages_ttl ({self.nats.messages_ttl:g} s) must outlast a settled "
+                f"message's claim and result ({self.settled_ttl:g} s: agent.lease + "
+                "agent.holder_timeout + 2 x agent.ack_wait + nats.events_duplicate_window "
+                "+ 60): its status is what tells a late copy of the job that it was settled"
+            )
+        if not self.history.enabled and self.nats.messages_ttl < NO_HISTORY_MIN_MESSAGES_TTL:
+            raise ConfigError(
+                f"nats.messages_ttl ({self.nats.messages_ttl:g} s) is the only memory of a "
+                "message's id when [history] enabled = false: set it to at least "
+                f"{NO_HISTORY_MIN_MESSAGES_TTL:g} s (7 days), or turn the history on"
             )
         return self
+
+    @property
+    def settled_ttl(self) -> float:
+        """Seconds a settled message keeps its send claim and decided result on the bus
+        (RELIABILITY.md, "What the bus keeps per message"): as long as another agent may
+        still come to decide the send (its holder's lease, then `holder_timeout`, seen
+        on a copy handed out every ack_wait), as long as a job copy may be acted on
+        (`ack_wait` from its receipt), and the event stream's duplicate window; plus a
+        minute for clocks."""
+        agent = self.agent
+        return (
+            agent.lease
+            + agent.holder_timeout
+            + 2 * agent.ack_wait
+            + self.nats.events_duplicate_window
+            + SETTLED_MARGIN
+        )
 
 
 _SECTIONS = {"nats", "api", "agent", "callback", "sim", "history"}

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 
 import msgspec
 import pytest
+from nats.js.errors import KeyNotFoundError
 from smsgate import bus, contracts, subjects
 from smsgate.config import Config, HistoryConfig
 from smsgate.contracts import InboundSms
@@ -344,3 +345,34 @@ async def test_a_message_only_the_history_knows_is_still_found(
         "only in the history",
     )
     assert [s["step"] for s in found["timeline"]] == ["received"]
+
+
+async def test_a_caller_id_is_refused_after_its_status_left_the_bus(
+    setup: tuple[Api, AgentStandIn, Config],
+) -> None:
+    """`sms_messages` keeps a status for `nats.messages_ttl` only (an hour by default):
+    a caller's id sent again after that is still a repeat, known to the history store,
+    and never a second job."""
+    api, agent, config = setup
+    body = {"to": ["+15550001"], "text": "pay invoice 7", "id": "pay-7"}
+    async with history_store(config, api.bus):
+        first = await api.client.post("/api/v1/messages", json=body, headers=BEARER)
+        assert first.status_code == 202, first.text
+        await settled(api, 1)
+        handed_out = len(agent.handled)
+        # Its status expires, as the bucket's TTL does it: nothing left under the key
+        # (and past SMS_SEND's duplicate window, JetStream would take the job again).
+        await api.bus.js.purge_stream(
+            f"KV_{subjects.MESSAGES_BUCKET}", subject=subjects.MESSAGES_KV_PREFIX + "pay-7"
+        )
+        again = await api.client.post("/api/v1/messages", json=body, headers=BEARER)
+        other = await api.client.post(
+            "/api/v1/messages", json=body | {"text": "pay invoice 8"}, headers=BEARER
+        )
+    assert again.status_code == 202, again.text
+    [message] = decode_json(again.content)["messages"]
+    assert (message["id"], message["repeat"], message["state"]) == ("pay-7", True, "sent")
+    assert other.status_code == 409  # the same id for another text: refused, as before
+    assert len(agent.handled) == handed_out  # no second job
+    with pytest.raises(KeyNotFoundError):  # no `queued` status left behind
+        await api.bus.buckets.messages.get("pay-7")

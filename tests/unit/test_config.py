@@ -91,8 +91,22 @@ def test_env_overrides_file(tmp_path: Path) -> None:
         ),
         ("[api\n", r"not valid TOML"),
         (
-            "[nats]\nmessages_ttl=86400\n[agent]\nreport_timeout=90000\n",
-            r"agent.report_timeout \(90000 s\) must end before nats.messages_ttl",
+            "[nats]\nreports_ttl=86400\n[agent]\nreport_timeout=90000\n",
+            r"agent.report_timeout \(90000 s\) must end before nats.reports_ttl",
+        ),
+        (  # the status must outlast the settled window: 15 + 900 + 2 x 30 + 120 + 60
+            "[nats]\nmessages_ttl=1155\n",
+            r"nats.messages_ttl \(1155 s\) must outlast a settled message's claim and "
+            r"result \(1155 s",
+        ),
+        (  # a longer holder_timeout moves the settled window past the default status TTL
+            "[agent]\nholder_timeout=3600\n",
+            r"nats.messages_ttl \(3600 s\) must outlast .* \(3855 s",
+        ),
+        (
+            "[history]\nenabled=false\n",
+            r"nats.messages_ttl \(3600 s\) is the only memory of a message's id when "
+            r"\[history\] enabled = false: set it to at least 604800 s",
         ),
     ],
 )
@@ -101,6 +115,20 @@ def test_bad_files_name_file_field_and_problem(tmp_path: Path, text: str, messag
     with pytest.raises(ConfigError, match=message) as info:
         load(path, env={})
     assert str(info.value).startswith(str(path))
+
+
+def test_the_settled_window_follows_the_liveness_settings(tmp_path: Path) -> None:
+    """A settled message's claim and result stay as long as another agent may still come
+    to decide its send, plus the event stream's duplicate window and a minute."""
+    assert load(write(tmp_path, ""), env={}).settled_ttl == 15 + 900 + 60 + 120 + 60
+    text = "[agent]\nlease=2\nholder_timeout=10\nack_wait=5\n[nats]\nevents_duplicate_window=30\n"
+    assert load(write(tmp_path, text), env={}).settled_ttl == 2 + 10 + 10 + 30 + 60
+
+
+def test_without_history_the_status_is_kept_a_week(tmp_path: Path) -> None:
+    text = "[history]\nenabled=false\n[nats]\nmessages_ttl=604800\n"
+    config = load(write(tmp_path, text), env={})
+    assert config.nats.messages_ttl == 604800
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -91,6 +91,7 @@ class FakeClaims:
     unclaim_failures: int = 0  # NATS away for this many unclaims
     status_fails: bool = False
     unclaimed: list[str] = field(default_factory=list)
+    shortened: list[str] = field(default_factory=list)  # claims kept the settled window
 
     async def claim(self, message_id: str, claim: Claim) -> Awaitable[object]:
         ack: asyncio.Future[object] = asyncio.get_running_loop().create_future()
@@ -104,6 +105,9 @@ class FakeClaims:
         else:
             ack.set_result(None)
         return ack
+
+    async def settled(self, message_id: str, claim: Claim | None = None) -> None:
+        self.shortened.append(message_id)
 
     async def reclaim(self, message_id: str, claim: Claim) -> bool:
         if self.claims.get(message_id) != RELEASED:
@@ -172,6 +176,7 @@ class FakePort:
     sending_ids: list[str] = field(default_factory=list)
     dropped: list[str] = field(default_factory=list)  # claims handed to the backlog to drop
     spooled: dict[str, Result] = field(default_factory=dict)  # results waiting for the bus
+    claims_kept: list[Claim | None] = field(default_factory=list)  # each result's claim
 
     async def attempt(self, job: SendJob, mark: PartHook) -> SendOutcome:
         if self.attempt_error is not None:
@@ -200,8 +205,10 @@ class FakePort:
         status: SendStatus,
         reason: str | None,
         parts: list[PartResult],
+        claim: Claim | None = None,
     ) -> bool:
         self.results.append(Result(status, reason, parts))
+        self.claims_kept.append(claim)
         await handle.ack()
         return True
 
@@ -277,7 +284,20 @@ def status(message_id: str, state: MessageState) -> MessageStatus:
     return MessageStatus(id=message_id, to="+4917612345678", state=state, created=now, updated=now)
 
 
-def path(port: FakePort, claims: FakeClaims, *, resend: bool = False) -> SendPath:
+def path(
+    port: FakePort,
+    claims: FakeClaims,
+    *,
+    resend: bool = False,
+    connections: list[int] | None = None,
+) -> SendPath:
+    """`connections`: what the client's reconnect count reads, call by call (the last
+    one stays); the same connection throughout without it."""
+    seen = list(connections or [0])
+
+    def connection() -> int:
+        return seen.pop(0) if len(seen) > 1 else seen[0]
+
     return SendPath(
         port,
         claims,
@@ -288,6 +308,7 @@ def path(port: FakePort, claims: FakeClaims, *, resend: bool = False) -> SendPat
         held_delay=30.0,
         holder_timeout=HOLDER_TIMEOUT,
         clock=lambda: NOW,
+        connection=connection,
     )
 
 
@@ -671,6 +692,7 @@ async def test_a_decided_result_is_only_acked() -> None:
     assert ending is Ending.ALREADY_SETTLED
     assert port.results == []
     assert handle.calls == [("ack", None)]
+    assert claims.shortened == ["m1"]  # acked: its claim is kept the settled window only
 
 
 async def test_this_agents_own_result_waiting_in_its_spool_settles_the_job() -> None:
@@ -700,3 +722,97 @@ async def _gone(message_id: str) -> Claim | None:
 
 async def _refused(message_id: str, claim: Claim) -> bool:
     return False
+
+
+# --- the bounds that let a settled message leave the bus (RELIABILITY.md) -----------------
+
+
+async def test_a_copy_taken_up_before_its_connection_was_lost_is_not_claimed() -> None:
+    claims = FakeClaims()
+    port, handle = FakePort([SENT]), FakeJob()
+    ending = await path(port, claims, connections=[0, 1]).send(handle, job(), pinned=False)
+    assert ending is Ending.STALE
+    assert claims.claims == {}  # no claim made on it
+    assert port.written == []
+    assert port.results == []
+    assert handle.calls == [("nak", None)]  # JetStream hands out a fresh copy if still due
+
+
+async def test_a_claim_confirmed_after_the_connection_was_lost_is_dropped_unsent() -> None:
+    """The claim's ack came, but the connection the copy was taken up on is gone by then:
+    someone else may have been handed the job meanwhile, and its claim may be gone."""
+    claims = FakeClaims()
+    port, handle = FakePort([SENT]), FakeJob()
+    ending = await path(port, claims, connections=[0, 0, 1]).send(handle, job(), pinned=False)
+    assert ending is Ending.STALE
+    assert port.written == []  # the gate failed at the prompt: nothing went out
+    assert port.results == []
+    assert port.dropped == [claims.holders["m1"].token]  # our claim goes again
+    assert handle.calls == [("nak", None)]
+
+
+async def test_a_copy_on_the_connection_it_came_on_is_sent() -> None:
+    claims = FakeClaims()
+    port, handle = FakePort([SENT]), FakeJob()
+    ending = await path(port, claims, connections=[4]).send(handle, job(), pinned=False)
+    assert ending is Ending.SENT
+    assert port.written == [1]
+
+
+@pytest.mark.parametrize("state", sorted(send_path.FINAL))
+async def test_a_copy_handed_out_again_after_its_claim_expired_is_settled_by_its_status(
+    state: MessageState,
+) -> None:
+    """Its claim and result were kept only the settled window; its ack was lost, so
+    JetStream hands the job out again: the final status says it was settled."""
+    claims = FakeClaims()  # the claim is gone
+    claims.statuses["m1"] = status("m1", state)
+    port, handle = FakePort([SENT]), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False, deliveries=2)
+    assert ending is Ending.ALREADY_SETTLED
+    assert port.written == []
+    assert claims.claims == {}
+    assert handle.calls == [("ack", None)]
+
+
+async def test_a_first_delivery_reads_no_status() -> None:
+    claims = FakeClaims(status_fails=True)  # a status read would fail the send
+    port, handle = FakePort([SENT]), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False, deliveries=1)
+    assert ending is Ending.SENT
+
+
+@pytest.mark.parametrize("state", [None, MessageState.QUEUED])
+async def test_a_copy_handed_out_again_and_never_settled_is_sent(
+    state: MessageState | None,
+) -> None:
+    claims = FakeClaims()
+    if state is not None:
+        claims.statuses["m1"] = status("m1", state)
+    port, handle = FakePort([SENT]), FakeJob()
+    ending = await path(port, claims).send(handle, job(), pinned=False, deliveries=3)
+    assert ending is Ending.SENT
+    assert port.written == [1]
+
+
+def test_settled_before_needs_a_redelivery_and_a_final_status() -> None:
+    assert send_path.settled_before(2, status("m1", MessageState.DELIVERED))
+    assert not send_path.settled_before(1, status("m1", MessageState.DELIVERED))
+    assert not send_path.settled_before(2, status("m1", MessageState.SENDING))
+    assert not send_path.settled_before(2, None)
+
+
+async def test_the_claim_kept_after_a_result_is_the_one_that_held_the_send() -> None:
+    """Once acked, the standing claim is kept the settled window, unchanged: the holder's
+    own, or the lost holder's when another agent decided the send."""
+    claims = FakeClaims()
+    port, handle = FakePort([SENT]), FakeJob()
+    assert await path(port, claims).send(handle, job(), pinned=False) is Ending.SENT
+    assert port.claims_kept == [claims.holders["m1"]]
+
+    claims = claimed_by_host_b(renewed=NOW - 15 - HOLDER_TIMEOUT - 5, claimed=NOW - 2000)
+    port, handle = FakePort([SENT]), FakeJob()
+    assert await path(port, claims).send(handle, job(), pinned=False) is Ending.INTERRUPTED
+    [kept] = port.claims_kept
+    assert kept is not None
+    assert kept.agent == "agent-b"  # not this agent's: who held it stays on record

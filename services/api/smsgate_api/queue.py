@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import msgspec
 from nats.aio.client import Client
@@ -160,6 +160,11 @@ async def journal_failure_of(journaled: asyncio.Future[Ack] | None) -> BaseExcep
     return None
 
 
+# The ids among those given that a longer memory than the bus knows, with their status
+# (the history store's; remembered.py).
+Remembered = Callable[[Sequence[str]], Awaitable[dict[str, MessageStatus]]]
+
+
 class JobQueue:
     """Publishes jobs and their first status for one NATS connection."""
 
@@ -171,12 +176,15 @@ class JobQueue:
         publisher: AckPublisher,
         *,
         journal: Journal | None = None,
+        remembered: Remembered | None = None,
     ) -> None:
         self._nc = nc
         self._js = js
         self._publisher = publisher
         self._messages = messages
         self._journal = journal  # where each job's `queued` record goes, for the history
+        # asked about a caller's id new to the bus: its status there expired (messages_ttl)
+        self._remembered = remembered
 
     @property
     def connected(self) -> bool:
@@ -313,7 +321,28 @@ class JobQueue:
         if failure is not None:
             await self._release(claimed)
             raise QueueRefused(_refusal(failure))
+        if claimed and self._remembered is not None:
+            repeats |= await self._known_before(claimed)
         return repeats
+
+    async def _known_before(self, claimed: list[str]) -> dict[str, MessageStatus]:
+        """The ids new to the bus that were used before all the same (their status
+        expired from `sms_messages`): repeats, their keys released again. When the
+        history store cannot say, the request is refused: queueing might send twice."""
+        assert self._remembered is not None
+        try:
+            known = await self._remembered(claimed)
+        except Exception as exc:
+            await self._release(claimed)
+            raise QueueRefused(
+                unavailable(
+                    f"cannot tell whether a caller id was used before: the history store "
+                    f"is not reachable ({exc}); try again shortly"
+                )
+            ) from None
+        if known:
+            await self._release(list(known))
+        return known
 
     async def _existing(self, job: SendJob) -> MessageStatus | None:
         """The status stored under a taken id; None when it was deleted (then re-claimed)."""

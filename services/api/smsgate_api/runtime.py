@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Sequence
 
 from nats.aio.client import Client
 from nats.js import JetStreamContext
@@ -18,6 +19,7 @@ from smsgate import bus, subjects
 from smsgate.acks import AckPublisher
 from smsgate.backoff import Backoff
 from smsgate.config import Config
+from smsgate.contracts import MessageStatus
 
 from smsgate_api.auth import Authenticator
 from smsgate_api.errors import unavailable
@@ -25,6 +27,7 @@ from smsgate_api.journal import Journal
 from smsgate_api.metrics import Metrics
 from smsgate_api.port_choice import PortTable
 from smsgate_api.queue import JobQueue
+from smsgate_api.remembered import remembered
 from smsgate_api.results import ResultInbox
 
 log = logging.getLogger("smsgate.api")
@@ -114,8 +117,22 @@ class ApiRuntime:
         await self.publisher.start()
         self._tasks.append(asyncio.create_task(self.ports.follow(ports, agents)))
         self.js = js
-        journal = Journal(self.publisher) if self.config.history.enabled else None
-        self.queue = JobQueue(nc, js, messages, self.publisher, journal=journal)
+        history = self.config.history.enabled
+        self.queue = JobQueue(
+            nc,
+            js,
+            messages,
+            self.publisher,
+            journal=Journal(self.publisher) if history else None,
+            remembered=self._remembered if history else None,
+        )
+
+    async def _remembered(self, ids: Sequence[str]) -> dict[str, MessageStatus]:
+        """The caller ids the history store knows (see remembered.py)."""
+        # history.py builds on this module: its store is looked up at call time.
+        from smsgate_api import history
+
+        return await remembered(await history.store(self), ids)
 
     @property
     def connected(self) -> bool:

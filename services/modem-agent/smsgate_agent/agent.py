@@ -92,6 +92,7 @@ class Agent:
             agent=self.name,
             acks=acks,
             duplicate_window=self.config.nats.events_duplicate_window,
+            settled_ttl=self.config.settled_ttl,
         )
         self.backlog = backlog = Backlog(publisher, Spool(spool_path(self.config.agent)))
         # What an earlier run could not publish goes out before this run claims anything

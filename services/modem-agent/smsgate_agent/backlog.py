@@ -18,6 +18,7 @@ import logging
 import msgspec
 from smsgate import contracts
 
+from smsgate_agent.liveness import Claim
 from smsgate_agent.publisher import Publisher
 from smsgate_agent.send_path import JobHandle
 from smsgate_agent.spool import Entry, Spool
@@ -60,9 +61,11 @@ class Backlog:
         reply_to: str | None,
         handle: JobHandle | None,
         digest: str | None = None,
+        claim: Claim | None = None,
     ) -> contracts.SendResult | None:
-        """Keep `result`, settle it, ack its job. The result that was decided (another
-        one when this one came too late), or None: it waits here for the bus."""
+        """Keep `result`, settle it, ack its job (and keep its claim, `claim` if known,
+        the settled window from then). The result that was decided (another one when this
+        one came too late), or None: it waits here for the bus."""
         tried_since = None
         spooled = msgspec.json.encode(SpooledResult(result, created, reply_to, digest))
         if not self.spool.add(result.event_id, "result", spooled):  # tried before
@@ -87,6 +90,7 @@ class Backlog:
         self.spool.remove(result.event_id)
         if handle is not None:
             await handle.ack()
+            await self.publisher.settled(result.id, claim)
         return winner
 
     def pending(self, message_id: str) -> SpooledResult | None:
@@ -187,6 +191,7 @@ class Backlog:
             if handle is not None:
                 with contextlib.suppress(Exception):
                     await handle.ack()
+                    await self.publisher.settled(spooled.result.id)
         elif entry.kind == "unclaim":
             await self.publisher.unclaim(entry.key.removesuffix(":unclaim"), entry.body.decode())
         elif entry.kind == "report":

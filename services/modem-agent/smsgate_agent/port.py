@@ -27,6 +27,7 @@ from smsgate_agent.backlog import Backlog
 from smsgate_agent.delivery_reports import DeliveryReports, ledger_settings
 from smsgate_agent.ledger import KvStore, Ledger
 from smsgate_agent.link import ModemInfo, ModemTimings
+from smsgate_agent.liveness import Claim
 from smsgate_agent.metrics import PortReading
 from smsgate_agent.modem import Modem
 from smsgate_agent.policy import PortPolicy, effective
@@ -115,6 +116,7 @@ class PortWorker:
             holder_timeout=agent.holder_timeout,
             handling=handling,
             clock=clock,
+            connection=lambda: int(publisher.nc.stats["reconnects"]),
         )
         self.inbox: deque[tuple[Msg, bool]] = deque()  # (job, pinned): one at a time
         # Jobs pinned to this port, fetched while it was busy: sent first, in order
@@ -304,7 +306,7 @@ class PortWorker:
         await self.publish_state()
         progress = KeepAlive(msg, self.agent.ack_wait / 3)
         try:
-            await self.send_path.send(msg, job, pinned=pinned)
+            await self.send_path.send(msg, job, pinned=pinned, deliveries=deliveries(msg))
         finally:
             self.send_path.release(job)
             progress.cancel()
@@ -389,6 +391,7 @@ class PortWorker:
         status: contracts.SendStatus,
         reason: str | None,
         parts: list[contracts.PartResult],
+        claim: Claim | None = None,
     ) -> bool:
         """Settle the job's result; False when another result was decided before it."""
         result = send_result(job, self.identity(), status, reason, parts)
@@ -401,6 +404,7 @@ class PortWorker:
             reply_to=job.reply_to,
             handle=handle,
             digest=contracts.text_digest(job.text),
+            claim=claim,
         )
         if winner is not None and winner != result:
             log.error(
@@ -430,6 +434,15 @@ class PortWorker:
 
     async def expire_parts(self) -> None:
         await self.receiving.expire_parts()
+
+
+def deliveries(msg: Msg) -> int:
+    """How many times JetStream has handed the job out, this time included (1 for a
+    message that carries no JetStream metadata)."""
+    try:
+        return int(msg.metadata.num_delivered or 1)
+    except Exception:  # not a JetStream delivery
+        return 1
 
 
 def spool_path(agent: AgentConfig) -> Path:

@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Coroutine
+import time
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +27,8 @@ from nats.js.errors import (
 )
 from smsgate import contracts, subjects
 from smsgate.acks import AckPublisher
-from smsgate.bus import CREATE_ONLY, WRONG_LAST_SEQUENCE, Buckets, removal
+from smsgate.bus import CREATE_ONLY, WRONG_LAST_SEQUENCE, Buckets, removal, ttl_headers
+from smsgate.config import Config
 from smsgate.contracts import Lease
 
 from smsgate_agent.liveness import Claim
@@ -42,6 +44,30 @@ _KINDS: dict[type, str] = {
 
 
 _encode_claim = msgspec.json.Encoder().encode
+SKEW = 60.0  # seconds the agents' and the server's clocks may differ (see liveness.py)
+# The send result a final stored state stands for (a report's state implies `sent`).
+_STATE_RESULTS = {
+    contracts.MessageState.SENT: contracts.SendStatus.SENT,
+    contracts.MessageState.DELIVERED: contracts.SendStatus.SENT,
+    contracts.MessageState.UNDELIVERED: contracts.SendStatus.SENT,
+    contracts.MessageState.FAILED: contracts.SendStatus.FAILED,
+    contracts.MessageState.UNKNOWN: contracts.SendStatus.UNKNOWN,
+}
+
+
+def late_loser(
+    result: contracts.SendResult, status: contracts.MessageStatus | None
+) -> contracts.SendResult | None:
+    """A late result against the message's stored status: the result decided before it
+    when that one is another (the late one must not become a second, contradicting
+    result), else None (none was decided, or it was this one: settle it as usual)."""
+    decided = _STATE_RESULTS.get(status.state) if status is not None else None
+    if status is None or decided is None:
+        return None
+    if decided is result.status:
+        return None
+    reason = status.reason if decided is not contracts.SendStatus.SENT else None
+    return msgspec.structs.replace(result, status=decided, reason=reason, parts=status.parts)
 
 
 def _decode_claim(value: bytes | None) -> Claim | None:
@@ -61,6 +87,9 @@ class Publisher:
     acks: AckPublisher | None = None
     boot: str = field(default_factory=contracts.new_id)  # this run of the agent
     duplicate_window: float = 120.0  # SMS_EVENTS drops a repeated event id for this long
+    # how long a settled message keeps its claim and result (Config.settled_ttl)
+    settled_ttl: float = field(default_factory=lambda: Config().settled_ttl)
+    clock: Callable[[], float] = time.time
 
     async def event(self, event: contracts.Event) -> None:
         """Publish durably (waits for the JetStream ack)."""
@@ -132,7 +161,15 @@ class Publisher:
         status shows it published: whoever decided it may have failed to publish it.
 
         `tried_since`: when it was first tried; an attempt whose ack was lost may have
-        published the event, and past the stream's duplicate window only looking tells."""
+        published the event, and past the stream's duplicate window only looking tells.
+
+        A result older than the settled window (it waited in a spool through a long
+        partition) may find the result record gone with its TTL: then the message's
+        status says whether another result was decided meanwhile (`late_loser`)."""
+        if self.clock() - result.time.timestamp() >= self.settled_ttl - SKEW:
+            earlier = late_loser(result, await self.status(result.id))
+            if earlier is not None:
+                return earlier
         winner = await self.decide(result)
         if winner == result:
             event = tried_since is None or not await self.in_stream(result, tried_since)
@@ -148,7 +185,9 @@ class Publisher:
         key = subjects.result_key(result.id)
         try:
             await self._durable(
-                subjects.SENDING_KV_PREFIX + key, contracts.encode(result), dict(CREATE_ONLY)
+                subjects.SENDING_KV_PREFIX + key,
+                contracts.encode(result),
+                dict(CREATE_ONLY) | ttl_headers(self.settled_ttl),
             )
         except APIError as exc:
             if exc.err_code not in WRONG_LAST_SEQUENCE:
@@ -269,6 +308,29 @@ class Publisher:
             _encode_claim(claim),
             dict(CREATE_ONLY),
         )
+
+    async def settled(self, message_id: str, claim: Claim | None = None) -> None:
+        """Its job settled and acknowledged: keep the message's claim (`claim`, else the
+        one standing, read here) only for the settled window from now, unchanged: a copy
+        handed out before the ack is acted on only while its connection lasts, and a
+        copy handed out again reads the status first. Rewritten without waiting for an
+        ack, after the job's ack on the same connection: lost, the claim keeps the
+        bucket's TTL (bus.UNSETTLED_CLAIM_TTL), which only costs memory."""
+        key = subjects.message_key(message_id)
+        if claim is not None:
+            value = _encode_claim(claim)
+        else:
+            try:
+                entry = await self.buckets.sending.get(key)
+            except Exception:  # gone (nothing to keep shorter), or NATS away
+                return
+            if not entry.value:
+                return
+            value = entry.value
+        subject = subjects.SENDING_KV_PREFIX + key
+        headers = ttl_headers(self.settled_ttl)
+        if self.acks is None or not self.acks.publish_unacked_now(subject, value, headers):
+            await self._publish_nowait(subject, value, headers)
 
     @staticmethod
     def is_taken(exc: BaseException) -> bool:

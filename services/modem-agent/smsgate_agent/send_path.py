@@ -17,6 +17,17 @@ The rules, each in one function:
   or `unknown`: a PDU written and never answered).
 - `claim_unconfirmed`: whether a failure is the claim's own write failing (NATS away),
   so the job goes back with nothing sent.
+- `settled_before`: whether a copy handed out again finds its message settled by its
+  status alone (its claim and result may be gone: they are kept only for the settled
+  window once the job is acknowledged).
+
+A copy of a job is acted on only over the connection it was taken up on (`connection`,
+the client's reconnect count): a port whose connection was lost since it took the job
+up does not claim it, and a claim confirmed after that is dropped again before any part
+is written (`StaleCopy`). The server hears a connected agent within the client's ping
+bound (`nats.ping_interval` x `nats.max_outstanding_pings`), so nobody else was handed
+the job meanwhile; a copy from before a lost connection goes back, and JetStream hands
+out a fresh one if the job is still due.
 """
 
 from __future__ import annotations
@@ -116,6 +127,12 @@ class ClaimStore(Protocol):
         """The interim status: still `sending`, its holder not heard from since `since`."""
         ...
 
+    async def settled(self, message_id: str, claim: Claim | None = None) -> None:
+        """The message's job is settled and acknowledged: its claim (`claim`, else the
+        one standing) is kept only for the settled window from now (never fails: a claim
+        kept longer only costs memory)."""
+        ...
+
 
 class SendPort(Protocol):
     """What the send path needs of its port: the modem, the bookkeeping, the result."""
@@ -135,9 +152,11 @@ class SendPort(Protocol):
         status: SendStatus,
         reason: str | None,
         parts: list[PartResult],
+        claim: Claim | None = None,
     ) -> bool:
         """Settle the job's one result (kept on disk while NATS is away), ack the job;
-        False when another result was decided before it."""
+        False when another result was decided before it. `claim`: the message's standing
+        claim, when known, kept the settled window once the job is acked."""
         ...
 
     async def settle_pending(self, job: SendJob, handle: JobHandle) -> bool:
@@ -160,6 +179,17 @@ class SendPort(Protocol):
     def sending(self, job: SendJob) -> None:
         """The claim holds: show the message `sending` (no one waits for that)."""
         ...
+
+
+class StaleCopy(Exception):
+    """The connection a job copy was taken up on was lost before its claim held."""
+
+
+def settled_before(deliveries: int, status: MessageStatus | None) -> bool:
+    """Whether a copy of a job is settled by its message's status alone: handed out
+    before (`deliveries` > 1, JetStream's count) and its status final. A first delivery
+    was never in anyone's hands, so its status is not read (no round trip per job)."""
+    return deliveries > 1 and status is not None and status.state in FINAL
 
 
 class ClaimFound(StrEnum):
@@ -194,6 +224,7 @@ class Ending(StrEnum):
     HELD_HERE = "held here"  # another port of this agent holds the job: nak'ed for later
     LEFT_TO_HOLDER = "left to its holder"  # another agent holds the claim and may report
     LEFT = "left for redelivery"  # NATS failed before the outcome was settled
+    STALE = "stale copy"  # taken up over a connection lost since: given back, nothing sent
 
 
 def claim_found(
@@ -276,12 +307,14 @@ class SendPath:
         holder_timeout: float = 900.0,
         handling: set[str] | None = None,
         clock: Callable[[], float] = time.time,
+        connection: Callable[[], int] = lambda: 0,
     ) -> None:
         """`name`: the port's; `agent` and `boot`: its agent and that agent's run (every
         claim names them); `held_delay`: how long a job held by another port, or another
         agent, waits before it is handed out again; `holder_timeout`: how long a claim's
         silent holder may still report (liveness.py); `handling`: the ids of the jobs
-        this agent's ports hold now (one set shared by its ports)."""
+        this agent's ports hold now (one set shared by its ports); `connection`: which
+        connection to the server this is (it changes at every reconnect)."""
         self.port = port
         self.claims = claims
         self.name = name
@@ -292,6 +325,7 @@ class SendPath:
         self.holder_timeout = holder_timeout
         self.handling = handling if handling is not None else set()
         self.clock = clock
+        self.connection = connection
 
     async def admit(self, handle: JobHandle, job: SendJob) -> bool:
         """Take the job, unless another port of this agent holds it: handed out again
@@ -307,17 +341,26 @@ class SendPath:
     def release(self, job: SendJob) -> None:
         self.handling.discard(job.id)
 
-    async def send(self, handle: JobHandle, job: SendJob, *, pinned: bool) -> Ending:
-        """Send an admitted job and make sure it ends in exactly one result (or goes back)."""
+    async def send(
+        self, handle: JobHandle, job: SendJob, *, pinned: bool, deliveries: int = 1
+    ) -> Ending:
+        """Send an admitted job and make sure it ends in exactly one result (or goes back).
+        `deliveries`: how many times JetStream has handed the job out, this time included."""
+        taken_up = self.connection()
         try:
-            return await self._send(handle, job, pinned=pinned)
+            if deliveries > 1 and settled_before(deliveries, await self.claims.status(job.id)):
+                await handle.ack()  # settled before: only its ack was lost
+                return Ending.ALREADY_SETTLED
+            return await self._send(handle, job, pinned=pinned, taken_up=taken_up)
         except Exception as exc:
             # NATS failed before the outcome was settled (status unreadable, the claim not
             # written): the job comes back after ack_wait and the claim decides its fate.
             log.warning("%s: message %s left for redelivery: %s", self.name, job.id, exc)
             return Ending.LEFT
 
-    async def _send(self, handle: JobHandle, job: SendJob, *, pinned: bool) -> Ending:
+    async def _send(
+        self, handle: JobHandle, job: SendJob, *, pinned: bool, taken_up: int
+    ) -> Ending:
         mine = Claim(  # this handling's
             agent=self.agent,
             boot=self.boot,
@@ -326,28 +369,34 @@ class SendPath:
             time=self.clock(),
         )
         try:
-            return await self._send_claimed(handle, job, mine, pinned=pinned, claim=True)
+            return await self._send_claimed(
+                handle, job, mine, pinned=pinned, claim=True, taken_up=taken_up
+            )
         except Exception as exc:
             if not self.claims.is_taken(exc):
                 raise
         if await self.claims.reclaim(job.id, mine):  # only a released claim was there
             return await self._send_claimed(
-                handle, job, mine, pinned=pinned, claim=False, holding=True
+                handle, job, mine, pinned=pinned, claim=False, holding=True, taken_up=taken_up
             )
-        return await self._claimed_before(handle, job, pinned=pinned)
+        return await self._claimed_before(handle, job, pinned=pinned, taken_up=taken_up)
 
-    async def _claimed_before(self, handle: JobHandle, job: SendJob, *, pinned: bool) -> Ending:
+    async def _claimed_before(
+        self, handle: JobHandle, job: SendJob, *, pinned: bool, taken_up: int
+    ) -> Ending:
         """The message was claimed before: its result is decided, or its holder decides
         it, or (the holder gone) it is `unknown`, `interrupted` (see liveness.py)."""
         decided = await self.claims.decided(job.id)
         if decided is not None:
             await self.claims.announced(decided, created=job.created)
             await handle.ack()  # decided before; the ack was lost
+            await self.claims.settled(job.id)
             return Ending.ALREADY_SETTLED
         if await self.port.settle_pending(job, handle):
             return Ending.ALREADY_SETTLED  # this agent's result was waiting for the bus
         previous = await self.claims.status(job.id)
         judgement: Judgement | None = None
+        holder: Claim | None = None
         if previous is None or previous.state not in FINAL:
             try:
                 holder = await self.claims.holder(job.id)
@@ -369,6 +418,7 @@ class SendPath:
         found = claim_found(previous, judgement, resend_interrupted=self.resend_interrupted)
         if found is ClaimFound.ACK:
             await handle.ack()
+            await self.claims.settled(job.id)
             return Ending.ALREADY_SETTLED
         if found is ClaimFound.HOLDER_DECIDES:
             assert judgement is not None
@@ -380,10 +430,12 @@ class SendPath:
         if found is ClaimFound.UNKNOWN_INTERRUPTED:
             # It may have reached the network through the holder's modem: nobody left can
             # say, so the result says so (SMPP's UNKNOWN), never `failed`.
-            await self.port.finish(handle, job, SendStatus.UNKNOWN, "interrupted", [])
+            await self.port.finish(handle, job, SendStatus.UNKNOWN, "interrupted", [], holder)
             return Ending.INTERRUPTED
         log.warning("%s: re-sending interrupted message %s", self.name, job.id)
-        return await self._send_claimed(handle, job, None, pinned=pinned, claim=False)
+        return await self._send_claimed(
+            handle, job, None, pinned=pinned, claim=False, taken_up=taken_up
+        )
 
     async def _send_claimed(
         self,
@@ -393,27 +445,51 @@ class SendPath:
         *,
         pinned: bool,
         claim: bool,
+        taken_up: int,
         holding: bool = False,
     ) -> Ending:
         """`claim`: create the claim `mine` at the first part; `holding`: `mine` stands
-        already. `mine` None: re-sending an interrupted message under its old claim."""
+        already. `mine` None: re-sending an interrupted message under its old claim.
+        `taken_up`: the connection the job copy was taken up on (see StaleCopy)."""
         claim_ack: Awaitable[object] | None = None
+        gate: Awaitable[object] | None = None
+
+        def stale() -> StaleCopy | None:
+            if self.connection() == taken_up:
+                return None
+            return StaleCopy(f"the connection {job.id} was taken up on is lost")
 
         async def mark(sequence: int) -> Awaitable[object] | None:
-            # The claim is sent before the first AT+CMGS; its ack is awaited at the prompt.
-            nonlocal claim_ack
+            # The claim is sent before the first AT+CMGS; its ack, and that the copy is
+            # still current then, is awaited at the prompt (the gate).
+            nonlocal claim_ack, gate
             if sequence != 1 or claim_ack is not None or not claim or mine is None:
                 return None
+            if (refused := stale()) is not None:
+                raise refused
             claim_ack = await self.claims.claim(job.id, mine)
             if isinstance(claim_ack, asyncio.Future):
                 claim_ack.add_done_callback(lambda done: self._claimed(done, job))
-            return claim_ack
+                gate = _passed_if(claim_ack, stale)
+            else:
+                gate = claim_ack
+            return gate
 
         try:
             outcome = await self.port.attempt(job, mark)
-            if claim_ack is not None:
-                await claim_ack  # a part refused before the prompt: the claim still decides
+            if gate is not None:
+                await gate  # a part refused before the prompt: the claim still decides
+        except StaleCopy as exc:
+            # Nothing was written (the gate failed at the prompt, or before the claim).
+            log.warning("%s: %s; given back, nothing sent", self.name, exc)
+            if mine is not None and claim_ack is not None:
+                await self.port.drop_claim(job, mine.token)
+            with contextlib.suppress(Exception):
+                await handle.nak()
+            return Ending.STALE
         except Exception as exc:
+            if isinstance(gate, asyncio.Future) and gate.done() and not gate.cancelled():
+                gate.exception()  # retrieved: the claim's own failure is judged below
             if not claim_unconfirmed(claim_ack, exc, is_taken=self.claims.is_taken):
                 raise
             log.warning("%s: claim of %s unconfirmed (%s); nothing sent", self.name, job.id, exc)
@@ -429,7 +505,7 @@ class SendPath:
             # What its report will need goes on record first: a report that came then
             # finds it, and the result is not out until nothing of it can be lost.
             await self.port.after_sent(job, outcome)
-            await self.port.finish(handle, job, SendStatus.SENT, None, outcome.parts)
+            await self.port.finish(handle, job, SendStatus.SENT, None, outcome.parts, mine)
             return Ending.SENT
         if after is AfterSend.REQUEUE:
             # Nothing reached the network: another port may do better, under a new claim.
@@ -439,9 +515,11 @@ class SendPath:
             await handle.nak(delay=REQUEUE_DELAY)
             return Ending.REQUEUED
         if after is AfterSend.UNKNOWN:
-            await self.port.finish(handle, job, SendStatus.UNKNOWN, outcome.error, outcome.parts)
+            await self.port.finish(
+                handle, job, SendStatus.UNKNOWN, outcome.error, outcome.parts, mine
+            )
             return Ending.UNKNOWN
-        await self.port.finish(handle, job, SendStatus.FAILED, outcome.error, outcome.parts)
+        await self.port.finish(handle, job, SendStatus.FAILED, outcome.error, outcome.parts, mine)
         return Ending.FAILED
 
     def _claimed(self, claim: asyncio.Future[object], job: SendJob) -> None:
@@ -449,6 +527,29 @@ class SendPath:
         if claim.cancelled() or claim.exception() is not None:
             return
         self.port.sending(job)
+
+
+def _passed_if(
+    ack: asyncio.Future[object], refusal: Callable[[], BaseException | None]
+) -> asyncio.Future[object]:
+    """A future that ends as `ack` does, unless `refusal()` (asked once `ack` holds) is
+    an exception: then with that one."""
+    gate: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+
+    def passed(done: asyncio.Future[object]) -> None:
+        if gate.done():
+            return
+        if done.cancelled():
+            gate.cancel()
+        elif (exc := done.exception()) is not None:
+            gate.set_exception(exc)
+        elif (refused := refusal()) is not None:
+            gate.set_exception(refused)
+        else:
+            gate.set_result(None)
+
+    ack.add_done_callback(passed)
+    return gate
 
 
 class KeepAlive:
