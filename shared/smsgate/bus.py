@@ -26,6 +26,7 @@ from nats.js.kv import KV_DEL, KV_OP, KeyValue
 
 from smsgate import subjects
 from smsgate.config import NatsConfig
+from smsgate.write_window import gather_writes
 
 log = logging.getLogger("smsgate.bus")
 
@@ -85,13 +86,14 @@ def _reset_on_close(client: Client) -> None:
 
 
 def _client(
-    config: NatsConfig, *, buffer_while_away: bool = True
+    config: NatsConfig, *, buffer_while_away: bool = True, write_window: float = 0.0
 ) -> tuple[Client, dict[str, object]]:
     """A client with our callbacks, and the connect options the config asks for.
 
     `buffer_while_away` False: a publish while the connection is down fails at once,
     instead of waiting in nats-py's buffer to be sent blindly after the reconnect (the
-    agent retries its own publishes, and looks first whether they landed)."""
+    agent retries its own publishes, and looks first whether they landed).
+    `write_window` > 0: writes gathered that many seconds, then sent in one (write_window.py)."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
@@ -105,6 +107,7 @@ def _client(
         log.info("nats reconnected to %s", client.connected_url)
 
     client = Client()
+    gather_writes(client, write_window)
     options: dict[str, object] = {
         "servers": config.servers,
         "max_reconnect_attempts": -1,
@@ -134,10 +137,16 @@ def _client(
 
 
 async def connect(
-    config: NatsConfig, *, name: str | None = None, buffer_while_away: bool = True
+    config: NatsConfig,
+    *,
+    name: str | None = None,
+    buffer_while_away: bool = True,
+    write_window: float = 0.0,
 ) -> Client:
     """Connect with whatever credentials the config carries; reconnect forever."""
-    client, options = _client(config, buffer_while_away=buffer_while_away)
+    client, options = _client(
+        config, buffer_while_away=buffer_while_away, write_window=write_window
+    )
     await client.connect(name=name or config.name, **options)  # type: ignore[arg-type]
     _reset_on_close(client)
     return client
@@ -149,10 +158,13 @@ async def connect_until(
     *,
     name: str | None = None,
     buffer_while_away: bool = True,
+    write_window: float = 0.0,
 ) -> Client | None:
     """`connect`, but None once `stop` is set first: a service told to stop while NATS is
     unreachable exits instead of retrying forever."""
-    client, options = _client(config, buffer_while_away=buffer_while_away)
+    client, options = _client(
+        config, buffer_while_away=buffer_while_away, write_window=write_window
+    )
     connecting = asyncio.create_task(
         client.connect(name=name or config.name, **options)  # type: ignore[arg-type]
     )

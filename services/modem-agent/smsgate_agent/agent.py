@@ -45,6 +45,9 @@ from smsgate_agent.spool import Spool
 log = logging.getLogger("smsgate.agent")
 
 STATE_FLUSH = 0.5  # seconds: how stale a port's busy/ready in the KV may be
+# Seconds the connection gathers writes before it sends them in one (smsgate.write_window):
+# hundreds of ports' publishes share a system call, each round trip takes up to this longer.
+WRITE_WINDOW = 0.003
 
 
 class Agent:
@@ -76,7 +79,11 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then drain: finish in-flight sends and exit."""
         nc = await bus.connect_until(
-            self.config.nats, stop, name=f"smsgate-agent-{self.name}", buffer_while_away=False
+            self.config.nats,
+            stop,
+            name=f"smsgate-agent-{self.name}",
+            buffer_while_away=False,
+            write_window=WRITE_WINDOW,
         )
         if nc is None:
             return

@@ -1,0 +1,71 @@
+"""A connection's writes gathered for a few milliseconds, then sent in one system call.
+
+nats-py writes its outgoing buffer once per event-loop turn in which something was
+published. An agent with hundreds of ports publishes a few messages per part in many
+different turns, so nearly every publish cost a TCP write of its own (and nats-server a
+read and a reply write, and the agent a read of that reply). With a window, the first
+publish into an empty buffer starts it and every publish inside it, from any port, leaves
+in the same write; nats-server's replies to them come back together as well. Each round
+trip takes up to the window longer.
+
+This replaces nats-py's flusher task (`Client._flusher`, the coroutine it starts at every
+connect and reconnect) with one that waits out the window before it writes. Everything
+else is nats-py's: its buffer, its queue of flush requests, what it does with the buffer
+on a reconnect (sends it on the new connection) and on close (sends it first).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from typing import Any
+
+from nats.aio.client import Client
+
+log = logging.getLogger("smsgate.write_window")
+
+# What the flusher uses of nats-py's client: its buffer and the queue that wakes the flusher.
+_CLIENT_INTERNALS = ("_flusher", "_flush_queue", "_pending", "_pending_data_size", "_transport")
+
+
+def gather_writes(client: Client, window: float) -> bool:
+    """Have `client` (not yet connected) gather its writes for `window` seconds; False
+    where the installed nats-py lacks what this uses (its own flusher stays)."""
+    if window <= 0:
+        return False
+    if not all(hasattr(client, name) for name in _CLIENT_INTERNALS):
+        log.info("nats-py without the flusher this replaces: writes go out every turn")
+        return False
+    client._flusher = functools.partial(_flusher, client, window)  # type: ignore[method-assign]
+    return True
+
+
+async def _flusher(client: Any, window: float) -> None:
+    """nats-py's flusher with a wait: woken by the first flush request of a window, it
+    sleeps the window out, then writes the buffer, and every request made meanwhile is
+    answered by that one write."""
+    queue: asyncio.Queue[asyncio.Future[None]] = client._flush_queue
+    while client.is_connected and not client.is_connecting:
+        woken = [await queue.get()]
+        try:
+            await asyncio.sleep(window)
+            while not queue.empty():
+                woken.append(queue.get_nowait())
+            if client._pending_data_size > 0:
+                client._transport.writelines(client._pending[:])
+                client._pending = []
+                client._pending_data_size = 0
+                await client._transport.drain()
+        except OSError as exc:
+            await client._error_cb(exc)
+            await client._process_op_err(exc)
+            return
+        except (asyncio.CancelledError, RuntimeError, AttributeError):
+            # a reconnect or close cancels it (the buffer stays for the new connection, or
+            # is written by the close); RuntimeError: the loop is closed
+            return
+        finally:
+            for future in woken:
+                if not future.done():
+                    future.set_result(None)
