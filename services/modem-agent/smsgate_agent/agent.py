@@ -84,6 +84,7 @@ class Agent:
             name=f"smsgate-agent-{self.name}",
             buffer_while_away=False,
             write_window=WRITE_WINDOW,
+            lean_reader=True,  # a dozen replies per part: read by slicing
         )
         if nc is None:
             return
