@@ -45,9 +45,6 @@ from smsgate_agent.spool import Spool
 log = logging.getLogger("smsgate.agent")
 
 STATE_FLUSH = 0.5  # seconds: how stale a port's busy/ready in the KV may be
-# Seconds the connection gathers writes before it sends them in one (smsgate.write_window):
-# hundreds of ports' publishes share a system call, each round trip takes up to this longer.
-WRITE_WINDOW = 0.003
 
 
 class Agent:
@@ -83,7 +80,7 @@ class Agent:
             stop,
             name=f"smsgate-agent-{self.name}",
             buffer_while_away=False,
-            write_window=WRITE_WINDOW,
+            write_window=self.config.agent.write_window,  # smsgate.write_window
             lean_reader=True,  # a dozen replies per part: read by slicing
         )
         if nc is None:
