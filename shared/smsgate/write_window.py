@@ -1,17 +1,19 @@
-"""A connection's writes gathered for a few milliseconds, then sent in one system call.
+"""A connection's writes at most one per window of a few milliseconds, each carrying all
+that was published since the one before.
 
 nats-py writes its outgoing buffer once per event-loop turn in which something was
 published. An agent with hundreds of ports publishes a few messages per part in many
-different turns, so nearly every publish cost a TCP write of its own (and nats-server a
-read and a reply write, and the agent a read of that reply). With a window, the first
-publish into an empty buffer starts it and every publish inside it, from any port, leaves
-in the same write; nats-server's replies to them come back together as well. Each round
-trip takes up to the window longer.
+different turns, so nearly every turn cost a TCP write (and nats-server a read and a
+reply write, and the agent a read of the replies). Here a write that comes within the
+window of the one before waits for the window to end, and everything published meanwhile,
+from any port, leaves with it; nats-server's replies to them come back together as well.
+A write after a quiet window goes out at once, as nats-py's: a lone publish waits for
+nothing, and a busy connection's round trips take up to one window longer.
 
 This replaces nats-py's flusher task (`Client._flusher`, the coroutine it starts at every
-connect and reconnect) with one that waits out the window before it writes. Everything
-else is nats-py's: its buffer, its queue of flush requests, what it does with the buffer
-on a reconnect (sends it on the new connection) and on close (sends it first).
+connect and reconnect) with one that keeps the window. Everything else is nats-py's: its
+buffer, its queue of flush requests, what it does with the buffer on a reconnect (sends
+it on the new connection) and on close (sends it first).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ _CLIENT_INTERNALS = ("_flusher", "_flush_queue", "_pending", "_pending_data_size
 
 
 def gather_writes(client: Client, window: float) -> bool:
-    """Have `client` (not yet connected) gather its writes for `window` seconds; False
+    """Have `client` (not yet connected) write at most once per `window` seconds; False
     where the installed nats-py lacks what this uses (its own flusher stays)."""
     if window <= 0:
         return False
@@ -42,20 +44,25 @@ def gather_writes(client: Client, window: float) -> bool:
 
 
 async def _flusher(client: Any, window: float) -> None:
-    """nats-py's flusher with a wait: woken by the first flush request of a window, it
-    sleeps the window out, then writes the buffer, and every request made meanwhile is
-    answered by that one write."""
+    """nats-py's flusher, writing at most once per `window` seconds: woken within the window
+    of its last write, it sleeps the window out first, and every flush request made
+    meanwhile is answered by that one write."""
     queue: asyncio.Queue[asyncio.Future[None]] = client._flush_queue
+    loop = asyncio.get_running_loop()
+    last = -window  # when it last wrote (loop time)
     while client.is_connected and not client.is_connecting:
         woken = [await queue.get()]
         try:
-            await asyncio.sleep(window)
-            while not queue.empty():
-                woken.append(queue.get_nowait())
+            wait = last + window - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                while not queue.empty():
+                    woken.append(queue.get_nowait())
             if client._pending_data_size > 0:
                 client._transport.writelines(client._pending[:])
                 client._pending = []
                 client._pending_data_size = 0
+                last = loop.time()
                 await client._transport.drain()
         except OSError as exc:
             await client._error_cb(exc)

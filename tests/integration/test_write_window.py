@@ -1,6 +1,7 @@
-"""A connection that gathers its writes for a window (smsgate.write_window), against a real
-nats-server: what is published inside one window leaves in one write, whichever turn of
-the loop published it, and the connection carries on after the server went away."""
+"""A connection that writes at most once per window (smsgate.write_window), against a real
+nats-server: what is published within the window of a write leaves in the next one,
+whichever turn of the loop published it; a publish after a quiet window leaves at once;
+the connection carries on after the server went away."""
 
 from __future__ import annotations
 
@@ -40,9 +41,14 @@ class Writes:
         return [frames for frames in self.calls if any(marker in frame for frame in frames)]
 
 
+async def _write_now(acks: AckPublisher, marker: str) -> None:
+    """One publish written and acked: a window starts with its write."""
+    assert (await (await acks.publish(subjects.event("result", marker), b"{}", {}))).seq > 0
+
+
 async def _publish_over_turns(client: Client, acks: AckPublisher, marker: str) -> list[int]:
-    """Three acked publishes and two of nats-py's own, each in a turn of its own; the acks'
-    sequences."""
+    """Three acked publishes and three of nats-py's own, each pair in a turn of its own; the
+    acks' sequences."""
     futures = []
     for index in range(3):
         subject = subjects.event("result", f"{marker}-{index}")
@@ -64,12 +70,24 @@ async def test_what_is_published_inside_the_window_leaves_in_one_write(
 ) -> None:
     acks = AckPublisher(windowed)
     await acks.start()
+    await _write_now(acks, "first")
     writes = Writes(windowed, monkeypatch)
     seqs = await _publish_over_turns(windowed, acks, "win")
     await acks.stop()
     assert all(seq > 0 for seq in seqs)
     [frames] = writes.carrying(b"win")  # one write took all six
     assert sum(b"win" in frame for frame in frames) == 6
+
+
+async def test_a_publish_after_a_quiet_window_is_written_at_once(
+    windowed: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing written for a window: the flusher writes in its next turn, without waiting."""
+    writes = Writes(windowed, monkeypatch)
+    await windowed.publish("alone.here", b"x")
+    for _ in range(3):  # the flusher's wake-up, its write
+        await asyncio.sleep(0)
+    assert len(writes.carrying(b"alone.here")) == 1
 
 
 async def test_without_a_window_each_turn_writes_its_own(
@@ -114,6 +132,7 @@ async def test_the_window_survives_the_server_going_and_coming_back(
         async with asyncio.timeout(30):
             while not client.is_connected:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
+        await _write_now(acks, "again")
         writes = Writes(client, monkeypatch)
         seqs = await _publish_over_turns(client, acks, "back")
         assert all(seq > 0 for seq in seqs)
