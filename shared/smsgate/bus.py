@@ -98,7 +98,8 @@ def _client(
     `buffer_while_away` False: a publish while the connection is down fails at once,
     instead of waiting in nats-py's buffer to be sent blindly after the reconnect (the
     agent retries its own publishes, and looks first whether they landed).
-    `write_window` > 0: writes gathered that many seconds, then sent in one (write_window.py).
+    `write_window` > 0: at most one write per that many seconds, carrying all published
+    since the last (write_window.py).
     `lean_reader`: messages read by slicing, not nats-py's regular expressions
     (protocol_reader.py)."""
 

@@ -27,8 +27,17 @@ from nats.aio.client import Client
 
 log = logging.getLogger("smsgate.write_window")
 
-# What the flusher uses of nats-py's client: its buffer and the queue that wakes the flusher.
-_CLIENT_INTERNALS = ("_flusher", "_flush_queue", "_pending", "_pending_data_size", "_transport")
+# What the flusher uses of nats-py's client: its buffer, the queue that wakes the flusher,
+# the transport, and what nats-py's flusher does with a failed write.
+_CLIENT_INTERNALS = (
+    "_flusher",
+    "_flush_queue",
+    "_pending",
+    "_pending_data_size",
+    "_transport",
+    "_error_cb",
+    "_process_op_err",
+)
 
 
 def gather_writes(client: Client, window: float) -> bool:

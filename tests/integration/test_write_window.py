@@ -15,6 +15,7 @@ from smsgate import bus, subjects
 from smsgate.acks import AckPublisher
 from smsgate.config import NatsConfig
 from smsgate.embedded import EmbeddedNats
+from smsgate.write_window import gather_writes
 
 from tests.conftest import Bus
 
@@ -143,3 +144,16 @@ async def test_the_window_survives_the_server_going_and_coming_back(
     finally:
         await bus.close(client)
         server.stop()
+
+
+def test_a_client_without_what_the_window_uses_keeps_its_own_flusher() -> None:
+    class Bare:  # a nats-py whose client changed
+        pass
+
+    assert not gather_writes(Bare(), 0.003)  # type: ignore[arg-type]
+    client = Client()
+    own = client._flusher
+    assert not gather_writes(client, 0)  # no window asked for: nats-py's own
+    assert client._flusher == own
+    assert gather_writes(client, 0.003)
+    assert client._flusher != own
