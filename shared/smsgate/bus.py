@@ -26,6 +26,8 @@ from nats.js.kv import KV_DEL, KV_OP, KeyValue
 
 from smsgate import subjects
 from smsgate.config import NatsConfig
+from smsgate.protocol_reader import read_lean
+from smsgate.write_window import gather_writes
 
 log = logging.getLogger("smsgate.bus")
 
@@ -96,13 +98,21 @@ def _reset_on_close(client: Client) -> None:
 
 
 def _client(
-    config: NatsConfig, *, buffer_while_away: bool = True
+    config: NatsConfig,
+    *,
+    buffer_while_away: bool = True,
+    write_window: float = 0.0,
+    lean_reader: bool = False,
 ) -> tuple[Client, dict[str, object]]:
     """A client with our callbacks, and the connect options the config asks for.
 
     `buffer_while_away` False: a publish while the connection is down fails at once,
     instead of waiting in nats-py's buffer to be sent blindly after the reconnect (the
-    agent retries its own publishes, and looks first whether they landed)."""
+    agent retries its own publishes, and looks first whether they landed).
+    `write_window` > 0: at most one write per that many seconds, carrying all published
+    since the last (write_window.py).
+    `lean_reader`: messages read by slicing, not nats-py's regular expressions
+    (protocol_reader.py)."""
 
     async def on_error(exc: Exception) -> None:
         log.warning("nats error: %s", exc)
@@ -116,6 +126,9 @@ def _client(
         log.info("nats reconnected to %s", client.connected_url)
 
     client = Client()
+    gather_writes(client, write_window)
+    if lean_reader:
+        read_lean(client)
     options: dict[str, object] = {
         "servers": config.servers,
         "max_reconnect_attempts": -1,
@@ -145,10 +158,20 @@ def _client(
 
 
 async def connect(
-    config: NatsConfig, *, name: str | None = None, buffer_while_away: bool = True
+    config: NatsConfig,
+    *,
+    name: str | None = None,
+    buffer_while_away: bool = True,
+    write_window: float = 0.0,
+    lean_reader: bool = False,
 ) -> Client:
     """Connect with whatever credentials the config carries; reconnect forever."""
-    client, options = _client(config, buffer_while_away=buffer_while_away)
+    client, options = _client(
+        config,
+        buffer_while_away=buffer_while_away,
+        write_window=write_window,
+        lean_reader=lean_reader,
+    )
     await client.connect(name=name or config.name, **options)  # type: ignore[arg-type]
     _reset_on_close(client)
     return client
@@ -160,10 +183,17 @@ async def connect_until(
     *,
     name: str | None = None,
     buffer_while_away: bool = True,
+    write_window: float = 0.0,
+    lean_reader: bool = False,
 ) -> Client | None:
     """`connect`, but None once `stop` is set first: a service told to stop while NATS is
     unreachable exits instead of retrying forever."""
-    client, options = _client(config, buffer_while_away=buffer_while_away)
+    client, options = _client(
+        config,
+        buffer_while_away=buffer_while_away,
+        write_window=write_window,
+        lean_reader=lean_reader,
+    )
     connecting = asyncio.create_task(
         client.connect(name=name or config.name, **options)  # type: ignore[arg-type]
     )

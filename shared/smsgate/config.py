@@ -189,6 +189,10 @@ class AgentConfig(_Section):
     report_sweep: Annotated[float, msgspec.Meta(gt=0)] = 30.0
     # host:port serving GET /metrics (Prometheus) and /healthz; "" for none
     metrics_listen: str = ""
+    # Seconds the agent's NATS connection gathers writes before sending them in one: many
+    # ports' publishes share a system call, each round trip takes up to this longer. 0: a
+    # write every event-loop turn (nats-py's own).
+    write_window: Annotated[float, msgspec.Meta(ge=0, le=0.1)] = 0.003
 
 
 class CallbackParams(_Section):

@@ -8,23 +8,32 @@ from collections.abc import AsyncIterator
 
 import pytest
 from nats.js.errors import APIError, NoStreamResponseError
-from smsgate import subjects
+from smsgate import bus, subjects
 from smsgate.acks import AckPublisher
 from smsgate.bus import CREATE_ONLY
+from smsgate.protocol_reader import LeanParser
 
 from tests.conftest import Bus
 
 
-@pytest.fixture(params=[True, False], ids=["shortcuts", "public"])
+@pytest.fixture(params=["shortcuts", "public", "agent"])
 async def acks(request: pytest.FixtureRequest, nats_bus: Bus) -> AsyncIterator[AckPublisher]:
-    publisher = AckPublisher(nats_bus.nc)
+    """Through the shortcuts, through nats-py's public calls, and on a connection as the
+    agent makes it (its writes gathered for a window, read by the lean reader)."""
+    nc = nats_bus.nc
+    if request.param == "agent":
+        nc = await bus.connect(nats_bus.config, write_window=0.003, lean_reader=True)
+        assert isinstance(nc._ps, LeanParser)
+    publisher = AckPublisher(nc)
     await publisher.start()
-    if request.param:
-        assert publisher.fast, "the installed nats-py lacks what the shortcuts use"
-    else:
+    if request.param == "public":
         publisher.fast = False
+    else:
+        assert publisher.fast, "the installed nats-py lacks what the shortcuts use"
     yield publisher
     await publisher.stop()
+    if nc is not nats_bus.nc:
+        await bus.close(nc)
 
 
 async def test_acks_carry_the_sequence_and_headers_reach_the_stream(

@@ -76,7 +76,12 @@ class Agent:
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then drain: finish in-flight sends and exit."""
         nc = await bus.connect_until(
-            self.config.nats, stop, name=f"smsgate-agent-{self.name}", buffer_while_away=False
+            self.config.nats,
+            stop,
+            name=f"smsgate-agent-{self.name}",
+            buffer_while_away=False,
+            write_window=self.config.agent.write_window,  # smsgate.write_window
+            lean_reader=True,  # a dozen replies per part: read by slicing
         )
         if nc is None:
             return
