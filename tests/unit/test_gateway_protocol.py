@@ -174,3 +174,19 @@ async def test_an_answer_to_a_connection_closed_meanwhile_is_dropped() -> None:
     await asyncio.sleep(0)
     assert log == [("a", b"<close>")]
     gone.connection_lost(None)
+
+
+async def test_a_connection_that_fails_to_write_costs_the_others_nothing() -> None:
+    log: list[tuple[str, bytes]] = []
+    broken, fine = connection("a", log), connection("b", log)
+
+    def refuse(data: bytes) -> None:
+        raise RuntimeError("the transport broke")
+
+    broken.transport.write = refuse  # type: ignore[method-assign, union-attr]
+    broken._send(b"answer a", keep_alive=True)
+    fine._send(b"answer b", keep_alive=True)
+    await asyncio.sleep(0)
+    assert log == [("b", b"answer b")]
+    for protocol in (broken, fine):
+        protocol.connection_lost(None)

@@ -173,8 +173,12 @@ class Outbox:
         """Write every answer waiting here now (at the end of the turn, or before a close)."""
         answers, self._answers = self._answers, []
         for transport, answer in answers:
-            if not transport.is_closing():
+            if transport.is_closing():
+                continue  # the client went away meanwhile
+            try:
                 transport.write(answer)
+            except Exception:  # one broken connection must not cost the others their answers
+                log.exception("could not write an answer")
 
 
 _OUTBOXES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Outbox] = (
