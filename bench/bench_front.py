@@ -117,8 +117,11 @@ def start_production(
     workers: int,
     *,
     access_log: bool = True,
+    source: Path | None = None,
 ) -> tuple[str, list[tuple[str, int]]]:
-    """nats-server (file store), sim (8 modems), agent, `smsgate api` with `workers`."""
+    """nats-server (file store), sim (8 modems), agent, `smsgate api` with `workers`;
+    `source`: another checkout whose code they run (see `start_dev`)."""
+    env = source_env(source)
     store = directory / "nats"
     nats = EmbeddedNats(store_dir=store)
     nats.start()
@@ -128,7 +131,7 @@ def start_production(
         directory / "sim.toml",
         {"nats": {"url": nats.url}, "sim": {"ports": 8, "map_file": str(map_file)}},
     )
-    sim = spawn("sim", smsgate_argv("sim", "-c", str(sim_toml)), directory)
+    sim = spawn("sim", smsgate_argv("sim", "-c", str(sim_toml)), directory, env=env)
     procs.append(sim)
     deadline = time.monotonic() + 30
     while not map_file.exists() or not map_file.read_text().strip():
@@ -149,7 +152,7 @@ def start_production(
             },
         },
     )
-    agent = spawn("agent", smsgate_argv("agent", "-c", str(agent_toml)), directory)
+    agent = spawn("agent", smsgate_argv("agent", "-c", str(agent_toml)), directory, env=env)
     procs.append(agent)
     port = free_port()
     api_toml = write_toml(
@@ -164,7 +167,7 @@ def start_production(
             },
         },
     )
-    api = spawn("api", smsgate_argv("api", "-c", str(api_toml)), directory)
+    api = spawn("api", smsgate_argv("api", "-c", str(api_toml)), directory, env=env)
     procs.append(api)
     url = f"http://127.0.0.1:{port}/sendsms?{QUERY}"
     _ready(url, api)
@@ -181,6 +184,13 @@ SOURCE_DIRS = (
     "services/modem-agent",
     "services/modem-sim",
 )
+
+
+def source_env(source: Path | None) -> dict[str, str] | None:
+    """The environment that runs another checkout's code on this one's Python and packages."""
+    if source is None:
+        return None
+    return {**os.environ, "PYTHONPATH": ":".join(str(source / d) for d in SOURCE_DIRS)}
 
 
 def start_dev(
@@ -209,10 +219,7 @@ def start_dev(
         str(directory / "state"),
         "--fresh",
     )
-    env = None
-    if source is not None:
-        env = {**os.environ, "PYTHONPATH": ":".join(str(source / d) for d in SOURCE_DIRS)}
-    dev = spawn("dev", argv, directory, env=env)
+    dev = spawn("dev", argv, directory, env=source_env(source))
     procs.append(dev)
     url = f"http://127.0.0.1:{port}/sendsms?{QUERY}"
     _ready(url, dev, timeout=60)
@@ -308,6 +315,12 @@ def main(argv: list[str] | None = None) -> dict[str, list[Round]]:
         metavar="CHECKOUT",
         help="also `smsgate dev` running another checkout's code (e.g. main's), for an A/B",
     )
+    parser.add_argument(
+        "--production-from",
+        type=Path,
+        metavar="CHECKOUT",
+        help="also the production shape running another checkout's code, for an A/B",
+    )
     parser.add_argument("--no-kannel", action="store_true", help="leave Kannel out (smoke runs)")
     parser.add_argument(
         "--no-write", action="store_true", help="print figures, leave RESULTS.md alone"
@@ -333,6 +346,14 @@ def main(argv: list[str] | None = None) -> dict[str, list[Round]]:
             (directory / name).mkdir()
             url, roots = start_production(
                 directory / name, procs, stops, args.workers[0], access_log=False
+            )
+            contenders.append((name, url, roots))
+            results[name] = []
+        if args.production_from is not None:
+            name = f"production-{args.workers[0]}-from"
+            (directory / name).mkdir()
+            url, roots = start_production(
+                directory / name, procs, stops, args.workers[0], source=args.production_from
             )
             contenders.append((name, url, roots))
             results[name] = []
@@ -390,6 +411,9 @@ def report(results: dict[str, list[Round]], args: argparse.Namespace, load_befor
     }
     targets: dict[str, tuple[float, float | None]] = {"dev": (0.8, None)}
     titles["dev-from"] = f"smsgate dev from {args.dev_from}"
+    titles[f"production-{args.workers[0]}-from"] = (
+        f"smsgate api, workers = {args.workers[0]}, from {args.production_from}"
+    )
     for workers in args.dev_workers:
         titles[f"dev-{workers}"] = f"smsgate dev, api.workers = {workers}"
         targets[f"dev-{workers}"] = (0.8, None)

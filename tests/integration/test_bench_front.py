@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from bench import bench_front
+from bench.common import ROOT
 
 pytestmark = pytest.mark.skipif(
     shutil.which("wrk") is None or shutil.which("curl") is None, reason="needs wrk and curl"
@@ -33,3 +34,18 @@ def test_the_production_shape_and_dev_serve_the_load() -> None:
     dev = results["dev"][0].cpu
     assert dev["dev"] > 0
     assert dev["dev/python"] > 0  # its API process served
+
+
+def test_the_production_shape_from_another_checkout_serves_the_load_beside_this_one() -> None:
+    """`--production-from CHECKOUT` (an A/B in one run): here the checkout is this one."""
+    results = bench_front.main(
+        [
+            *("--seconds", "1", "--rounds", "1", "--workers", "2", "--no-dev"),
+            *("--production-from", str(ROOT), "--no-kannel", "--no-write"),
+        ]
+    )
+    assert set(results) == {"kannel", "production-2", "production-2-from"}
+    (round_,) = results["production-2-from"]
+    assert round_.requests > 0
+    assert round_.errors == 0
+    assert round_.cpu["api"] > 0

@@ -1,10 +1,15 @@
-"""`parse_head`: which requests the lean `/sendsms` path reads itself, and what it reads."""
+"""`parse_head`: which requests the lean `/sendsms` path reads itself, and what it reads;
+the answers of one loop turn written together at its end."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from smsgate_api.body import MAX_BODY
-from smsgate_api.gateway_protocol import MAX_HEAD, Head, Verdict, parse_head
+from smsgate_api.gateway_protocol import MAX_HEAD, GatewayProtocol, Head, Verdict, parse_head
+from uvicorn.config import Config as ServerConfig
+from uvicorn.server import ServerState
 
 QUERY = b"username=u&password=p&phonenumber=10086&message=hello"
 GET = b"GET /sendsms?" + QUERY + b" HTTP/1.1\r\nHost: gw\r\n\r\n"
@@ -89,3 +94,99 @@ def test_a_head_over_the_limit_is_left_to_uvicorn() -> None:
     endless = b"GET /sendsms?message=" + b"x" * MAX_HEAD
     assert parse_head(endless) is Verdict.OTHER
     assert parse_head(endless + b" HTTP/1.1\r\n\r\n") is Verdict.OTHER
+
+
+# --- the answers of a turn, written together -----------------------------------------------
+
+
+class Transport:
+    """What the protocol writes, in order, shared by every connection of a test."""
+
+    def __init__(self, name: str, log: list[tuple[str, bytes]]) -> None:
+        self.name = name
+        self.log = log
+        self.closed = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed, f"{self.name}: a write after the close"
+        self.log.append((self.name, data))
+
+    def close(self) -> None:
+        self.log.append((self.name, b"<close>"))
+        self.closed = True
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+def connection(name: str, log: list[tuple[str, bytes]]) -> GatewayProtocol:
+    loop = asyncio.get_running_loop()
+    protocol = GatewayProtocol(ServerConfig(app="none:app"), ServerState(), {}, loop)
+    protocol.connection_made(Transport(name, log))  # type: ignore[arg-type]
+    return protocol
+
+
+async def test_answers_made_in_one_turn_go_out_together_at_its_end_in_order() -> None:
+    log: list[tuple[str, bytes]] = []
+    first, second = connection("a", log), connection("b", log)
+    first._send(b"answer a", keep_alive=True)
+    second._send(b"answer b", keep_alive=True)
+    assert log == []  # not between the turn's other work
+    await asyncio.sleep(0)
+    assert log == [("a", b"answer a"), ("b", b"answer b")]
+    for protocol in (first, second):
+        protocol.connection_lost(None)
+
+
+async def test_an_answer_waiting_for_the_end_of_the_turn_goes_out_before_a_close() -> None:
+    log: list[tuple[str, bytes]] = []
+    kept, stopping, last = connection("a", log), connection("b", log), connection("c", log)
+    kept._send(b"answer a", keep_alive=True)
+    stopping._send(b"answer b", keep_alive=True)
+    stopping.shutdown()  # the server stops in the same turn
+    last._send(b"answer c", keep_alive=False)  # an answer that ends its connection
+    assert log == [
+        ("a", b"answer a"),
+        ("b", b"answer b"),
+        ("b", b"<close>"),
+        ("c", b"answer c"),
+        ("c", b"<close>"),
+    ]
+    await asyncio.sleep(0)
+    assert len(log) == 5  # nothing written twice
+    kept.connection_lost(None)
+
+
+async def test_an_answer_to_a_connection_closed_meanwhile_is_dropped() -> None:
+    log: list[tuple[str, bytes]] = []
+    gone = connection("a", log)
+    gone._send(b"answer a", keep_alive=True)
+    gone.transport.close()  # type: ignore[union-attr]
+    await asyncio.sleep(0)
+    assert log == [("a", b"<close>")]
+    gone.connection_lost(None)
+
+
+async def test_a_connection_that_fails_to_write_costs_the_others_nothing() -> None:
+    log: list[tuple[str, bytes]] = []
+    broken, fine = connection("a", log), connection("b", log)
+
+    def refuse(data: bytes) -> None:
+        raise RuntimeError("the transport broke")
+
+    broken.transport.write = refuse  # type: ignore[method-assign, union-attr]
+    broken._send(b"answer a", keep_alive=True)
+    fine._send(b"answer b", keep_alive=True)
+    await asyncio.sleep(0)
+    assert log == [("b", b"answer b")]
+    for protocol in (broken, fine):
+        protocol.connection_lost(None)
