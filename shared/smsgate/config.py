@@ -52,7 +52,7 @@ class NatsConfig(_Section):
     replicas: Annotated[int, msgspec.Meta(ge=1, le=5)] = 1
     events_max_age: Seconds = 7 * DAY  # how long SMS_EVENTS keeps events
     # how long `sms_messages` keeps a message's status (then the history store answers);
-    # at least 7 days when [history] is off: nothing else remembers a message's id
+    # unset: 1 h, or 7 days with [history] off (nothing else remembers a message's id)
     messages_ttl: Seconds = HOUR
     # how long the report ledger (`sms_reports`) may keep an unsettled record; every record
     # is removed at its report or at `agent.report_timeout`, which must end before this
@@ -450,10 +450,22 @@ def parse(data: dict[str, Any], *, source: str = "<config>") -> Config:
         config = msgspec.convert(data, Config, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(f"{source}: {_field_path(str(exc))}") from None
+    nats = data.get("nats")
+    if not isinstance(nats, dict) or "messages_ttl" not in nats:
+        config.nats.messages_ttl = default_messages_ttl(config)
     try:
         return config.check()
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
+
+
+def default_messages_ttl(config: Config) -> float:
+    """`nats.messages_ttl` when the file names none: an hour (the history store answers
+    after it), a week with [history] off (nothing else remembers an id), and always twice
+    the settled window, which it must outlast (a raised `agent.holder_timeout`, say)."""
+    if not config.history.enabled:
+        return NO_HISTORY_MIN_MESSAGES_TTL
+    return max(HOUR, 2 * config.settled_ttl)
 
 
 def load(path: str | Path | None = None, *, env: Mapping[str, str] | None = None) -> Config:

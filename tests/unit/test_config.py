@@ -100,11 +100,11 @@ def test_env_overrides_file(tmp_path: Path) -> None:
             r"result \(1155 s",
         ),
         (  # a longer holder_timeout moves the settled window past the default status TTL
-            "[agent]\nholder_timeout=3600\n",
+            "[agent]\nholder_timeout=3600\n[nats]\nmessages_ttl=3600\n",
             r"nats.messages_ttl \(3600 s\) must outlast .* \(3855 s",
         ),
         (
-            "[history]\nenabled=false\n",
+            "[history]\nenabled=false\n[nats]\nmessages_ttl=3600\n",
             r"nats.messages_ttl \(3600 s\) is the only memory of a message's id when "
             r"\[history\] enabled = false: set it to at least 604800 s",
         ),
@@ -126,9 +126,15 @@ def test_the_settled_window_follows_the_liveness_settings(tmp_path: Path) -> Non
 
 
 def test_without_history_the_status_is_kept_a_week(tmp_path: Path) -> None:
-    text = "[history]\nenabled=false\n[nats]\nmessages_ttl=604800\n"
-    config = load(write(tmp_path, text), env={})
-    assert config.nats.messages_ttl == 604800
+    text = "[history]\nenabled=false\n[nats]\nmessages_ttl=691200\n"
+    assert load(write(tmp_path, text), env={}).nats.messages_ttl == 691200
+    # named by no file, the status TTL follows what must outlast it
+    assert load(write(tmp_path, "[history]\nenabled=false\n"), env={}).nats.messages_ttl == 604800
+    assert load(write(tmp_path, ""), env={}).nats.messages_ttl == 3600
+    longer = load(write(tmp_path, "[agent]\nholder_timeout=3600\n"), env={})
+    assert longer.nats.messages_ttl == 2 * longer.settled_ttl
+    by_env = load(None, env={"SMSGATE_HISTORY_ENABLED": "false"})
+    assert by_env.nats.messages_ttl == 604800
 
 
 def test_missing_file(tmp_path: Path) -> None:
