@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+from nats.aio.client import Client
 from nats.js.errors import APIError, KeyNotFoundError
 from smsgate import bus, contracts, subjects
 from smsgate.acks import AckPublisher
@@ -152,16 +153,7 @@ async def test_a_job_handed_out_again_after_its_claim_left_is_acked_not_sent(
     assert deliveries(first) == 1
     assert deliveries(again) == 2
     port = FakePort()  # no outcome scripted: a send would fail the handling
-    handling = SendPath(
-        port,
-        publisher,
-        name="lte-1",
-        agent="a",
-        boot="b1",
-        resend_interrupted=False,
-        held_delay=1.0,
-        connection=lambda: int(nats_bus.nc.stats["reconnects"]),
-    )
+    handling = port_path(port, publisher, nats_bus.nc)
     ending = await handling.send(again, job, pinned=False, deliveries=deliveries(again))
     assert ending is Ending.ALREADY_SETTLED
     assert port.written == []
@@ -215,16 +207,7 @@ async def test_a_copy_taken_up_before_the_connection_was_lost_is_not_sent(
                 return await super().attempt(job, mark)
 
         port = RestartingPort([SENT, SENT])
-        handling = SendPath(
-            port,
-            publisher,
-            name="lte-1",
-            agent="a",
-            boot="b1",
-            resend_interrupted=False,
-            held_delay=1.0,
-            connection=lambda: int(client.stats["reconnects"]),
-        )
+        handling = port_path(port, publisher, client)
         ending = await handling.send(copy, job, pinned=False, deliveries=deliveries(copy))
         assert ending is Ending.STALE
         assert port.written == []
@@ -238,3 +221,17 @@ async def test_a_copy_taken_up_before_the_connection_was_lost_is_not_sent(
         if nc is not None:
             await nc.close()
         server.stop()
+
+
+def port_path(port: FakePort, publisher: Publisher, client: Client) -> SendPath:
+    """Port lte-1's send path as agent `a` runs it, its connection the client's."""
+    return SendPath(
+        port,
+        publisher,
+        name="lte-1",
+        agent="a",
+        boot="b1",
+        resend_interrupted=False,
+        held_delay=1.0,
+        connection=lambda: int(client.stats["reconnects"]),
+    )
