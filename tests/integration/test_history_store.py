@@ -8,6 +8,7 @@ import datetime as dt
 import random
 import threading
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -23,7 +24,7 @@ from smsgate.contracts import (
     SendStatus,
 )
 from smsgate.embedded import EmbeddedPostgres
-from smsgate.history import schema, search
+from smsgate.history import memory, schema, search
 from smsgate.history.database import Database, Session
 from smsgate.history.search import BadFilter, Filters, Viewer
 from smsgate_history import ingest, retention
@@ -609,3 +610,30 @@ async def test_the_schema_once_there_waits_for_no_writer(postgres_server: Embedd
         release.set()
         await writing
         await store.close()
+
+
+async def test_batches_of_every_size_prepare_few_statements(tmp_path: Path) -> None:
+    # The connection keeps what it prepared (Python's sqlite3: 128 statements). One insert
+    # of exactly each batch's events kept a statement per batch size, ~800 B a row: here
+    # 128 of 73 to 200 rows, 13 MiB (46 MiB for batches of up to 1,000, RESULTS.md).
+    db = Database(f"sqlite:///{tmp_path / 'history.db'}", writer=True)
+    try:
+        await db.run(schema.create)
+        before = memory.sqlite_memory()
+        assert before is not None, "SQLite's own memory count is readable here"
+        events = [ingest.decode(contracts.encode(e)) for e in life("m0")]
+        for size in range(1, 201):
+            batch = [
+                msgspec.structs.replace(event, event_id=f"{event.event_id}:{size}:{n}")
+                for n, event in enumerate(events * size)
+            ][:size]
+            await db.run(lambda s, b=batch: ingest.apply_batch(s, b))  # type: ignore[misc]
+        after = memory.sqlite_memory()
+        assert after is not None
+        kept = (after.used - after.page_cache) - (before.used - before.page_cache)
+        # The 16 sizes of INSERT_SIZES (892 rows in all) and the upserts: under a MiB.
+        assert kept < 2**20, f"SQLite holds {kept / 2**20:.1f} MiB besides its pages"
+        rows = await db.run(lambda s: s.one(f"SELECT count(*) FROM {schema.EVENTS}"))
+        assert rows == (sum(range(1, 201)),)
+    finally:
+        await db.close()
