@@ -21,8 +21,8 @@ class HistoryMetrics:
         default_factory=lambda: Gauge(
             "smsgate_history_sqlite_memory_bytes",
             "SQLite's heap in this process, by part: page_cache (cached pages with SQLite's "
-            "header for each, at most the writer's cache_size), other (prepared statements, "
-            "schema, lookaside).",
+            "header for each, up to the writer's cache_size), other (prepared statements, "
+            "schema, lookaside, and the first pages of each cache, allocated together).",
             ("part",),
         )
     )

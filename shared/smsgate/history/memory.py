@@ -26,7 +26,8 @@ _PAGECACHE_OVERFLOW = 2  # SQLITE_STATUS_PAGECACHE_OVERFLOW: every cached page w
 
 @dataclass(frozen=True)
 class SqliteMemory:
-    """Bytes of SQLite's heap in this process: all of it, and its page caches' share."""
+    """Bytes of SQLite's heap in this process: all of it, and its page caches' share (but
+    the first pages of each cache, which SQLite allocates in one piece and counts apart)."""
 
     used: int
     page_cache: int
