@@ -684,3 +684,22 @@ async def test_prunes_of_every_size_prepare_the_same_statements(tmp_path: Path) 
         assert await db.run(lambda s: s.one(f"SELECT count(*) FROM {schema.MESSAGES}")) == (0,)
     finally:
         await db.close()
+
+
+async def test_messages_asked_for_by_id_in_lists_of_every_length_prepare_few_statements(
+    tmp_path: Path,
+) -> None:
+    # One statement per number of ids asked for stayed prepared on each reader.
+    db = Database(f"sqlite:///{tmp_path / 'history.db'}")
+    try:
+        await db.run(schema.create)
+        await fold(db, *(queued(f"q{n}", "+1555", "x") for n in range(300)))
+        await search.messages(db, ["q0"])
+        held = held_besides_pages()
+        for count in range(2, 301):
+            found = await search.messages(db, [f"q{n}" for n in range(count)])
+            assert len(found) == count
+        kept = held_besides_pages() - held
+        assert kept < 2**20, f"{kept / 2**20:.1f} MiB more prepared"
+    finally:
+        await db.close()

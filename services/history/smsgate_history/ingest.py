@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import msgspec
-from smsgate.history import schema
+from smsgate.history import schema, statements
 from smsgate.history.database import Dialect, Row, Session
 from smsgate.history.records import micros, number_key
 
@@ -236,9 +236,9 @@ _INSERT_EVENTS = (
     f"INSERT INTO {schema.EVENTS} (event_id, message_id, at, step, port, detail) "
     "VALUES {values} ON CONFLICT (message_id, event_id) DO NOTHING RETURNING event_id"
 )
-# The numbers of rows an insert of events is written for (see _padded): powers of two and
-# one and a half times them, up to 256 (1,536 parameters: well inside SQLite's limit).
-INSERT_SIZES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+# The numbers of rows an insert of events is written for (smsgate.history.statements), up
+# to 256 (1,536 parameters: well inside SQLite's limit).
+INSERT_SIZES = statements.sizes_up_to(256)
 _EVENT_COLUMNS = (
     ("event_id", "text"),
     ("message_id", "text"),
@@ -372,24 +372,11 @@ def _record_events(session: Session, rows: list[Row]) -> set[str]:
             fresh.update(r[0] for r in session.all(_INSERT_EVENTS_ARRAYS, (as_json(rows),)))
         return fresh
     for start in range(0, len(rows), INSERT_SIZES[-1]):
-        chunk = _padded(rows[start : start + INSERT_SIZES[-1]])
+        # The last row repeated is a conflict: it inserts and returns nothing.
+        chunk = statements.padded(rows[start : start + INSERT_SIZES[-1]], INSERT_SIZES)
         statement = _INSERT_EVENTS.format(values=", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk)))
         fresh.update(r[0] for r in session.all(statement, [v for row in chunk for v in row]))
     return fresh
-
-
-def _padded(rows: list[Row]) -> list[Row]:
-    """The rows, their last one repeated up to the next of INSERT_SIZES (a repeat is a
-    conflict: it inserts and returns nothing).
-
-    Each number of rows is a statement of its own, and the connection keeps the
-    statements it prepared (Python's sqlite3 caches 128 of them), each some 800 bytes a
-    row: an insert of exactly the rows of each batch kept up to 128 statements, 46 MiB
-    for batches of up to 1,000 events (bench/RESULTS.md, issues 19 and 20). These 16
-    sizes keep 700 KiB at most and are each prepared once, for at most half as many
-    rows again (129 rows take 192), each repeat a lookup in a page just written."""
-    size = next(size for size in INSERT_SIZES if size >= len(rows))
-    return rows + rows[-1:] * (size - len(rows))
 
 
 def _event_row(event: Envelope) -> Row | None:

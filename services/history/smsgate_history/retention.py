@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from smsgate.history import schema
+from smsgate.history import schema, statements
 from smsgate.history.database import Database, Session
 from smsgate.history.records import micros
 
@@ -26,9 +26,9 @@ def _prune_batch(session: Session, before: int) -> int:
         )
     ]
     if ids:
-        # Always BATCH ids, the last repeated: a statement for each number of ids would stay
-        # prepared on the connection (~0.6 KiB an id for the three), one more each prune.
-        padded = ids + ids[-1:] * (BATCH - len(ids))
+        # Always BATCH ids (smsgate.history.statements): a statement for each number of ids
+        # left would stay prepared on the connection, ~0.6 KiB an id for the three.
+        padded = statements.padded(ids, (BATCH,))
         marks = ", ".join(["?"] * BATCH)
         session.execute(f"DELETE FROM {schema.EVENTS} WHERE message_id IN ({marks})", padded)
         session.execute(f"DELETE FROM {schema.PARTS} WHERE message_id IN ({marks})", padded)
