@@ -637,7 +637,7 @@ def held_besides_pages() -> int:
 async def test_batches_of_every_size_prepare_few_statements(tmp_path: Path) -> None:
     # The connection keeps what it prepared (Python's sqlite3: 128 statements). One insert
     # of exactly each batch's events kept a statement per batch size, ~800 B a row: here
-    # 128 of 73 to 200 rows, 13 MiB (46 MiB for batches of up to 1,000, RESULTS.md).
+    # 128 of 73 to 200 rows, 13 MiB (45 MiB for batches of up to 1,000, RESULTS.md).
     db = Database(f"sqlite:///{tmp_path / 'history.db'}", writer=True)
     try:
         await db.run(schema.create)

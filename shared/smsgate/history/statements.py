@@ -4,7 +4,7 @@ A statement with one placeholder (or row of them) per value is a new statement f
 number of values, and each connection keeps the statements it prepared (Python's sqlite3
 caches 128 of them; SQLite's memory for one grows with its placeholders, ~800 B per row
 of an insert of events). Statements written for whatever number came kept up to 128 of
-them per connection: 46 MiB for batches of up to 1,000 events (bench/RESULTS.md, "Issues
+them per connection: 45 MiB for batches of up to 1,000 events (bench/RESULTS.md, "Issues
 19 and 20"). Padded to one of a few lengths, the same few are prepared once.
 """
 
