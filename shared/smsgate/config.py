@@ -344,6 +344,9 @@ class HistoryConfig(_Section):
     # the most events per transaction (a turn takes what has come, up to this)
     batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 4000
     pool: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4  # API connections to the store
+    # host:port where `smsgate history-store` serves GET /metrics (Prometheus) and /healthz;
+    # "" for none
+    metrics_listen: str = ""
 
 
 def parse_listen(listen: str, key: str) -> tuple[str, int]:

@@ -13,8 +13,6 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
-import httpx
-
 from smsgate.config import ConfigError, parse_listen
 
 log = logging.getLogger("smsgate.metrics")
@@ -201,6 +199,7 @@ def remote(url: str, timeout: float = 5.0) -> AsyncSource:
 
     When it cannot be read, the text is a comment saying so: the rest of a scrape stands.
     """
+    import httpx  # here: a service that only serves its metrics need not load it (~10 MiB)
 
     async def fetch() -> str:
         try:

@@ -7,10 +7,12 @@ import asyncio
 import contextlib
 import datetime as dt
 import shutil
+import sqlite3
 import tempfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 from smsgate import contracts, subjects
 from smsgate.config import Config, HistoryConfig
@@ -23,12 +25,13 @@ from smsgate.contracts import (
     PortStatus,
     SendResult,
 )
-from smsgate.embedded import EmbeddedPostgres
+from smsgate.embedded import EmbeddedPostgres, free_port
 from smsgate.history import search
 from smsgate.history.search import Filters, Viewer
 from smsgate_history import pulling
-from smsgate_history.service import HistoryStore
+from smsgate_history.service import HistoryStore, run_history_store
 
+from bench import history_memory
 from tests.conftest import Bus
 from tests.integration.test_history_store import T0, life, queued
 
@@ -218,3 +221,42 @@ async def test_a_journal_batch_folds_in_as_its_records_and_a_withdrawal_takes_ba
     info = await nats_bus.js.consumer_info(subjects.EVENTS_STREAM, subjects.HISTORY_CONSUMER)
     assert info.num_ack_pending == 0
     assert info.num_pending == 0
+
+
+async def test_the_store_serves_what_it_folded_and_its_memory_on_metrics_listen(
+    nats_bus: Bus, tmp_path: Path
+) -> None:
+    MESSAGES = 300
+    listen = f"127.0.0.1:{free_port()}"
+    database = tmp_path / "history.db"
+    config = Config(
+        nats=nats_bus.config,
+        history=HistoryConfig(url=f"sqlite:///{database}", metrics_listen=listen),
+    )
+    for event in [e for n in range(MESSAGES) for e in life(f"m{n}")]:
+        subject = subjects.queued(None) if isinstance(event, MessageQueued) else _subject_of(event)
+        await nats_bus.js.publish(subject, contracts.encode(event))
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_history_store(config, stop))
+    try:
+        async with httpx.AsyncClient(timeout=10) as http:
+            for _ in range(600):
+                with contextlib.suppress(httpx.TransportError):
+                    text = (await http.get(f"http://{listen}/metrics")).text
+                    if f"smsgate_history_events_total {4 * MESSAGES}\n" in text:
+                        break
+                await asyncio.sleep(0.05)
+            assert f"smsgate_history_events_total {4 * MESSAGES}\n" in text, text
+            assert (await http.get(f"http://{listen}/healthz")).status_code == 200
+    finally:
+        stop.set()
+        await task
+    read = history_memory.parse(text)
+    # Every page of a new store passed through its writer's cache (far below its ceiling),
+    # each counted with SQLite's header for it; the first few of a cache SQLite allocates
+    # at once, counted as `other`.
+    with contextlib.closing(sqlite3.connect(database)) as db:
+        pages = db.execute("PRAGMA page_count").fetchone()[0] * 4096
+    assert read.page_cache + read.sqlite_other >= pages > 50 * 4096
+    assert read.page_cache > 0
+    assert read.heap_in_use > 0

@@ -8,6 +8,7 @@ import datetime as dt
 import random
 import threading
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import msgspec
 import pytest
@@ -23,7 +24,7 @@ from smsgate.contracts import (
     SendStatus,
 )
 from smsgate.embedded import EmbeddedPostgres
-from smsgate.history import schema, search
+from smsgate.history import memory, schema, search
 from smsgate.history.database import Database, Session
 from smsgate.history.search import BadFilter, Filters, Viewer
 from smsgate_history import ingest, retention
@@ -624,3 +625,81 @@ async def test_the_schema_once_there_waits_for_no_writer(postgres_server: Embedd
         release.set()
         await writing
         await store.close()
+
+
+def held_besides_pages() -> int:
+    """SQLite's heap in this process besides its page caches: mostly prepared statements."""
+    found = memory.sqlite_memory()
+    assert found is not None, "SQLite's own memory count is readable here"
+    return found.used - found.page_cache
+
+
+async def test_batches_of_every_size_prepare_few_statements(tmp_path: Path) -> None:
+    # The connection keeps what it prepared (Python's sqlite3: 128 statements). One insert
+    # of exactly each batch's events kept a statement per batch size, ~800 B a row: here
+    # 128 of 73 to 200 rows, 13 MiB (45 MiB for batches of up to 1,000, RESULTS.md).
+    db = Database(f"sqlite:///{tmp_path / 'history.db'}", writer=True)
+    try:
+        await db.run(schema.create)
+        before = held_besides_pages()
+        events = [ingest.decode(contracts.encode(e)) for e in life("m0")]
+        for size in range(1, 201):
+            batch = [
+                msgspec.structs.replace(event, event_id=f"{event.event_id}:{size}:{n}")
+                for n, event in enumerate(events * size)
+            ][:size]
+            await db.run(lambda s, b=batch: ingest.apply_batch(s, b))  # type: ignore[misc]
+        kept = held_besides_pages() - before
+        # The 16 sizes of INSERT_SIZES (892 rows in all) and the upserts: under a MiB.
+        assert kept < 2**20, f"SQLite holds {kept / 2**20:.1f} MiB besides its pages"
+        rows = await db.run(lambda s: s.one(f"SELECT count(*) FROM {schema.EVENTS}"))
+        assert rows == (sum(range(1, 201)),)
+    finally:
+        await db.close()
+
+
+async def test_prunes_of_every_size_prepare_the_same_statements(tmp_path: Path) -> None:
+    # A prune's last transaction takes what is left: a statement per number of ids left
+    # stayed prepared, ~0.6 KiB an id (here 7 MiB for 12 prunes).
+    db = Database(f"sqlite:///{tmp_path / 'history.db'}", writer=True)
+    old = T0 - dt.timedelta(days=40)
+    before = retention.cutoff(T0, 30)
+    assert before is not None
+
+    async def prune_after(count: int) -> None:
+        records = [queued(f"o{count}-{i}", "+1", "x", at=old) for i in range(count)]
+        decoded = [ingest.decode(contracts.encode(r)) for r in records]
+        await db.run(lambda s: ingest.apply_batch(s, decoded))
+        assert await retention.prune(db, before) == count
+
+    try:
+        await db.run(schema.create)
+        await prune_after(50)
+        held = held_besides_pages()
+        for count in range(150, 1801, 150):
+            await prune_after(count)
+        kept = held_besides_pages() - held
+        # The inserts of events in their 16 sizes (~0.6 MiB), and no more for the prunes.
+        assert kept < 2**20, f"{kept / 2**20:.1f} MiB more prepared"
+        assert await db.run(lambda s: s.one(f"SELECT count(*) FROM {schema.MESSAGES}")) == (0,)
+    finally:
+        await db.close()
+
+
+async def test_messages_asked_for_by_id_in_lists_of_every_length_prepare_few_statements(
+    tmp_path: Path,
+) -> None:
+    # One statement per number of ids asked for stayed prepared on each reader.
+    db = Database(f"sqlite:///{tmp_path / 'history.db'}")
+    try:
+        await db.run(schema.create)
+        await fold(db, *(queued(f"q{n}", "+1555", "x") for n in range(300)))
+        await search.messages(db, ["q0"])
+        held = held_besides_pages()
+        for count in range(2, 301):
+            found = await search.messages(db, [f"q{n}" for n in range(count)])
+            assert len(found) == count
+        kept = held_besides_pages() - held
+        assert kept < 2**20, f"{kept / 2**20:.1f} MiB more prepared"
+    finally:
+        await db.close()

@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import msgspec
-from smsgate.history import schema
+from smsgate.history import schema, statements
 from smsgate.history.database import Dialect, Row, Session
 from smsgate.history.records import micros, number_key
 
@@ -236,7 +236,9 @@ _INSERT_EVENTS = (
     f"INSERT INTO {schema.EVENTS} (event_id, message_id, at, step, port, detail) "
     "VALUES {values} ON CONFLICT (message_id, event_id) DO NOTHING RETURNING event_id"
 )
-_EVENTS_PER_INSERT = 1000  # 6000 parameters: well inside SQLite's limit
+# The numbers of rows an insert of events is written for (smsgate.history.statements), up
+# to 256 (1,536 parameters: well inside SQLite's limit).
+INSERT_SIZES = statements.sizes_up_to(256)
 _EVENT_COLUMNS = (
     ("event_id", "text"),
     ("message_id", "text"),
@@ -369,10 +371,10 @@ def _record_events(session: Session, rows: list[Row]) -> set[str]:
         if rows:
             fresh.update(r[0] for r in session.all(_INSERT_EVENTS_ARRAYS, (as_json(rows),)))
         return fresh
-    for start in range(0, len(rows), _EVENTS_PER_INSERT):
-        chunk = rows[start : start + _EVENTS_PER_INSERT]
-        values = ", ".join("(?, ?, ?, ?, ?, ?)" for _ in chunk)
-        statement = _INSERT_EVENTS.format(values=values)
+    for start in range(0, len(rows), INSERT_SIZES[-1]):
+        # The last row repeated is a conflict: it inserts and returns nothing.
+        chunk = statements.padded(rows[start : start + INSERT_SIZES[-1]], INSERT_SIZES)
+        statement = _INSERT_EVENTS.format(values=", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk)))
         fresh.update(r[0] for r in session.all(statement, [v for row in chunk for v in row]))
     return fresh
 

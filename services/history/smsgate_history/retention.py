@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from smsgate.history import schema
+from smsgate.history import schema, statements
 from smsgate.history.database import Database, Session
 from smsgate.history.records import micros
 
@@ -26,10 +26,13 @@ def _prune_batch(session: Session, before: int) -> int:
         )
     ]
     if ids:
-        marks = ", ".join("?" for _ in ids)
-        session.execute(f"DELETE FROM {schema.EVENTS} WHERE message_id IN ({marks})", ids)
-        session.execute(f"DELETE FROM {schema.PARTS} WHERE message_id IN ({marks})", ids)
-        session.execute(f"DELETE FROM {schema.MESSAGES} WHERE id IN ({marks})", ids)
+        # Always BATCH ids (smsgate.history.statements): a statement for each number of ids
+        # left would stay prepared on the connection, ~0.6 KiB an id for the three.
+        padded = statements.padded(ids, (BATCH,))
+        marks = ", ".join(["?"] * BATCH)
+        session.execute(f"DELETE FROM {schema.EVENTS} WHERE message_id IN ({marks})", padded)
+        session.execute(f"DELETE FROM {schema.PARTS} WHERE message_id IN ({marks})", padded)
+        session.execute(f"DELETE FROM {schema.MESSAGES} WHERE id IN ({marks})", padded)
         return len(ids)
     # What is left: events of messages pruned before them (a late report), if any.
     return session.execute(

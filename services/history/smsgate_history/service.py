@@ -23,11 +23,13 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from smsgate import bus, contracts, subjects
+from smsgate import metrics as metrics_endpoint
 from smsgate.config import Config
 from smsgate.history import schema
 from smsgate.history.database import Database, StoreError, redacted
 
 from smsgate_history import ingest, retention
+from smsgate_history.metrics import HistoryMetrics
 from smsgate_history.pulling import Puller
 
 log = logging.getLogger("smsgate.history")
@@ -78,6 +80,7 @@ class HistoryStore:
         self.history = config.history
         self.db = db or Database(config.history.url, name="history-store", writer=True)
         self.applied = 0  # events folded in since start
+        self.metrics = HistoryMetrics()
         self._last_prune = 0.0
         self._pruned_once = False
 
@@ -210,6 +213,9 @@ class HistoryStore:
         with contextlib.suppress(Exception):
             await nc.jetstream().publish(subjects.DEAD_HISTORY, contracts.encode(letter))
 
+    def metrics_text(self) -> str:
+        return self.metrics.render(self.applied)
+
     async def close(self) -> None:
         await self.db.close()
 
@@ -217,6 +223,14 @@ class HistoryStore:
 async def run_history_store(config: Config, stop: asyncio.Event, *, rebuild: bool = False) -> None:
     """Keep the history store up to date with SMS_EVENTS until `stop` is set."""
     store = HistoryStore(config)
+    listen = config.history.metrics_listen
+    async with metrics_endpoint.serving(listen, "history.metrics_listen", [store.metrics_text]):
+        await _serve(store, config, stop, rebuild=rebuild)
+
+
+async def _serve(
+    store: HistoryStore, config: Config, stop: asyncio.Event, *, rebuild: bool
+) -> None:
     nc = await bus.connect_until(config.nats, stop, name=f"{config.nats.name}-history")
     if nc is None:  # told to stop while NATS was unreachable
         await store.close()

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 
 from smsgate.contracts import OUTCOME_UNKNOWN
-from smsgate.history import schema
+from smsgate.history import schema, statements
 from smsgate.history.database import Database, Row, Session
 from smsgate.history.records import (
     Direction,
@@ -302,12 +302,13 @@ def _one(session: Session, message_id: str) -> tuple[Row | None, list[Row]]:
 
 # Ids asked for in one statement: SQLite before 3.32 allows 999 parameters.
 IDS_PER_QUERY = 500
+_ID_LIST_SIZES = statements.sizes_up_to(IDS_PER_QUERY)  # statements of a few lengths only
 
 
 def _many(session: Session, ids: Sequence[str]) -> list[Row]:
     rows: list[Row] = []
     for start in range(0, len(ids), IDS_PER_QUERY):
-        chunk = ids[start : start + IDS_PER_QUERY]
+        chunk = statements.padded(ids[start : start + IDS_PER_QUERY], _ID_LIST_SIZES)
         marks = ", ".join("?" * len(chunk))
         rows += session.all(
             f"SELECT {COLUMNS} FROM {schema.MESSAGES} WHERE id IN ({marks})", tuple(chunk)
