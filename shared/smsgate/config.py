@@ -341,7 +341,8 @@ class HistoryConfig(_Section):
     # messages older than this many days are pruned; 0 keeps everything
     retention_days: Annotated[float, msgspec.Meta(ge=0)] = 90.0
     prune_interval: Annotated[float, msgspec.Meta(gt=0)] = 3600.0  # seconds between prunes
-    # the most events per transaction (a turn takes what has come, up to this)
+    # the most events per transaction (a turn takes what has come, up to this; while
+    # events keep coming, a turn starts at most every 0.1 s)
     batch: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 4000
     pool: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4  # API connections to the store
     # host:port where `smsgate history-store` serves GET /metrics (Prometheus) and /healthz;

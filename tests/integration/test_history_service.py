@@ -9,11 +9,13 @@ import datetime as dt
 import shutil
 import sqlite3
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from nats.aio.msg import Msg
 from smsgate import contracts, subjects
 from smsgate.config import Config, HistoryConfig
 from smsgate.contracts import (
@@ -28,8 +30,8 @@ from smsgate.contracts import (
 from smsgate.embedded import EmbeddedPostgres, free_port
 from smsgate.history import search
 from smsgate.history.search import Filters, Viewer
-from smsgate_history import pulling
-from smsgate_history.service import HistoryStore, run_history_store
+from smsgate_history import ingest, pulling
+from smsgate_history.service import HistoryStore, ensure_consumer, run_history_store
 
 from bench import history_memory
 from tests.conftest import Bus
@@ -260,3 +262,56 @@ async def test_the_store_serves_what_it_folded_and_its_memory_on_metrics_listen(
     assert read.page_cache + read.sqlite_other >= pages > 50 * 4096
     assert read.page_cache > 0
     assert read.heap_in_use > 0
+
+
+async def test_a_take_gathers_what_comes_until_its_time_unless_its_batch_is_full(
+    nats_bus: Bus,
+) -> None:
+    # The store folds at most every FOLD_EVERY seconds while events keep coming: a take
+    # gathers until the time it is given, but not past a full batch nor past a wake (stop).
+    await ensure_consumer(nats_bus.js)
+    puller = pulling.Puller(
+        nats_bus.nc, subjects.EVENTS_STREAM, subjects.HISTORY_CONSUMER, window=100
+    )
+    await puller.start()
+
+    async def publish(*mids: str) -> None:
+        for mid in mids:
+            record = queued(mid, "+1555", "hi")
+            await nats_bus.js.publish(subjects.queued(None), contracts.encode(record))
+
+    def ids(msgs: list[Msg]) -> list[str]:
+        return [ingest.decode(m.data).id or "" for m in msgs]
+
+    hour = 3600.0
+    try:
+        await publish("a1", "a2", "a3")
+        # A full batch is taken at once, however long it could gather.
+        first = await asyncio.wait_for(
+            puller.take(2, wait=hour, gather_until=time.monotonic() + hour), 30
+        )
+        assert ids(first) == ["a1", "a2"]
+        # Its gathering time over (the last fold long ago): what has come, at once.
+        assert ids(await asyncio.wait_for(puller.take(50, wait=hour), 30)) == ["a3"]
+        # Gathering: what comes meanwhile joins the batch, until the batch is full...
+        await publish("b1")
+        taking = asyncio.create_task(
+            puller.take(4, wait=hour, gather_until=time.monotonic() + hour)
+        )
+        await publish("b2", "b3", "b4")
+        assert ids(await asyncio.wait_for(taking, 30)) == ["b1", "b2", "b3", "b4"]
+        # ... or until a wake (the store stopping).
+        await publish("c1")
+        taking = asyncio.create_task(
+            puller.take(50, wait=hour, gather_until=time.monotonic() + hour)
+        )
+        await publish("c2")
+        for _ in range(600):
+            if puller.waiting == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert not taking.done()
+        puller.wake()
+        assert ids(await asyncio.wait_for(taking, 30)) == ["c1", "c2"]
+    finally:
+        await puller.stop()

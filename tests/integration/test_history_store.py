@@ -452,6 +452,28 @@ async def test_a_batch_with_repeats_and_any_order_folds_like_one_at_a_time(db: D
     assert parts == [(6,)]
 
 
+async def test_rows_with_none_in_other_places_fold_in_their_order(db: Database) -> None:
+    # Three reports of one message in one batch, the second with a reason, the others
+    # without: on SQLite they go in three runs (their Nones are written as NULL), and the
+    # last one decides, as one at a time.
+    to = "+15551230008"
+    states = [DeliveryState.DELIVERED, DeliveryState.FAILED, DeliveryState.EXPIRED]
+    reports = [
+        msgspec.structs.replace(
+            report("r1", to, at=T0 + dt.timedelta(seconds=i), state=state),
+            event_id=f"r1:report:{i}",
+            reason="no such handset" if i == 1 else None,
+        )
+        for i, state in enumerate(states)
+    ]
+    decoded = [ingest.decode(contracts.encode(e)) for e in [queued("r1", to, "hi"), *reports]]
+    assert await db.run(lambda s: ingest.apply_batch(s, decoded)) == 4
+    found = await search.lookup(db, "r1", ADMIN)
+    assert found is not None
+    assert (found[0].state, found[0].report, found[0].report_reason) == ("expired", "expired", None)
+    assert found[0].text == "hi"
+
+
 def _one_message(mid: str, steps: str) -> list[object]:
     """Events of message `mid` by letter: Q queued, P queued pinned to lte-2, S sending
     on lte-1, T its second `sending` on lte-3 (a retry), R result, D report."""

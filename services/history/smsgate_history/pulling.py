@@ -56,7 +56,9 @@ class Puller:
         self._window = window
         self._arrived: deque[Msg] = deque()
         self._open: dict[str, _Open] = {}  # oldest first
-        self._ready = asyncio.Event()
+        self._ready = asyncio.Event()  # an event came (or `wake`)
+        self._enough = asyncio.Event()  # `_wanted` events came (or `wake`)
+        self._wanted = 0
         self._inbox = ""
         self._counter = 0
         self._sub: Subscription | None = None
@@ -68,20 +70,31 @@ class Puller:
     def wake(self) -> None:
         """Make a waiting `take` return now (with what has come, maybe nothing)."""
         self._ready.set()
+        self._enough.set()
 
-    async def take(self, most: int, *, wait: float) -> list[Msg]:
-        """The events that came, up to `most`; waits up to `wait` seconds for the first."""
+    async def take(self, most: int, *, wait: float, gather_until: float = 0.0) -> list[Msg]:
+        """The events that came, up to `most`; waits up to `wait` seconds for the first,
+        then, until the monotonic time `gather_until`, for more (unless `most` came)."""
         await self._ask()
         if not self._arrived:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(wait):
-                    await self._ready.wait()
+            await _wait(self._ready, wait)
+        gather = gather_until - time.monotonic()
+        if self._arrived and len(self._arrived) < most and gather > 0:
+            self._wanted = most
+            self._enough.clear()
+            await _wait(self._enough, gather)
+            self._wanted = 0
         arrived = self._arrived
         taken = [arrived.popleft() for _ in range(min(most, len(arrived)))]
         if not arrived:
             self._ready.clear()
         await self._ask()
         return taken
+
+    @property
+    def waiting(self) -> int:
+        """Events that came and were not taken yet."""
+        return len(self._arrived)
 
     @property
     def asked(self) -> int:
@@ -123,6 +136,8 @@ class Puller:
                 del self._open[token]
         self._arrived.append(msg)
         self._ready.set()
+        if self._wanted and len(self._arrived) >= self._wanted:
+            self._enough.set()
 
     async def stop(self) -> None:
         """Stop asking; events that came and were not taken go back at once (not after
@@ -135,3 +150,10 @@ class Puller:
             with contextlib.suppress(Exception):
                 await self._arrived.popleft().nak()
         self._open.clear()
+
+
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Until `event` is set, or `seconds` have passed."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
