@@ -409,7 +409,10 @@ class Ledger:
                 log.warning("status of %s not updated: %s", event.id, status_failed)
 
         await until_done(step, f"report of {event.id}")
-        self._reported.setdefault(event.port, collections.Counter())[event.state.value] += 1
+        counts = self._reported.get(event.port)
+        if counts is None:  # (setdefault would make a Counter per report)
+            counts = self._reported[event.port] = collections.Counter()
+        counts[event.state.value] += 1
 
     def published_for(self, port: str) -> Mapping[str, int]:
         """How many reports of `port`'s messages this agent published, by state."""
