@@ -623,6 +623,7 @@ async def test_the_agent_keeps_nothing_per_message() -> None:
     assert len(ledger._records) == 0  # and no record: hints of slots only, bounded
     assert len(ledger._slots) <= 256
     assert len(ledger._owed) <= 256  # removals owed: one per slot at most
+    assert len(ledger._owed_only) <= len(ledger._owed)
 
 
 async def test_a_settled_messages_entry_leaves_its_slot_with_the_next_filing() -> None:
@@ -643,6 +644,40 @@ async def test_a_settled_messages_entry_leaves_its_slot_with_the_next_filing() -
     assert store.reads == []
     assert slot(store, 4) == ["m2"]
     assert ledger._owed == {}
+
+
+async def test_a_slot_that_held_only_settled_entries_is_filed_unread_without_its_hint() -> None:
+    """An agent with more SIMs than slot hints: by the time the MR comes round, the hint
+    is gone. The revision at which the slot held nothing but settled entries is enough to
+    file into it: one write, no read."""
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    ledger = agent(store, bus, clock)
+    await send(ledger, "m1", 4)
+    await ledger.take(report(4), SIM)
+    ledger._slots = ledger_module.Hints(ledger_module.SLOT_HINTS)  # evicted meanwhile
+    store.reads.clear()
+    store.writes.clear()
+    await send(ledger, "m2", 4)
+    assert store.reads == []
+    assert [key[:2] for key in store.writes] == ["m.", "s."]
+    assert slot(store, 4) == ["m2"]
+    assert ledger._owed == {}
+    assert ledger._owed_only == {}
+
+
+async def test_a_slot_written_by_another_agent_since_is_read_before_it_is_filed() -> None:
+    """The revision a filing starts from is confirmed by its compare-and-set: another
+    agent's part filed there meanwhile (the SIM was elsewhere) is kept."""
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    ledger = agent(store, bus, clock)
+    await send(ledger, "m1", 4)
+    await ledger.take(report(4), SIM)
+    await send(agent(store, bus, clock), "m2", 4, to="+4915112345678")
+    ledger._slots = ledger_module.Hints(ledger_module.SLOT_HINTS)
+    await send(ledger, "m3", 4)
+    assert slot(store, 4) == ["m2", "m3"]
+    await ledger.take(report(4, to="+4915112345678"), SIM)
+    assert bus.states() == {"m1": DeliveryState.DELIVERED, "m2": DeliveryState.DELIVERED}
 
 
 async def test_a_report_read_again_passes_over_its_settled_message_unread() -> None:

@@ -29,7 +29,10 @@ is sent.
 
 A settled record's slot entries are not taken out by a write of their own: the removal is
 owed (`_owed`, bounded) and rides on the next write of that slot, the filing of the part
-that next gets its TP-MR, so a slot costs one write per part instead of two. Until then
+that next gets its TP-MR, so a slot costs one write per part instead of two. A slot that
+held nothing but owed entries when its report read it is filed from that revision,
+unread, even once its hint is gone (`_owed_only`: an agent with more SIMs than slot
+hints); the compare-and-set confirms that nobody wrote it since. Until then
 the entry points at a record that is gone, which every reader handles as it always did
 (an entry left behind by a crash between the steps): a record that is gone is no
 candidate, and this agent leaves its own owed entries out before choosing. Owed removals
@@ -193,6 +196,9 @@ class Ledger:
         self._slots: Hints[list[SlotEntry]] = Hints(SLOT_HINTS)
         # slot key -> the keys of settled records whose entries are still in it (oldest first)
         self._owed: dict[str, frozenset[str]] = {}
+        # slot key -> a revision at which it held only entries owed a removal: a filing
+        # then writes from it unread, though the slot's hint is gone (few bytes a slot)
+        self._owed_only: dict[str, int] = {}
 
     # --- sending --------------------------------------------------------------------------
 
@@ -213,9 +219,11 @@ class Ledger:
                 entry = SlotEntry(key, part.sequence, record.to, record.sent)
                 slot = _slot_key(record.sim.key, part.reference)
                 owed = self._owed.get(slot, frozenset())
-                await self._edit_slot(
-                    slot, self._filing(entry, owed), self._slots.get(slot), hint=True
-                )
+                known = self._slots.get(slot)
+                if known is None and slot in self._owed_only:
+                    # What it held then is all dropped by the filing: its revision will do.
+                    known = ([], self._owed_only[slot])
+                await self._edit_slot(slot, self._filing(entry, owed), known, hint=True)
                 self._paid(slot, owed)
         finally:
             self._records.remember(key, record, await written)
@@ -288,7 +296,15 @@ class Ledger:
             if event is not None:
                 await self._publish(updated, event)
             if updated.settled:
-                await self._forget(chosen.record, updated, revision)
+                # Nothing else awaiting a report in the slot as read: it holds only
+                # entries owed a removal at that revision.
+                alone = all(e == chosen for e in entries)
+                await self._forget(
+                    chosen.record,
+                    updated,
+                    revision,
+                    only=(slot_key, slot_revision) if alone and slot_revision else None,
+                )
             else:
                 await self._edit_slot(slot_key, _without(chosen), (entries, slot_revision))
             log.info(
@@ -419,10 +435,18 @@ class Ledger:
         return self._reported.get(port, {})
 
     async def _forget(
-        self, key: str, record: ReportRecord, revision: int, *, owe: bool = True
+        self,
+        key: str,
+        record: ReportRecord,
+        revision: int,
+        *,
+        owe: bool = True,
+        only: tuple[str, int] | None = None,
     ) -> None:
         """Drop a settled record, and its slot entries: owed (see the module), or now
-        (`owe` False: the sweep, which seldom files into the slots of what it expires)."""
+        (`owe` False: the sweep, which seldom files into the slots of what it expires).
+        `only`: a slot and a revision at which it held nothing but owed entries, this
+        record's included."""
         self._records.forget(key)
         try:
             await self._delete(key, revision)
@@ -431,16 +455,20 @@ class Ledger:
                 return  # a late part's report came meanwhile: the next sweep of it settles it
             # A settled one-part record changes only this way (the sweep, the same report
             # read again): whoever came first deleted it.
-        await self._owe(key, record)
+        await self._owe(key, record, only)
         if not owe:
             for slot in _slots_of(record):
                 await self._unfile(slot)
 
-    async def _owe(self, key: str, record: ReportRecord) -> None:
+    async def _owe(
+        self, key: str, record: ReportRecord, only: tuple[str, int] | None = None
+    ) -> None:
         """Owe the removal of a settled record's entries from its slots; write the oldest
         owed removals now when more slots than OWED_SLOTS owe one."""
         for slot in _slots_of(record):
             self._owed[slot] = self._owed.pop(slot, frozenset()) | {key}
+        if only is not None:
+            self._owed_only[only[0]] = only[1]
         while len(self._owed) > OWED_SLOTS:
             await self._unfile(next(iter(self._owed)))
 
@@ -464,6 +492,7 @@ class Ledger:
         """`owed` is out of `slot` now (what was owed meanwhile stays owed)."""
         if not owed:
             return
+        self._owed_only.pop(slot, None)  # written since: that revision is gone
         left = self._owed.pop(slot, frozenset()) - owed
         if left:
             self._owed[slot] = left
