@@ -731,6 +731,18 @@ async def test_removals_owed_past_the_bound_are_written_at_once(
     assert ledger._owed == {}
 
 
+async def test_the_agent_stopping_writes_every_removal_it_owes() -> None:
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    ledger = agent(store, bus, clock)
+    for mr in range(300):  # more than are written at once
+        await send(ledger, f"m{mr}", mr % 256, to=f"+49176123{mr:05d}")
+        await ledger.take(report(mr % 256, to=f"+49176123{mr:05d}"), SIM)
+    assert len(ledger._owed) == 256
+    await ledger.flush()
+    assert ledger._owed == {}
+    assert all(slot(store, mr) == [] for mr in range(256))
+
+
 async def test_an_expired_messages_entry_is_removed_at_once() -> None:
     """The sweep expires messages of any SIM, whose slots it seldom files into: it owes
     nothing."""

@@ -47,6 +47,7 @@ import asyncio
 import collections
 import datetime as dt
 import gc
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -87,6 +88,7 @@ SLOT_HINTS = 32768
 # SIM files into each of its 256 slots once per 256 parts, so this covers 256 SIMs sending
 # all the time (about 200 B each); past it the oldest are written at once.
 OWED_SLOTS = 65536
+FLUSH_AT_ONCE = 256  # owed removals written together when the agent stops
 
 _slots = msgspec.json.Decoder(list[SlotEntry])
 _record = msgspec.json.Decoder(ReportRecord)
@@ -473,9 +475,11 @@ class Ledger:
             await self._unfile(next(iter(self._owed)))
 
     async def flush(self) -> None:
-        """Write every owed removal (the agent stops: what it owes would be lost)."""
+        """Write every owed removal (the agent stops: what it owes would be lost), many
+        slots at once: an agent may owe tens of thousands."""
         while self._owed:
-            await self._unfile(next(iter(self._owed)))
+            slots = list(itertools.islice(self._owed, FLUSH_AT_ONCE))
+            await asyncio.gather(*(self._unfile(slot) for slot in slots))
 
     async def _unfile(self, slot: str) -> None:
         """Take the records owed a removal out of `slot` by a write of its own."""
