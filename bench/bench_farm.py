@@ -24,6 +24,7 @@ from pathlib import Path
 import msgspec
 import uvloop
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from smsgate import bus, contracts, subjects
 from smsgate.config import AgentConfig, AgentPort, Config, NatsConfig, SendPolicy, SimConfig
 from smsgate.embedded import EmbeddedNats
@@ -61,6 +62,7 @@ class FarmRun:
     agent_rss: int  # bytes, all agents, at the end
     ready_after: float  # seconds from agent start to every port ready
     turnaround: list[float]  # per port: +CMGS answer to the next PDU's first byte, seconds
+    wire: dict[str, float] | None = None  # messages per part on the bus, by kind (--wire)
 
     @property
     def limit(self) -> float:
@@ -185,6 +187,7 @@ async def run_farm(
     status_report: bool,
     ready_limit: float,
     report_routing: str = "stored",
+    wire: bool = False,
 ) -> FarmRun:
     nats = EmbeddedNats(store_dir=directory / f"nats-{ports}-{agents}")
     nats.start()
@@ -217,6 +220,7 @@ async def run_farm(
         await publish_jobs(nc, jobs, status_report=status_report)
         print(f"  published {jobs} jobs in {time.time() - t_publish:.1f}s")
         await asyncio.sleep(max(0.0, t_publish + warmup - time.time()))
+        counter = await WireCounter.start(nats.url) if wire else None
         t0 = time.time()
         agent_cpu0 = sum(cpu_seconds(p.popen.pid) for p in procs)
         sim_cpu0 = time.process_time()
@@ -225,6 +229,7 @@ async def run_farm(
         agent_cpu = sum(cpu_seconds(p.popen.pid) for p in procs) - agent_cpu0
         sim_cpu = time.process_time() - sim_cpu0
         rss = sum(rss_bytes(p.popen.pid) for p in procs)
+        counts = await counter.stop() if counter is not None else None
         sent = sim.sent()
         parts = sum(1 for part in sent if t0 <= part.time < t1)
         turnaround = _turnaround(sent, t0, t1)
@@ -244,7 +249,12 @@ async def run_farm(
             agent_rss=rss,
             ready_after=ready_after,
             turnaround=turnaround,
+            wire={k: n / max(parts, 1) for k, n in counts.items()} if counts else None,
         )
+        if result.wire is not None:
+            print(f"  on the wire per part ({sum(result.wire.values()):.2f} in all):")
+            for kind, per_part in sorted(result.wire.items(), key=lambda kv: -kv[1]):
+                print(f"    {per_part:6.2f}  {kind}")
         print(
             f"  P={ports} A={agents}: {rate:.1f} parts/s of {result.limit:.1f} "
             f"({result.ratio:.3f}); agent CPU {agent_cpu / max(parts, 1) * 1e6:.0f} µs/part, "
@@ -263,6 +273,56 @@ async def run_farm(
                 await nc.close()
         await sim.stop()
         nats.stop()
+
+
+# What each message on the bus is, by its subject (first match wins); replies to the
+# clients' inboxes and the server's own traffic are left out: only what clients publish.
+WIRE_KINDS = [
+    ("$KV.sms_reports.", "ledger write (sms_reports)"),
+    ("$JS.API.STREAM.MSG.GET.KV_sms_reports", "ledger read (sms_reports)"),
+    ("$KV.sms_messages.", "message status (sms_messages)"),
+    ("$KV.sms_sending.", "claim or result record (sms_sending)"),
+    ("$KV.sms_ports.", "port state (sms_ports)"),
+    ("$KV.sms_agents.", "agent lease (sms_agents)"),
+    ("$JS.API.STREAM.MSG.GET.", "other KV read"),
+    ("$JS.API.DIRECT.GET.", "other KV read (direct)"),
+    ("sms.event.result.", "result event"),
+    ("sms.event.report.", "report event"),
+    ("sms.event.port.", "port event"),
+    ("sms.event.sending.", "journal: sending"),
+    ("$JS.ACK.", "job ack / progress / nak"),
+    ("$JS.API.CONSUMER.MSG.NEXT.", "pull request"),
+    ("$JS.API.", "other JetStream API"),
+    ("$KV.", "other KV write"),
+    ("sms.send.", "job delivered (the server's, to a pull)"),
+    ("sms.", "other sms subject"),
+]
+
+
+class WireCounter:
+    """Counts, by kind, what clients publish while it listens (a `>` subscription)."""
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self.counts: dict[str, int] = {}
+
+    @classmethod
+    async def start(cls, url: str) -> WireCounter:
+        counter = cls(await bus.connect(NatsConfig(url=url), name="bench-wire"))
+        await counter.nc.subscribe(">", cb=counter._seen)
+        await counter.nc.flush()
+        return counter
+
+    async def _seen(self, msg: Msg) -> None:
+        subject = msg.subject
+        if subject.startswith("_INBOX.") or subject.startswith("$JS.EVENT."):
+            return
+        kind = next((k for prefix, k in WIRE_KINDS if subject.startswith(prefix)), "other")
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+
+    async def stop(self) -> dict[str, int]:
+        await self.nc.close()
+        return self.counts
 
 
 TRACE: list[tuple[float, str, bytes]] = []
@@ -396,6 +456,7 @@ async def amain(args: argparse.Namespace) -> None:
                         status_report=args.status_report,
                         ready_limit=args.ready_limit,
                         report_routing=args.report_routing,
+                        wire=args.wire,
                     )
                 except Exception as exc:
                     print(f"  P={ports} A={agents} failed: {exc}")
@@ -422,6 +483,12 @@ def main(argv: list[str] | None = None) -> None:
         choices=["stored", "direct"],
         default="stored",
         help="how the ports take delivery reports (agent.ports report_routing)",
+    )
+    parser.add_argument(
+        "--wire",
+        action="store_true",
+        help="count what the clients publish during the window, per part, by kind (a `>` "
+        "subscription in this process: its CPU figures are not comparable with a run without)",
     )
     uvloop.run(amain(parser.parse_args(argv)))
 

@@ -6,13 +6,19 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 
+import msgspec
 import pytest
+from nats.aio.msg import Msg
 from nats.js.kv import KeyValue
 from smsgate import bus, subjects
 from smsgate.acks import AckPublisher
-from smsgate_agent.ledger import Conflict, KvStore
+from smsgate_agent import reports
+from smsgate_agent.ledger import Conflict, KvStore, Ledger
 
 from tests.conftest import Bus
+from tests.unit.test_ledger import SETTINGS, Clock, send
+from tests.unit.test_ledger import Bus as ReportBus
+from tests.unit.test_reports import SIM, report
 
 
 @pytest.fixture
@@ -86,3 +92,37 @@ async def test_listing_keys_leaves_no_watcher_behind(store: KvStore) -> None:
         assert watchers() <= before + 1
     finally:
         gc.enable()
+
+
+async def test_a_settled_entry_leaves_its_slot_with_the_next_filing(
+    nats_bus: Bus, store: KvStore
+) -> None:
+    """On a real bucket: a report settles its message without writing the slot, and the
+    next filing into the slot (from the hint its read left) takes the entry out, in the
+    one write that files the new part."""
+    clock = Clock()
+    ledger = Ledger(store, ReportBus(), SETTINGS, clock=clock)
+    await send(ledger, "m1", 4)
+    slot_key = f"s.{SIM.key}.4"
+    written: list[bytes] = []
+
+    async def seen(msg: Msg) -> None:
+        written.append(msg.data)
+
+    watch = await nats_bus.nc.subscribe(subjects.REPORTS_KV_PREFIX + slot_key, cb=seen)
+    await ledger.take(report(4), SIM)
+    settled = await nats_bus.buckets.reports.get(slot_key)
+    assert _named(settled.value) == ["m1"]
+    assert await store.keys("m.>") == []
+    await send(ledger, "m2", 4)
+    await nats_bus.nc.flush()
+    await watch.unsubscribe()
+    assert [_named(value) for value in written] == [["m2"]]  # the filing, nothing before
+    filed = await nats_bus.buckets.reports.get(slot_key)
+    assert _named(filed.value) == ["m2"]
+    assert ledger._owed == {}
+
+
+def _named(value: bytes | None) -> list[str]:
+    entries = msgspec.json.decode(value or b"[]", type=list[reports.SlotEntry])
+    return [entry.record.rsplit(".", 1)[1] for entry in entries]

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from smsgate import contracts
 from smsgate.backoff import Backoff
 from smsgate.contracts import DeliveryState
+from smsgate_agent import ledger as ledger_module
 from smsgate_agent import reports, send_path
 from smsgate_agent.delivery_reports import DeliveryReports
 from smsgate_agent.ledger import Conflict, Ledger, LedgerSettings
@@ -48,6 +49,7 @@ class MemoryStore:
         self.values: dict[str, tuple[bytes, int]] = {}
         self.revision = 0
         self.reads: list[str] = []  # every key read, in order
+        self.writes: list[str] = []  # every key written or deleted, in order
 
     async def get(self, key: str) -> tuple[bytes, int] | None:
         self.reads.append(key)
@@ -56,6 +58,7 @@ class MemoryStore:
         return value
 
     async def put(self, key: str, value: bytes) -> int:
+        self.writes.append(key)
         self.revision += 1
         self.values[key] = (value, self.revision)
         return self.revision
@@ -77,14 +80,8 @@ class MemoryStore:
     async def delete(self, key: str, revision: int | None = None) -> None:
         if revision is not None and self.values.get(key, (b"", 0))[1] != revision:
             raise Conflict(key)
+        self.writes.append(key)
         self.values.pop(key, None)
-
-    async def delete_soon(self, key: str, revision: int) -> Awaitable[None]:
-        try:
-            await self.delete(key, revision)
-        except Conflict as exc:
-            return _settled(exc)
-        return _settled(None)
 
     async def keys(self, pattern: str) -> list[str]:
         keys = [key for key in self.values if _matches(pattern.split("."), key.split("."))]
@@ -194,9 +191,28 @@ async def send(ledger: Ledger, message_id: str, *refs: int, sim: Sim = SIM, to: 
 
 
 def ledger_empty(store: MemoryStore) -> bool:
-    """No record, no waiting report, no part on file: only the empty slots remain."""
-    slots = [value for key, (value, _) in store.values.items() if key.startswith("s.")]
-    return not store.under("m.") and not store.under("w.") and all(v == b"[]" for v in slots)
+    """No record, no waiting report, no part on file: the slots hold only entries of
+    records that are gone (their removal rides on the slot's next filing)."""
+    return not store.under("m.") and not store.under("w.") and not filed(store)
+
+
+def filed(store: MemoryStore) -> list[str]:
+    """The record keys the slots name that are still records."""
+    named = [
+        entry.record
+        for key, (value, _) in store.values.items()
+        if key.startswith("s.")
+        for entry in msgspec.json.decode(value, type=list[reports.SlotEntry])
+    ]
+    return [key for key in named if key in store.values]
+
+
+def slot(store: MemoryStore, reference: int, sim: Sim = SIM) -> list[str]:
+    """The message ids filed in one slot."""
+    value, _ = store.values[f"s.{sim.key}.{reference}"]
+    return [
+        e.record.rsplit(".", 1)[1] for e in msgspec.json.decode(value, type=list[reports.SlotEntry])
+    ]
 
 
 async def test_report_after_a_restart_is_matched_with_the_callers_fields() -> None:
@@ -494,21 +510,24 @@ async def test_a_report_finding_a_slot_before_its_record_waits_and_then_matches(
 
 
 async def test_a_settled_records_slot_is_cleared_whoever_deletes_it_first() -> None:
-    """A settled one-part record's delete and its slot's edit go out together: when the
-    sweep deleted the record first, the report's side still leaves nothing behind."""
+    """When another agent's sweep deleted a settled one-part record first, the report's
+    side still owes its slot entry's removal, and pays it."""
     store, bus, clock = MemoryStore(), Bus(), Clock()
     ledger = agent(store, bus, clock)
     await send(ledger, "m1", 6)
-    delete_soon = store.delete_soon
+    delete = store.delete
 
-    async def sweep_first(key: str, revision: int) -> Awaitable[None]:
-        await store.delete(key)  # another agent's sweep, just before
-        return await delete_soon(key, revision)
+    async def sweep_first(key: str, revision: int | None = None) -> None:
+        if key.startswith("m."):
+            await delete(key)  # another agent's sweep, just before
+        await delete(key, revision)
 
-    store.delete_soon = sweep_first  # type: ignore[method-assign]
+    store.delete = sweep_first  # type: ignore[method-assign]
     await ledger.take(report(6), SIM)
     assert bus.states() == {"m1": DeliveryState.DELIVERED}
     assert ledger_empty(store)
+    await ledger.flush()
+    assert slot(store, 6) == []
 
 
 async def test_a_temporary_status_is_consumed_and_the_final_one_decides() -> None:
@@ -603,6 +622,138 @@ async def test_the_agent_keeps_nothing_per_message() -> None:
     assert ledger._parked == {}  # no report in memory
     assert len(ledger._records) == 0  # and no record: hints of slots only, bounded
     assert len(ledger._slots) <= 256
+    assert len(ledger._owed) <= 256  # removals owed: one per slot at most
+    assert len(ledger._owed_only) <= len(ledger._owed)
+
+
+async def test_a_settled_messages_entry_leaves_its_slot_with_the_next_filing() -> None:
+    """A report settles its message without a write of the slot: the entry's removal rides
+    on the slot's next filing, one write instead of two."""
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    ledger = agent(store, bus, clock)
+    await send(ledger, "m1", 4)
+    store.writes.clear()
+    await ledger.take(report(4), SIM)
+    assert bus.states() == {"m1": DeliveryState.DELIVERED}
+    assert [key[:2] for key in store.writes] == ["m.", "m."]  # decided, deleted
+    assert slot(store, 4) == ["m1"]  # its record gone: owed
+    store.writes.clear()
+    store.reads.clear()
+    await send(ledger, "m2", 4)
+    assert [key[:2] for key in store.writes] == ["m.", "s."]
+    assert store.reads == []
+    assert slot(store, 4) == ["m2"]
+    assert ledger._owed == {}
+
+
+async def test_a_slot_that_held_only_settled_entries_is_filed_unread_without_its_hint() -> None:
+    """An agent with more SIMs than slot hints: by the time the MR comes round, the hint
+    is gone. The revision at which the slot held nothing but settled entries is enough to
+    file into it: one write, no read."""
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    ledger = agent(store, bus, clock)
+    await send(ledger, "m1", 4)
+    await ledger.take(report(4), SIM)
+    ledger._slots = ledger_module.Hints(ledger_module.SLOT_HINTS)  # evicted meanwhile
+    store.reads.clear()
+    store.writes.clear()
+    await send(ledger, "m2", 4)
+    assert store.reads == []
+    assert [key[:2] for key in store.writes] == ["m.", "s."]
+    assert slot(store, 4) == ["m2"]
+    assert ledger._owed == {}
+    assert ledger._owed_only == {}
+
+
+async def test_a_slot_written_by_another_agent_since_is_read_before_it_is_filed() -> None:
+    """The revision a filing starts from is confirmed by its compare-and-set: another
+    agent's part filed there meanwhile (the SIM was elsewhere) is kept."""
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    ledger = agent(store, bus, clock)
+    await send(ledger, "m1", 4)
+    await ledger.take(report(4), SIM)
+    await send(agent(store, bus, clock), "m2", 4, to="+4915112345678")
+    ledger._slots = ledger_module.Hints(ledger_module.SLOT_HINTS)
+    await send(ledger, "m3", 4)
+    assert slot(store, 4) == ["m2", "m3"]
+    await ledger.take(report(4, to="+4915112345678"), SIM)
+    assert bus.states() == {"m1": DeliveryState.DELIVERED, "m2": DeliveryState.DELIVERED}
+
+
+async def test_a_report_read_again_passes_over_its_settled_message_unread() -> None:
+    """The same report read again (the agent stopped before the modem deleted it) finds
+    the entry this agent owes a removal: passed over without reading the record, and
+    kept waiting as it was when the entry was removed at once."""
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    ledger = agent(store, bus, clock)
+    await send(ledger, "m1", 4)
+    await ledger.take(report(4), SIM)
+    store.reads.clear()
+    await ledger.take(report(4), SIM)
+    assert store.reads == [f"s.{SIM.key}.4"]
+    assert len(bus.published) == 1
+    assert len(store.under("w.")) == 1
+
+
+async def test_an_entry_a_crash_left_behind_is_dropped_when_a_report_chooses_it() -> None:
+    """An agent died owing a removal: the entry of its settled message stays in the slot.
+    A report that chooses it (the SMSC's clock is off, so the oldest part wins) finds no
+    record, drops the entry and matches the part that is waiting."""
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    crashed = agent(store, bus, clock)
+    await send(crashed, "m1", 7)
+    await crashed.take(report(7), SIM)  # and then it died, owing slot 7
+    clock.advance(minutes=5)
+    restarted = agent(store, bus, clock)
+    await send(restarted, "m2", 7)
+    assert slot(store, 7) == ["m1", "m2"]
+    await restarted.take(report(7, at=clock() + dt.timedelta(hours=3)), SIM)
+    assert bus.states() == {"m1": DeliveryState.DELIVERED, "m2": DeliveryState.DELIVERED}
+    assert len(bus.published) == 2
+    await restarted.flush()
+    assert slot(store, 7) == []
+    assert ledger_empty(store)
+
+
+async def test_removals_owed_past_the_bound_are_written_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(ledger_module, "OWED_SLOTS", 2)
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    ledger = agent(store, bus, clock)
+    for index, mr in enumerate((10, 11, 12)):
+        await send(ledger, f"m{index}", mr)
+        await ledger.take(report(mr), SIM)
+    assert (slot(store, 10), slot(store, 11), slot(store, 12)) == ([], ["m1"], ["m2"])
+    assert sorted(ledger._owed) == [f"s.{SIM.key}.11", f"s.{SIM.key}.12"]
+    await ledger.flush()
+    assert (slot(store, 11), slot(store, 12)) == ([], [])
+    assert ledger._owed == {}
+
+
+async def test_the_agent_stopping_writes_every_removal_it_owes() -> None:
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    ledger = agent(store, bus, clock)
+    for mr in range(300):  # more than are written at once
+        await send(ledger, f"m{mr}", mr % 256, to=f"+49176123{mr:05d}")
+        await ledger.take(report(mr % 256, to=f"+49176123{mr:05d}"), SIM)
+    assert len(ledger._owed) == 256
+    await ledger.flush()
+    assert ledger._owed == {}
+    assert all(slot(store, mr) == [] for mr in range(256))
+
+
+async def test_an_expired_messages_entry_is_removed_at_once() -> None:
+    """The sweep expires messages of any SIM, whose slots it seldom files into: it owes
+    nothing."""
+    store, bus, clock = MemoryStore(), Bus(), Clock()
+    await send(agent(store, bus, clock), "m1", 9)
+    clock.advance(hours=74)
+    sweeper = agent(store, bus, clock)
+    await sweeper.sweep()
+    assert bus.states() == {"m1": DeliveryState.EXPIRED}
+    assert slot(store, 9) == []
+    assert sweeper._owed == {}
 
 
 @settings(max_examples=40, deadline=None)

@@ -178,6 +178,10 @@ class Agent:
         for worker in self.workers:
             await worker.modem.close()
             worker.last_error = "agent stopped"
+        # The report ledger's slot entries of settled messages still owed a removal.
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(5):
+                await ledger.flush()
         # Final states are best effort: with NATS gone, do not hang the shutdown on them.
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(5):

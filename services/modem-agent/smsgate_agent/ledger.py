@@ -23,18 +23,31 @@ nothing is decided from a hint that a write does not confirm. Which part a repor
 is always chosen from a slot read just then.
 
 Writes that decide nothing between them go out together and are awaited once (one wake-up
-of the port instead of two): a sent message's record with its slots (the record first),
-and a settled one-part record's delete with its slot's edit. Every decision (a record's
-compare-and-set) is still awaited before what follows from it is sent.
+of the port instead of two): a sent message's record with its slots (the record first).
+Every decision (a record's compare-and-set) is still awaited before what follows from it
+is sent.
+
+A settled record's slot entries are not taken out by a write of their own: the removal is
+owed (`_owed`, bounded) and rides on the next write of that slot, the filing of the part
+that next gets its TP-MR, so a slot costs one write per part instead of two. A slot that
+held nothing but owed entries when its report read it is filed from that revision,
+unread, even once its hint is gone (`_owed_only`: an agent with more SIMs than slot
+hints); the compare-and-set confirms that nobody wrote it since. Until then
+the entry points at a record that is gone, which every reader handles as it always did
+(an entry left behind by a crash between the steps): a record that is gone is no
+candidate, and this agent leaves its own owed entries out before choosing. Owed removals
+past the bound, and all of them when the agent stops, are written then; a crash loses
+them, and those entries stay until a report chooses one or a filing finds it past
+`report_timeout`. Nothing is decided from them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import datetime as dt
 import gc
+import itertools
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
@@ -71,6 +84,11 @@ REMEMBERED_WAITING = 1024  # reports this agent parked, retried as soon as it re
 # Hints kept (see the module's docstring): records awaiting reports, and slots (256 per SIM).
 RECORD_HINTS = 8192
 SLOT_HINTS = 32768
+# Slots whose settled entries this agent owes a removal, merged into their next filing: a
+# SIM files into each of its 256 slots once per 256 parts, so this covers 256 SIMs sending
+# all the time (about 200 B each); past it the oldest are written at once.
+OWED_SLOTS = 65536
+FLUSH_AT_ONCE = 256  # owed removals written together when the agent stops
 
 _slots = msgspec.json.Decoder(list[SlotEntry])
 _record = msgspec.json.Decoder(ReportRecord)
@@ -131,11 +149,6 @@ class Store(Protocol):
         """Raises Conflict unless the key is still at `revision` (if given)."""
         ...
 
-    async def delete_soon(self, key: str, revision: int) -> Awaitable[None]:
-        """`delete`, sent now; the awaitable raises Conflict unless the key was still at
-        `revision`."""
-        ...
-
     async def keys(self, pattern: str) -> list[str]:
         """Keys matching a NATS subject pattern (`*` one token, `>` the rest)."""
         ...
@@ -183,6 +196,11 @@ class Ledger:
         self._reported: dict[str, collections.Counter[str]] = {}
         self._records: Hints[ReportRecord] = Hints(RECORD_HINTS)
         self._slots: Hints[list[SlotEntry]] = Hints(SLOT_HINTS)
+        # slot key -> the keys of settled records whose entries are still in it (oldest first)
+        self._owed: dict[str, frozenset[str]] = {}
+        # slot key -> a revision at which it held only entries owed a removal: a filing
+        # then writes from it unread, though the slot's hint is gone (few bytes a slot)
+        self._owed_only: dict[str, int] = {}
 
     # --- sending --------------------------------------------------------------------------
 
@@ -202,7 +220,13 @@ class Ledger:
             for part in record.parts:
                 entry = SlotEntry(key, part.sequence, record.to, record.sent)
                 slot = _slot_key(record.sim.key, part.reference)
-                await self._edit_slot(slot, self._filing(entry), self._slots.get(slot), hint=True)
+                owed = self._owed.get(slot, frozenset())
+                known = self._slots.get(slot)
+                if known is None and slot in self._owed_only:
+                    # What it held then is all dropped by the filing: its revision will do.
+                    known = ([], self._owed_only[slot])
+                await self._edit_slot(slot, self._filing(entry, owed), known, hint=True)
+                self._paid(slot, owed)
         finally:
             self._records.remember(key, record, await written)
 
@@ -247,6 +271,7 @@ class Ledger:
     async def _match_once(self, report: StatusReport, reader: Sim, now: dt.datetime) -> bool:
         slot_key = _slot_key(reader.key, report.message_reference)
         entries, slot_revision = await self._read_slot(slot_key)
+        entries = self._live(slot_key, entries)
         while True:
             chosen = reports.choose(entries, report, now, self.settings.timeout)
             if chosen is None:
@@ -273,8 +298,14 @@ class Ledger:
             if event is not None:
                 await self._publish(updated, event)
             if updated.settled:
+                # Nothing else awaiting a report in the slot as read: it holds only
+                # entries owed a removal at that revision.
+                alone = all(e == chosen for e in entries)
                 await self._forget(
-                    chosen.record, updated, revision, {slot_key: (entries, slot_revision)}
+                    chosen.record,
+                    updated,
+                    revision,
+                    only=(slot_key, slot_revision) if alone and slot_revision else None,
                 )
             else:
                 await self._edit_slot(slot_key, _without(chosen), (entries, slot_revision))
@@ -326,7 +357,7 @@ class Ledger:
                 if now - record.report.time < self._takeover:
                     return  # its decider is publishing it
                 await self._publish(record, record.report)
-        await self._forget(key, record, revision)
+        await self._forget(key, record, revision, owe=False)
 
     async def _published(self, record: ReportRecord) -> bool:
         stored = await self.publisher.status(record.id)
@@ -373,7 +404,9 @@ class Ledger:
         self._parked.pop(key, None)
 
     async def _candidate(self, waiting: WaitingReport) -> bool:
-        entries, _ = await self._read_slot(_slot_key(waiting.reader.key, waiting.reference))
+        slot = _slot_key(waiting.reader.key, waiting.reference)
+        entries, _ = await self._read_slot(slot)
+        entries = self._live(slot, entries)
         chosen = reports.choose(entries, waiting.report(), waiting.seen, self.settings.timeout)
         return chosen is not None
 
@@ -394,7 +427,10 @@ class Ledger:
                 log.warning("status of %s not updated: %s", event.id, status_failed)
 
         await until_done(step, f"report of {event.id}")
-        self._reported.setdefault(event.port, collections.Counter())[event.state.value] += 1
+        counts = self._reported.get(event.port)
+        if counts is None:  # (setdefault would make a Counter per report)
+            counts = self._reported[event.port] = collections.Counter()
+        counts[event.state.value] += 1
 
     def published_for(self, port: str) -> Mapping[str, int]:
         """How many reports of `port`'s messages this agent published, by state."""
@@ -405,49 +441,84 @@ class Ledger:
         key: str,
         record: ReportRecord,
         revision: int,
-        known: dict[str, tuple[list[SlotEntry], int | None]] | None = None,
+        *,
+        owe: bool = True,
+        only: tuple[str, int] | None = None,
     ) -> None:
-        """Drop a settled record and what points to it (`known`: slots read already)."""
+        """Drop a settled record, and its slot entries: owed (see the module), or now
+        (`owe` False: the sweep, which seldom files into the slots of what it expires).
+        `only`: a slot and a revision at which it held nothing but owed entries, this
+        record's included."""
         self._records.forget(key)
-        if len(record.parts) == 1:
-            # Its delete and its slot's edit go out together, awaited once: whoever else
-            # changes a settled one-part record (the sweep, the same report read again)
-            # does only this, so the order of the two writes decides nothing.
-            deleting = await self.store.delete_soon(key, revision)
-            try:
-                await self._unfile(key, record, known)
-            finally:
-                with contextlib.suppress(Conflict):
-                    await deleting
-            return
         try:
             await self._delete(key, revision)
         except Conflict:
-            return  # a late part's report came meanwhile: the next sweep of it settles it
-        await self._unfile(key, record, known)
+            if len(record.parts) > 1:
+                return  # a late part's report came meanwhile: the next sweep of it settles it
+            # A settled one-part record changes only this way (the sweep, the same report
+            # read again): whoever came first deleted it.
+        await self._owe(key, record, only)
+        if not owe:
+            for slot in _slots_of(record):
+                await self._unfile(slot)
 
-    async def _unfile(
-        self,
-        key: str,
-        record: ReportRecord,
-        known: dict[str, tuple[list[SlotEntry], int | None]] | None,
+    async def _owe(
+        self, key: str, record: ReportRecord, only: tuple[str, int] | None = None
     ) -> None:
-        """Take the record at `key` out of its parts' slots."""
-        for slot in dict.fromkeys(_slot_key(record.sim.key, p.reference) for p in record.parts):
-            read = (known or {}).get(slot)
-            await self._edit_slot(
-                slot,
-                lambda es: [e for e in es if e.record != key],
-                read if read is not None else self._slots.get(slot),
-                hint=read is None,
-            )
+        """Owe the removal of a settled record's entries from its slots; write the oldest
+        owed removals now when more slots than OWED_SLOTS owe one."""
+        for slot in _slots_of(record):
+            self._owed[slot] = self._owed.pop(slot, frozenset()) | {key}
+        if only is not None:
+            self._owed_only[only[0]] = only[1]
+        while len(self._owed) > OWED_SLOTS:
+            await self._unfile(next(iter(self._owed)))
 
-    def _filing(self, entry: SlotEntry) -> Callable[[list[SlotEntry]], list[SlotEntry]]:
-        """Add `entry` to a slot, dropping the parts there whose records are due anyway."""
+    async def flush(self) -> None:
+        """Write every owed removal (the agent stops: what it owes would be lost), many
+        slots at once: an agent may owe tens of thousands."""
+        while self._owed:
+            slots = list(itertools.islice(self._owed, FLUSH_AT_ONCE))
+            await asyncio.gather(*(self._unfile(slot) for slot in slots))
+
+    async def _unfile(self, slot: str) -> None:
+        """Take the records owed a removal out of `slot` by a write of its own."""
+        owed = self._owed.get(slot, frozenset())
+        await self._edit_slot(
+            slot,
+            lambda es: [e for e in es if e.record not in owed],
+            self._slots.get(slot),
+            hint=True,
+        )
+        self._paid(slot, owed)
+
+    def _paid(self, slot: str, owed: frozenset[str]) -> None:
+        """`owed` is out of `slot` now (what was owed meanwhile stays owed)."""
+        if not owed:
+            return
+        self._owed_only.pop(slot, None)  # written since: that revision is gone
+        left = self._owed.pop(slot, frozenset()) - owed
+        if left:
+            self._owed[slot] = left
+
+    def _live(self, slot: str, entries: list[SlotEntry]) -> list[SlotEntry]:
+        """`entries` without those this agent owes a removal: their records are gone."""
+        owed = self._owed.get(slot)
+        return [e for e in entries if e.record not in owed] if owed else entries
+
+    def _filing(
+        self, entry: SlotEntry, owed: frozenset[str] = frozenset()
+    ) -> Callable[[list[SlotEntry]], list[SlotEntry]]:
+        """Add `entry` to a slot, dropping the parts there whose records are due anyway
+        and those of the settled records in `owed`."""
 
         def change(entries: list[SlotEntry]) -> list[SlotEntry]:
             now = self.clock()
-            kept = [e for e in entries if now - e.sent <= self.settings.timeout and e != entry]
+            kept = [
+                e
+                for e in entries
+                if now - e.sent <= self.settings.timeout and e != entry and e.record not in owed
+            ]
             return [*kept, entry]
 
         return change
@@ -591,14 +662,6 @@ class KvStore:
         """Remove `key`; its marker expires after bus.REMOVED_KEY_TTL, not with the bucket."""
         await self._write(key, b"", removal(revision))
 
-    async def delete_soon(self, key: str, revision: int) -> Awaitable[None]:
-        written = await self._write_soon(key, b"", removal(revision))
-
-        async def deleted() -> None:
-            await written
-
-        return deleted()
-
     async def _write(self, key: str, value: bytes, headers: dict[str, str]) -> int:
         try:
             if self.acks is None:
@@ -666,3 +729,8 @@ def _record_key(label: int, message_id: str) -> str:
 
 def _slot_key(sim: str, reference: int) -> str:
     return f"s.{sim}.{reference & 0xFF}"
+
+
+def _slots_of(record: ReportRecord) -> list[str]:
+    """The slots a record's parts are filed under, each once."""
+    return list(dict.fromkeys(_slot_key(record.sim.key, p.reference) for p in record.parts))
