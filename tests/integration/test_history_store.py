@@ -150,6 +150,21 @@ async def fold(db: Database, *events: object) -> list[bool]:
     return await db.run(lambda s: [ingest.apply(s, e) for e in decoded])
 
 
+async def test_messages_by_id_are_read_past_one_querys_worth_of_ids(db: Database) -> None:
+    count = search.IDS_PER_QUERY + 3
+    await fold(db, *(queued(f"b{n}", "+1555", "x") for n in range(count)))
+    await fold(db, inbound("in1", "+1666", "hi"))
+    asked = [f"b{n}" for n in range(count)] + ["b0", "nobody", "in1"]
+    found = await search.messages(db, asked)
+    assert sorted(found) == sorted({f"b{n}" for n in range(count)} | {"in1"})
+    assert (found["b7"].number, found["b7"].caller_id, found["in1"].direction) == (
+        "+1555",
+        "c-b7",
+        "in",
+    )
+    assert await search.messages(db, []) == {}
+
+
 async def test_a_message_life_becomes_one_row_and_a_timeline(db: Database) -> None:
     assert await fold(db, *life("m1")) == [True, True, True, True]
     found = await search.lookup(db, "m1", ADMIN)

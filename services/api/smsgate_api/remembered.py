@@ -20,7 +20,6 @@ from smsgate.history.records import HistoryMessage
 
 # The store's states that are not a message state: a report that expired (it was sent).
 _STATES = {"expired": MessageState.SENT}
-_EVERYONE = search.Viewer(name="", admin=True)  # ids are one namespace, whoever sent them
 
 
 def status_of(record: HistoryMessage) -> MessageStatus:
@@ -42,11 +41,8 @@ def status_of(record: HistoryMessage) -> MessageStatus:
 
 
 async def remembered(db: Database, ids: Sequence[str]) -> dict[str, MessageStatus]:
-    """The ids among `ids` the store knows as sent messages, with their status. Raises
-    StoreError when the store cannot say."""
-    known: dict[str, MessageStatus] = {}
-    for message_id in ids:
-        found = await search.lookup(db, message_id, _EVERYONE)
-        if found is not None and found[0].direction == "out":
-            known[message_id] = status_of(found[0])
-    return known
+    """The ids among `ids` the store knows as sent messages, with their status, asked
+    in one query and of every user's messages (ids are one namespace, whoever sent
+    them). Raises StoreError when the store cannot say."""
+    found = await search.messages(db, ids)
+    return {key: status_of(record) for key, record in found.items() if record.direction == "out"}
