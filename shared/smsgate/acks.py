@@ -297,6 +297,13 @@ class AckPublisher:
         """Send one message; the future resolves to its Ack, or raises APIError/TimeoutError."""
         return await self._request(subject, payload, headers, _on_ack_reply)
 
+    def publish_now(
+        self, subject: str, payload: bytes, headers: dict[str, str]
+    ) -> asyncio.Future[Ack] | None:
+        """`publish` without a coroutine, where the shortcut can be taken now; None
+        (nothing sent) where it cannot: then `publish` sends it or says why not."""
+        return self._send_now(subject, payload, headers, _on_ack_reply)
+
     async def last_message(self, stream: str, subject: str) -> asyncio.Future[StoredMessage | None]:
         """Ask the stream's leader for its last message on `subject`; the future resolves to
         it, to None when there is none, or raises APIError/TimeoutError."""

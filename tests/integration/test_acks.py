@@ -108,6 +108,39 @@ async def test_unacked_writes_reach_the_stream(nats_bus: Bus, acks: AckPublisher
     assert info.state.messages == (3 if acks.fast else 2)
 
 
+async def test_a_publish_framed_at_once_is_acked_like_any(
+    nats_bus: Bus, acks: AckPublisher
+) -> None:
+    subject = subjects.event("result", "lte-4")
+    future = acks.publish_now(subject, b"{}", {"Nats-Msg-Id": "m6:result"})
+    if not acks.fast:  # nothing sent: the caller publishes through nats-py instead
+        assert future is None
+        assert (await nats_bus.js.stream_info(subjects.EVENTS_STREAM)).state.messages == 0
+        return
+    assert future is not None
+    ack = await future
+    again = acks.publish_now(subject, b"{}", {"Nats-Msg-Id": "m6:result"})
+    assert again is not None
+    assert (await again).duplicate
+    stored = await (await acks.last_message(subjects.EVENTS_STREAM, subject))
+    assert stored is not None
+    assert stored.seq == ack.seq
+
+
+async def test_a_publish_framed_at_once_is_not_sent_without_a_connection(
+    nats_bus: Bus,
+) -> None:
+    publisher = AckPublisher(nats_bus.nc)
+    await publisher.start()
+    try:
+        assert publisher.fast
+        await nats_bus.nc.close()
+        assert publisher.publish_now(subjects.event("result", "lte-5"), b"{}", {}) is None
+        assert publisher.in_flight == 0
+    finally:
+        await publisher.stop()
+
+
 async def test_stopped_publishers_give_every_message_back_to_nats_py(nats_bus: Bus) -> None:
     """Each publisher takes its inbox's replies from nats-py's parser; stopped (in any
     order), it takes none: the client's own hand-off is back, other subscriptions unharmed."""

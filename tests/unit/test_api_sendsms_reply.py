@@ -9,7 +9,7 @@ import msgspec
 import smsgate_api
 from smsgate.contracts import MessageState
 from smsgate_api import sendsms_reply
-from smsgate_api.access_log import redact_target
+from smsgate_api.access_log import redact_query, redact_target
 from smsgate_api.app import parse_listen
 from smsgate_api.ids import time_ordered
 from smsgate_api.metrics import Metrics
@@ -86,6 +86,16 @@ def test_access_log_redaction() -> None:
         "/sendsms?username=***&Password=***&phonenumber=***&message=***&id=7&port=2&timeout=5"
     )
     assert redact_target("/healthz") == "/healthz"
+
+
+def test_access_log_redaction_reads_names_as_the_endpoint_does_and_keeps_the_rest() -> None:
+    # Names unquoted and without case or spaces around them, as parse_urlencoded reads them;
+    # a kept name's value holding `=` masked; a pair without `=` and an empty one as they came.
+    query = "%70ort=3&+ID+=m1&Report=JSON&port=a=password=x&flag&&dr=0&p%61ssword=s"
+    assert redact_query(query) == (
+        "%70ort=3&+ID+=m1&Report=JSON&port=***&flag&&dr=0&p%61ssword=***"
+    )
+    assert redact_query("") == ""
 
 
 def test_listen_addresses() -> None:

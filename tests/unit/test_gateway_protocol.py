@@ -60,6 +60,27 @@ def test_http_1_0_and_connection_close_do_not_keep_the_connection() -> None:
     assert (close.http_version, close.keep_alive) == ("1.1", False)
 
 
+def test_headers_it_does_not_read_are_passed_over_whatever_their_number() -> None:
+    lines = b"".join(b"X-Header-%d: value %d\r\n" % (n, n) for n in range(40))
+    data = b"GET /sendsms?" + QUERY + b" HTTP/1.1\r\nHost: gw\r\n" + lines + b"\r\n"
+    parsed = head(data)
+    assert (parsed.keep_alive, parsed.content_length, parsed.size) == (True, 0, len(data))
+    assert (parsed.content_type, parsed.authorization, parsed.forwarded_for) == (None, None, [])
+
+
+def test_the_headers_it_reads_are_found_among_others_in_any_case() -> None:
+    data = (
+        b"POST /sendsms HTTP/1.1\r\nHost: gw\r\nUser-Agent: curl/8.5\r\nAccept: */*\r\n"
+        b"X-Content-Type: text/json\r\nContent-Types: text/json\r\n"  # not content-type
+        b"AUTHORIZATION: Basic dTpw\r\ncontent-type:application/x-www-form-urlencoded\r\n"
+        b"CONNECTION: close\r\nContent-LENGTH: 2\r\n\r\nab"
+    )
+    parsed = head(data)
+    assert parsed.authorization == "Basic dTpw"
+    assert parsed.content_type == "application/x-www-form-urlencoded"
+    assert (parsed.content_length, parsed.keep_alive) == (2, False)
+
+
 @pytest.mark.parametrize(
     "data",
     [
@@ -80,6 +101,10 @@ def test_http_1_0_and_connection_close_do_not_keep_the_connection() -> None:
         b"GET /sendsms?a=1 HTTP/1.1\r\nHost : gw\r\n\r\n",
         b"GET /sendsms?a=1 HTTP/1.1\r\nHost: gw\r\n folded\r\n\r\n",
         b"GET /sendsms?a=1 HTTP/1.1\r\nNo-Colon\r\n\r\n",
+        b"GET /sendsms?a=1 HTTP/1.1\r\nHost: gw\r\n: no name\r\n\r\n",
+        b"GET /sendsms?a=1 HTTP/1.1\r\nHost: gw\r\nX\tName: tab\r\n\r\n",
+        b"GET /sendsms?a=1 HTTP/1.1\r\nHost: gw\r\nAccept: */*\r\nNo-Colon\r\n\r\n",
+        b"GET /sendsms?a=1 HTTP/1.1\r\nHost: gw\r\nUser-Agent: x\r\nUPGRADE: h2c\r\n\r\n",
         b"GET /sendsms?a=1 HTTP/1.1\nHost: gw\r\n\r\n",
         b"GET /sendsms?a=1 HTTP/1.1\r\nHost: g\rw\r\n\r\n",
         b"GET /sendsms?a=1 HTTP/1.1\r\nHost: g\x00w\r\n\r\n",

@@ -49,19 +49,22 @@ def redact_target(target: str) -> str:
     path, sep, query = target.partition("?")
     if not sep:
         return target
-    pairs = []
-    for pair in query.split("&"):
+    return f"{path}?{redact_query(query)}"
+
+
+def redact_query(query: str) -> str:
+    """A query string with every value masked except harmless ones; the rest as it came."""
+    pairs = query.split("&")
+    for index, pair in enumerate(pairs):
         name, eq, value = pair.partition("=")
-        if eq:
-            if "%" in name or "+" in name:
-                key = unquote_plus(name).strip().lower()
-            else:  # the usual plain name: nothing to unquote (a tenth of a line's cost)
-                key = name.strip().lower()
-            # A kept value holding `=` could smuggle `password=...` past the formatter.
-            if key not in _LOGGED_PARAMS or "=" in value:
-                value = "***"
-        pairs.append(f"{name}{eq}{value}")
-    return f"{path}?{'&'.join(pairs)}"
+        if not eq:
+            continue
+        # The usual plain name has nothing to unquote (a tenth of a line's cost).
+        key = unquote_plus(name) if "%" in name or "+" in name else name
+        # A kept value holding `=` could smuggle `password=...` past the formatter.
+        if key.strip().lower() not in _LOGGED_PARAMS or "=" in value:
+            pairs[index] = name + "=***"
+    return "&".join(pairs)
 
 
 # A handler's work for the writer thread: write text to a plain stream, or handle records.
@@ -151,7 +154,7 @@ class AccessLog:
 def _message(entry: Entry) -> str:
     """The line's message: `client - "METHOD target HTTP/v" status`, the query redacted."""
     _, client, method, path, query, http_version, status = entry
-    target = path if not query else redact_target(f"{path}?{query.decode('latin-1')}")
+    target = path if not query else f"{path}?{redact_query(query.decode('latin-1'))}"
     where = f"{client[0]}:{client[1]}" if client else "-"
     return _FORMAT % (where, method, target, http_version, status)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import re
 import time
 import weakref
 from typing import Any, ClassVar, NamedTuple, cast
@@ -48,6 +49,15 @@ _MAX_BUFFERED = 256 * 1024
 # (a control character, a bare CR or LF, a byte over 0x7f) goes to uvicorn to judge.
 _HEAD_BYTES = bytes([9, 10, 13, *range(0x20, 0x7F)])
 _HANDED_OVER_HEADERS = frozenset({b"transfer-encoding", b"expect", b"upgrade"})
+# The header lines of a plain head, after its request line: each a name without spaces,
+# tabs or colons, a colon and any value (its bytes and line ends are checked before).
+_FIELD_LINES = re.compile(rb"(?:\r\n[^ \t:\r\n]+:[^\r\n]*)*")
+# A line whose name `parse_head` reads or hands over (searched in the lowered lines): most
+# heads have none, and then their lines need no look one by one.
+_READ_FIELD = re.compile(
+    rb"\r\n(?:content-length|content-type|authorization|connection|x-forwarded-for"
+    rb"|transfer-encoding|expect|upgrade):"
+)
 _CONTENT_TYPE_LINES = {
     form: b"content-type: " + media.encode() + b"\r\n"
     for form, media in sendsms_reply.MEDIA_TYPES.items()
@@ -87,8 +97,10 @@ def parse_head(data: bytes | bytearray) -> Head | Verdict:
     line_ends = head.count(b"\r\n")
     if head.count(b"\r") != line_ends or head.count(b"\n") != line_ends:
         return Verdict.OTHER
-    lines = head.split(b"\r\n")
-    request_line = lines[0].split(b" ")
+    line_end = head.find(b"\r\n")
+    if line_end < 0:
+        line_end = len(head)
+    request_line = head[:line_end].split(b" ")
     if len(request_line) != 3:
         return Verdict.OTHER
     method, target, version = request_line
@@ -103,13 +115,15 @@ def parse_head(data: bytes | bytearray) -> Head | Verdict:
     path, _, query = target.partition(b"?")
     if path != b"/sendsms" or b"#" in query:
         return Verdict.OTHER
+    fields = head[line_end:]
+    if not _FIELD_LINES.fullmatch(fields):
+        return Verdict.OTHER
     content_length = -1
     content_type = authorization = None
     forwarded_for: list[bytes] = []
-    for line in lines[1:]:
-        name, colon, value = line.partition(b":")
-        if not colon or not name or b" " in name or b"\t" in name:
-            return Verdict.OTHER
+    lines = fields.split(b"\r\n")[1:] if _READ_FIELD.search(fields.lower()) else ()
+    for line in lines:
+        name, _, value = line.partition(b":")
         name = name.lower()
         value = value.strip(b" \t")
         if name == b"content-length":

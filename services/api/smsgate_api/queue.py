@@ -214,12 +214,12 @@ class JobQueue:
             if self._journal is not None:
                 # Before the first publish wakes nats-py's flusher: see Journal.open_batch.
                 self._journal.open_batch()
+            publisher = self._publisher
             for job, _ in jobs:
-                await self._publisher.publish_unacked(
-                    subjects.MESSAGES_KV_PREFIX + job.id,
-                    contracts.encode(queued_status(job)),
-                    CREATE_ONLY,
-                )
+                key = subjects.MESSAGES_KV_PREFIX + job.id
+                status = contracts.encode(queued_status(job))
+                if not publisher.publish_unacked_now(key, status, CREATE_ONLY):
+                    await publisher.publish_unacked(key, status, CREATE_ONLY)
         fresh: Sequence[tuple[SendJob, str]]
         again: Sequence[tuple[SendJob, str]]
         if repeats:
@@ -279,10 +279,14 @@ class JobQueue:
     async def _send(
         self, items: Sequence[tuple[str, bytes, dict[str, str]]]
     ) -> list[Ack | BaseException]:
+        publisher = self._publisher
         futures: list[asyncio.Future[Ack]] = []
         try:
             for subject, payload, headers in items:
-                futures.append(await self._publisher.publish(subject, payload, headers))
+                future = publisher.publish_now(subject, payload, headers)
+                if future is None:  # nats-py's own publish says what is wrong, or sends it
+                    future = await publisher.publish(subject, payload, headers)
+                futures.append(future)
         except (NatsError, OSError) as exc:
             for future in futures:
                 future.cancel()
