@@ -44,16 +44,9 @@ _CHUNK = 256
 Entry = tuple[float, tuple[str, int] | None, str, str, bytes, str, int]
 
 
-def redact_target(target: str) -> str:
-    """A request target with every query value masked except harmless ones (port, id...)."""
-    path, sep, query = target.partition("?")
-    if not sep:
-        return target
-    return f"{path}?{redact_query(query)}"
-
-
 def redact_query(query: str) -> str:
-    """A query string with every value masked except harmless ones; the rest as it came."""
+    """A query string with every value masked except harmless ones (port, id...); the
+    rest as it came."""
     pairs = query.split("&")
     for index, pair in enumerate(pairs):
         name, eq, value = pair.partition("=")
